@@ -1,0 +1,188 @@
+"""Binaural evaluation metrics, equal to the official CCStereo evaluation (numpy + scipy, no torch).
+
+All functions take ``pred`` and ``gt`` as float arrays [2, N] (left, right). ``evaluate`` peak-normalises
+nothing itself: the official protocol divides both signals by their own peak first (``peak_normalize``).
+
+Names follow the paper (``stft``, ``env``, ``wav``, ``mag``, ``phs``, ``snr``) plus the official extras
+``amp`` and ``phase``, SAGM's ``spl`` and a multi-resolution STFT distance ``mrstft``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import hilbert
+
+from ccstereo.kernels.dsp_basis import hann_periodic
+
+N_FFT, HOP, WIN = 512, 160, 400
+SPL_FRAME_S = 0.1
+SPL_P_REF = 2e-5
+# (n_fft, hop, win) of the multi-resolution STFT distance (the Parallel WaveGAN / auraloss defaults).
+MRSTFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))
+
+
+def peak_normalize(x: np.ndarray) -> np.ndarray:
+    """Return x divided by its peak over all channels (floored at 1e-20), as the official evaluation."""
+    return x / max(1e-20, float(np.max(np.abs(x))))
+
+
+def _stft(x: np.ndarray, n_fft: int, hop: int, win: int, pad_mode: str) -> np.ndarray:
+    """Centred one-sided STFT of a 1-D signal -> complex [n_bins, frames] (float64)."""
+    pad = n_fft // 2
+    padded = np.pad(np.asarray(x, np.float64), pad, mode=pad_mode)
+    n_frames = 1 + (len(padded) - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
+    return np.fft.rfft(padded[idx] * hann_periodic(win, n_fft), axis=-1).T
+
+
+def spec_librosa(x: np.ndarray) -> np.ndarray:
+    """STFT as ``librosa.stft(n_fft=512, hop_length=160, win_length=400, center=True)`` (zero padding)."""
+    return _stft(x, N_FFT, HOP, WIN, "constant")
+
+
+def spec_torch(x: np.ndarray) -> np.ndarray:
+    """STFT as ``torch.stft`` with the same sizes and its default reflect padding."""
+    return _stft(x, N_FFT, HOP, WIN, "reflect")
+
+
+def stft_distance(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Sum over channels of the mean squared error of stacked real/imag STFTs (paper: STFT)."""
+    total = 0.0
+    for c in range(2):
+        d = spec_librosa(pred[c]) - spec_librosa(gt[c])
+        total += float(np.mean(np.concatenate([d.real, d.imag]) ** 2))
+    return total
+
+
+def magnitude_distance(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Sum over channels of the mean squared complex STFT error (paper: Mag; = 2 x STFT)."""
+    return float(sum(np.mean(np.abs(spec_librosa(pred[c]) - spec_librosa(gt[c])) ** 2) for c in range(2)))
+
+
+def envelope_distance(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Sum over channels of the RMS difference of Hilbert envelopes (paper: ENV)."""
+    return float(sum(np.sqrt(np.mean((np.abs(hilbert(gt[c])) - np.abs(hilbert(pred[c]))) ** 2)) for c in range(2)))
+
+
+def wav_distance(pred: np.ndarray, gt: np.ndarray) -> float:
+    """1000 x the sum over channels of the waveform mean squared error (paper: WAV)."""
+    return 1e3 * float(sum(np.mean((pred[c].astype(np.float64) - gt[c]) ** 2) for c in range(2)))
+
+
+def snr(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Signal-to-noise ratio in dB over both channels, with the official 1e-4 regularisers."""
+    gt = gt.astype(np.float64)
+    mse = np.mean((pred.astype(np.float64) - gt) ** 2)
+    return float(10.0 * np.log10((np.mean(gt**2) + 1e-4) / (mse + 1e-4)))
+
+
+def amplitude_distance(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Sum over channels of the mean absolute STFT magnitude error (official ``amp``; reflect padding)."""
+    total = 0.0
+    for c in range(2):
+        p, g = spec_torch(pred[c]), spec_torch(gt[c])
+        mag_p = np.sqrt(np.maximum(1e-12, p.real**2 + p.imag**2))
+        mag_g = np.sqrt(np.maximum(1e-12, g.real**2 + g.imag**2))
+        total += float(np.mean(np.abs(mag_p - mag_g)))
+    return total
+
+
+def phase_distance(pred: np.ndarray, gt: np.ndarray, ignore_below: float = 0.2) -> float:
+    """Sum over channels of the mean wrapped phase error over bins with energy in both signals.
+
+    A bin counts when ``|re| + |im|`` exceeds ``ignore_below`` x the target's mean of that quantity in the
+    target and in the prediction (official ``phase``).
+    """
+    total = 0.0
+    for c in range(2):
+        p, g = spec_torch(pred[c]).ravel(), spec_torch(gt[c]).ravel()
+        e_p, e_g = np.abs(p.real) + np.abs(p.imag), np.abs(g.real) + np.abs(g.imag)
+        threshold = ignore_below * np.mean(e_g)
+        keep = (e_g > threshold) & (e_p > threshold)
+        if not np.any(keep):
+            continue
+        err = np.abs(np.angle(p[keep]) - np.angle(g[keep]))
+        total += float(np.mean(np.pi - np.abs(err - np.pi)))
+    return total
+
+
+def _unit_phase(spec: np.ndarray) -> np.ndarray:
+    mag = np.abs(spec)
+    zero = mag == 0
+    return spec / (mag + zero) + zero  # zero bins get phase 0, as librosa.magphase
+
+
+def difference_phase_distance(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean wrapped phase difference of the STFTs of the L-R signals (paper: Phs; official ``ang_diff``)."""
+    a_p = np.angle(_unit_phase(spec_librosa(pred[0] - pred[1])))
+    a_g = np.angle(_unit_phase(spec_librosa(gt[0] - gt[1])))
+    d = np.abs(a_p - a_g)
+    return float(np.mean(np.minimum(d, np.clip(2 * np.pi - d, 0, 2 * np.pi))))
+
+
+def spl_curve(x: np.ndarray, sample_rate_hz: int = 16000, frame_s: float = SPL_FRAME_S) -> np.ndarray:
+    """Return SPL_L(t) - SPL_R(t) in dB over non-overlapping frames of ``frame_s`` (SAGM eqs. 18-20).
+
+    SPL(t) = 20 log10(rms(A(t)) / p_ref); frame energies are floored at 1e-10 to keep silence finite.
+    """
+    n = max(1, int(round(frame_s * sample_rate_hz)))
+    frames = x.shape[-1] // n
+    if frames == 0:
+        raise ValueError(f"signal of {x.shape[-1]} samples is shorter than one SPL frame ({n})")
+    blocks = np.asarray(x[:, : frames * n], np.float64).reshape(2, frames, n)
+    rms = np.sqrt(np.maximum(np.mean(blocks**2, axis=-1), 1e-10))
+    spl = 20.0 * np.log10(rms / SPL_P_REF)
+    return spl[0] - spl[1]
+
+
+def spl_distance(pred: np.ndarray, gt: np.ndarray, sample_rate_hz: int = 16000) -> float:
+    """RMS over frames of the SPL-difference error in dB (SAGM eq. 21 divided by sqrt(frames))."""
+    d = spl_curve(gt, sample_rate_hz) - spl_curve(pred, sample_rate_hz)
+    return float(np.sqrt(np.mean(d**2)))
+
+
+def mrstft_distance(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Multi-resolution STFT distance: mean over resolutions and channels of spectral convergence + mean
+    |log10 magnitude| error + mean |magnitude| error (magnitudes floored at 1e-7)."""
+    values = []
+    for n_fft, hop, win in MRSTFT_RESOLUTIONS:
+        for c in range(2):
+            p = np.maximum(np.abs(_stft(pred[c], n_fft, hop, win, "reflect")), 1e-7)
+            g = np.maximum(np.abs(_stft(gt[c], n_fft, hop, win, "reflect")), 1e-7)
+            sc = np.linalg.norm(g - p) / max(np.linalg.norm(g), 1e-12)
+            log_mag = np.mean(np.abs(np.log10(g) - np.log10(p)))
+            lin_mag = np.mean(np.abs(g - p))
+            values.append(sc + log_mag + lin_mag)
+    return float(np.mean(values))
+
+
+def evaluate(pred: np.ndarray, gt: np.ndarray, sample_rate_hz: int = 16000) -> dict[str, float]:
+    """Return every metric of ``pred`` against ``gt`` (both [2, N], already peak-normalised)."""
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.ndim != 2 or pred.shape[0] != 2 or pred.shape != gt.shape:
+        raise ValueError(f"pred {pred.shape} and gt {gt.shape} must both be [2, N]")
+    return {
+        "stft": stft_distance(pred, gt),
+        "env": envelope_distance(pred, gt),
+        "wav": wav_distance(pred, gt),
+        "mag": magnitude_distance(pred, gt),
+        "phs": difference_phase_distance(pred, gt),
+        "snr": snr(pred, gt),
+        "amp": amplitude_distance(pred, gt),
+        "phase": phase_distance(pred, gt),
+        "spl": spl_distance(pred, gt, sample_rate_hz),
+        "mrstft": mrstft_distance(pred, gt),
+    }
+
+
+# Our names -> the keys of the official evaluation (expected_metrics.json).
+OFFICIAL_NAMES = {
+    "stft": "stft_l2_dist",
+    "env": "env_dist",
+    "wav": "wav_dist",
+    "mag": "mag_dist",
+    "phs": "ang_diff",
+    "snr": "snr",
+    "amp": "amp_dist",
+    "phase": "phase_dist",
+}

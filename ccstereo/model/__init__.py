@@ -1,0 +1,5 @@
+"""The CCStereo network in PyTorch."""
+
+from ccstereo.model.network import CCStereo
+
+__all__ = ["CCStereo"]

@@ -1,0 +1,1 @@
+"""ccs-export: checkpoint -> verified ONNX -> FP16 ONNX -> TensorRT engine (issue 3)."""

@@ -1,0 +1,69 @@
+"""Shared test helpers: the official parity fixture rebuilt with the documented preprocessing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURE_DIR = Path(
+    os.environ.get("CCSTEREO_FIXTURE", Path(__file__).resolve().parents[2] / "shared/reference/official_fixture")
+)
+STATE_DICT_TSV = FIXTURE_DIR.parent / "official_state_dict.tsv"
+
+# (x, y) of the crop's top-left corner for frame_number % 5 (official five-crop order).
+CROP_OFFSETS = {0: (0, 0), 1: (32, 0), 2: (0, 16), 3: (32, 16), 4: (16, 8)}
+WINDOW, OFFICIAL_HOP = 10080, 1008
+
+
+@dataclass
+class OfficialFixture:
+    clip: np.ndarray  # [2, N] float32 ground-truth binaural
+    expected: dict[str, np.ndarray]
+    crops_u8: np.ndarray  # [W, 224, 448, 3] one crop per window
+    windows: np.ndarray  # [W, 10080] L+R windows (zero-padded tail)
+    checkpoint: Path
+
+
+def load_crop(frame_number: int) -> np.ndarray:
+    """Return the documented 448x224 crop of a fixture frame as uint8 RGB."""
+    from PIL import Image
+
+    image = Image.open(FIXTURE_DIR / "frames" / f"{frame_number:06d}.png").convert("RGB")
+    image = image.resize((480, 240))  # Pillow's default filter (bicubic) as the official loader
+    x, y = CROP_OFFSETS[frame_number % 5]
+    return np.asarray(image.crop((x, y, x + 448, y + 224)), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def official() -> OfficialFixture:
+    if not FIXTURE_DIR.is_dir():
+        pytest.skip(f"official fixture not found at {FIXTURE_DIR} (set CCSTEREO_FIXTURE)")
+    import soundfile as sf
+
+    clip, rate = sf.read(FIXTURE_DIR / "clip.wav", dtype="float32", always_2d=True)
+    assert rate == 16000
+    clip = clip.T
+    expected = dict(np.load(FIXTURE_DIR / "expected.npz"))
+    starts = expected["window_starts"]
+    n = clip.shape[1]
+    padded = np.zeros((2, (len(starts) - 1) * OFFICIAL_HOP + WINDOW), np.float32)
+    padded[:, :n] = clip
+    windows = np.stack([padded[0, s : s + WINDOW] + padded[1, s : s + WINDOW] for s in starts])
+    crops = np.stack([load_crop(int(f)) for f in expected["frame_numbers"]])
+    return OfficialFixture(clip, expected, crops, windows, FIXTURE_DIR / "checkpoint.pth")
+
+
+def overlap_average(windows: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """Average window outputs [W, C, N] placed at ``starts`` and cut to ``length`` samples."""
+    n = windows.shape[-1]
+    total = int(starts.max()) + n
+    acc = np.zeros((windows.shape[1], total), np.float64)
+    count = np.zeros(total, np.float64)
+    for w, s in zip(windows, starts, strict=True):
+        acc[:, s : s + n] += w
+        count[s : s + n] += 1
+    return (acc / count)[:, :length]

@@ -16,16 +16,18 @@ from ccstereo.kernels.dsp_basis import forward_basis, inverse_basis, window_enve
 class ConvSTFT(nn.Module):
     """Centred, zero-padded, one-sided STFT: [B, N] -> [B, 2, n_bins, frames] (channels real, imag)."""
 
-    def __init__(self, n_fft: int = 512, hop: int = 160, win: int = 400) -> None:
+    def __init__(self, n_fft: int = 512, hop: int = 160, win: int = 400, n_frames: int = -1) -> None:
         super().__init__()
-        self.n_fft, self.hop, self.n_bins = n_fft, hop, n_fft // 2 + 1
+        # n_frames fixes the output shape for export (no Shape op); -1 derives it from the input.
+        self.n_fft, self.hop, self.n_bins, self.n_frames = n_fft, hop, n_fft // 2 + 1, n_frames
         real, imag = forward_basis(n_fft, win)
         basis = torch.cat([torch.from_numpy(real), torch.from_numpy(imag)])
         self.register_buffer("basis", basis.float().unsqueeze(1), persistent=False)  # [2F, 1, n_fft]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spec = F.conv1d(x.unsqueeze(1), self.basis, stride=self.hop, padding=self.n_fft // 2)
-        return spec.reshape(-1, 2, self.n_bins, spec.shape[-1])
+        n_frames = self.n_frames if self.n_frames > 0 else spec.shape[-1]
+        return spec.reshape(-1, 2, self.n_bins, n_frames)
 
 
 class ConvISTFT(nn.Module):
@@ -34,6 +36,8 @@ class ConvISTFT(nn.Module):
     def __init__(self, length: int, n_frames: int, n_fft: int = 512, hop: int = 160, win: int = 400) -> None:
         super().__init__()
         self.n_fft, self.hop, self.length, self.n_bins = n_fft, hop, length, n_fft // 2 + 1
+        self.n_frames = n_frames
+        self.out_samples = (n_frames - 1) * hop
         if (n_frames - 1) * hop < length:
             raise ValueError(f"{n_frames} frames of hop {hop} cannot cover {length} samples")
         real, imag = inverse_basis(n_fft, win)
@@ -45,10 +49,10 @@ class ConvISTFT(nn.Module):
         self.register_buffer("inv_envelope", torch.from_numpy(1.0 / envelope).float(), persistent=False)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        frames = spec.reshape(-1, 2 * self.n_bins, spec.shape[-1])
+        frames = spec.reshape(-1, 2 * self.n_bins, self.n_frames)
         out = F.conv_transpose1d(frames, self.basis, stride=self.hop, padding=self.n_fft // 2)
-        out = out.reshape(-1, out.shape[-1])
-        if out.shape[-1] != self.length:
+        out = out.reshape(-1, self.out_samples)
+        if self.out_samples != self.length:
             out = out[:, : self.length]
         return out * self.inv_envelope
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ STATE_DICT_TSV = FIXTURE_DIR.parent / "official_state_dict.tsv"
 # (x, y) of the crop's top-left corner for frame_number % 5 (official five-crop order).
 CROP_OFFSETS = {0: (0, 0), 1: (32, 0), 2: (0, 16), 3: (32, 16), 4: (16, 8)}
 WINDOW, OFFICIAL_HOP = 10080, 1008
+EXPORT_CLI = [sys.executable, "-m", "ccstereo.export.cli"]
 
 
 @dataclass
@@ -67,3 +70,22 @@ def overlap_average(windows: np.ndarray, starts: np.ndarray, length: int) -> np.
         acc[:, s : s + n] += w
         count[s : s + n] += 1
     return (acc / count)[:, :length]
+
+
+@pytest.fixture(scope="session")
+def exported(official, tmp_path_factory) -> Path:
+    """The fixture checkpoint exported once per test session (model.onnx, model.fp16.onnx, report)."""
+    out = tmp_path_factory.mktemp("export")
+    cmd = [
+        *EXPORT_CLI,
+        str(official.checkpoint),
+        "-o",
+        str(out),
+        "--verify-clip",
+        str(FIXTURE_DIR / "clip.wav"),
+        "--verify-frames",
+        str(FIXTURE_DIR / "frames"),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

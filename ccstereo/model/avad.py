@@ -12,6 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Return x / max(||x||_2, 1e-12) along the last axis (F.normalize without its expand, for export)."""
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
+
+
 class AVAD(nn.Module):
     """Conditional normalisation of [B, C, h, w] decoder features by visual features [B, Cv, vh, vw]."""
 
@@ -35,7 +40,7 @@ class AVAD(nn.Module):
         a = normalized.reshape(-1, self.channels, self.n_audio).transpose(1, 2) + self.pos_audio
         v = self.visual_proj(visual).reshape(-1, self.channels, self.visual_tokens).transpose(1, 2)
         v = v + self.pos_visual
-        sim = F.normalize(v, p=2.0, dim=-1) @ F.normalize(a, p=2.0, dim=-1).transpose(1, 2)
+        sim = _l2_normalize(v) @ _l2_normalize(a).transpose(1, 2)
         return sim.reshape(-1, self.visual_tokens, self.audio_hw[0], self.audio_hw[1])
 
     def forward(self, x: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ class CCStereo(nn.Module):
         cfg = self.config
         self.visual = VisualEncoder(cfg)
         self.audio = AudioUNet(cfg)
-        self.stft = ConvSTFT(cfg.n_fft, cfg.stft_hop_samples, cfg.stft_win_samples)
+        self.stft = ConvSTFT(cfg.n_fft, cfg.stft_hop_samples, cfg.stft_win_samples, cfg.n_stft_frames)
         self.istft = ConvISTFT(
             cfg.window_samples, cfg.n_stft_frames, cfg.n_fft, cfg.stft_hop_samples, cfg.stft_win_samples
         )
@@ -37,6 +37,8 @@ class CCStereo(nn.Module):
         std = torch.tensor(cfg.imagenet_std, dtype=torch.float32).reshape(1, 3, 1, 1)
         self.register_buffer("pixel_mean", mean, persistent=False)
         self.register_buffer("pixel_std", std, persistent=False)
+        real_eps = torch.tensor([cfg.spec_eps, 0.0], dtype=torch.float32).reshape(1, 2, 1, 1)
+        self.register_buffer("real_eps", real_eps, persistent=False)
 
     # -- the official network ------------------------------------------------------------------------
     def visual_features(self, frames: torch.Tensor) -> torch.Tensor:
@@ -67,8 +69,7 @@ class CCStereo(nn.Module):
         """Return binaural [W, 2, N]: masked difference spectrogram -> ISTFT -> (M +- D) / 2 -> level."""
         diff_spec = complex_mask(spec, mask)
         # The official inverse subtracts eps from the real part only.
-        eps = torch.tensor([self.config.spec_eps, 0.0], dtype=diff_spec.dtype).reshape(1, 2, 1, 1)
-        diff = self.istft(diff_spec - eps)
+        diff = self.istft(diff_spec - self.real_eps)
         left = (mono_n + diff) * 0.5
         right = (mono_n - diff) * 0.5
         return torch.stack([left, right], dim=1) * normalizer.unsqueeze(1)

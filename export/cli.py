@@ -1,0 +1,83 @@
+"""ccs-export: build the artifacts the runtime executes from a CCStereo checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+def main(
+    checkpoint: Annotated[Path, typer.Argument(help="official best_model.pth or a native .safetensors")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="output folder")],
+    fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="also write model.fp16.onnx")] = True,
+    engine: Annotated[
+        str, typer.Option(help="build a TensorRT engine: auto (when a GPU is present), on, off")
+    ] = "auto",
+    no_engine: Annotated[bool, typer.Option("--no-engine", help="same as --engine off")] = False,
+    min_batch: Annotated[int, typer.Option(help="TensorRT profile: smallest batch")] = 1,
+    opt_batch: Annotated[int, typer.Option(help="TensorRT profile: batch to optimise for")] = 32,
+    max_batch: Annotated[int, typer.Option(help="TensorRT profile: largest batch")] = 128,
+    opset: Annotated[int, typer.Option(help="ONNX opset")] = 18,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check the graphs against PyTorch")] = True,
+    fp32_islands: Annotated[
+        str, typer.Option(help="FP32 islands of the FP16 graph: auto (measured), all, or a comma list")
+    ] = "auto",
+    verify_clip: Annotated[Path | None, typer.Option(help="16 kHz stereo wav for verification")] = None,
+    verify_frames: Annotated[Path | None, typer.Option(help="its 10 fps frames (000001.png ...)")] = None,
+) -> None:
+    """Export CHECKPOINT to OUT/model.onnx, OUT/model.fp16.onnx, OUT/export_report.json (and a .plan on GPU)."""
+    from ccstereo.checkpoint import CheckpointError
+    from ccstereo.export.fp16 import ISLANDS
+    from ccstereo.export.pipeline import ExportError, ExportOptions, export_checkpoint
+    from ccstereo.runtime.engine_cache import BatchProfile
+
+    mode = "off" if no_engine else engine
+    if mode not in ("auto", "on", "off"):
+        raise typer.BadParameter(f"--engine must be auto, on or off, not {engine!r}")
+    islands: tuple[str, ...] | None
+    if fp32_islands == "auto":
+        islands = None
+    elif fp32_islands == "all":
+        islands = tuple(ISLANDS)
+    else:
+        islands = tuple(s.strip() for s in fp32_islands.split(",") if s.strip())
+        unknown = [s for s in islands if s not in ISLANDS]
+        if unknown:
+            raise typer.BadParameter(f"unknown islands {unknown}; known: {', '.join(ISLANDS)}")
+    try:
+        profile = BatchProfile(min_batch, opt_batch, max_batch)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    options = ExportOptions(out, fp16, mode, profile, opset, verify, islands, verify_clip, verify_frames)
+    try:
+        report = export_checkpoint(checkpoint, options, log=typer.echo)
+    except (CheckpointError, ExportError, ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    _print_summary(report)
+
+
+def _print_summary(report: dict) -> None:
+    typer.echo("")
+    for key in ("onnx", "fp16"):
+        if key not in report:
+            continue
+        part = report[key]
+        counts = ", ".join(f"{op} {n}" for op, n in part["op_counts"].items())
+        typer.echo(f"{part['file']}: {sum(part['op_counts'].values())} nodes ({counts})")
+    if "fp16" in report:
+        typer.echo(f"FP32 islands: {', '.join(report['fp16']['fp32_islands']) or 'none'}")
+        if "verify" in report["fp16"]:
+            typer.echo(f"FP16 binaural SNR vs FP32: {report['fp16']['verify']['binaural_snr_db']:.1f} dB")
+    engine = report["engine"]
+    typer.echo(f"engine: {engine['file'] if engine['built'] else 'not built (' + engine['reason'] + ')'}")
+    typer.echo(f"report: export_report.json ({report['seconds']} s)")
+
+
+if __name__ == "__main__":
+    app()

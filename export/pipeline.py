@@ -1,0 +1,219 @@
+"""The export pipeline behind ``ccs-export``: checkpoint -> ONNX -> verified -> FP16 ONNX -> TensorRT engine.
+
+Files are written into a staging folder inside OUTDIR and moved into place only when every step succeeded,
+so a failed export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ccstereo.checkpoint import load_checkpoint
+from ccstereo.export import fp16 as fp16_mod
+from ccstereo.export import onnx_graph, verify
+from ccstereo.runtime.engine_cache import BatchProfile
+
+# Measured on the official fixture (ccs-export --fp32-islands auto, report "island_ablation"): dropping
+# each of these costs >= 0.1 dB of binaural SNR; the others cost < 0.05 dB and run in FP16.
+DEFAULT_FP32_ISLANDS = ("rms_normalize", "stft", "istft", "mask_and_output", "mask_head", "layernorm")
+ISLAND_THRESHOLD_DB = 0.1
+FP32_MAX_ERR_RATIO = 1e-4
+FP16_MIN_SNR_DB = 40.0
+FP16_MAX_METRIC_CHANGE = 0.01
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be completed or fails verification; nothing is left in OUTDIR."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    out_dir: Path
+    fp16: bool = True
+    engine: str = "auto"  # auto | on | off
+    profile: BatchProfile = field(default_factory=BatchProfile)
+    opset: int = onnx_graph.DEFAULT_OPSET
+    verify: bool = True
+    fp32_islands: tuple[str, ...] | None = None  # None = auto (measure when verifying)
+    verify_clip: Path | None = None
+    verify_frames: Path | None = None
+
+
+def _verification_set(model, options: ExportOptions) -> verify.VerificationSet:
+    if options.verify_clip is not None:
+        if options.verify_frames is None:
+            raise ExportError("--verify-clip needs --verify-frames (a folder of 000001.png ... at 10 fps)")
+        return verify.from_files(options.verify_clip, options.verify_frames, model.config)
+    return verify.generated(model.config)
+
+
+def _island_ablation(proto, vset, reference: np.ndarray) -> dict[str, float]:
+    """Return per candidate island the binaural SNR loss (dB) when only that island runs in FP16."""
+    full, _ = fp16_mod.convert_to_fp16(proto, list(fp16_mod.ISLANDS))
+    base = verify.snr_db(vset.overlap_average(verify.run_onnx(full.SerializeToString(), vset)), reference)
+    losses = {}
+    for name in fp16_mod.ISLANDS:
+        variant, _ = fp16_mod.convert_to_fp16(proto, [i for i in fp16_mod.ISLANDS if i != name])
+        snr = verify.snr_db(vset.overlap_average(verify.run_onnx(variant.SerializeToString(), vset)), reference)
+        losses[name] = round(base - snr, 4)
+    losses["_all_islands_snr_db"] = round(base, 3)
+    return losses
+
+
+def _verify_fp32(model, path: Path, vset) -> dict[str, Any]:
+    ours = verify.run_onnx(path, vset)
+    torch_out = verify.run_torch(model, vset)
+    peak = float(np.abs(torch_out).max())
+    err = float(np.abs(ours - torch_out).max())
+    result = {"max_abs_err": err, "peak": peak, "err_over_peak": err / peak, "windows": len(vset.mono)}
+    if err > FP32_MAX_ERR_RATIO * peak:
+        raise ExportError(f"model.onnx differs from PyTorch by {err:.3g} (> {FP32_MAX_ERR_RATIO} x peak {peak:.3g})")
+    return result
+
+
+def _verify_fp16(path: Path, vset, fp32_windows: np.ndarray) -> dict[str, Any]:
+    half = verify.run_onnx(path, vset)
+    ref = vset.overlap_average(fp32_windows)
+    snr = verify.snr_db(vset.overlap_average(half), ref)
+    m32, m16 = verify.paper_metrics(vset, fp32_windows), verify.paper_metrics(vset, half)
+    change = verify.relative_changes(m32, m16)
+    result = {
+        "binaural_snr_db": snr,
+        "metrics_fp32": m32,
+        "metrics_fp16": m16,
+        "metric_rel_change": change,
+        "engine": "onnxruntime CPUExecutionProvider running the FP16 graph",
+    }
+    worst = max(change.values())
+    if snr < FP16_MIN_SNR_DB or worst > FP16_MAX_METRIC_CHANGE:
+        raise ExportError(
+            f"FP16 graph too far from FP32: SNR {snr:.1f} dB (need >= {FP16_MIN_SNR_DB}), "
+            f"worst metric change {worst:.2%} (need <= {FP16_MAX_METRIC_CHANGE:.0%})"
+        )
+    return result
+
+
+def _choose_islands(options: ExportOptions, proto, vset, reference, report: dict) -> tuple[str, ...]:
+    if options.fp32_islands is not None:
+        return options.fp32_islands
+    if not options.verify:
+        return DEFAULT_FP32_ISLANDS
+    ablation = _island_ablation(proto, vset, reference)
+    report["island_ablation_db"] = ablation
+    return tuple(n for n in fp16_mod.ISLANDS if ablation[n] >= ISLAND_THRESHOLD_DB)
+
+
+def export_checkpoint(checkpoint: Path, options: ExportOptions, log=print) -> dict[str, Any]:
+    """Run the whole export; return the report (also written to OUTDIR/export_report.json)."""
+    from ccstereo.export.tensorrt_build import build_engine, gpu_status
+
+    started = time.perf_counter()
+    can_build, gpu_reason = gpu_status()
+    if options.engine == "on" and not can_build:
+        raise ExportError(f"--engine needs an NVIDIA GPU with TensorRT: {gpu_reason}")
+    out_dir = Path(options.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".ccs-export-", dir=out_dir))
+    try:
+        report = _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build_engine)
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        (staging / "export_report.json").write_text(json.dumps(report, indent=2, default=str))
+        for item in staging.iterdir():
+            item.replace(out_dir / item.name)
+        return report
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build_engine) -> dict[str, Any]:
+    model = load_checkpoint(checkpoint)
+    sha = onnx_graph.sha256_file(checkpoint)
+    report: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": sha,
+        "config": model.config.to_dict(),
+        "exporter": onnx_graph.exporter_version(),
+        "opset": options.opset,
+    }
+    log(f"exporting {checkpoint} (sha256 {sha[:12]}) to ONNX opset {options.opset}")
+    proto = onnx_graph.torch_to_onnx(model, options.opset)
+    meta = onnx_graph.GraphMetadata(model.config.to_json(), sha, "fp32", options.opset, onnx_graph.exporter_version())
+    onnx_graph.set_metadata(proto, meta)
+    fp32_path = staging / "model.onnx"
+    onnx_graph.save_onnx(proto, fp32_path)
+    report["onnx"] = {
+        "file": "model.onnx",
+        "sha256": onnx_graph.sha256_file(fp32_path),
+        "op_counts": onnx_graph.op_counts(proto),
+    }
+    vset = None
+    if options.verify:
+        vset = _verification_set(model, options)
+        report["verification_set"] = vset.name
+        report["onnx"]["verify"] = _verify_fp32(model, fp32_path, vset)
+        log(
+            f"model.onnx vs PyTorch: max abs err {report['onnx']['verify']['max_abs_err']:.3g} "
+            f"(peak {report['onnx']['verify']['peak']:.3g})"
+        )
+    if options.fp16:
+        fp32_windows = verify.run_onnx(fp32_path, vset) if vset is not None else None
+        reference = vset.overlap_average(fp32_windows) if vset is not None else None
+        islands = _choose_islands(options, proto, vset, reference, report)
+        half, summary = fp16_mod.convert_to_fp16(proto, islands)
+        onnx_graph.set_metadata(
+            half,
+            onnx_graph.GraphMetadata(model.config.to_json(), sha, "fp16", options.opset, onnx_graph.exporter_version()),
+        )
+        fp16_path = staging / "model.fp16.onnx"
+        onnx_graph.save_onnx(half, fp16_path)
+        report["fp16"] = {
+            "file": "model.fp16.onnx",
+            "sha256": onnx_graph.sha256_file(fp16_path),
+            "op_counts": onnx_graph.op_counts(half),
+            "fp32_islands": {
+                name: {**summary["islands"][name], "reason": fp16_mod.ISLANDS[name].reason} for name in islands
+            },
+            "casts_inserted": summary["casts_inserted"],
+            "fp16_nodes": summary["fp16_nodes"],
+        }
+        if vset is not None:
+            report["fp16"]["verify"] = _verify_fp16(fp16_path, vset, fp32_windows)
+            log(
+                f"model.fp16.onnx vs FP32: binaural SNR {report['fp16']['verify']['binaural_snr_db']:.1f} dB; "
+                f"FP32 islands: {', '.join(islands)}"
+            )
+    report["engine"] = _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log)
+    return report
+
+
+def _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log) -> dict[str, Any]:
+    if options.engine == "off":
+        return {"built": False, "reason": "--no-engine"}
+    if not options.fp16:
+        return {"built": False, "reason": "the TensorRT engine is built from model.fp16.onnx; --no-fp16 given"}
+    if not can_build:
+        log(f"TensorRT engine skipped: {gpu_reason}")
+        return {"built": False, "reason": gpu_reason}
+    fp16_path = staging / "model.fp16.onnx"
+    metadata = onnx_graph.GraphMetadata(
+        model.config.to_json(), report["checkpoint_sha256"], "fp16", options.opset, onnx_graph.exporter_version()
+    ).as_props()
+    plan = build_engine(
+        fp16_path,
+        staging,
+        options.profile,
+        model.config,
+        report["fp16"]["sha256"],
+        metadata,
+        options.out_dir / "timing.cache",
+    )
+    log(f"TensorRT engine written: {plan.name}")
+    return {"built": True, "file": plan.name, "device": gpu_reason, "profile": asdict(options.profile)}

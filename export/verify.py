@@ -1,0 +1,156 @@
+"""Verification of exported graphs: onnxruntime on windows of a real clip vs PyTorch ``forward_windows``.
+
+The verification set is the official fixture's clip (when given) or a generated clip: a harmonic tone and
+noise bursts panned across the stereo field, with frames showing a moving block, so that both the audio and
+the visual path are exercised. Figures: max abs error of ``model.onnx`` relative to the peak, binaural SNR of
+the FP16 graph against FP32, and every paper metric of both against the clip.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ccstereo.config import ModelConfig
+from ccstereo.metrics import evaluate, peak_normalize
+
+PAPER_METRICS = ("stft", "env", "wav", "mag", "phs", "snr")
+CROPS = {0: (0, 0), 1: (32, 0), 2: (0, 16), 3: (32, 16), 4: (16, 8)}
+
+
+@dataclass(frozen=True)
+class VerificationSet:
+    """Windows of one clip: distinct crops [F, H, W, 3] u8, L+R windows [W, N], frame index, ground truth."""
+
+    name: str
+    crops_u8: np.ndarray
+    mono: np.ndarray
+    frame_index: np.ndarray
+    starts: np.ndarray
+    clip: np.ndarray  # [2, N] ground-truth binaural
+
+    def overlap_average(self, windows: np.ndarray) -> np.ndarray:
+        """Return the overlap-averaged [2, N] signal of window outputs [W, 2, window]."""
+        n = windows.shape[-1]
+        total = int(self.starts.max()) + n
+        acc = np.zeros((2, total))
+        count = np.zeros(total)
+        for w, s in zip(windows, self.starts, strict=True):
+            acc[:, s : s + n] += w
+            count[s : s + n] += 1
+        return (acc / count)[:, : self.clip.shape[1]]
+
+
+def _official_windows(clip: np.ndarray, window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    n = clip.shape[1]
+    count = max(1, math.ceil((n - window) / hop) + 1)
+    padded = np.zeros((2, (count - 1) * hop + window), np.float32)
+    padded[:, :n] = clip
+    starts = np.arange(count) * hop
+    mono = np.stack([padded[0, s : s + window] + padded[1, s : s + window] for s in starts])
+    return starts, mono
+
+
+def official_frame_numbers(
+    starts: np.ndarray, n_samples: int, window: int, rate: int, hop_fraction: float
+) -> list[int]:
+    """Return the 1-based frame used by each window under the official test-mode rule."""
+    seconds = int(n_samples / rate)
+    return [max(0, round(((s + window / 2) / n_samples * seconds + hop_fraction) * 10)) for s in starts]
+
+
+def _crop(image: np.ndarray, frame_number: int, config: ModelConfig) -> np.ndarray:
+    x, y = CROPS[frame_number % 5]
+    return image[y : y + config.crop_height, x : x + config.crop_width]
+
+
+def from_files(clip_path: Path, frames_dir: Path, config: ModelConfig) -> VerificationSet:
+    """Return the official test-mode windows (hop 0.1 x window) of a 16 kHz stereo clip and its frames."""
+    import soundfile as sf
+    from PIL import Image
+
+    clip, rate = sf.read(str(clip_path), dtype="float32", always_2d=True)
+    if rate != config.sample_rate_hz or clip.shape[1] != 2:
+        raise ValueError(f"{clip_path}: need {config.sample_rate_hz} Hz stereo, got {rate} Hz x {clip.shape[1]}")
+    clip = clip.T.copy()
+    hop = int(0.1 * config.window_samples)
+    starts, mono = _official_windows(clip, config.window_samples, hop)
+    numbers = official_frame_numbers(starts, clip.shape[1], config.window_samples, rate, 0.1)
+    distinct = sorted(set(numbers))
+    crops = []
+    for number in distinct:
+        image = Image.open(frames_dir / f"{number:06d}.png").convert("RGB")
+        image = image.resize((config.resize_width, config.resize_height))
+        crops.append(_crop(np.asarray(image, np.uint8), number, config))
+    index = np.array([distinct.index(n) for n in numbers], np.int64)
+    return VerificationSet(clip_path.stem, np.stack(crops), mono, index, starts, clip)
+
+
+def generated(config: ModelConfig, seconds: float = 3.0, seed: int = 0) -> VerificationSet:
+    """Return a deterministic synthetic verification set (panned tone + noise bursts, moving block)."""
+    rng = np.random.default_rng(seed)
+    rate = config.sample_rate_hz
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    tone = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220.0, 440.0, 660.0, 1320.0), start=1))
+    bursts = rng.standard_normal(n) * (np.sin(2 * np.pi * 2.0 * t) > 0.7)
+    pan = 0.5 + 0.45 * np.sin(2 * np.pi * t / seconds)  # sweeps left -> right -> left
+    left = 0.2 * tone * pan + 0.1 * bursts * (1 - pan)
+    right = 0.2 * tone * (1 - pan) + 0.1 * bursts * pan
+    clip = np.stack([left, right]).astype(np.float32)
+    hop = int(0.1 * config.window_samples)
+    starts, mono = _official_windows(clip, config.window_samples, hop)
+    numbers = official_frame_numbers(starts, n, config.window_samples, rate, 0.1)
+    distinct = sorted(set(numbers))
+    h, w = config.resize_height, config.resize_width
+    yy, xx = np.mgrid[0:h, 0:w]
+    crops = []
+    for number in distinct:
+        image = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 90)], axis=-1).astype(np.uint8)
+        cx = int((0.5 + 0.45 * np.sin(2 * np.pi * (number / 10) / seconds)) * (w - 80))
+        image[80:160, cx : cx + 80] = (250, 240, 30)
+        crops.append(_crop(image, number, config))
+    index = np.array([distinct.index(k) for k in numbers], np.int64)
+    return VerificationSet(f"generated-{seconds:g}s-seed{seed}", np.stack(crops), mono, index, starts, clip)
+
+
+def run_onnx(path_or_bytes: Path | bytes, vset: VerificationSet) -> np.ndarray:
+    """Return the graph's binaural windows [W, 2, N] on the verification set (onnxruntime CPU)."""
+    import onnxruntime as ort
+
+    source = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    feeds = {"frames": vset.crops_u8, "mono": vset.mono, "frame_index": vset.frame_index}
+    return session.run(["binaural"], feeds)[0]
+
+
+def run_torch(model, vset: VerificationSet) -> np.ndarray:
+    """Return PyTorch ``forward_windows`` on the verification set."""
+    import torch
+
+    with torch.no_grad():
+        out = model.forward_windows(
+            torch.from_numpy(vset.crops_u8), torch.from_numpy(vset.mono), torch.from_numpy(vset.frame_index)
+        )
+    return out.numpy()
+
+
+def snr_db(test: np.ndarray, reference: np.ndarray) -> float:
+    """Return 10 log10(|reference|^2 / |test - reference|^2) in dB (inf when identical)."""
+    noise = float(np.sum((np.asarray(test, np.float64) - reference) ** 2))
+    return math.inf if noise == 0 else 10 * math.log10(float(np.sum(np.asarray(reference, np.float64) ** 2)) / noise)
+
+
+def paper_metrics(vset: VerificationSet, windows: np.ndarray) -> dict[str, float]:
+    """Return the paper's metrics of overlap-averaged windows against the clip (both peak-normalised)."""
+    pred = peak_normalize(vset.overlap_average(windows))
+    result = evaluate(pred, peak_normalize(vset.clip.astype(np.float64)), 16000)
+    return {k: result[k] for k in PAPER_METRICS}
+
+
+def relative_changes(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """Return |b - a| / |a| per metric."""
+    return {k: abs(b[k] - a[k]) / max(abs(a[k]), 1e-12) for k in a}

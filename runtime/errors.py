@@ -1,0 +1,19 @@
+"""Domain errors of the runtime; each message names the offending file or value."""
+
+from __future__ import annotations
+
+
+class CCStereoRuntimeError(RuntimeError):
+    """Base class of runtime errors the CLI turns into an exit code."""
+
+
+class ModelMetadataError(CCStereoRuntimeError):
+    """A model file whose CCStereo metadata is missing or inconsistent."""
+
+
+class EngineMismatchError(CCStereoRuntimeError):
+    """A TensorRT engine built for another GPU, TensorRT version, precision, profile or ONNX file."""
+
+
+class BackendUnavailableError(CCStereoRuntimeError):
+    """A backend that cannot run on this machine (missing package, no GPU)."""

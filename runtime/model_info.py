@@ -1,0 +1,84 @@
+"""Read an exported model's metadata (ModelConfig, checkpoint hash, precision) without torch or onnx."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccstereo.config import ConfigError, ModelConfig
+from ccstereo.runtime.errors import ModelMetadataError
+
+REQUIRED_KEYS = ("ccstereo.config", "ccstereo.checkpoint_sha256", "ccstereo.precision", "ccstereo.opset")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the runtime knows about an exported model file."""
+
+    path: Path
+    config: ModelConfig
+    checkpoint_sha256: str
+    precision: str
+    opset: int
+    exporter: str
+
+    @classmethod
+    def from_metadata(cls, path: Path, props: dict[str, str]) -> ModelInfo:
+        missing = [k for k in REQUIRED_KEYS if k not in props]
+        if missing:
+            raise ModelMetadataError(f"{path}: missing CCStereo metadata {missing}; export it with ccs-export")
+        try:
+            config = ModelConfig.from_json(props["ccstereo.config"])
+        except ConfigError as exc:
+            raise ModelMetadataError(f"{path}: inconsistent model config in metadata: {exc}") from exc
+        try:
+            opset = int(props["ccstereo.opset"])
+        except ValueError as exc:
+            raise ModelMetadataError(f"{path}: bad opset {props['ccstereo.opset']!r}") from exc
+        precision = props["ccstereo.precision"]
+        if precision not in ("fp32", "fp16", "bf16", "int8"):
+            raise ModelMetadataError(f"{path}: unknown precision {precision!r}")
+        return cls(
+            path, config, props["ccstereo.checkpoint_sha256"], precision, opset, props.get("ccstereo.exporter", "")
+        )
+
+
+def read_onnx_info(path: str | Path) -> ModelInfo:
+    """Return the ModelInfo of an ONNX file, read through onnxruntime (no onnx package needed)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelMetadataError(f"{path}: no such model file")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise ModelMetadataError(f"{path}: not a readable ONNX model: {exc}") from exc
+    info = ModelInfo.from_metadata(path, dict(session.get_modelmeta().custom_metadata_map))
+    check_io(
+        path,
+        info.config,
+        {i.name: i.shape for i in session.get_inputs()},
+        {o.name: o.shape for o in session.get_outputs()},
+    )
+    return info
+
+
+def check_io(path: Path, config: ModelConfig, inputs: dict[str, list], outputs: dict[str, list]) -> None:
+    """Raise ModelMetadataError when the graph's I/O does not match its own config."""
+    expected_in = {
+        "frames": [None, config.crop_height, config.crop_width, 3],
+        "mono": [None, config.window_samples],
+        "frame_index": [None],
+    }
+    expected_out = {"binaural": [None, 2, config.window_samples]}
+    for kind, actual, expected in (("input", inputs, expected_in), ("output", outputs, expected_out)):
+        if set(actual) != set(expected):
+            raise ModelMetadataError(f"{path}: {kind}s {sorted(actual)} != expected {sorted(expected)}")
+        for name, shape in expected.items():
+            got = list(actual[name])
+            static = [d if isinstance(d, int) else None for d in got]
+            if len(got) != len(shape) or static[1:] != shape[1:]:
+                raise ModelMetadataError(f"{path}: {kind} {name!r} has shape {got}, config implies {shape}")

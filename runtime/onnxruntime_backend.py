@@ -1,0 +1,69 @@
+"""onnxruntime backend: CPU here; CUDA and TensorRT execution providers when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ccstereo.runtime.errors import BackendUnavailableError
+from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
+
+PROVIDERS = ("tensorrt", "cuda", "cpu")
+
+
+def provider_options(kind: str, cache_dir: Path | None, fp16: bool) -> tuple[str, dict[str, str]]:
+    """Return (provider name, options) for one of ``PROVIDERS``."""
+    if kind == "tensorrt":
+        opts = {"trt_fp16_enable": "True" if fp16 else "False"}
+        if cache_dir is not None:
+            opts.update(
+                trt_engine_cache_enable="True",
+                trt_engine_cache_path=str(cache_dir),
+                trt_timing_cache_enable="True",
+                trt_timing_cache_path=str(cache_dir),
+            )
+        return "TensorrtExecutionProvider", opts
+    if kind == "cuda":
+        return "CUDAExecutionProvider", {"cudnn_conv_algo_search": "EXHAUSTIVE"}
+    if kind == "cpu":
+        return "CPUExecutionProvider", {}
+    raise ValueError(f"unknown provider kind {kind!r}; expected one of {PROVIDERS}")
+
+
+class OnnxRuntimeBackend:
+    """Run an exported ``model.onnx`` / ``model.fp16.onnx`` with onnxruntime."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        provider: str = "cpu",
+        max_batch: int = 64,
+        threads: int | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.info: ModelInfo = read_onnx_info(model_path)
+        name, options = provider_options(provider, cache_dir, self.info.precision == "fp16")
+        available = ort.get_available_providers()
+        if name not in available:
+            raise BackendUnavailableError(f"onnxruntime provider {name} is not available here (have {available})")
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.intra_op_num_threads = threads or os.cpu_count() or 1
+        providers: list = [(name, options)]
+        if name != "CPUExecutionProvider":
+            providers.append("CPUExecutionProvider")  # for the few ops a GPU provider leaves to the host
+        self.session = ort.InferenceSession(str(model_path), session_options, providers=providers)
+        self.name = f"onnxruntime-{provider}-{self.info.precision}"
+        self.max_batch = max_batch
+
+    def run(self, frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
+        feeds = {
+            "frames": np.ascontiguousarray(frames, dtype=np.uint8),
+            "mono": np.ascontiguousarray(mono, dtype=np.float32),
+            "frame_index": np.ascontiguousarray(frame_index, dtype=np.int64),
+        }
+        return self.session.run(["binaural"], feeds)[0]

@@ -1,0 +1,204 @@
+"""ccs-export on the official fixture checkpoint: graphs, parity, FP16 numerics, metadata, graph hygiene."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import ccstereo
+from ccstereo import metrics
+from ccstereo.runtime.model_info import read_onnx_info
+from conftest import EXPORT_CLI, overlap_average
+
+
+def run(path: Path, crops, windows, index=None) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    index = np.arange(len(windows), dtype=np.int64) if index is None else index
+    return session.run(None, {"frames": crops, "mono": windows, "frame_index": index})[0]
+
+
+def test_export_writes_both_graphs_and_a_report(exported):
+    assert (exported / "model.onnx").is_file() and (exported / "model.fp16.onnx").is_file()
+    report = json.loads((exported / "export_report.json").read_text())
+    assert report["engine"]["built"] is False and report["engine"]["reason"]
+    assert not [p for p in exported.iterdir() if p.name.startswith(".ccs-export-")]  # staging removed
+
+
+def test_onnx_reproduces_the_official_binaural(exported, official):
+    windows = run(exported / "model.onnx", official.crops_u8, official.windows)
+    binaural = overlap_average(windows, official.expected["window_starts"], official.clip.shape[1])
+    peak = np.abs(official.expected["binaural"]).max()
+    assert np.abs(binaural - official.expected["binaural"]).max() <= 1e-4 * peak
+
+
+def test_onnx_matches_pytorch_with_deduplicated_frames(exported, official):
+    numbers = official.expected["frame_numbers"]
+    distinct, index = np.unique(numbers, return_inverse=True)
+    first = [int(np.argmax(numbers == n)) for n in distinct]
+    crops, index = official.crops_u8[first], index.astype(np.int64)
+    ours = run(exported / "model.onnx", crops, official.windows, index)
+    model = ccstereo.load_checkpoint(official.checkpoint)
+    with torch.no_grad():
+        ref = model.forward_windows(
+            torch.from_numpy(crops), torch.from_numpy(official.windows), torch.from_numpy(index)
+        ).numpy()
+    assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_fp16_graph_snr_and_metrics(exported, official):
+    starts, n = official.expected["window_starts"], official.clip.shape[1]
+    fp32 = overlap_average(run(exported / "model.onnx", official.crops_u8, official.windows), starts, n)
+    fp16 = overlap_average(run(exported / "model.fp16.onnx", official.crops_u8, official.windows), starts, n)
+    snr = 10 * np.log10(np.sum(fp32**2) / np.sum((fp16 - fp32) ** 2))
+    assert snr >= 40.0
+    gt = metrics.peak_normalize(official.clip.astype(np.float64))
+    m32 = metrics.evaluate(metrics.peak_normalize(fp32), gt)
+    m16 = metrics.evaluate(metrics.peak_normalize(fp16), gt)
+    for name in ("stft", "env", "wav", "mag", "phs", "snr"):
+        assert m16[name] == pytest.approx(m32[name], rel=0.01), name
+
+
+def test_fp16_graph_really_is_fp16(exported):
+    model = onnx.load(str(exported / "model.fp16.onnx"))
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    inits = {i.name: i for i in model.graph.initializer}
+    fp16_convs = [n for n in convs if n.input[1] in inits and inits[n.input[1]].data_type == onnx.TensorProto.FLOAT16]
+    assert len(fp16_convs) >= len(convs) - 1  # all but the STFT conv (an FP32 island)
+    types = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    assert types == {
+        "frames": onnx.TensorProto.UINT8,
+        "mono": onnx.TensorProto.FLOAT,
+        "frame_index": onnx.TensorProto.INT64,
+    }
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    size_ratio = (exported / "model.fp16.onnx").stat().st_size / (exported / "model.onnx").stat().st_size
+    assert size_ratio < 0.6
+
+
+def test_report_lists_islands_with_their_measured_cost(exported):
+    report = json.loads((exported / "export_report.json").read_text())
+    islands = report["fp16"]["fp32_islands"]
+    ablation = report["island_ablation_db"]
+    assert islands, "no FP32 island kept"
+    for name, info in islands.items():
+        assert ablation[name] >= 0.1, name  # every kept island costs a measured >= 0.1 dB when dropped
+        assert info["nodes"] > 0 and info["reason"]
+    assert {"rms_normalize", "stft", "mask_and_output"} <= set(islands)
+
+
+def test_metadata_round_trips_into_the_checkpoint_config(exported, official):
+    model = ccstereo.load_checkpoint(official.checkpoint)
+    for name in ("model.onnx", "model.fp16.onnx"):
+        info = read_onnx_info(exported / name)
+        assert info.config == model.config
+        assert info.precision == ("fp16" if "fp16" in name else "fp32")
+    props = {p.key: p.value for p in onnx.load(str(exported / "model.onnx"), load_external_data=False).metadata_props}
+    import hashlib
+
+    assert props["ccstereo.checkpoint_sha256"] == hashlib.sha256(official.checkpoint.read_bytes()).hexdigest()
+    assert props["ccstereo.opset"] == "18" and "ccstereo-deploy" in props["ccstereo.exporter"]
+
+
+def test_graph_is_static_apart_from_the_batch(exported):
+    model = onnx.load(str(exported / "model.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    for op in ("Shape", "Size", "ConstantOfShape", "BatchNormalization", "If", "Loop"):
+        assert op not in ops, op
+    consts = {i.name for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in ("Reshape", "Expand", "Tile", "Slice"):
+            assert all(i in consts for i in node.input[1:] if i), f"{node.name} has a computed shape"
+    dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
+    assert dims == [["F", 224, 448, 3], ["W", 10080], ["W"]]
+
+
+def test_export_of_a_native_checkpoint_without_verification(official, tmp_path):
+    native = ccstereo.save_checkpoint(ccstereo.load_checkpoint(official.checkpoint), tmp_path / "m.safetensors")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [*EXPORT_CLI, str(native), "-o", str(out), "--no-verify", "--no-fp16"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "model.onnx").is_file() and not (out / "model.fp16.onnx").exists()
+
+
+def test_engine_on_without_gpu_fails_fast_and_writes_nothing(official, tmp_path):
+    pytest.importorskip("onnx")
+    try:
+        from ccstereo.export.tensorrt_build import gpu_status
+
+        if gpu_status()[0]:
+            pytest.skip("a GPU with TensorRT is present")
+    except ImportError:
+        pass
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [*EXPORT_CLI, str(official.checkpoint), "-o", str(out), "--engine", "on"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "--engine needs an NVIDIA GPU" in result.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_checkpoint_fails_cleanly(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"PK\x03\x04 definitely not a zip")
+    out = tmp_path / "out"
+    result = subprocess.run([*EXPORT_CLI, str(bad), "-o", str(out)], capture_output=True, text=True)
+    assert result.returncode == 1 and "bad.pth" in result.stderr
+    assert not any(out.iterdir())
+
+
+def test_island_nodes_compute_in_fp32_and_others_in_fp16(exported):
+    from ccstereo.export.fp16 import NEUTRAL_OPS, classify
+
+    report = json.loads((exported / "export_report.json").read_text())
+    kept = set(report["fp16"]["fp32_islands"])
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(exported / "model.fp16.onnx")))
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    types.update({i.name: i.data_type for i in model.graph.initializer})
+    types.update({i.name: i.type.tensor_type.elem_type for i in model.graph.input})
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    islands = classify(model.graph)
+    checked = 0
+    for node in model.graph.node:
+        if node.op_type in NEUTRAL_OPS or node.op_type == "Cast":
+            continue
+        in_types = {types[i] for i in node.input if i and types.get(i) in floats}
+        if not in_types:
+            continue
+        want = onnx.TensorProto.FLOAT if islands.get(node.name) in kept else onnx.TensorProto.FLOAT16
+        assert in_types == {want}, (node.name, node.op_type, islands.get(node.name))
+        checked += 1
+    assert checked > 150
+
+
+def test_tensorrt_engine_on_gpu(exported, official, tmp_path):
+    """Build the FP16 engine, check the sidecar key, run it and compare with FP32 onnxruntime."""
+    from ccstereo.export.tensorrt_build import build_engine, gpu_status
+    from ccstereo.runtime.tensorrt_backend import TensorRTBackend
+
+    ok, reason = gpu_status()
+    if not ok:
+        print(f"SKIP reason: {reason}")
+        pytest.skip(f"TensorRT needs an NVIDIA GPU: {reason}")
+    from ccstereo.export.onnx_graph import sha256_file
+    from ccstereo.runtime.engine_cache import BatchProfile
+
+    fp16 = exported / "model.fp16.onnx"
+    meta = {p.key: p.value for p in onnx.load(str(fp16), load_external_data=False).metadata_props}
+    info = read_onnx_info(fp16)
+    plan = build_engine(fp16, tmp_path, BatchProfile(1, 16, 64), info.config, sha256_file(fp16), meta)
+    backend = TensorRTBackend(plan)
+    out = backend.run(official.crops_u8, official.windows, np.arange(len(official.windows), dtype=np.int64))
+    ref = run(exported / "model.onnx", official.crops_u8, official.windows)
+    snr = 10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((out - ref).astype(np.float64) ** 2))
+    assert snr >= 40.0

@@ -1,0 +1,76 @@
+"""A runtime-only environment (no torch, no onnx, no tensorrt) runs model.onnx and the CLIs' --help."""
+
+import os
+import subprocess
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUNTIME_DEPS = ["numpy", "scipy", "onnxruntime", "av", "soundfile", "typer", "pillow"]
+
+
+@pytest.fixture(scope="session")
+def runtime_env(tmp_path_factory) -> Path:
+    env_dir = tmp_path_factory.mktemp("runtime-venv")
+    venv.create(env_dir, with_pip=True, system_site_packages=False)
+    py = env_dir / "bin" / "python"
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    result = subprocess.run([*pip, *RUNTIME_DEPS], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"could not install runtime dependencies from the package index: {result.stderr[-500:]}")
+    subprocess.run([*pip, "--no-deps", "-e", str(REPO)], check=True, capture_output=True)
+    return py
+
+
+def test_no_heavy_packages_in_the_runtime_env(runtime_env):
+    code = "import importlib.util as u; print([m for m in ('torch','onnx','tensorrt') if u.find_spec(m)])"
+    out = subprocess.run([str(runtime_env), "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_onnxruntime_backend_reproduces_pytorch_without_torch(runtime_env, exported, official, tmp_path):
+    import torch
+
+    import ccstereo
+
+    model = ccstereo.load_checkpoint(official.checkpoint)
+    crops, windows = official.crops_u8[:6], official.windows[:6]
+    with torch.no_grad():
+        ref = model.forward_windows(torch.from_numpy(crops), torch.from_numpy(windows)).numpy()
+    np.save(tmp_path / "crops.npy", crops)
+    np.save(tmp_path / "windows.npy", windows)
+    script = f"""
+import sys, numpy as np
+from ccstereo.runtime.onnxruntime_backend import OnnxRuntimeBackend
+backend = OnnxRuntimeBackend({str(exported / "model.onnx")!r})
+crops = np.load({str(tmp_path / "crops.npy")!r}); windows = np.load({str(tmp_path / "windows.npy")!r})
+out = backend.run(crops, windows, np.arange(len(windows)))
+np.save({str(tmp_path / "out.npy")!r}, out)
+assert 'torch' not in sys.modules and 'onnx' not in sys.modules, 'heavy import'
+print(backend.name, backend.info.config.ngf)
+"""
+    result = subprocess.run([str(runtime_env), "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["onnxruntime-cpu-fp32", "16"]
+    out = np.load(tmp_path / "out.npy")
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("module", ["ccstereo.export.cli", "ccstereo.cli_eval"])
+def test_cli_help_without_torch(runtime_env, module):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([str(runtime_env), "-m", module, "--help"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-1000:]
+    assert "Usage" in result.stdout
+
+
+def test_runtime_package_import_is_light(runtime_env):
+    code = (
+        "import sys, ccstereo.runtime, ccstereo.runtime.onnxruntime_backend, ccstereo.runtime.tensorrt_backend, "
+        "ccstereo.runtime.engine_cache; heavy = [m for m in ('torch','onnx','tensorrt') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([str(runtime_env), "-c", code], check=True)

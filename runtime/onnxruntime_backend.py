@@ -53,6 +53,12 @@ class OnnxRuntimeBackend:
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.intra_op_num_threads = threads or os.cpu_count() or 1
+        # Without the arena, activation memory goes back to the OS after each call: peak RSS is one batch
+        # deep whatever the input length (measured: flat from the first batch on, vs growing for ~3 batches).
+        session_options.enable_cpu_mem_arena = False
+        # A memory pattern pre-allocates the whole planned peak of a repeated shape at once (+120 MB at batch
+        # 32, measured); without it, buffers are freed as soon as their last consumer has run.
+        session_options.enable_mem_pattern = False
         providers: list = [(name, options)]
         if name != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")  # for the few ops a GPU provider leaves to the host

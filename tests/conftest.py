@@ -89,3 +89,44 @@ def exported(official, tmp_path_factory) -> Path:
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+def write_lossless_video(path: Path, frames: list[np.ndarray], audio: np.ndarray, rate: int, fps: int = 10) -> Path:
+    """Write RGB frames (FFV1, bgr0) and float PCM audio [C, N] into a Matroska file; lossless both ways."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w", format="matroska") as out:
+        video = out.add_stream("ffv1", rate=fps)
+        video.width, video.height = frames[0].shape[1], frames[0].shape[0]
+        video.pix_fmt = "bgr0"
+        sound = out.add_stream("pcm_f32le", rate=rate, layout="stereo" if audio.shape[0] == 2 else "mono")
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        block = 1024
+        for start in range(0, audio.shape[1], block):
+            chunk = np.ascontiguousarray(audio[:, start : start + block], np.float32)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=sound.layout.name)
+            frame.sample_rate = rate
+            frame.pts = start
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for packet in sound.encode(None):
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixture_video(official, tmp_path_factory) -> Path:
+    """The official fixture clip and frames as one lossless video (FFV1 + float PCM in mkv)."""
+    from PIL import Image
+
+    frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((FIXTURE_DIR / "frames").glob("*.png"))]
+    return write_lossless_video(tmp_path_factory.mktemp("video") / "fixture.mkv", frames, official.clip, 16000)

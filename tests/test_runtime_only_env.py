@@ -59,7 +59,7 @@ print(backend.name, backend.info.config.ngf)
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("module", ["ccstereo.export.cli", "ccstereo.cli_eval"])
+@pytest.mark.parametrize("module", ["ccstereo.export.cli", "ccstereo.cli_eval", "ccstereo.runtime.cli"])
 def test_cli_help_without_torch(runtime_env, module):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run([str(runtime_env), "-m", module, "--help"], capture_output=True, text=True, env=env)

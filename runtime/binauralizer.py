@@ -1,0 +1,196 @@
+"""The Binauralizer Python API: load a model once, binauralise files or arrays.
+
+``ccs-run`` is a thin CLI over this class. The runtime never imports torch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ccstereo.config import ModelConfig
+from ccstereo.runtime.backend import Backend
+from ccstereo.runtime.backends import load_backend
+from ccstereo.runtime.fullband import FullBandCombiner
+from ccstereo.runtime.media import AudioChunk, MediaError, audio_start_s, iter_audio, iter_tick_frames, probe
+from ccstereo.runtime.report import RunReport, StageTimes
+from ccstereo.runtime.stream import consume, produce, threaded
+from ccstereo.runtime.windows import WindowPlan
+from ccstereo.runtime.writers import FORMATS, VIDEO_FORMATS, OutputError, open_writer
+
+TRUNCATION_TOLERANCE_S = 0.5
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-run options shared by the API and the CLI."""
+
+    hop_samples: int | None = None  # None: the model's default (0.1 s)
+    tta: bool = True
+    full_band: bool = True
+    fmt: str | None = None  # None: the input's container if it is mp4/mkv/mov, else mp4
+    overwrite: bool = False
+
+
+def output_format(source: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise OutputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return fmt
+    ext = source.suffix.lower().lstrip(".")
+    return ext if ext in VIDEO_FORMATS else "mp4"
+
+
+def output_path(source: Path, out: Path | None, fmt: str) -> Path:
+    """Return ``<stem>.binaural.<fmt>`` beside the input, or inside ``out`` when it is a folder."""
+    name = f"{source.stem}.binaural.{fmt}"
+    if out is None:
+        return source.with_name(name)
+    if out.is_dir() or str(out).endswith(("/", "\\")):
+        return out / name
+    return out
+
+
+class Binauralizer:
+    """Turns the sound of videos binaural with one loaded model and backend."""
+
+    def __init__(self, backend: Backend, reason: str = "") -> None:
+        self.backend = backend
+        self.reason = reason
+        self.config: ModelConfig = backend.info.config  # type: ignore[attr-defined]
+        self.model_sha256: str = backend.info.checkpoint_sha256  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path | None = None,
+        backend: str = "auto",
+        batch_size: int | None = None,
+        threads: int | None = None,
+    ) -> Binauralizer:
+        """Return a Binauralizer for an exported folder, .onnx, .plan (or a checkpoint with backend='torch')."""
+        chosen, reason = load_backend(None if model is None else Path(model), backend, batch_size, threads)
+        return cls(chosen, reason)
+
+    def _plan(self, options: RunOptions) -> WindowPlan:
+        return WindowPlan.for_config(self.config, options.hop_samples)
+
+    def process(
+        self,
+        path: str | Path,
+        out: str | Path | None = None,
+        options: RunOptions | None = None,
+        progress: Callable[[float, float], None] | None = None,
+    ) -> RunReport:
+        """Binauralise one media file; return its report (status ok or skipped; errors raise)."""
+        options = options or RunOptions()
+        source = Path(path)
+        fmt = output_format(source, options.fmt)
+        final = output_path(source, None if out is None else Path(out), fmt)
+        report = RunReport(
+            str(source),
+            str(final),
+            "ok",
+            backend=self.backend.name,
+            model_sha256=self.model_sha256,
+            tta=options.tta,
+            full_band=options.full_band,
+        )
+        if final.exists() and not options.overwrite:
+            report.status = "skipped"
+            return report
+        started = time.perf_counter()
+        info = probe(source)
+        cfg = self.config
+        plan = self._plan(options)
+        report.hop_samples = plan.hop_samples
+        rate = info.audio_rate_hz if options.full_band else cfg.sample_rate_hz
+        report.output_rate_hz = rate
+        times = report.times
+        writer = open_writer(final, source, rate, fmt)
+        try:
+            origin = audio_start_s(source)
+            items = produce(
+                iter_audio(source, cfg.sample_rate_hz, options.full_band),
+                iter_tick_frames(source, cfg.fps, origin),
+                plan,
+                cfg,
+                self.backend.max_batch,
+                options.tta,
+                times,
+            )
+            write = _timed(writer.write, times)
+            combiner = FullBandCombiner(cfg.sample_rate_hz, rate) if options.full_band else None
+
+            def on_model(block: np.ndarray) -> None:
+                if combiner is None:
+                    write(block)
+                else:
+                    combiner.push_model(block)
+                    write(combiner.pop())
+
+            def on_original(block: np.ndarray) -> None:
+                if combiner is not None:
+                    combiner.push_original(block)
+
+            def on_progress(samples: int) -> None:
+                if progress is not None:
+                    progress(samples / cfg.sample_rate_hz, time.perf_counter() - started)
+
+            result = consume(
+                threaded(items), self.backend.run, cfg.window_samples, on_model, on_original, times, on_progress
+            )
+            if combiner is not None:
+                write(combiner.finish())
+            decoded_s = result.total_samples / cfg.sample_rate_hz
+            if info.duration_s and decoded_s < info.duration_s - max(TRUNCATION_TOLERANCE_S, 0.05 * info.duration_s):
+                raise MediaError(
+                    f"{source}: truncated: {decoded_s:.2f} s of audio decoded, the container "
+                    f"declares {info.duration_s:.2f} s"
+                )
+            t0 = time.perf_counter()
+            writer.commit()
+            times.encode_s += time.perf_counter() - t0
+        except BaseException:
+            writer.abort()
+            raise
+        report.duration_s = decoded_s
+        report.windows, report.batches = result.windows, result.batches
+        report.wall_s = time.perf_counter() - started
+        return report
+
+    def process_arrays(
+        self, audio: np.ndarray, frames: Sequence[np.ndarray], options: RunOptions | None = None
+    ) -> np.ndarray:
+        """Return binaural [2, N] at the model rate for audio at the model rate and RGB frames at 10 fps.
+
+        ``audio`` is stereo [2, N] or mono [N] (mono x is used as 2x, as a mono track would be); ``frames[i]``
+        is the picture at time i / fps, uint8 [H, W, 3]; the last frame repeats if the video is shorter.
+        """
+        options = options or RunOptions()
+        audio = np.asarray(audio, np.float32)
+        stereo = np.stack([audio, audio]) if audio.ndim == 1 else audio
+        if stereo.ndim != 2 or stereo.shape[0] != 2:
+            raise ValueError(f"audio must be [N] or [2, N], got {audio.shape}")
+        if not len(frames):
+            raise ValueError("at least one frame is needed")
+        times = StageTimes()
+        chunks: Iterator[AudioChunk] = iter([AudioChunk(stereo, None)])
+        ticks = iter(enumerate(frames))
+        items = produce(chunks, ticks, self._plan(options), self.config, self.backend.max_batch, options.tta, times)
+        pieces: list[np.ndarray] = []
+        consume(items, self.backend.run, self.config.window_samples, pieces.append, lambda _: None, times)
+        return np.concatenate(pieces, axis=1)
+
+
+def _timed(fn: Callable[[np.ndarray], None], times: StageTimes) -> Callable[[np.ndarray], None]:
+    def wrapper(block: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        fn(block)
+        times.encode_s += time.perf_counter() - t0
+
+    return wrapper

@@ -1,0 +1,62 @@
+"""Full-band output: the model's 16 kHz left-minus-right difference over the original full-bandwidth mix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class FullBandCombiner:
+    """Upsample D = L - R from the model rate and combine: L = (M + D) / 2, R = (M - D) / 2 at the input rate.
+
+    M is the input's own stereo downmix summed (L + R) at its own rate, so nothing above the model's Nyquist
+    frequency is lost and the level is the input's. Both streams arrive in pieces; output is emitted as soon
+    as both sides have it.
+    """
+
+    def __init__(self, model_rate_hz: int, out_rate_hz: int) -> None:
+        import av
+
+        self.model_rate, self.out_rate = model_rate_hz, out_rate_hz
+        self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=out_rate_hz)
+        self.diff = np.zeros(0, np.float32)
+        self.mix = np.zeros(0, np.float32)
+
+    def _upsample(self, d: np.ndarray | None) -> np.ndarray:
+        import av
+
+        if d is None:
+            frames = self.resampler.resample(None)
+        else:
+            if not d.size:
+                return np.zeros(0, np.float32)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(d[None, :], np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate = self.model_rate
+            frames = self.resampler.resample(frame)
+        arrays = [f.to_ndarray()[0] for f in frames]
+        return np.concatenate(arrays) if arrays else np.zeros(0, np.float32)
+
+    def push_model(self, binaural: np.ndarray) -> None:
+        """Add model output [2, n] at the model rate."""
+        self.diff = np.concatenate([self.diff, self._upsample(binaural[0] - binaural[1])])
+
+    def push_original(self, stereo: np.ndarray) -> None:
+        """Add original audio [2, m] at the output rate."""
+        self.mix = np.concatenate([self.mix, stereo[0] + stereo[1]])
+
+    def pop(self) -> np.ndarray:
+        n = min(len(self.diff), len(self.mix))
+        return self._emit(n)
+
+    def finish(self) -> np.ndarray:
+        """Flush: the output has exactly the original's length (the difference is padded or cut)."""
+        self.diff = np.concatenate([self.diff, self._upsample(None)])
+        if len(self.diff) < len(self.mix):
+            self.diff = np.concatenate([self.diff, np.zeros(len(self.mix) - len(self.diff), np.float32)])
+        return self._emit(len(self.mix))
+
+    def _emit(self, n: int) -> np.ndarray:
+        m, d = self.mix[:n], self.diff[:n]
+        self.mix, self.diff = self.mix[n:], self.diff[n:]
+        return np.stack([(m + d) * 0.5, (m - d) * 0.5]).astype(np.float32)

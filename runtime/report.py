@@ -1,0 +1,45 @@
+"""Per-file run reports (JSON-serialisable)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage of one run."""
+
+    decode_s: float = 0.0
+    preprocess_s: float = 0.0
+    backend_s: float = 0.0
+    overlap_add_s: float = 0.0
+    encode_s: float = 0.0
+
+
+@dataclass
+class RunReport:
+    input: str
+    output: str | None
+    status: str  # ok | skipped | failed
+    error: str | None = None
+    duration_s: float = 0.0
+    wall_s: float = 0.0
+    windows: int = 0
+    batches: int = 0
+    backend: str = ""
+    model_sha256: str = ""
+    hop_samples: int = 0
+    tta: bool = True
+    full_band: bool = True
+    output_rate_hz: int = 0
+    times: StageTimes = field(default_factory=StageTimes)
+
+    @property
+    def realtime_speed(self) -> float:
+        """Return seconds of media processed per second of wall time."""
+        return self.duration_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["realtime_speed"] = round(self.realtime_speed, 3)
+        return d

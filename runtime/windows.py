@@ -1,0 +1,56 @@
+"""Window planner: where each 0.63 s window starts, which 10 fps frame it uses and which V-TTA crop.
+
+Windows start at 0, hop, 2 hop, ...; there are ``ceil((N - W) / hop) + 1`` of them (one if N <= W), the last
+one zero-padded, exactly as the official test mode. A window uses the frame nearest its centre: frame number
+``round(centre_s * fps) + 1`` (1-based, Python rounding), and with V-TTA the crop ``frame_number % 5``:
+0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right, 4 centre.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ccstereo.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    window_samples: int
+    hop_samples: int
+    sample_rate_hz: int
+    fps: float
+
+    @classmethod
+    def for_config(cls, config: ModelConfig, hop_samples: int | None = None) -> WindowPlan:
+        hop = config.hop_samples if hop_samples is None else hop_samples
+        if not 1 <= hop <= config.window_samples:
+            raise ValueError(f"hop of {hop} samples must be in 1..{config.window_samples}")
+        return cls(config.window_samples, hop, config.sample_rate_hz, config.fps)
+
+    def count(self, n_samples: int) -> int:
+        """Return the number of windows covering ``n_samples`` samples."""
+        if n_samples <= 0:
+            raise ValueError(f"no windows for {n_samples} samples")
+        if n_samples <= self.window_samples:
+            return 1
+        return math.ceil((n_samples - self.window_samples) / self.hop_samples) + 1
+
+    def start(self, k: int) -> int:
+        return k * self.hop_samples
+
+    def frame_number(self, k: int) -> int:
+        """Return the 1-based number of the 10 fps frame nearest the centre of window ``k``."""
+        centre_s = (self.start(k) + self.window_samples / 2) / self.sample_rate_hz
+        return round(centre_s * self.fps) + 1
+
+    def tick(self, k: int) -> int:
+        """Return the 0-based frame tick (time ``tick / fps``) of window ``k``."""
+        return self.frame_number(k) - 1
+
+
+def crop_box(frame_number: int, config: ModelConfig) -> tuple[int, int, int, int]:
+    """Return the (left, top, right, bottom) V-TTA crop of the resized frame for a 1-based frame number."""
+    dx, dy = config.resize_width - config.crop_width, config.resize_height - config.crop_height
+    x, y = {0: (0, 0), 1: (dx, 0), 2: (0, dy), 3: (dx, dy), 4: (dx // 2, dy // 2)}[frame_number % 5]
+    return x, y, x + config.crop_width, y + config.crop_height

@@ -1,0 +1,153 @@
+"""Output writers: wav/flac through soundfile, mp4/mkv/mov through PyAV with the video stream copied.
+
+Every writer writes to a temporary file in the target folder; ``commit`` renames it into place and ``abort``
+deletes it, so an interrupted or failed run leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ccstereo.runtime.errors import CCStereoRuntimeError
+
+AUDIO_FORMATS = ("wav", "flac")
+VIDEO_FORMATS = ("mp4", "mkv", "mov")
+FORMATS = VIDEO_FORMATS + AUDIO_FORMATS
+_AUDIO_CODEC = {"mp4": "aac", "mov": "aac", "mkv": "aac"}
+_CONTAINER = {"mp4": "mp4", "mov": "mov", "mkv": "matroska"}
+
+
+class OutputError(CCStereoRuntimeError):
+    """An output that cannot be written (folder not writable, codec refused)."""
+
+
+def temporary_path(final: Path) -> Path:
+    """Return a fresh temporary path beside ``final`` with the same extension (checks the folder is writable)."""
+    folder = final.parent
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: output folder does not exist")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{final.stem}.partial-", suffix=final.suffix, dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{folder}: output folder is not writable ({exc.strerror})") from exc
+    os.close(fd)
+    return Path(name)
+
+
+class SoundfileWriter:
+    """Stereo wav (32-bit float) or flac (24-bit) at ``rate_hz``."""
+
+    def __init__(self, final: Path, rate_hz: int, fmt: str) -> None:
+        import soundfile as sf
+
+        self.final, self.tmp = final, temporary_path(final)
+        subtype = "FLOAT" if fmt == "wav" else "PCM_24"
+        self.file = sf.SoundFile(
+            str(self.tmp), "w", samplerate=rate_hz, channels=2, subtype=subtype, format=fmt.upper()
+        )
+        self.samples = 0
+
+    def write(self, block: np.ndarray) -> None:
+        """Write [2, n] float32 samples."""
+        if block.shape[1]:
+            data = block.T if self.file.subtype == "FLOAT" else np.clip(block.T, -1.0, 1.0)
+            self.file.write(np.ascontiguousarray(data))
+            self.samples += block.shape[1]
+
+    def commit(self) -> Path:
+        self.file.close()
+        os.replace(self.tmp, self.final)
+        return self.final
+
+    def abort(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class MuxWriter:
+    """Video container with the input's video packets copied and a new stereo AAC track.
+
+    Video packets are remuxed from a second reader of the input as the audio advances, so both streams are
+    interleaved and memory stays flat.
+    """
+
+    def __init__(self, final: Path, source: Path, rate_hz: int, fmt: str) -> None:
+        import av
+
+        self.final, self.tmp, self.rate = final, temporary_path(final), rate_hz
+        self.src = av.open(str(source))
+        in_video = self.src.streams.video[0]
+        self.out = av.open(str(self.tmp), mode="w", format=_CONTAINER[fmt])
+        try:
+            self.video = self.out.add_stream_from_template(in_video)
+        except (ValueError, av.error.FFmpegError) as exc:
+            self.abort()
+            raise OutputError(
+                f"{final}: cannot copy the {in_video.codec_context.name} video into {fmt}: {exc}"
+            ) from exc
+        self.audio = self.out.add_stream(_AUDIO_CODEC[fmt], rate=rate_hz, layout="stereo")
+        self.packets = self.src.demux(in_video)
+        self.pending = None
+        self.samples = 0
+        self.video_start = in_video.start_time or 0
+
+    def _mux_video_until(self, t_s: float | None) -> None:
+        for packet in self._video_packets(t_s):
+            packet.stream = self.video
+            self.out.mux(packet)
+
+    def _video_packets(self, t_s: float | None):
+        while True:
+            packet = self.pending or next(self.packets, None)
+            self.pending = None
+            if packet is None:
+                return
+            if packet.dts is None and packet.size == 0:  # demuxer flush packet
+                continue
+            time = float(packet.dts * packet.time_base) if packet.dts is not None else None
+            if t_s is not None and time is not None and time > t_s:
+                self.pending = packet
+                return
+            yield packet
+
+    def write(self, block: np.ndarray) -> None:
+        import av
+
+        if not block.shape[1]:
+            return
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, np.float32), format="fltp", layout="stereo")
+        frame.sample_rate = self.rate
+        frame.pts = self.samples
+        self.samples += block.shape[1]
+        for packet in self.audio.encode(frame):
+            self.out.mux(packet)
+        self._mux_video_until(self.samples / self.rate)
+
+    def commit(self) -> Path:
+        for packet in self.audio.encode(None):
+            self.out.mux(packet)
+        self._mux_video_until(None)
+        self.out.close()
+        self.src.close()
+        os.replace(self.tmp, self.final)
+        return self.final
+
+    def abort(self) -> None:
+        for handle in ("out", "src"):
+            with contextlib.suppress(Exception):  # best effort on the failure path
+                getattr(self, handle).close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def open_writer(final: Path, source: Path, rate_hz: int, fmt: str):
+    """Return a writer for ``fmt`` (one of FORMATS)."""
+    if fmt in AUDIO_FORMATS:
+        return SoundfileWriter(final, rate_hz, fmt)
+    if fmt in VIDEO_FORMATS:
+        return MuxWriter(final, source, rate_hz, fmt)
+    raise OutputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")

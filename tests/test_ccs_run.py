@@ -1,0 +1,255 @@
+"""ccs-run end to end on real files: official parity, mp4 round trip, memory, errors, batch behaviour."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import write_lossless_video
+from media_factory import moving_block_frames, panned_tone, write_mp4
+
+RUN = [sys.executable, "-m", "ccstereo.runtime.cli"]
+
+
+def ccs_run(*args, timeout=600):
+    return subprocess.run([*RUN, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".binaural." in p.name or ".partial-" in p.name)
+
+
+def test_ccs_run_reproduces_the_official_binaural(fixture_video, exported, official, tmp_path):
+    out = tmp_path / "fx.wav"
+    result = ccs_run(
+        fixture_video,
+        "--model",
+        exported,
+        "--hop-samples",
+        1008,
+        "--model-band",
+        "--format",
+        "wav",
+        "-o",
+        out,
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    binaural, rate = sf.read(out, dtype="float32", always_2d=True)
+    assert rate == 16000 and binaural.shape == (official.clip.shape[1], 2)
+    assert np.abs(binaural.T - official.expected["binaural"]).max() <= 1e-4
+
+
+def test_process_arrays_matches_the_file_path(exported, official):
+    from PIL import Image
+
+    from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
+    from conftest import FIXTURE_DIR
+
+    frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((FIXTURE_DIR / "frames").glob("*.png"))]
+    engine = Binauralizer.load(exported)
+    out = engine.process_arrays(official.clip, frames, RunOptions(hop_samples=1008))
+    assert np.abs(out - official.expected["binaural"]).max() <= 1e-4
+
+
+def _video_packets(path):
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(video=0) if p.size]
+
+
+def test_mp4_round_trip_keeps_video_and_duration(exported, tmp_path):
+    src = write_mp4(tmp_path / "clip.mp4", seconds=3.0, fps=30, rate=44100, audio=panned_tone(3.0, 44100))
+    result = ccs_run(src, "--model", exported, "--quiet")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "clip.binaural.mp4"
+    assert _video_packets(out) == _video_packets(src)
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        assert sum(1 for _ in a.decode(video=0)) == sum(1 for _ in b.decode(video=0)) == 90
+    with av.open(str(out)) as c:
+        stream = c.streams.audio[0]
+        assert (stream.codec_context.name, stream.codec_context.sample_rate, stream.codec_context.channels) == (
+            "aac",
+            44100,
+            2,
+        )
+        samples = sum(f.samples for f in c.decode(audio=0))
+    with av.open(str(src)) as c:
+        expected = sum(f.samples for f in c.decode(audio=0))
+    assert abs(samples - expected) <= 1024  # one AAC frame
+
+
+def test_full_band_keeps_the_input_mix_and_its_high_band(exported, tmp_path):
+    rate = 44100
+    audio = panned_tone(2.0, rate, 440.0) + panned_tone(2.0, rate, 12000.0) * 0.5
+    src = write_lossless_video(tmp_path / "hi.mkv", moving_block_frames(20), audio, rate)
+    assert ccs_run(src, "--model", exported, "--format", "wav", "--quiet").returncode == 0
+    out, out_rate = sf.read(tmp_path / "hi.binaural.wav", dtype="float32", always_2d=True)
+    assert out_rate == rate and out.shape[0] == audio.shape[1]
+    # L + R of the output is the input's own mix, sample for sample (the model only moves L - R)
+    np.testing.assert_allclose(out[:, 0] + out[:, 1], audio[0] + audio[1], atol=1e-5)
+    spectrum = np.abs(np.fft.rfft(out[:, 0]))
+    freqs = np.fft.rfftfreq(out.shape[0], 1 / rate)
+    assert spectrum[np.argmin(np.abs(freqs - 12000))] > 0.1 * spectrum.max()
+    assert (
+        ccs_run(
+            src, "--model", exported, "--format", "wav", "--model-band", "-o", tmp_path / "mb.wav", "--quiet"
+        ).returncode
+        == 0
+    )
+    assert sf.info(str(tmp_path / "mb.wav")).samplerate == 16000
+
+
+def _peak_rss_kib(args) -> int:
+    code = (
+        "import resource, sys; from ccstereo.runtime.cli import app\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return int(result.stdout.split("RSS")[-1])
+
+
+def test_memory_does_not_grow_with_input_length(exported, tmp_path):
+    rss = {}
+    for seconds in (6, 60):
+        src = write_mp4(
+            tmp_path / f"len{seconds}.mp4",
+            seconds=seconds,
+            fps=10,
+            rate=16000,
+            audio=panned_tone(seconds, 16000),
+            width=160,
+            height=96,
+        )
+        rss[seconds] = _peak_rss_kib([src, "--model", exported, "--quiet", "--format", "wav"])
+    assert rss[60] <= 1.3 * rss[6], rss
+
+
+@pytest.mark.parametrize("hop", ["--hop-s=0.05", "--no-tta"])
+def test_options_run(exported, tmp_path, hop):
+    src = write_mp4(tmp_path / "c.mp4", seconds=1.5, audio=panned_tone(1.5, 44100))
+    result = ccs_run(src, "--model", exported, hop, "--quiet", "--format", "flac")
+    assert result.returncode == 0, result.stderr
+    data, rate = sf.read(tmp_path / "c.binaural.flac", always_2d=True)
+    assert rate == 44100 and data.shape[1] == 2
+
+
+def test_existing_output_is_skipped_unless_overwrite(exported, tmp_path):
+    src = write_mp4(tmp_path / "s.mp4", seconds=1.0, audio=panned_tone(1.0, 44100))
+    target = tmp_path / "s.binaural.wav"
+    target.write_bytes(b"keep me")
+    result = ccs_run(src, "--model", exported, "--format", "wav", "--quiet")
+    assert result.returncode == 0 and "skipped" in result.stderr and target.read_bytes() == b"keep me"
+    assert ccs_run(src, "--model", exported, "--format", "wav", "--overwrite", "--quiet").returncode == 0
+    assert sf.info(str(target)).channels == 2
+
+
+def test_one_failing_file_does_not_stop_the_others(exported, tmp_path):
+    good = write_mp4(tmp_path / "good.mp4", seconds=1.0, audio=panned_tone(1.0, 44100))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    report = tmp_path / "run.json"
+    result = ccs_run(bad, good, "--model", exported, "--format", "wav", "--report", report, "--quiet")
+    assert result.returncode == 1
+    entries = {Path(e["input"]).name: e for e in json.loads(report.read_text())}
+    assert entries["good.mp4"]["status"] == "ok" and entries["bad.mp4"]["status"] == "failed"
+    assert (tmp_path / "good.binaural.wav").is_file() and not (tmp_path / "bad.binaural.wav").exists()
+    good_entry = entries["good.mp4"]
+    assert good_entry["windows"] > 0 and good_entry["batches"] >= 1 and good_entry["model_sha256"]
+    assert set(good_entry["times"]) == {"decode_s", "preprocess_s", "backend_s", "overlap_add_s", "encode_s"}
+
+
+# -- error cases: one line naming the file and the reason, non-zero exit, no output ---------------------------
+
+
+def _expect_failure(result, *words):
+    assert result.returncode != 0
+    line = result.stderr.strip().splitlines()[-1]
+    for word in words:
+        assert word in line, (word, result.stderr)
+
+
+def test_no_audio_stream(exported, tmp_path):
+    src = write_mp4(tmp_path / "silent.mp4", seconds=1.0, audio=None)
+    _expect_failure(ccs_run(src, "--model", exported), "silent.mp4", "no audio stream")
+    assert leftovers(tmp_path) == []
+
+
+def test_no_video_stream(exported, tmp_path):
+    src = write_mp4(tmp_path / "audio.mp4", seconds=1.0, audio=panned_tone(1.0, 44100), video=False)
+    _expect_failure(ccs_run(src, "--model", exported), "audio.mp4", "no video stream")
+    assert leftovers(tmp_path) == []
+
+
+def test_unreadable_container(exported, tmp_path):
+    src = tmp_path / "junk.mp4"
+    src.write_bytes(np.random.default_rng(0).integers(0, 255, 5000, dtype=np.uint8).tobytes())
+    _expect_failure(ccs_run(src, "--model", exported), "junk.mp4", "unreadable")
+    assert leftovers(tmp_path) == []
+
+
+def test_truncated_container(exported, tmp_path):
+    full = write_lossless_video(tmp_path / "full.mkv", moving_block_frames(40), panned_tone(4.0, 16000), 16000)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    full.unlink()
+    result = ccs_run(cut, "--model", exported, "--format", "wav")
+    assert result.returncode != 0
+    assert "cut.mkv" in result.stderr and ("truncated" in result.stderr or "corrupt" in result.stderr)
+    assert leftovers(tmp_path) == []
+
+
+def test_zero_length_file(exported, tmp_path):
+    src = tmp_path / "empty.mp4"
+    src.write_bytes(b"")
+    _expect_failure(ccs_run(src, "--model", exported), "empty.mp4", "zero-length")
+
+
+def test_model_without_metadata(exported, tmp_path):
+    import onnx
+
+    model = onnx.load(str(exported / "model.onnx"))
+    del model.metadata_props[:]
+    onnx.save(model, str(tmp_path / "bare.onnx"))
+    src = write_mp4(tmp_path / "m.mp4", seconds=1.0, audio=panned_tone(1.0, 44100))
+    _expect_failure(ccs_run(src, "--model", tmp_path / "bare.onnx"), "bare.onnx", "missing CCStereo metadata")
+    assert leftovers(tmp_path) == []
+
+
+def test_model_with_inconsistent_metadata(exported, tmp_path):
+    import onnx
+
+    model = onnx.load(str(exported / "model.onnx"))
+    for prop in model.metadata_props:
+        if prop.key == "ccstereo.config":
+            cfg = json.loads(prop.value)
+            cfg["crop_width"], cfg["resize_width"], cfg["visual_grid"] = 480, 512, [7, 15]
+            prop.value = json.dumps(cfg)
+    onnx.save(model, str(tmp_path / "odd.onnx"))
+    src = write_mp4(tmp_path / "m.mp4", seconds=1.0, audio=panned_tone(1.0, 44100))
+    _expect_failure(ccs_run(src, "--model", tmp_path / "odd.onnx"), "odd.onnx", "frames")
+
+
+def test_output_folder_not_writable(exported, tmp_path):
+    src = write_mp4(tmp_path / "w.mp4", seconds=1.0, audio=panned_tone(1.0, 44100))
+    _expect_failure(ccs_run(src, "--model", exported, "-o", "/proc/w.binaural.mp4"), "not writable")
+    _expect_failure(ccs_run(src, "--model", exported, "-o", tmp_path / "missing" / "w.mp4"), "does not exist")
+    assert leftovers(tmp_path) == []
+
+
+def test_silence_and_clipping_level_input_are_valid(exported, tmp_path):
+    rate = 16000
+    loud = np.sign(panned_tone(1.5, rate)).astype(np.float32)  # full-scale square wave
+    for name, audio in (("quiet", np.zeros((2, int(1.5 * rate)), np.float32)), ("loud", loud)):
+        src = write_lossless_video(tmp_path / f"{name}.mkv", moving_block_frames(15), audio, rate)
+        result = ccs_run(src, "--model", exported, "--format", "wav", "--quiet")
+        assert result.returncode == 0, result.stderr
+        data, _ = sf.read(tmp_path / f"{name}.binaural.wav", always_2d=True)
+        assert np.isfinite(data).all()
+        np.testing.assert_allclose(data[:, 0] + data[:, 1], audio[0] + audio[1], atol=1e-4)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from ccstereo.checkpoint import load_checkpoint
 from ccstereo.export import fp16 as fp16_mod
@@ -190,8 +191,41 @@ def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build
                 f"model.fp16.onnx vs FP32: binaural SNR {report['fp16']['verify']['binaural_snr_db']:.1f} dB; "
                 f"FP32 islands: {', '.join(islands)}"
             )
+    if vset is not None:
+        _measure_cpu_precisions(fp32_path, vset, report, log)
     report["engine"] = _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log)
     return report
+
+
+def _measure_cpu_precisions(fp32_path: Path, vset, report: dict[str, Any], log) -> None:
+    """Measure bf16 on this CPU (OpenVINO) against fp32 and record it in model.onnx's metadata."""
+    try:
+        import openvino as ov
+    except ImportError:
+        report["bf16"] = {"measured": False, "reason": "openvino is not installed (pip install '.[cpu]')"}
+        return
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(fp32_path)), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    feeds = {"frames": vset.crops_u8, "mono": vset.mono, "frame_index": vset.frame_index}
+    half = np.asarray(compiled(feeds)[compiled.output(0)], np.float32)
+    fp32 = verify.run_onnx(fp32_path, vset)
+    snr = verify.snr_db(vset.overlap_average(half), vset.overlap_average(fp32))
+    m32, m16 = verify.paper_metrics(vset, fp32), verify.paper_metrics(vset, half)
+    report["bf16"] = {
+        "measured": True,
+        "runtime": f"openvino {ov.__version__} CPU, INFERENCE_PRECISION_HINT=bf16",
+        "native_bf16": "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"),
+        "binaural_snr_db": snr,
+        "metrics_bf16": m16,
+        "metric_rel_change": verify.relative_changes(m32, m16),
+    }
+    proto = onnx.load(str(fp32_path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props["ccstereo.measured_snr_db"] = json.dumps({"bf16": round(snr, 2)})
+    onnx.helper.set_model_props(proto, props)
+    onnx_graph.save_onnx(proto, fp32_path)
+    report["onnx"]["sha256"] = onnx_graph.sha256_file(fp32_path)
+    log(f"bf16 on this CPU (OpenVINO) vs FP32: binaural SNR {snr:.1f} dB")
 
 
 def _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log) -> dict[str, Any]:

@@ -71,9 +71,15 @@ class Binauralizer:
         backend: str = "auto",
         batch_size: int | None = None,
         threads: int | None = None,
+        precision: str = "auto",
     ) -> Binauralizer:
-        """Return a Binauralizer for an exported folder, .onnx, .plan (or a checkpoint with backend='torch')."""
-        chosen, reason = load_backend(None if model is None else Path(model), backend, batch_size, threads)
+        """Return a Binauralizer for an exported folder, .onnx, .plan (or a checkpoint with backend='torch').
+
+        ``precision``: 'auto' picks OpenVINO bf16 on a BF16 CPU when the export measured it accurate enough,
+        'fp32' forces full precision, 'bf16' requires it.
+        """
+        path = None if model is None else Path(model)
+        chosen, reason = load_backend(path, backend, batch_size, threads, precision)
         return cls(chosen, reason)
 
     def _plan(self, options: RunOptions) -> WindowPlan:

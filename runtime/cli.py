@@ -55,7 +55,8 @@ def main(
     inputs: Annotated[list[Path], typer.Argument(help="video files or folders")],
     out: Annotated[Path | None, typer.Option("-o", "--out", help="output file, or folder for several")] = None,
     model: Annotated[Path | None, typer.Option(help="exported folder, .onnx or .plan (default: bundled)")] = None,
-    backend: Annotated[str, typer.Option(help="auto | onnxruntime | tensorrt | torch")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto | onnxruntime | openvino | tensorrt | torch")] = "auto",
+    precision: Annotated[str, typer.Option(help="CPU precision: auto | fp32 | bf16 (bf16 only if measured)")] = "auto",
     batch_size: Annotated[int | None, typer.Option(help="windows per backend call")] = None,
     hop_s: Annotated[float | None, typer.Option(help="hop between windows in seconds (default 0.1)")] = None,
     hop_samples: Annotated[int | None, typer.Option(help="hop in samples at 16 kHz (1008 = official test)")] = None,
@@ -81,7 +82,7 @@ def main(
         typer.echo(f"error: {out}: with several inputs --out must be an existing folder", err=True)
         raise typer.Exit(2)
     try:
-        engine = Binauralizer.load(model, backend, batch_size)
+        engine = Binauralizer.load(model, backend, batch_size, precision=precision)
     except (CCStereoRuntimeError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ccstereo.config import ConfigError, ModelConfig
@@ -21,6 +22,7 @@ class ModelInfo:
     precision: str
     opset: int
     exporter: str
+    measured_snr_db: dict[str, float] = field(default_factory=dict)  # reduced precision -> SNR vs fp32
 
     @classmethod
     def from_metadata(cls, path: Path, props: dict[str, str]) -> ModelInfo:
@@ -38,8 +40,18 @@ class ModelInfo:
         precision = props["ccstereo.precision"]
         if precision not in ("fp32", "fp16", "bf16", "int8"):
             raise ModelMetadataError(f"{path}: unknown precision {precision!r}")
+        try:
+            measured = {k: float(v) for k, v in json.loads(props.get("ccstereo.measured_snr_db", "{}")).items()}
+        except (ValueError, AttributeError) as exc:
+            raise ModelMetadataError(f"{path}: bad ccstereo.measured_snr_db metadata") from exc
         return cls(
-            path, config, props["ccstereo.checkpoint_sha256"], precision, opset, props.get("ccstereo.exporter", "")
+            path,
+            config,
+            props["ccstereo.checkpoint_sha256"],
+            precision,
+            opset,
+            props.get("ccstereo.exporter", ""),
+            measured,
         )
 
 

@@ -1,0 +1,1 @@
+"""Synthetic binaural scenes from measured HRTFs, written in the FAIR-Play layout (``ccs-synth``)."""

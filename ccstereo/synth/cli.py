@@ -1,0 +1,37 @@
+"""ccs-synth: synthetic binaural scenes from measured HRTFs and real recordings, in the FAIR-Play layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+def main(
+    out: Annotated[Path, typer.Argument(help="output folder")],
+    clips: Annotated[int, typer.Option(help="number of clips")] = 10,
+    seconds: Annotated[float, typer.Option(help="clip length in seconds")] = 10.0,
+    seed: Annotated[int, typer.Option(help="random seed (scenes are deterministic per seed)")] = 0,
+    hrtf: Annotated[str, typer.Option(help="kemar (slab, MIT KEMAR) | fabian | kemar-ssr (Debian SSR)")] = "kemar",
+    mp4: Annotated[bool, typer.Option("--mp4/--no-mp4", help="also write <id>.mp4 per clip")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Write CLIPS scenes of SECONDS into OUT."""
+    from ccstereo.synth.dataset import write_dataset
+    from ccstereo.synth.hrtf import HRTFUnavailableError
+
+    if clips < 1 or seconds < 1.0:
+        raise typer.BadParameter("need at least one clip of at least 1 s")
+    try:
+        write_dataset(out, clips, seconds, seed, hrtf, mp4, log=(lambda _m: None) if quiet else typer.echo)
+    except HRTFUnavailableError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+if __name__ == "__main__":
+    app()

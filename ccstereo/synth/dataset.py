@@ -1,0 +1,106 @@
+"""Write synthetic scenes in the FAIR-Play layout, plus an mp4 per clip and the split lists.
+
+Layout: ``binaural_audios/<id>.wav`` (16 kHz stereo), ``frames/<id>.mp4/000001.png ...`` (10 fps, 480x240),
+``<id>.mp4`` (video + binaural audio), ``splits/split{1..5}/{train,val,test}.txt`` (5-split style, one clip
+file name per line) and ``splits_h5/split{1..10}/{train,val,test}.h5`` (10-split style: dataset ``audio`` of
+paths to the binaural wavs), and ``metadata.json`` describing every scene.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ccstereo.synth.hrtf import load_hrtf
+from ccstereo.synth.scene import FPS, render_scene
+
+
+def clip_id(index: int) -> str:
+    return f"{index + 1:06d}"
+
+
+def write_clip_mp4(path: Path, frames: list[np.ndarray], audio: np.ndarray, rate_hz: int, seconds: float) -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        video.options = {"preset": "veryfast", "crf": "18"}
+        sound = out.add_stream("aac", rate=rate_hz, layout="stereo")
+        for i, image in enumerate(frames[: int(round(seconds * FPS))]):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        for start in range(0, audio.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(audio[:, start : start + 1024]), format="fltp", layout="stereo"
+            )
+            frame.sample_rate, frame.pts = rate_hz, start
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for packet in sound.encode(None):
+            out.mux(packet)
+
+
+def write_splits(out: Path, ids: list[str], seed: int) -> None:
+    import h5py
+
+    rng = np.random.default_rng([seed, 7])
+    for kind, count in (("splits", 5), ("splits_h5", 10)):
+        for split in range(1, count + 1):
+            order = list(rng.permutation(ids))
+            n_test = max(1, len(ids) // 10)
+            parts = {"test": order[:n_test], "val": order[n_test : 2 * n_test], "train": order[2 * n_test :]}
+            folder = out / kind / f"split{split}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, members in parts.items():
+                if kind == "splits":
+                    (folder / f"{name}.txt").write_text("".join(f"{m}.mp4\n" for m in sorted(members)))
+                else:
+                    paths = [str(out / "binaural_audios" / f"{m}.wav").encode() for m in sorted(members)]
+                    with h5py.File(folder / f"{name}.h5", "w") as h5:
+                        h5.create_dataset("audio", data=np.array(paths, dtype="S"))
+
+
+def write_dataset(
+    out: Path,
+    clips: int,
+    seconds: float,
+    seed: int,
+    hrtf: str = "kemar",
+    mp4: bool = True,
+    rate_hz: int = 16000,
+    log=print,
+) -> Path:
+    """Render ``clips`` scenes of ``seconds`` into ``out``; deterministic for a given seed."""
+    import soundfile as sf
+    from PIL import Image
+
+    hrirs = load_hrtf(hrtf, rate_hz)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "binaural_audios").mkdir(exist_ok=True)
+    meta = {"seed": seed, "seconds": seconds, "hrtf": hrtf, "rate_hz": rate_hz, "fps": FPS, "clips": {}}
+    ids = []
+    for i in range(clips):
+        cid = clip_id(i)
+        rng = np.random.default_rng([seed, i])
+        audio, frames, info = render_scene(rng, seconds, hrirs)
+        sf.write(out / "binaural_audios" / f"{cid}.wav", audio.T, rate_hz, subtype="FLOAT")
+        frame_dir = out / "frames" / f"{cid}.mp4"
+        frame_dir.mkdir(parents=True, exist_ok=True)
+        for k, image in enumerate(frames):
+            Image.fromarray(image).save(frame_dir / f"{k + 1:06d}.png", compress_level=1)
+        if mp4:
+            write_clip_mp4(out / f"{cid}.mp4", frames, audio, rate_hz, seconds)
+        meta["clips"][cid] = info
+        ids.append(cid)
+        log(f"clip {i + 1}/{clips}")
+    write_splits(out, ids, seed)
+    (out / "metadata.json").write_text(json.dumps(meta, indent=1))
+    return out

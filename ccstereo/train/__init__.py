@@ -1,0 +1,1 @@
+"""Training CCStereo: datasets, losses (incl. SCL), trainer, ccs-train."""

@@ -1,0 +1,114 @@
+"""Training data in the FAIR-Play layout: split lists, clips in memory, random segments as in the paper.
+
+Layout: ``binaural_audios/<id>.wav`` and ``frames/<id>.mp4/000001.(png|jpg) ...`` at 10 fps. Split lists are the
+5-split text files (one ``<id>.mp4`` per line) or the 10-split h5 files (dataset ``audio`` of wav paths).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from ccstereo.config import ModelConfig
+
+
+class DatasetError(ValueError):
+    """A dataset folder or split list that cannot be read."""
+
+
+def read_split(path: Path) -> list[str]:
+    """Return the clip ids listed in a 5-split .txt or 10-split .h5 file."""
+    if path.suffix == ".h5":
+        import h5py
+
+        with h5py.File(path, "r") as h5:
+            if "audio" not in h5:
+                raise DatasetError(f"{path}: no 'audio' dataset")
+            entries = [e.decode() if isinstance(e, bytes) else str(e) for e in h5["audio"][()]]
+    elif path.suffix == ".txt":
+        entries = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        raise DatasetError(f"{path}: split lists are .txt (5-split) or .h5 (10-split)")
+    ids = [Path(e).name.split(".")[0] for e in entries]
+    if not ids:
+        raise DatasetError(f"{path}: empty split list")
+    return ids
+
+
+@dataclass
+class Clip:
+    clip_id: str
+    audio: np.ndarray  # [2, N] float32 at the model rate
+    frames: np.ndarray  # [T, resize_h, resize_w, 3] uint8, frame k at time k / fps
+
+
+def load_clip(root: Path, clip_id: str, config: ModelConfig) -> Clip:
+    """Read one clip's binaural wav and its frames (resized to 480x240 like the official loader)."""
+    import soundfile as sf
+    from PIL import Image
+    from scipy.signal import resample_poly
+
+    wav = root / "binaural_audios" / f"{clip_id}.wav"
+    frame_dir = root / "frames" / f"{clip_id}.mp4"
+    if not wav.is_file() or not frame_dir.is_dir():
+        raise DatasetError(f"{root}: clip {clip_id} lacks {wav.name} or frames/{frame_dir.name}/")
+    audio, rate = sf.read(str(wav), dtype="float32", always_2d=True)
+    if audio.shape[1] != 2:
+        raise DatasetError(f"{wav}: binaural audio needs 2 channels, found {audio.shape[1]}")
+    audio = audio.T
+    if rate != config.sample_rate_hz:
+        g = gcd(rate, config.sample_rate_hz)
+        audio = resample_poly(audio, config.sample_rate_hz // g, rate // g, axis=1).astype(np.float32)
+    files = sorted(p for p in frame_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not files:
+        raise DatasetError(f"{frame_dir}: no frames")
+    size = (config.resize_width, config.resize_height)
+    frames = []
+    for f in files:
+        image = Image.open(f).convert("RGB")
+        frames.append(np.asarray(image if image.size == size else image.resize(size), dtype=np.uint8))
+    return Clip(clip_id, np.ascontiguousarray(audio), np.stack(frames))
+
+
+@dataclass
+class TrainBatch:
+    frames: np.ndarray  # [B, 224, 448, 3] uint8, frame at the segment centre
+    prev_frames: np.ndarray  # [B, 224, 448, 3] uint8, the frame before it
+    binaural: np.ndarray  # [B, 2, window] float32
+
+
+class SegmentSampler:
+    """Random 0.63 s segments, the frame at their centre and the previous one, a random 448x224 crop (the
+    same for both frames) and brightness/colour jitter."""
+
+    def __init__(self, clips: list[Clip], config: ModelConfig, seed: int) -> None:
+        usable = [c for c in clips if c.audio.shape[1] > config.window_samples]
+        if not usable:
+            raise DatasetError(f"no clip is longer than one window ({config.window_samples} samples)")
+        self.clips, self.config = usable, config
+        self.rng = np.random.default_rng(seed)
+
+    def _jitter(self, images: np.ndarray) -> np.ndarray:
+        brightness = self.rng.uniform(0.75, 1.25)
+        colour = self.rng.uniform(0.9, 1.1, size=3)
+        return np.clip(images.astype(np.float32) * (brightness * colour), 0, 255).astype(np.uint8)
+
+    def batch(self, size: int) -> TrainBatch:
+        cfg = self.config
+        frames, prev, audio = [], [], []
+        for _ in range(size):
+            clip = self.clips[int(self.rng.integers(len(self.clips)))]
+            start = int(self.rng.integers(0, clip.audio.shape[1] - cfg.window_samples + 1))
+            centre_s = (start + cfg.window_samples / 2) / cfg.sample_rate_hz
+            tick = min(int(round(centre_s * cfg.fps)), len(clip.frames) - 1)
+            x = int(self.rng.integers(0, cfg.resize_width - cfg.crop_width + 1))
+            y = int(self.rng.integers(0, cfg.resize_height - cfg.crop_height + 1))
+            pair = clip.frames[[tick, max(tick - 1, 0)], y : y + cfg.crop_height, x : x + cfg.crop_width]
+            pair = self._jitter(pair)
+            frames.append(pair[0])
+            prev.append(pair[1])
+            audio.append(clip.audio[:, start : start + cfg.window_samples])
+        return TrainBatch(np.stack(frames), np.stack(prev), np.stack(audio).astype(np.float32))

@@ -1,0 +1,54 @@
+"""Training losses: difference-spectrogram MSE, magnitude, binaural phase, and spatial contrastive (SCL)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def magnitude_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean |(|pred| - |target|)| of [B, 2, F, T] (real, imag) spectrograms."""
+    return (pred.pow(2).sum(1).clamp_min(1e-12).sqrt() - target.pow(2).sum(1).clamp_min(1e-12).sqrt()).abs().mean()
+
+
+def phase_loss(pred_wave: torch.Tensor, target_wave: torch.Tensor, ignore_below: float = 0.2) -> torch.Tensor:
+    """Mean wrapped phase error of the STFTs of [B, 2, N] waveforms over bins with energy in both."""
+    window = torch.hann_window(400, device=pred_wave.device)
+
+    def spec(x: torch.Tensor) -> torch.Tensor:
+        s = torch.stft(x.reshape(-1, x.shape[-1]).float(), 512, 160, 400, window=window, return_complex=True)
+        return torch.view_as_real(s).reshape(-1, 2)
+
+    p, t = spec(pred_wave), spec(target_wave)
+    energy_t, energy_p = t.abs().sum(-1), p.detach().abs().sum(-1)
+    threshold = ignore_below * energy_t.mean()
+    keep = (energy_t > threshold) & (energy_p > threshold)
+    if not keep.any():
+        return pred_wave.sum() * 0.0
+    err = (torch.atan2(p[keep, 1], p[keep, 0]) - torch.atan2(t[keep, 1], t[keep, 0])).abs()
+    return (math.pi - (err - math.pi).abs()).mean()
+
+
+def scl_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """InfoNCE over [B, D] features (paper eq. 2).
+
+    For anchor j the positive is ``positive[j]`` (its previous frame); the negatives are every spatially
+    shuffled feature ``negative[n]`` and the other samples' positives ``positive[k]``, k != j.
+    """
+    a, p, n = (F.normalize(x.float(), dim=-1) for x in (anchor, positive, negative))
+    pos = (a * p).sum(-1, keepdim=True) / tau
+    neg_shuffled = a @ n.T / tau
+    others = a @ p.T / tau
+    eye = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)
+    others = others.masked_fill(eye, float("-inf"))
+    logits = torch.cat([pos, neg_shuffled, others], dim=1)
+    return F.cross_entropy(logits, torch.zeros(a.shape[0], dtype=torch.long, device=a.device))
+
+
+def spatial_shuffle(v: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Return [B, C, H, W] features with the H*W positions permuted (one permutation for the batch)."""
+    b, c, h, w = v.shape
+    order = torch.randperm(h * w, generator=generator, device="cpu").to(v.device)
+    return v.reshape(b, c, h * w)[:, :, order].reshape(b, c, h, w)

@@ -1,0 +1,188 @@
+"""The CCStereo trainer: reconstruction losses + lambda x SCL, Adam with separate visual/audio rates,
+resumable native checkpoints, validation with real sliding-window inference, CSV/JSON logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ccstereo.checkpoint import load_checkpoint, save_checkpoint
+from ccstereo.config import ModelConfig
+from ccstereo.kernels.stft import complex_mask
+from ccstereo.model import CCStereo
+from ccstereo.train.data import SegmentSampler, TrainBatch, load_clip, read_split
+from ccstereo.train.losses import magnitude_loss, phase_loss, scl_loss, spatial_shuffle
+from ccstereo.train.validate import validate
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: Path
+    train_split: Path
+    out: Path
+    val_split: Path | None = None
+    steps: int = 1000
+    batch_size: int = 16
+    lr_visual: float = 5e-5  # paper: 5e-5 for an ImageNet-pretrained trunk; raise it when training from scratch
+    lr_audio: float = 5e-4
+    scl_weight: float = 0.1
+    amp_weight: float = 0.005  # weight of the magnitude loss in the official trainer
+    phase_weight: float = 1.0
+    bf16: bool = False
+    seed: int = 0
+    val_every: int = 500
+    val_clips: int = 8
+    log_every: int = 10
+    resume: bool = True
+    config: ModelConfig = field(default_factory=ModelConfig)
+
+
+@dataclass
+class StepLosses:
+    total: float
+    mse: float
+    amp: float
+    phase: float
+    scl: float
+
+
+def compute_losses(model: CCStereo, batch: TrainBatch, opts: TrainOptions, gen: torch.Generator):
+    """Return (total loss tensor, StepLosses) for one batch."""
+    b = batch.frames.shape[0]
+    frames = torch.from_numpy(np.concatenate([batch.frames, batch.prev_frames]))
+    wave = torch.from_numpy(batch.binaural)
+    mono = wave[:, 0] + wave[:, 1]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=opts.bf16)
+    spec, mono_n, normalizer = model.spectrogram(mono)
+    diff_n = (wave[:, 0] - wave[:, 1]) / normalizer
+    target = model.stft(diff_n) + model.config.spec_eps
+    with autocast:
+        visual = model.visual_features(model.normalize_frames(frames))
+        v, v_prev = visual[:b], visual[b:]
+        feats = model.audio.encode(spec)
+        fused = model.audio.fusion(v, feats[4])
+        mask = model.audio.decode(fused, feats[:4], v)
+        use_scl = opts.scl_weight > 0
+        if use_scl:
+            positive = model.audio.fusion(v_prev, feats[4])
+            negative = model.audio.fusion(spatial_shuffle(v, gen), feats[4])
+    mask = mask.float()
+    pred = complex_mask(spec, mask)
+    mse = torch.mean((pred - target) ** 2)
+    amp = magnitude_loss(pred, target)
+    pred_wave = model.binaural_from_mask(spec, mask, mono_n, torch.ones_like(normalizer))
+    phs = phase_loss(pred_wave, wave / normalizer.unsqueeze(1))
+    scl = (
+        scl_loss(fused.float().mean((2, 3)), positive.float().mean((2, 3)), negative.float().mean((2, 3)))
+        if use_scl
+        else torch.zeros(())
+    )
+    total = mse + opts.amp_weight * amp + opts.phase_weight * phs + opts.scl_weight * scl
+    parts = (float(x.detach()) for x in (total, mse, amp, phs, scl))
+    return total, StepLosses(*parts)
+
+
+def _optimizer(model: CCStereo, opts: TrainOptions) -> torch.optim.Optimizer:
+    return torch.optim.Adam(
+        [
+            {"params": list(model.visual.parameters()), "lr": opts.lr_visual},
+            {"params": [p for n, p in model.named_parameters() if not n.startswith("visual.")], "lr": opts.lr_audio},
+        ],
+        betas=(0.9, 0.999),
+    )
+
+
+def _resume(opts: TrainOptions, model: CCStereo, optimizer) -> tuple[int, float]:
+    state_path, last = opts.out / "train_state.pt", opts.out / "last.safetensors"
+    if not (opts.resume and state_path.is_file() and last.is_file()):
+        return 0, float("inf")
+    loaded = load_checkpoint(last)
+    if loaded.config != model.config:
+        raise ValueError(f"{last}: its config differs from the requested one; use a new --out or --no-resume")
+    model.load_state_dict(loaded.state_dict())
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"]), float(state["best_stft"])
+
+
+def _save(opts: TrainOptions, model: CCStereo, optimizer, step: int, best: float) -> None:
+    save_checkpoint(model, opts.out / "last.safetensors", extra={"step": str(step)})
+    tmp = opts.out / "train_state.pt.tmp"
+    torch.save({"optimizer": optimizer.state_dict(), "step": step, "best_stft": best}, tmp)
+    tmp.replace(opts.out / "train_state.pt")
+
+
+def train(opts: TrainOptions, log=print) -> dict:
+    """Train (or resume) and return a summary with the final losses and best validation metrics."""
+    torch.manual_seed(opts.seed)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    cfg = opts.config
+    t0 = time.perf_counter()
+    train_clips = [load_clip(opts.data, cid, cfg) for cid in read_split(opts.train_split)]
+    val_clips = (
+        [load_clip(opts.data, cid, cfg) for cid in read_split(opts.val_split)[: opts.val_clips]]
+        if opts.val_split
+        else []
+    )
+    log(f"loaded {len(train_clips)} training and {len(val_clips)} validation clips in {time.perf_counter() - t0:.0f} s")
+    model = CCStereo(cfg)
+    if opts.bf16:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = _optimizer(model, opts)
+    step, best = _resume(opts, model, optimizer)
+    sampler = SegmentSampler(train_clips, cfg, opts.seed + step)
+    gen = torch.Generator().manual_seed(opts.seed + step)
+    log_path = opts.out / "train_log.csv"
+    new_log = not log_path.exists() or step == 0
+    history: list[dict] = []
+    with log_path.open("w" if new_log else "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new_log:
+            writer.writerow(["step", "loss", "mse", "amp", "phase", "scl", "s_per_step"])
+        window: list[StepLosses] = []
+        tick = time.perf_counter()
+        bases = [opts.lr_visual, opts.lr_audio]
+        while step < opts.steps:
+            model.train()
+            decay = (1.0 - step / opts.steps) ** 0.9  # the official polynomial schedule, stateless for resume
+            for group, base in zip(optimizer.param_groups, bases, strict=True):
+                group["lr"] = base * decay
+            loss, parts = compute_losses(model, sampler.batch(opts.batch_size), opts, gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            window.append(parts)
+            if step % opts.log_every == 0 or step == opts.steps:
+                mean = {k: float(np.mean([getattr(w, k) for w in window])) for k in asdict(window[0])}
+                per_step = (time.perf_counter() - tick) / len(window)
+                writer.writerow(
+                    [step, *(round(mean[k], 6) for k in ("total", "mse", "amp", "phase", "scl")), round(per_step, 3)]
+                )
+                fh.flush()
+                history.append({"step": step, **mean})
+                log(
+                    f"step {step}/{opts.steps} loss {mean['total']:.4f} (mse {mean['mse']:.4f} phase "
+                    f"{mean['phase']:.3f} scl {mean['scl']:.3f}) {per_step:.2f} s/step"
+                )
+                window, tick = [], time.perf_counter()
+            if step % opts.val_every == 0 or step == opts.steps:
+                if val_clips:
+                    scores = validate(model, val_clips)
+                    log(f"validation at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+                    with (opts.out / "val_log.jsonl").open("a") as vf:
+                        vf.write(json.dumps({"step": step, **scores}) + "\n")
+                    if scores["stft"] < best:
+                        best = scores["stft"]
+                        save_checkpoint(model, opts.out / "best.safetensors", extra={"step": str(step)})
+                _save(opts, model, optimizer, step, best)
+    summary = {"steps": step, "best_val_stft": best, "history": history[-5:]}
+    (opts.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

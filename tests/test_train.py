@@ -1,0 +1,157 @@
+"""ccs-synth and ccs-train on a tiny dataset: both split formats, a decreasing loss, a checkpoint that loads
+and exports; the SCL loss on hand-made features; HRTF orientation."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import ccstereo
+from ccstereo.train.losses import scl_loss, spatial_shuffle
+
+pytest.importorskip("h5py")
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "ds"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ccstereo.synth.cli",
+        str(out),
+        "--clips",
+        "4",
+        "--seconds",
+        "2",
+        "--seed",
+        "3",
+        "--hrtf",
+        "kemar",
+        "-q",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode == 2 and "slab" in result.stderr:
+        pytest.skip(result.stderr)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_synth_writes_the_fairplay_layout(tiny_dataset):
+    from ccstereo.train.data import read_split
+
+    assert sorted(p.name for p in (tiny_dataset / "binaural_audios").iterdir())[0] == "000001.wav"
+    assert (tiny_dataset / "frames" / "000001.mp4" / "000001.png").is_file()
+    assert (tiny_dataset / "000001.mp4").is_file()
+    txt = read_split(tiny_dataset / "splits" / "split1" / "train.txt")
+    h5 = read_split(tiny_dataset / "splits_h5" / "split10" / "train.h5")
+    assert len(txt) == len(h5) == 2 and set(txt) <= {"000001", "000002", "000003", "000004"}
+
+
+def test_synth_is_deterministic_per_seed(tmp_path):
+    import soundfile as sf
+
+    from ccstereo.synth.dataset import write_dataset
+
+    a = write_dataset(tmp_path / "a", 1, 1.5, seed=9, mp4=False, log=lambda _m: None)
+    b = write_dataset(tmp_path / "b", 1, 1.5, seed=9, mp4=False, log=lambda _m: None)
+    wa, _ = sf.read(a / "binaural_audios" / "000001.wav")
+    wb, _ = sf.read(b / "binaural_audios" / "000001.wav")
+    np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.parametrize("hrtf", ["kemar", "fabian"])
+def test_hrtf_left_is_left(hrtf):
+    from ccstereo.synth.hrtf import HRTFUnavailableError, load_hrtf
+
+    try:
+        hrirs = load_hrtf(hrtf)
+    except HRTFUnavailableError as exc:
+        pytest.skip(str(exc))
+    left_source = hrirs.nearest(60.0)
+    assert np.sum(left_source[0] ** 2) > 2 * np.sum(left_source[1] ** 2)  # louder in the left ear
+
+
+@pytest.mark.parametrize("split", ["splits/split1/train.txt", "splits_h5/split2/train.h5"])
+def test_train_decreases_loss_and_checkpoint_loads_and_exports(tiny_dataset, tmp_path, split):
+    from ccstereo.config import ModelConfig
+    from ccstereo.train.trainer import TrainOptions, train
+
+    cfg = ModelConfig(resnet_width=8, aspp_hidden=32)
+    opts = TrainOptions(
+        tiny_dataset,
+        tiny_dataset / split,
+        tmp_path / "run",
+        steps=40,
+        batch_size=4,
+        lr_visual=1e-3,
+        lr_audio=1e-3,
+        log_every=10,
+        val_every=1000,
+        config=cfg,
+    )
+    train(opts, log=lambda _m: None)
+    rows = (tmp_path / "run" / "train_log.csv").read_text().splitlines()[1:]
+    losses = [float(r.split(",")[1]) for r in rows]
+    assert losses[-1] < losses[0], losses
+    model = ccstereo.load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert model.config == cfg
+    out = tmp_path / "export"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ccstereo.export.cli",
+            str(tmp_path / "run" / "last.safetensors"),
+            "-o",
+            str(out),
+            "--fp32-islands",
+            "all",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "model.onnx").is_file() and (out / "model.fp16.onnx").is_file()
+
+
+def test_resume_continues_from_the_saved_step(tiny_dataset, tmp_path):
+    from ccstereo.config import ModelConfig
+    from ccstereo.train.trainer import TrainOptions, train
+
+    cfg = ModelConfig(resnet_width=8, aspp_hidden=32)
+    base = dict(
+        data=tiny_dataset,
+        train_split=tiny_dataset / "splits/split1/train.txt",
+        out=tmp_path / "r",
+        batch_size=2,
+        log_every=2,
+        val_every=1000,
+        config=cfg,
+    )
+    train(TrainOptions(steps=4, **base), log=lambda _m: None)
+    summary = train(TrainOptions(steps=6, **base), log=lambda _m: None)
+    assert summary["steps"] == 6
+    steps = [int(r.split(",")[0]) for r in (tmp_path / "r" / "train_log.csv").read_text().splitlines()[1:]]
+    assert steps == [2, 4, 6]
+
+
+def test_scl_prefers_matching_positives_over_shuffled_negatives():
+    torch.manual_seed(0)
+    anchors = torch.randn(8, 32)
+    near = anchors + 0.05 * torch.randn(8, 32)  # positives close to their anchors
+    far = torch.randn(8, 32)  # shuffled negatives unrelated
+    matched = scl_loss(anchors, near, far)
+    swapped = scl_loss(anchors, far, near)  # the anchors now match their negatives
+    assert matched < swapped
+    assert matched < 0.5 and swapped > 2.0
+
+
+def test_spatial_shuffle_permutes_positions_only():
+    v = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    s = spatial_shuffle(v, torch.Generator().manual_seed(1))
+    assert not torch.equal(s, v)
+    assert torch.equal(s.sort(dim=-1).values.flatten(2).sort(-1).values, v.flatten(2).sort(-1).values)
+    assert torch.equal(s.mean(dim=(2, 3)), v.mean(dim=(2, 3)))

@@ -52,7 +52,7 @@ def test_process_arrays_matches_the_file_path(exported, official):
     from conftest import FIXTURE_DIR
 
     frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((FIXTURE_DIR / "frames").glob("*.png"))]
-    engine = Binauralizer.load(exported)
+    engine = Binauralizer.load(exported, precision="fp32")
     out = engine.process_arrays(official.clip, frames, RunOptions(hop_samples=1008))
     assert np.abs(out - official.expected["binaural"]).max() <= 1e-4
 
@@ -253,3 +253,31 @@ def test_silence_and_clipping_level_input_are_valid(exported, tmp_path):
         data, _ = sf.read(tmp_path / f"{name}.binaural.wav", always_2d=True)
         assert np.isfinite(data).all()
         np.testing.assert_allclose(data[:, 0] + data[:, 1], audio[0] + audio[1], atol=1e-4)
+
+
+def test_bf16_on_this_cpu_is_offered_only_as_measured(fixture_video, exported, official, tmp_path):
+    from ccstereo.runtime.openvino_backend import openvino_bf16_capable
+
+    if not openvino_bf16_capable():
+        print("SKIP reason: OpenVINO not installed or the CPU has no native BF16")
+        pytest.skip("OpenVINO not installed or the CPU has no native BF16")
+    from ccstereo import metrics
+
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.wav"
+        result = ccs_run(fixture_video, "--model", exported, "--hop-samples", 1008, "--model-band", "--format",
+                         "wav", "-o", out, "--precision", precision)
+        assert result.returncode == 0, result.stderr
+        assert ("openvino-cpu-bf16" in result.stderr) == (precision == "bf16")
+        outs[precision] = sf.read(out, dtype="float64", always_2d=True)[0].T
+    ref, half = outs["fp32"], outs["bf16"]
+    snr = 10 * np.log10(np.sum(ref**2) / np.sum((half - ref) ** 2))
+    assert snr >= 35.0
+    gt = metrics.peak_normalize(official.clip.astype(np.float64))
+    m32 = metrics.evaluate(metrics.peak_normalize(ref), gt)
+    m16 = metrics.evaluate(metrics.peak_normalize(half), gt)
+    for name in ("stft", "env", "wav", "mag", "phs", "snr"):
+        assert m16[name] == pytest.approx(m32[name], rel=0.02), name
+    auto = ccs_run(fixture_video, "--model", exported, "--format", "wav", "-o", tmp_path / "auto.wav")
+    assert auto.returncode == 0 and "openvino-cpu-bf16" in auto.stderr  # auto prefers the measured bf16 path

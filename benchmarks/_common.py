@@ -1,0 +1,67 @@
+"""Shared helpers of the benchmark scripts: a full-size model, a test clip, subprocess runs with peak RSS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def full_size_checkpoint(workdir: Path, checkpoint: Path | None) -> Path:
+    """Return ``checkpoint`` or a seeded random full-size (official architecture) native checkpoint."""
+    if checkpoint is not None:
+        return checkpoint
+    path = workdir / "full_size_random.safetensors"
+    if not path.is_file():
+        import torch
+
+        import ccstereo
+
+        torch.manual_seed(0)
+        ccstereo.save_checkpoint(ccstereo.CCStereo(ccstereo.ModelConfig()).eval(), path)
+    return path
+
+
+def export_once(checkpoint: Path, out: Path) -> Path:
+    """Export ``checkpoint`` into ``out`` (fp32 graph verified, bf16 measured when OpenVINO is installed)."""
+    if not (out / "model.onnx").is_file():
+        from ccstereo.export.pipeline import ExportOptions, export_checkpoint
+
+        export_checkpoint(checkpoint, ExportOptions(out, fp16=True, engine="auto"), log=lambda _m: None)
+    return out
+
+
+def synthetic_mp4(workdir: Path, seconds: float, seed: int = 11) -> tuple[Path, Path]:
+    """Return (mp4, ground-truth wav) of one synthetic scene of ``seconds`` (H.264 480x240 10 fps + AAC)."""
+    from ccstereo.synth.dataset import write_dataset
+
+    folder = workdir / f"clip-{seconds:g}s-{seed}"
+    if not (folder / "000001.mp4").is_file():
+        write_dataset(folder, 1, seconds, seed, "kemar", mp4=True, log=lambda _m: None)
+    return folder / "000001.mp4", folder / "binaural_audios" / "000001.wav"
+
+
+def run_isolated(args: list[str]) -> dict:
+    """Run ``python <args>`` alone and return the JSON it prints last (with its own peak RSS)."""
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def snr_db(test: np.ndarray, ref: np.ndarray) -> float:
+    n = min(test.shape[-1], ref.shape[-1])
+    test, ref = np.asarray(test[..., :n], np.float64), np.asarray(ref[..., :n], np.float64)
+    noise = np.sum((test - ref) ** 2)
+    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(ref**2) / noise))

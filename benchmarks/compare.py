@@ -1,0 +1,207 @@
+"""Side-by-side: the official way of running CCStereo vs ccs-run, on the same clip and the same full-size model.
+
+    python benchmarks/compare.py [--seconds 10] [--hop-s 0.1] [--json out.json] [--checkpoint best_model.pth]
+
+Rows, each run alone in its own process (peak RSS is that process's):
+(a) eager PyTorch, every window of the clip in one batch (the official evaluation's way; one crop per window);
+(b) eager PyTorch, one window at a time (the older demo scripts' way);
+(c) ccs-run fp32 on onnxruntime CPU, mp4 in -> mp4 out;
+(d) ccs-run in reduced precision on this CPU (OpenVINO bf16), mp4 in -> mp4 out;
+(d') the same at half the hop; (e) TensorRT FP16 when a GPU is present.
+(a)/(b) decode the mp4 with PyAV and preprocess like the official loader (timed), and write nothing.
+SNR is of the 16 kHz binaural of each row against (a), from an untimed model-band run of the same path.
+Without --checkpoint the model is the official architecture at full size with seeded random weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    export_once,
+    full_size_checkpoint,
+    peak_rss_mib,
+    run_isolated,
+    snr_db,
+    synthetic_mp4,
+)
+
+
+def decode_for_torch(mp4: Path, hop: int):
+    """Decode and preprocess like the official test mode: per-window crops (no sharing) and L+R windows."""
+    from ccstereo.config import ModelConfig
+    from ccstereo.runtime.frames import model_crop
+    from ccstereo.runtime.media import iter_audio, iter_tick_frames
+    from ccstereo.runtime.windows import WindowPlan
+
+    cfg = ModelConfig()
+    audio = np.concatenate([c.model for c in iter_audio(mp4, cfg.sample_rate_hz, False)], axis=1)
+    frames = [img for _, img in iter_tick_frames(mp4, cfg.fps, 0.0)]
+    plan = WindowPlan.for_config(cfg, hop)
+    n = audio.shape[1]
+    count = plan.count(n)
+    padded = np.zeros(plan.start(count - 1) + cfg.window_samples, np.float32)
+    padded[:n] = audio[0] + audio[1]
+    mono = np.stack([padded[plan.start(k) : plan.start(k) + cfg.window_samples] for k in range(count)])
+    crops = np.stack(
+        [model_crop(frames[min(plan.tick(k), len(frames) - 1)], plan.frame_number(k), cfg, True) for k in range(count)]
+    )
+    return cfg, plan, n, mono, crops
+
+
+def torch_variant(checkpoint: Path, mp4: Path, hop: int, one_by_one: bool, out_wav: Path) -> dict:
+    import soundfile as sf
+    import torch
+
+    import ccstereo
+
+    model = ccstereo.load_checkpoint(checkpoint)
+    t0 = time.perf_counter()
+    cfg, plan, n, mono, crops = decode_for_torch(mp4, hop)
+    with torch.inference_mode():
+        chunks = [slice(k, k + 1) for k in range(len(mono))] if one_by_one else [slice(0, len(mono))]
+        outs = [model.forward_windows(torch.from_numpy(crops[s]), torch.from_numpy(mono[s])).numpy() for s in chunks]
+    windows = np.concatenate(outs)
+    acc = np.zeros((2, plan.start(len(mono) - 1) + cfg.window_samples))
+    weight = np.zeros(acc.shape[1])
+    for k, block in enumerate(windows):
+        acc[:, plan.start(k) : plan.start(k) + cfg.window_samples] += block
+        weight[plan.start(k) : plan.start(k) + cfg.window_samples] += 1
+    binaural = (acc / weight)[:, :n]
+    seconds = time.perf_counter() - t0
+    sf.write(out_wav, binaural.T, 16000, subtype="FLOAT")
+    return {"seconds": seconds, "windows": len(mono), "media_s": n / 16000, "rss_mib": peak_rss_mib()}
+
+
+def ccs_run_variant(model_dir: Path, mp4: Path, hop: int, precision: str, backend: str, out: Path) -> dict:
+    from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
+
+    engine = Binauralizer.load(model_dir, backend=backend, precision=precision)
+    report = engine.process(mp4, out, RunOptions(hop_samples=hop, overwrite=True))
+    snr_out = out.with_suffix(".modelband.wav")
+    engine.process(mp4, snr_out, RunOptions(hop_samples=hop, overwrite=True, full_band=False, fmt="wav"))
+    return {
+        "seconds": report.wall_s,
+        "windows": report.windows,
+        "media_s": report.duration_s,
+        "rss_mib": peak_rss_mib(),
+        "backend": engine.backend.name,
+        "times": report.to_dict()["times"],
+        "snr_wav": str(snr_out),
+    }
+
+
+def rows(args, work: Path, mp4: Path, model_dir: Path, checkpoint: Path) -> list[tuple[str, list[str]]]:
+    hop = round(args.hop_s * 16000)
+    me = str(Path(__file__).resolve())
+    base = [me, "--variant"]
+    common = ["--workdir", str(work), "--mp4", str(mp4), "--model-dir", str(model_dir), "--checkpoint", str(checkpoint)]
+    out = [
+        ("(a) eager PyTorch, all windows in one batch", [*base, "a", "--hop", str(hop), *common]),
+        ("(b) eager PyTorch, one window at a time", [*base, "b", "--hop", str(hop), *common]),
+        ("(c) ccs-run fp32 (onnxruntime CPU)", [*base, "c", "--hop", str(hop), *common]),
+    ]
+    from ccstereo.runtime.openvino_backend import openvino_bf16_capable
+
+    if openvino_bf16_capable():
+        out.append(("(d) ccs-run bf16 (OpenVINO CPU)", [*base, "d", "--hop", str(hop), *common]))
+        out.append((f"(d') ccs-run bf16, hop {args.hop_s / 2:g} s", [*base, "d", "--hop", str(hop // 2), *common]))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--hop-s", type=float, default=0.1)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--hop", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mp4", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.variant:
+        return _child(args)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="ccs-compare-"))
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = full_size_checkpoint(work, args.checkpoint)
+    model_dir = export_once(checkpoint, work / "export")
+    mp4, _ = synthetic_mp4(work, args.seconds)
+    results = {}
+    for name, child in rows(args, work, mp4, model_dir, checkpoint):
+        results[name] = run_isolated(child)
+        print(f"{name}: {results[name]['seconds']:.2f} s", file=sys.stderr)
+    results.update(_tensorrt_row())
+    import soundfile as sf
+
+    ref = sf.read(work / "a.wav", always_2d=True)[0].T
+    for name, r in results.items():
+        if "snr_wav" in r or name.startswith(("(a)", "(b)")):
+            wav = r.get("snr_wav") or str(work / ("a.wav" if name.startswith("(a)") else "b.wav"))
+            r["snr_db_vs_a"] = snr_db(sf.read(wav, always_2d=True)[0].T, ref)
+    table = _table(results, args)
+    print(table)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"rows": results, "markdown": table, "seconds": args.seconds, "hop_s": args.hop_s},
+                indent=2,
+                default=str,
+            )
+        )
+    return 0
+
+
+def _child(args) -> int:
+    work = args.workdir
+    if args.variant in ("a", "b"):
+        result = torch_variant(args.checkpoint, args.mp4, args.hop, args.variant == "b", work / f"{args.variant}.wav")
+    else:
+        precision = "fp32" if args.variant == "c" else "bf16"
+        backend = "onnxruntime" if args.variant == "c" else "openvino"
+        out = work / f"{args.variant}-{args.hop}.binaural.mp4"
+        result = ccs_run_variant(args.model_dir, args.mp4, args.hop, precision, backend, out)
+    print(json.dumps(result))
+    return 0
+
+
+def _tensorrt_row() -> dict:
+    from ccstereo.export.tensorrt_build import gpu_status
+
+    ok, reason = gpu_status()
+    if not ok:
+        return {"(e) TensorRT FP16": {"skipped": reason}}
+    return {"(e) TensorRT FP16": {"skipped": "engine benchmarking runs in benchmarks/latency.py --backend tensorrt"}}
+
+
+def _table(results: dict, args) -> str:
+    a = results["(a) eager PyTorch, all windows in one batch"]["seconds"]
+    lines = [
+        f"{args.seconds:g} s clip, hop {args.hop_s:g} s, full-size model; one process per row, nothing else running",
+        "",
+        "| path | seconds | real-time factor | windows/s | peak RSS (MiB) | SNR vs (a) (dB) | speed-up vs (a) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        if "skipped" in r:
+            lines.append(f"| {name} | skipped: {r['skipped']} | | | | | |")
+            continue
+        snr = r.get("snr_db_vs_a", float("nan"))
+        lines.append(
+            f"| {name} | {r['seconds']:.2f} | {r['seconds'] / r['media_s']:.3f} | "
+            f"{r['windows'] / r['seconds']:.1f} | {r['rss_mib']:.0f} | {snr:.1f} | {a / r['seconds']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

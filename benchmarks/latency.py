@@ -1,0 +1,136 @@
+"""Backend call latency per batch size, and achieved GFLOP/s against this machine's measured matmul throughput.
+
+    python benchmarks/latency.py [--model DIR] [--batches 1 8 32 128] [--reps 5] [--json out.json]
+
+Every window has its own frame (F = W, the 0.1 s-hop case). FLOPs per window are counted from the ONNX graph
+(2 x multiply-accumulates of every Conv, ConvTranspose, MatMul and Gemm at W = F = 1) and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import export_once, full_size_checkpoint  # noqa: E402
+
+
+def count_flops(onnx_path: Path) -> float:
+    """Return FLOPs of one window with its own frame (W = F = 1), from shapes inferred on the graph."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(onnx_path))
+    for inp in model.graph.input:
+        inp.type.tensor_type.shape.dim[0].dim_value = 1
+    model = shape_inference.infer_shapes(model)
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]
+    }
+    shapes.update({i.name: list(i.dims) for i in model.graph.initializer})
+    flops = 0.0
+    for node in model.graph.node:
+        out = shapes.get(node.output[0])
+        if not out or any(d <= 0 for d in out):
+            continue
+        if node.op_type == "Conv":
+            w = shapes[node.input[1]]
+            flops += 2 * np.prod(out) * np.prod(w[1:])
+        elif node.op_type == "ConvTranspose":
+            w = shapes[node.input[1]]
+            x = shapes[node.input[0]]
+            flops += 2 * np.prod(x) * np.prod(w[1:])
+        elif node.op_type in ("MatMul", "Gemm"):
+            a = shapes[node.input[0]]
+            flops += 2 * np.prod(out) * a[-1]
+    return float(flops)
+
+
+def matmul_gflops(dtype: str, n: int = 4096, reps: int = 3) -> float:
+    """Return the best measured GFLOP/s of an n^3 matmul in torch (fp32 or bf16)."""
+    import torch
+
+    dt = torch.float32 if dtype == "fp32" else torch.bfloat16
+    a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
+    torch.matmul(a, b)
+    best = min(_time(lambda: torch.matmul(a, b)) for _ in range(reps))
+    return 2 * n**3 / best / 1e9
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_backend(backend, batches: list[int], reps: int, flops: float) -> list[dict]:
+    rng = np.random.default_rng(0)
+    cfg = backend.info.config
+    rows = []
+    for b in batches:
+        frames = rng.integers(0, 255, (b, cfg.crop_height, cfg.crop_width, 3), dtype=np.uint8)
+        mono = (rng.standard_normal((b, cfg.window_samples)) * 0.1).astype(np.float32)
+        index = np.arange(b, dtype=np.int64)
+        backend.run(frames, mono, index)  # warm-up
+        call = lambda f=frames, m=mono, i=index: backend.run(f, m, i)
+        times = np.array([_time(call) for _ in range(reps)])
+        p50, p95 = np.percentile(times, 50), np.percentile(times, 95)
+        rows.append(
+            {
+                "backend": backend.name,
+                "batch": b,
+                "p50_ms": 1e3 * p50,
+                "p95_ms": 1e3 * p95,
+                "p50_ms_per_window": 1e3 * p50 / b,
+                "gflops": flops * b / p50 / 1e9,
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="exported folder (default: full-size random model)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="ccs-latency-"))
+    model_dir = args.model or export_once(full_size_checkpoint(work, None), work / "export")
+    flops = count_flops(model_dir / "model.onnx")
+    peak = {p: matmul_gflops(p) for p in ("fp32", "bf16")}
+    from ccstereo.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from ccstereo.runtime.openvino_backend import OpenVINOBackend, openvino_bf16_capable
+
+    results = bench_backend(OnnxRuntimeBackend(model_dir / "model.onnx"), args.batches, args.reps, flops)
+    if openvino_bf16_capable():
+        results += bench_backend(OpenVINOBackend(model_dir / "model.onnx", "bf16"), args.batches, args.reps, flops)
+    lines = [
+        f"FLOPs per window (W = F = 1, counted from the graph): {flops / 1e9:.2f} GFLOP",
+        f"measured 4096^3 matmul: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s",
+        "",
+        "| backend | batch | p50 ms/call | p95 ms/call | p50 ms/window | GFLOP/s | % of matmul peak |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ref = peak["bf16"] if "bf16" in r["backend"] else peak["fp32"]
+        r["pct_of_matmul"] = 100 * r["gflops"] / ref
+        lines.append(
+            f"| {r['backend']} | {r['batch']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+            f"{r['p50_ms_per_window']:.2f} | {r['gflops']:.0f} | {r['pct_of_matmul']:.0f}% |"
+        )
+    print("\n".join(lines))
+    if args.json:
+        args.json.write_text(json.dumps({"flops_per_window": flops, "matmul_gflops": peak, "rows": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""ccs-run end to end on inputs of growing length: time should be linear and memory flat.
+
+    python benchmarks/throughput.py [--lengths 10 60 600] [--model DIR] [--precision auto] [--json out.json]
+
+Each length runs alone in its own process (mp4 in, mp4 out); printed: wall time, real-time factor, the stage
+breakdown of the run report (decode, preprocess, backend, overlap-add, encode) and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import export_once, full_size_checkpoint, peak_rss_mib, run_isolated  # noqa: E402
+
+
+def make_input(work: Path, seconds: int) -> Path:
+    """A long input quickly: H.264 480x240 at 10 fps with a moving block, AAC 44.1 kHz panned tone."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from media_factory import panned_tone, write_mp4
+
+    path = work / f"input-{seconds}s.mp4"
+    if not path.is_file():
+        write_mp4(path, seconds=seconds, fps=10, rate=44100, audio=panned_tone(seconds, 44100), width=480, height=240)
+    return path
+
+
+def child(model: Path, mp4: Path, precision: str) -> dict:
+    from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
+
+    engine = Binauralizer.load(model, precision=precision)
+    report = engine.process(mp4, mp4.with_name(mp4.stem + ".binaural.mp4"), RunOptions(overwrite=True))
+    return {**report.to_dict(), "rss_mib": peak_rss_mib()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[10, 60, 600])
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.model, args.child, args.precision)))
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="ccs-throughput-"))
+    model = args.model or export_once(full_size_checkpoint(work, None), work / "export")
+    rows = []
+    for seconds in args.lengths:
+        mp4 = make_input(work, seconds)
+        rows.append(run_isolated([__file__, "--child", str(mp4), "--model", str(model), "--precision", args.precision]))
+    lines = [
+        "| input | wall s | real-time factor | decode | preprocess | backend | overlap-add | encode | "
+        "peak RSS MiB | backend |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t = r["times"]
+        lines.append(
+            f"| {r['duration_s']:.0f} s | {r['wall_s']:.1f} | {r['wall_s'] / r['duration_s']:.3f} | "
+            f"{t['decode_s']:.1f} | {t['preprocess_s']:.1f} | {t['backend_s']:.1f} | "
+            f"{t['overlap_add_s']:.2f} | {t['encode_s']:.1f} | {r['rss_mib']:.0f} | {r['backend']} |"
+        )
+    print("\n".join(lines))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,7 @@ Every window has its own frame (F = W, the 0.1 s-hop case). FLOPs per window are
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -79,8 +80,7 @@ def bench_backend(backend, batches: list[int], reps: int, flops: float) -> list[
         mono = (rng.standard_normal((b, cfg.window_samples)) * 0.1).astype(np.float32)
         index = np.arange(b, dtype=np.int64)
         backend.run(frames, mono, index)  # warm-up
-        call = lambda f=frames, m=mono, i=index: backend.run(f, m, i)
-        times = np.array([_time(call) for _ in range(reps)])
+        times = np.array([_time(functools.partial(backend.run, frames, mono, index)) for _ in range(reps)])
         p50, p95 = np.percentile(times, 50), np.percentile(times, 95)
         rows.append(
             {

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> dict:
         preds = {
             "Mono-Mono": np.stack([mono / 2, mono / 2]),
             "audio-only (grey frames)": engine.process_arrays(gt, grey),
-            "flipped visual": engine.process_arrays(gt, [f[:, ::-1] for f in frames]),
+            "flipped visual": engine.process_arrays(gt, [np.ascontiguousarray(f[:, ::-1]) for f in frames]),
             "model, no V-TTA": engine.process_arrays(gt, frames, RunOptions(tta=False)),
             "model, V-TTA": engine.process_arrays(gt, frames),
         }

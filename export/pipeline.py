@@ -146,8 +146,7 @@ def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build
     }
     log(f"exporting {checkpoint} (sha256 {sha[:12]}) to ONNX opset {options.opset}")
     proto = onnx_graph.torch_to_onnx(model, options.opset)
-    meta = onnx_graph.GraphMetadata(model.config.to_json(), sha, "fp32", options.opset, onnx_graph.exporter_version())
-    onnx_graph.set_metadata(proto, meta)
+    onnx_graph.set_metadata(proto, _metadata(model, sha, "fp32", options))
     fp32_path = staging / "model.onnx"
     onnx_graph.save_onnx(proto, fp32_path)
     report["onnx"] = {
@@ -169,10 +168,7 @@ def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build
         reference = vset.overlap_average(fp32_windows) if vset is not None else None
         islands = _choose_islands(options, proto, vset, reference, report)
         half, summary = fp16_mod.convert_to_fp16(proto, islands)
-        onnx_graph.set_metadata(
-            half,
-            onnx_graph.GraphMetadata(model.config.to_json(), sha, "fp16", options.opset, onnx_graph.exporter_version()),
-        )
+        onnx_graph.set_metadata(half, _metadata(model, sha, "fp16", options))
         fp16_path = staging / "model.fp16.onnx"
         onnx_graph.save_onnx(half, fp16_path)
         report["fp16"] = {
@@ -195,6 +191,12 @@ def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build
         _measure_cpu_precisions(fp32_path, vset, report, log)
     report["engine"] = _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log)
     return report
+
+
+def _metadata(model, sha: str, precision: str, options: ExportOptions) -> onnx_graph.GraphMetadata:
+    return onnx_graph.GraphMetadata(
+        model.config.to_json(), sha, precision, options.opset, onnx_graph.exporter_version()
+    )
 
 
 def _measure_cpu_precisions(fp32_path: Path, vset, report: dict[str, Any], log) -> None:
@@ -237,9 +239,7 @@ def _engine_step(options, can_build, gpu_reason, staging, model, report, build_e
         log(f"TensorRT engine skipped: {gpu_reason}")
         return {"built": False, "reason": gpu_reason}
     fp16_path = staging / "model.fp16.onnx"
-    metadata = onnx_graph.GraphMetadata(
-        model.config.to_json(), report["checkpoint_sha256"], "fp16", options.opset, onnx_graph.exporter_version()
-    ).as_props()
+    metadata = _metadata(model, report["checkpoint_sha256"], "fp16", options).as_props()
     plan = build_engine(
         fp16_path,
         staging,

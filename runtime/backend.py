@@ -17,3 +17,12 @@ class Backend(Protocol):
     def run(self, frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
         """Return binaural float32 [W, 2, N]."""
         ...
+
+
+def as_feeds(frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> dict[str, np.ndarray]:
+    """Return the graph inputs as contiguous arrays of the exported dtypes (u8, f32, i64)."""
+    return {
+        "frames": np.ascontiguousarray(frames, dtype=np.uint8),
+        "mono": np.ascontiguousarray(mono, dtype=np.float32),
+        "frame_index": np.ascontiguousarray(frame_index, dtype=np.int64),
+    }

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ccstereo.runtime.backend import as_feeds
 from ccstereo.runtime.errors import BackendUnavailableError
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
 
@@ -67,9 +68,5 @@ class OnnxRuntimeBackend:
         self.max_batch = max_batch
 
     def run(self, frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
-        feeds = {
-            "frames": np.ascontiguousarray(frames, dtype=np.uint8),
-            "mono": np.ascontiguousarray(mono, dtype=np.float32),
-            "frame_index": np.ascontiguousarray(frame_index, dtype=np.int64),
-        }
+        feeds = as_feeds(frames, mono, frame_index)
         return self.session.run(["binaural"], feeds)[0]

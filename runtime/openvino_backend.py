@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ccstereo.runtime.backend import as_feeds
 from ccstereo.runtime.errors import BackendUnavailableError
 from ccstereo.runtime.model_info import read_onnx_info
 
@@ -62,10 +63,6 @@ class OpenVINOBackend:
         self.max_batch = max_batch
 
     def run(self, frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
-        feeds = {
-            "frames": np.ascontiguousarray(frames, dtype=np.uint8),
-            "mono": np.ascontiguousarray(mono, dtype=np.float32),
-            "frame_index": np.ascontiguousarray(frame_index, dtype=np.int64),
-        }
+        feeds = as_feeds(frames, mono, frame_index)
         result = self.request.infer(feeds)
         return np.array(result[self.output], dtype=np.float32, copy=True)

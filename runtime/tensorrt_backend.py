@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ccstereo.runtime.backend import as_feeds
 from ccstereo.runtime.cuda_device import CudaBuffers, query_device
 from ccstereo.runtime.engine_cache import EngineKey, check_engine, read_sidecar
 from ccstereo.runtime.errors import BackendUnavailableError
@@ -64,11 +65,7 @@ class TensorRTBackend:
                 f"batch of {len(mono)} windows / {len(frames)} frames exceeds the engine's "
                 f"profile maximum {self.max_batch}"
             )
-        inputs = {
-            "frames": np.ascontiguousarray(frames, dtype=np.uint8),
-            "mono": np.ascontiguousarray(mono, dtype=np.float32),
-            "frame_index": np.ascontiguousarray(frame_index, dtype=np.int64),
-        }
+        inputs = as_feeds(frames, mono, frame_index)
         for name, host in inputs.items():
             self.context.set_input_shape(name, host.shape)
             self.cuda.to_device(self.device_ptr[name], host)

@@ -20,25 +20,18 @@ def ccs_run(*args, timeout=600):
     return subprocess.run([*RUN, *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
+def official_run(video, model, out, *extra):
+    """ccs-run as the official test mode: hop 1008, plain 16 kHz model output, wav."""
+    return ccs_run(video, "--model", model, "--hop-samples", 1008, "--model-band", "--format", "wav", "-o", out, *extra)
+
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".binaural." in p.name or ".partial-" in p.name)
 
 
 def test_ccs_run_reproduces_the_official_binaural(fixture_video, exported, official, tmp_path):
     out = tmp_path / "fx.wav"
-    result = ccs_run(
-        fixture_video,
-        "--model",
-        exported,
-        "--hop-samples",
-        1008,
-        "--model-band",
-        "--format",
-        "wav",
-        "-o",
-        out,
-        "--quiet",
-    )
+    result = official_run(fixture_video, exported, out, "--quiet", "--precision", "fp32")
     assert result.returncode == 0, result.stderr
     binaural, rate = sf.read(out, dtype="float32", always_2d=True)
     assert rate == 16000 and binaural.shape == (official.clip.shape[1], 2)
@@ -115,7 +108,13 @@ def _peak_rss_kib(args) -> int:
     return int(result.stdout.split("RSS")[-1])
 
 
-def test_memory_does_not_grow_with_input_length(exported, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_memory_does_not_grow_with_input_length(exported, tmp_path, precision):
+    if precision == "bf16":
+        from ccstereo.runtime.openvino_backend import openvino_bf16_capable
+
+        if not openvino_bf16_capable():
+            pytest.skip("OpenVINO not installed or the CPU has no native BF16")
     rss = {}
     for seconds in (6, 60):
         src = write_mp4(
@@ -127,7 +126,9 @@ def test_memory_does_not_grow_with_input_length(exported, tmp_path):
             width=160,
             height=96,
         )
-        rss[seconds] = _peak_rss_kib([src, "--model", exported, "--quiet", "--format", "wav"])
+        rss[seconds] = _peak_rss_kib(
+            [src, "--model", exported, "--quiet", "--format", "wav", "--overwrite", "--precision", precision]
+        )
     assert rss[60] <= 1.3 * rss[6], rss
 
 
@@ -266,8 +267,7 @@ def test_bf16_on_this_cpu_is_offered_only_as_measured(fixture_video, exported, o
     outs = {}
     for precision in ("fp32", "bf16"):
         out = tmp_path / f"{precision}.wav"
-        result = ccs_run(fixture_video, "--model", exported, "--hop-samples", 1008, "--model-band", "--format",
-                         "wav", "-o", out, "--precision", precision)
+        result = official_run(fixture_video, exported, out, "--precision", precision)
         assert result.returncode == 0, result.stderr
         assert ("openvino-cpu-bf16" in result.stderr) == (precision == "bf16")
         outs[precision] = sf.read(out, dtype="float64", always_2d=True)[0].T

@@ -22,14 +22,18 @@ def clip_id(index: int) -> str:
     return f"{index + 1:06d}"
 
 
-def write_clip_mp4(path: Path, frames: list[np.ndarray], audio: np.ndarray, rate_hz: int, seconds: float) -> None:
+def write_clip_mp4(
+    path: Path, frames: list[np.ndarray], audio: np.ndarray, rate_hz: int, seconds: float, crf: int = 18
+) -> None:
+    """Write 10 fps RGB frames as H.264 and ``audio`` [C, n] (C = 1 or 2) as AAC into an mp4."""
     import av
 
+    layout = "mono" if audio.shape[0] == 1 else "stereo"
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=FPS)
         video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        video.options = {"preset": "veryfast", "crf": "18"}
-        sound = out.add_stream("aac", rate=rate_hz, layout="stereo")
+        video.options = {"preset": "veryfast", "crf": str(crf)}
+        sound = out.add_stream("aac", rate=rate_hz, layout=layout)
         for i, image in enumerate(frames[: int(round(seconds * FPS))]):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, FPS)
@@ -38,9 +42,8 @@ def write_clip_mp4(path: Path, frames: list[np.ndarray], audio: np.ndarray, rate
         for packet in video.encode(None):
             out.mux(packet)
         for start in range(0, audio.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(audio[:, start : start + 1024]), format="fltp", layout="stereo"
-            )
+            chunk = np.ascontiguousarray(audio[:, start : start + 1024], np.float32)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
             frame.sample_rate, frame.pts = rate_hz, start
             for packet in sound.encode(frame):
                 out.mux(packet)

@@ -79,7 +79,7 @@ def test_train_decreases_loss_and_checkpoint_loads_and_exports(tiny_dataset, tmp
     from ccstereo.config import ModelConfig
     from ccstereo.train.trainer import TrainOptions, train
 
-    cfg = ModelConfig(resnet_width=8, aspp_hidden=32)
+    cfg = ModelConfig(resnet_width=16, aspp_hidden=32)
     opts = TrainOptions(
         tiny_dataset,
         tiny_dataset / split,
@@ -121,7 +121,7 @@ def test_resume_continues_from_the_saved_step(tiny_dataset, tmp_path):
     from ccstereo.config import ModelConfig
     from ccstereo.train.trainer import TrainOptions, train
 
-    cfg = ModelConfig(resnet_width=8, aspp_hidden=32)
+    cfg = ModelConfig(resnet_width=16, aspp_hidden=32)
     base = dict(
         data=tiny_dataset,
         train_split=tiny_dataset / "splits/split1/train.txt",

@@ -55,6 +55,10 @@ def run_isolated(args: list[str]) -> dict:
 
 
 def peak_rss_mib() -> float:
+    """Return this process's peak RSS (VmHWM). Unlike ru_maxrss it is not inherited from the parent at exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

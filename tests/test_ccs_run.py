@@ -98,10 +98,12 @@ def test_full_band_keeps_the_input_mix_and_its_high_band(exported, tmp_path):
 
 
 def _peak_rss_kib(args) -> int:
+    # VmHWM, not ru_maxrss: on Linux the latter is inherited across exec from this (large) pytest process.
     code = (
-        "import resource, sys; from ccstereo.runtime.cli import app\n"
+        "import sys; from ccstereo.runtime.cli import app\n"
         "try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "hwm = [line for line in open('/proc/self/status') if line.startswith('VmHWM:')][0]\n"
+        "print('RSS', hwm.split()[1])"
     )
     result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

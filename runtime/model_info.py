@@ -80,12 +80,12 @@ def read_onnx_info(path: str | Path) -> ModelInfo:
 
 def check_io(path: Path, config: ModelConfig, inputs: dict[str, list], outputs: dict[str, list]) -> None:
     """Raise ModelMetadataError when the graph's I/O does not match its own config."""
-    expected_in = {
+    expected_in: dict[str, list[int | None]] = {
         "frames": [None, config.crop_height, config.crop_width, 3],
         "mono": [None, config.window_samples],
         "frame_index": [None],
     }
-    expected_out = {"binaural": [None, 2, config.window_samples]}
+    expected_out: dict[str, list[int | None]] = {"binaural": [None, 2, config.window_samples]}
     for kind, actual, expected in (("input", inputs, expected_in), ("output", outputs, expected_out)):
         if set(actual) != set(expected):
             raise ModelMetadataError(f"{path}: {kind}s {sorted(actual)} != expected {sorted(expected)}")

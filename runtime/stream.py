@@ -47,7 +47,8 @@ class _Frames:
 
     def __init__(self, ticks: Iterator[tuple[int, np.ndarray]], config: ModelConfig, tta: bool, times: StageTimes):
         self.ticks, self.config, self.tta, self.times = ticks, config, tta, times
-        self.tick, self.image = -1, None
+        self.tick: int = -1
+        self.image: np.ndarray | None = None
         self.exhausted = False
         self.cache: dict[int, np.ndarray] = {}
 
@@ -87,7 +88,9 @@ def produce(
     original: list[np.ndarray] = []
     k = 0
     while True:
-        starts, monos, ticks = [], [], []
+        starts: list[int] = []
+        monos: list[np.ndarray] = []
+        ticks: list[int] = []
         while len(starts) < batch_size:
             start = plan.start(k)
             while not eof and total < start + w:

@@ -10,6 +10,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,9 +91,9 @@ class MuxWriter:
             raise OutputError(
                 f"{final}: cannot copy the {in_video.codec_context.name} video into {fmt}: {exc}"
             ) from exc
-        self.audio = self.out.add_stream(_AUDIO_CODEC[fmt], rate=rate_hz, layout="stereo")
+        self.audio: Any = self.out.add_stream(_AUDIO_CODEC[fmt], rate=rate_hz, layout="stereo")
         self.packets = self.src.demux(in_video)
-        self.pending = None
+        self.pending: Any = None
         self.samples = 0
         self.video_start = in_video.start_time or 0
 

@@ -58,7 +58,7 @@ class CCStereo(nn.Module):
         x = frames_u8.permute(0, 3, 1, 2).to(torch.float32) / 255.0
         return (x - self.pixel_mean) / self.pixel_std
 
-    def spectrogram(self, mono: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def spectrogram(self, mono: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (model input spectrogram [W, 2, F, T], normalised mono [W, N], normalizer [W, 1])."""
         mono_n, normalizer = self.rms(mono)
         return self.stft(mono_n) + self.config.spec_eps, mono_n, normalizer

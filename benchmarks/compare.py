@@ -62,6 +62,7 @@ def torch_variant(checkpoint: Path, mp4: Path, hop: int, one_by_one: bool, out_w
     import torch
 
     import ccstereo
+    from ccstereo.runtime.overlap_add import StreamingOverlapAdd
 
     model = ccstereo.load_checkpoint(checkpoint)
     t0 = time.perf_counter()
@@ -70,12 +71,10 @@ def torch_variant(checkpoint: Path, mp4: Path, hop: int, one_by_one: bool, out_w
         chunks = [slice(k, k + 1) for k in range(len(mono))] if one_by_one else [slice(0, len(mono))]
         outs = [model.forward_windows(torch.from_numpy(crops[s]), torch.from_numpy(mono[s])).numpy() for s in chunks]
     windows = np.concatenate(outs)
-    acc = np.zeros((2, plan.start(len(mono) - 1) + cfg.window_samples))
-    weight = np.zeros(acc.shape[1])
+    ola = StreamingOverlapAdd(2, cfg.window_samples)
     for k, block in enumerate(windows):
-        acc[:, plan.start(k) : plan.start(k) + cfg.window_samples] += block
-        weight[plan.start(k) : plan.start(k) + cfg.window_samples] += 1
-    binaural = (acc / weight)[:, :n]
+        ola.add(plan.start(k), block)
+    binaural = ola.pop(n)
     seconds = time.perf_counter() - t0
     sf.write(out_wav, binaural.T, 16000, subtype="FLOAT")
     return {"seconds": seconds, "windows": len(mono), "media_s": n / 16000, "rss_mib": peak_rss_mib()}

@@ -9,30 +9,39 @@ from pathlib import Path
 
 import numpy as np
 
+from ccstereo.runtime.backend import as_feeds
 from ccstereo.runtime.model_info import ModelInfo
 
 
 class TorchBackend:
-    """Run ``forward_windows`` of a checkpoint (official .pth or native .safetensors) on the CPU."""
+    """Run ``forward_windows`` of a CCStereo model on the CPU (a checkpoint, or a model in memory)."""
 
-    def __init__(self, checkpoint: Path, max_batch: int = 32) -> None:
+    def __init__(self, model, info: ModelInfo, max_batch: int = 32) -> None:
+        self.model = model.eval()
+        self.info = info
+        self.name = "torch-cpu-fp32"
+        self.max_batch = max_batch
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Path, max_batch: int = 32) -> TorchBackend:
+        """Load an official .pth or native .safetensors checkpoint."""
         import hashlib
 
         from ccstereo.checkpoint import load_checkpoint
 
-        self.model = load_checkpoint(checkpoint)
+        model = load_checkpoint(checkpoint)
         sha = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
-        self.info = ModelInfo(Path(checkpoint), self.model.config, sha, "fp32", 0, "torch")
-        self.name = "torch-cpu-fp32"
-        self.max_batch = max_batch
+        return cls(model, ModelInfo(Path(checkpoint), model.config, sha, "fp32", 0, "torch"), max_batch)
+
+    @classmethod
+    def from_model(cls, model, max_batch: int = 32) -> TorchBackend:
+        """Wrap a model in memory (validation during training)."""
+        return cls(model, ModelInfo(Path("<in-memory>"), model.config, "", "fp32", 0, "torch"), max_batch)
 
     def run(self, frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
         import torch
 
+        feeds = as_feeds(frames, mono, frame_index)
         with torch.inference_mode():
-            out = self.model.forward_windows(
-                torch.from_numpy(np.ascontiguousarray(frames)),
-                torch.from_numpy(np.ascontiguousarray(mono)),
-                torch.from_numpy(np.ascontiguousarray(frame_index, dtype=np.int64)),
-            )
+            out = self.model.forward_windows(*(torch.from_numpy(feeds[k]) for k in ("frames", "mono", "frame_index")))
         return out.numpy()

@@ -69,7 +69,8 @@ def _island_ablation(proto, vset, reference: np.ndarray) -> dict[str, float]:
     return losses
 
 
-def _verify_fp32(model, path: Path, vset) -> dict[str, Any]:
+def _verify_fp32(model, path: Path, vset) -> tuple[dict[str, Any], np.ndarray]:
+    """Return (figures, onnxruntime windows) of model.onnx against PyTorch; raise when too far."""
     ours = verify.run_onnx(path, vset)
     torch_out = verify.run_torch(model, vset)
     peak = float(np.abs(torch_out).max())
@@ -77,7 +78,7 @@ def _verify_fp32(model, path: Path, vset) -> dict[str, Any]:
     result = {"max_abs_err": err, "peak": peak, "err_over_peak": err / peak, "windows": len(vset.mono)}
     if err > FP32_MAX_ERR_RATIO * peak:
         raise ExportError(f"model.onnx differs from PyTorch by {err:.3g} (> {FP32_MAX_ERR_RATIO} x peak {peak:.3g})")
-    return result
+    return result, ours
 
 
 def _verify_fp16(path: Path, vset, fp32_windows: np.ndarray) -> dict[str, Any]:
@@ -149,22 +150,17 @@ def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build
     onnx_graph.set_metadata(proto, _metadata(model, sha, "fp32", options))
     fp32_path = staging / "model.onnx"
     onnx_graph.save_onnx(proto, fp32_path)
-    report["onnx"] = {
-        "file": "model.onnx",
-        "sha256": onnx_graph.sha256_file(fp32_path),
-        "op_counts": onnx_graph.op_counts(proto),
-    }
-    vset = None
+    report["onnx"] = _graph_entry(fp32_path, proto)
+    vset, fp32_windows = None, None
     if options.verify:
         vset = _verification_set(model, options)
         report["verification_set"] = vset.name
-        report["onnx"]["verify"] = _verify_fp32(model, fp32_path, vset)
+        report["onnx"]["verify"], fp32_windows = _verify_fp32(model, fp32_path, vset)
         log(
             f"model.onnx vs PyTorch: max abs err {report['onnx']['verify']['max_abs_err']:.3g} "
             f"(peak {report['onnx']['verify']['peak']:.3g})"
         )
     if options.fp16:
-        fp32_windows = verify.run_onnx(fp32_path, vset) if vset is not None else None
         reference = vset.overlap_average(fp32_windows) if vset is not None else None
         islands = _choose_islands(options, proto, vset, reference, report)
         half, summary = fp16_mod.convert_to_fp16(proto, islands)
@@ -172,9 +168,7 @@ def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build
         fp16_path = staging / "model.fp16.onnx"
         onnx_graph.save_onnx(half, fp16_path)
         report["fp16"] = {
-            "file": "model.fp16.onnx",
-            "sha256": onnx_graph.sha256_file(fp16_path),
-            "op_counts": onnx_graph.op_counts(half),
+            **_graph_entry(fp16_path, half),
             "fp32_islands": {
                 name: {**summary["islands"][name], "reason": fp16_mod.ISLANDS[name].reason} for name in islands
             },
@@ -188,7 +182,7 @@ def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build
                 f"FP32 islands: {', '.join(islands)}"
             )
     if vset is not None:
-        _measure_cpu_precisions(fp32_path, vset, report, log)
+        _measure_cpu_precisions(proto, fp32_path, vset, fp32_windows, report, log)
     report["engine"] = _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log)
     return report
 
@@ -199,7 +193,11 @@ def _metadata(model, sha: str, precision: str, options: ExportOptions) -> onnx_g
     )
 
 
-def _measure_cpu_precisions(fp32_path: Path, vset, report: dict[str, Any], log) -> None:
+def _graph_entry(path: Path, proto) -> dict[str, Any]:
+    return {"file": path.name, "sha256": onnx_graph.sha256_file(path), "op_counts": onnx_graph.op_counts(proto)}
+
+
+def _measure_cpu_precisions(proto, fp32_path: Path, vset, fp32: np.ndarray, report: dict[str, Any], log) -> None:
     """Measure bf16 on this CPU (OpenVINO) against fp32 and record it in model.onnx's metadata."""
     try:
         import openvino as ov
@@ -210,7 +208,6 @@ def _measure_cpu_precisions(fp32_path: Path, vset, report: dict[str, Any], log) 
     compiled = core.compile_model(core.read_model(str(fp32_path)), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
     feeds = {"frames": vset.crops_u8, "mono": vset.mono, "frame_index": vset.frame_index}
     half = np.asarray(compiled(feeds)[compiled.output(0)], np.float32)
-    fp32 = verify.run_onnx(fp32_path, vset)
     snr = verify.snr_db(vset.overlap_average(half), vset.overlap_average(fp32))
     m32, m16 = verify.paper_metrics(vset, fp32), verify.paper_metrics(vset, half)
     report["bf16"] = {
@@ -221,7 +218,6 @@ def _measure_cpu_precisions(fp32_path: Path, vset, report: dict[str, Any], log) 
         "metrics_bf16": m16,
         "metric_rel_change": verify.relative_changes(m32, m16),
     }
-    proto = onnx.load(str(fp32_path))
     props = {p.key: p.value for p in proto.metadata_props}
     props["ccstereo.measured_snr_db"] = json.dumps({"bf16": round(snr, 2)})
     onnx.helper.set_model_props(proto, props)

@@ -32,11 +32,11 @@ def gpu_status() -> tuple[bool, str]:
     return True, f"{device.name} (compute capability {device.compute_capability})"
 
 
-def parse_onnx(trt, builder, onnx_path: Path):
+def parse_onnx(trt, builder, logger, onnx_path: Path):
     """Return a strongly typed network parsed from ``onnx_path``; parser errors become one exception."""
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, builder.logger if hasattr(builder, "logger") else trt.Logger())
+    parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"{onnx_path}: TensorRT could not parse the ONNX graph: {errors}")
@@ -85,7 +85,7 @@ def build_engine(
     key = EngineKey(onnx_sha256, trt.__version__, device.name, device.compute_capability, "fp16", profile)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network, _parser = parse_onnx(trt, builder, onnx_path)
+    network, _parser = parse_onnx(trt, builder, logger, onnx_path)
     cache_path = timing_cache_path or out_dir / "timing.cache"
     lock = _locked_timing_cache(cache_path)
     try:

@@ -16,9 +16,10 @@ import numpy as np
 
 from ccstereo.config import ModelConfig
 from ccstereo.metrics import evaluate, peak_normalize
+from ccstereo.runtime.overlap_add import StreamingOverlapAdd
+from ccstereo.runtime.windows import WindowPlan, crop_box
 
 PAPER_METRICS = ("stft", "env", "wav", "mag", "phs", "snr")
-CROPS = {0: (0, 0), 1: (32, 0), 2: (0, 16), 3: (32, 16), 4: (16, 8)}
 
 
 @dataclass(frozen=True)
@@ -34,22 +35,19 @@ class VerificationSet:
 
     def overlap_average(self, windows: np.ndarray) -> np.ndarray:
         """Return the overlap-averaged [2, N] signal of window outputs [W, 2, window]."""
-        n = windows.shape[-1]
-        total = int(self.starts.max()) + n
-        acc = np.zeros((2, total))
-        count = np.zeros(total)
+        ola = StreamingOverlapAdd(2, windows.shape[-1])
         for w, s in zip(windows, self.starts, strict=True):
-            acc[:, s : s + n] += w
-            count[s : s + n] += 1
-        return (acc / count)[:, : self.clip.shape[1]]
+            ola.add(int(s), w)
+        return ola.pop(self.clip.shape[1])
 
 
-def _official_windows(clip: np.ndarray, window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
-    n = clip.shape[1]
-    count = max(1, math.ceil((n - window) / hop) + 1)
-    padded = np.zeros((2, (count - 1) * hop + window), np.float32)
+def _official_windows(clip: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Return (starts, L+R windows) at the official test hop, 0.1 x window, zero-padded at the end."""
+    plan = WindowPlan.for_config(config, int(0.1 * config.window_samples))
+    n, window = clip.shape[1], config.window_samples
+    starts = np.array([plan.start(k) for k in range(plan.count(n))])
+    padded = np.zeros((2, int(starts[-1]) + window), np.float32)
     padded[:, :n] = clip
-    starts = np.arange(count) * hop
     mono = np.stack([padded[0, s : s + window] + padded[1, s : s + window] for s in starts])
     return starts, mono
 
@@ -63,8 +61,8 @@ def official_frame_numbers(
 
 
 def _crop(image: np.ndarray, frame_number: int, config: ModelConfig) -> np.ndarray:
-    x, y = CROPS[frame_number % 5]
-    return image[y : y + config.crop_height, x : x + config.crop_width]
+    left, top, right, bottom = crop_box(frame_number, config)
+    return image[top:bottom, left:right]
 
 
 def from_files(clip_path: Path, frames_dir: Path, config: ModelConfig) -> VerificationSet:
@@ -76,8 +74,7 @@ def from_files(clip_path: Path, frames_dir: Path, config: ModelConfig) -> Verifi
     if rate != config.sample_rate_hz or clip.shape[1] != 2:
         raise ValueError(f"{clip_path}: need {config.sample_rate_hz} Hz stereo, got {rate} Hz x {clip.shape[1]}")
     clip = clip.T.copy()
-    hop = int(0.1 * config.window_samples)
-    starts, mono = _official_windows(clip, config.window_samples, hop)
+    starts, mono = _official_windows(clip, config)
     numbers = official_frame_numbers(starts, clip.shape[1], config.window_samples, rate, 0.1)
     distinct = sorted(set(numbers))
     crops = []
@@ -101,8 +98,7 @@ def generated(config: ModelConfig, seconds: float = 3.0, seed: int = 0) -> Verif
     left = 0.2 * tone * pan + 0.1 * bursts * (1 - pan)
     right = 0.2 * tone * (1 - pan) + 0.1 * bursts * pan
     clip = np.stack([left, right]).astype(np.float32)
-    hop = int(0.1 * config.window_samples)
-    starts, mono = _official_windows(clip, config.window_samples, hop)
+    starts, mono = _official_windows(clip, config)
     numbers = official_frame_numbers(starts, n, config.window_samples, rate, 0.1)
     distinct = sorted(set(numbers))
     h, w = config.resize_height, config.resize_width

@@ -52,7 +52,7 @@ def load_backend(
     if backend == "torch":
         from ccstereo.torch_backend import TorchBackend  # outside the runtime package: the one torch path
 
-        return TorchBackend(model, batch_size or DEFAULT_CPU_BATCH), "PyTorch reference (requested)"
+        return TorchBackend.from_checkpoint(model, batch_size or DEFAULT_CPU_BATCH), "PyTorch reference (requested)"
     if model.suffix == ".plan":
         return _tensorrt(model), "TensorRT engine given"
     if backend in ("auto", "tensorrt") and model.is_dir():
@@ -108,11 +108,14 @@ def _openvino(onnx_path: Path, backend: str, precision: str, batch_size: int | N
 
     capable = openvino_bf16_capable()
     if backend == "auto":
-        measured = read_onnx_info(onnx_path).measured_snr_db.get("bf16", float("-inf"))
-        if not capable or measured < AUTO_BF16_MIN_SNR_DB:
+        if not capable:
+            return None
+        info = read_onnx_info(onnx_path)
+        measured = info.measured_snr_db.get("bf16", float("-inf"))
+        if measured < AUTO_BF16_MIN_SNR_DB:
             return None
         why = f"OpenVINO bf16 on this CPU's AMX/AVX512-BF16 (measured {measured:.1f} dB vs fp32 at export)"
-        return OpenVINOBackend(onnx_path, "bf16", batch_size or DEFAULT_CPU_BATCH, threads), why
+        return OpenVINOBackend(onnx_path, "bf16", batch_size or DEFAULT_CPU_BATCH, threads, info), why
     wanted = "bf16" if precision == "bf16" or (precision == "auto" and capable) else "f32"
     chosen = OpenVINOBackend(onnx_path, wanted, batch_size or DEFAULT_CPU_BATCH, threads)
     return chosen, f"OpenVINO {wanted} (requested)"

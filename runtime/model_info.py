@@ -55,19 +55,25 @@ class ModelInfo:
         )
 
 
-def read_onnx_info(path: str | Path) -> ModelInfo:
-    """Return the ModelInfo of an ONNX file, read through onnxruntime (no onnx package needed)."""
+def open_onnx_session(path: str | Path, options=None, providers: list | None = None):
+    """Return an onnxruntime session of ``path``; an unreadable file becomes ModelMetadataError."""
     import onnxruntime as ort
 
     path = Path(path)
     if not path.is_file():
         raise ModelMetadataError(f"{path}: no such model file")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if options is None:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         raise ModelMetadataError(f"{path}: not a readable ONNX model: {exc}") from exc
+
+
+def info_from_session(path: str | Path, session) -> ModelInfo:
+    """Return the ModelInfo of an open onnxruntime session, checking its I/O against its own config."""
+    path = Path(path)
     info = ModelInfo.from_metadata(path, dict(session.get_modelmeta().custom_metadata_map))
     check_io(
         path,
@@ -76,6 +82,11 @@ def read_onnx_info(path: str | Path) -> ModelInfo:
         {o.name: o.shape for o in session.get_outputs()},
     )
     return info
+
+
+def read_onnx_info(path: str | Path) -> ModelInfo:
+    """Return the ModelInfo of an ONNX file, read through onnxruntime (no onnx package needed)."""
+    return info_from_session(path, open_onnx_session(path))
 
 
 def check_io(path: Path, config: ModelConfig, inputs: dict[str, list], outputs: dict[str, list]) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ccstereo.runtime.backend import as_feeds
 from ccstereo.runtime.errors import BackendUnavailableError
-from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
+from ccstereo.runtime.model_info import ModelInfo, info_from_session, open_onnx_session, read_onnx_info
 
 PROVIDERS = ("tensorrt", "cuda", "cpu")
 
@@ -46,8 +46,10 @@ class OnnxRuntimeBackend:
     ) -> None:
         import onnxruntime as ort
 
-        self.info: ModelInfo = read_onnx_info(model_path)
-        name, options = provider_options(provider, cache_dir, self.info.precision == "fp16")
+        # Only the TensorRT provider's options depend on the graph's precision; otherwise the metadata is read
+        # from the one session that runs the model (loading the weights once).
+        fp16 = provider == "tensorrt" and read_onnx_info(model_path).precision == "fp16"
+        name, options = provider_options(provider, cache_dir, fp16)
         available = ort.get_available_providers()
         if name not in available:
             raise BackendUnavailableError(f"onnxruntime provider {name} is not available here (have {available})")
@@ -63,7 +65,8 @@ class OnnxRuntimeBackend:
         providers: list = [(name, options)]
         if name != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")  # for the few ops a GPU provider leaves to the host
-        self.session = ort.InferenceSession(str(model_path), session_options, providers=providers)
+        self.session = open_onnx_session(model_path, session_options, providers)
+        self.info: ModelInfo = info_from_session(model_path, self.session)
         self.name = f"onnxruntime-{provider}-{self.info.precision}"
         self.max_batch = max_batch
 

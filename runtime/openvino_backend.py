@@ -11,7 +11,7 @@ import numpy as np
 
 from ccstereo.runtime.backend import as_feeds
 from ccstereo.runtime.errors import BackendUnavailableError
-from ccstereo.runtime.model_info import read_onnx_info
+from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
 
 MIN_OFFERED_SNR_DB = 30.0  # no precision below this binaural SNR vs fp32 is offered to users
 
@@ -29,13 +29,19 @@ class OpenVINOBackend:
     """Run ``model.onnx`` with OpenVINO's CPU plugin at ``precision`` ('bf16' or 'f32')."""
 
     def __init__(
-        self, model_path: str | Path, precision: str = "bf16", max_batch: int = 32, threads: int | None = None
+        self,
+        model_path: str | Path,
+        precision: str = "bf16",
+        max_batch: int = 32,
+        threads: int | None = None,
+        info: ModelInfo | None = None,
     ) -> None:
+        """``info``: the model's metadata when the caller has already read it (saves a second read)."""
         try:
             import openvino as ov
         except ImportError as exc:
             raise BackendUnavailableError("openvino is not installed (pip install '.[cpu]')") from exc
-        self.info = read_onnx_info(model_path)
+        self.info = info if info is not None else read_onnx_info(model_path)
         if precision not in ("bf16", "f32"):
             raise ValueError(f"OpenVINO precision must be bf16 or f32, not {precision!r}")
         if precision == "bf16":

@@ -29,12 +29,21 @@ def main(
     ] = "auto",
     verify_clip: Annotated[Path | None, typer.Option(help="16 kHz stereo wav for verification")] = None,
     verify_frames: Annotated[Path | None, typer.Option(help="its 10 fps frames (000001.png ...)")] = None,
+    int8: Annotated[
+        str, typer.Option(help="write model.int8.onnx for VNNI/AMX CPUs: auto (with OpenVINO), on, off")
+    ] = "auto",
+    calibrate: Annotated[
+        list[Path] | None,
+        typer.Option(help="video whose windows calibrate int8 (repeatable; default: the verification set)"),
+    ] = None,
+    calibration_windows: Annotated[int, typer.Option(help="int8 calibration windows, spread over the videos")] = 256,
 ) -> None:
     """Export CHECKPOINT to OUT/model.onnx, OUT/model.fp16.onnx, OUT/export_report.json (and a .plan on GPU)."""
     from ccstereo.checkpoint import CheckpointError
     from ccstereo.export.fp16 import ISLANDS
     from ccstereo.export.pipeline import ExportError, ExportOptions, export_checkpoint
     from ccstereo.runtime.engine_cache import BatchProfile
+    from ccstereo.runtime.errors import CCStereoRuntimeError
 
     mode = "off" if no_engine else engine
     if mode not in ("auto", "on", "off"):
@@ -53,10 +62,20 @@ def main(
         profile = BatchProfile(min_batch, opt_batch, max_batch)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    options = ExportOptions(out, fp16, mode, profile, opset, verify, islands, verify_clip, verify_frames)
+    if int8 not in ("auto", "on", "off"):
+        raise typer.BadParameter(f"--int8 must be auto, on or off, not {int8!r}")
+    if calibration_windows < 1:
+        raise typer.BadParameter("--calibration-windows must be at least 1")
+    videos = tuple(calibrate or ())
+    for video in videos:
+        if not video.is_file():
+            raise typer.BadParameter(f"{video}: no such calibration video")
+    options = ExportOptions(
+        out, fp16, mode, profile, opset, verify, islands, verify_clip, verify_frames, int8, videos, calibration_windows
+    )
     try:
         report = export_checkpoint(checkpoint, options, log=typer.echo)
-    except (CheckpointError, ExportError, ValueError, OSError) as exc:
+    except (CheckpointError, ExportError, ValueError, OSError, CCStereoRuntimeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     _print_summary(report)
@@ -74,6 +93,15 @@ def _print_summary(report: dict) -> None:
         typer.echo(f"FP32 islands: {', '.join(report['fp16']['fp32_islands']) or 'none'}")
         if "verify" in report["fp16"]:
             typer.echo(f"FP16 binaural SNR vs FP32: {report['fp16']['verify']['binaural_snr_db']:.1f} dB")
+    for name in ("bf16", "int8"):
+        part = report.get(name, {})
+        if "binaural_snr_db" in part and part.get("built", True):
+            typer.echo(
+                f"{name} on this CPU vs FP32: binaural SNR {part['binaural_snr_db']:.1f} dB, "
+                f"worst paper-metric change {part['worst_metric_change']:.2%}"
+            )
+        elif "reason" in part:
+            typer.echo(f"{name}: {part['reason']}")
     engine = report["engine"]
     typer.echo(f"engine: {engine['file'] if engine['built'] else 'not built (' + engine['reason'] + ')'}")
     typer.echo(f"report: export_report.json ({report['seconds']} s)")

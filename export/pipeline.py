@@ -18,7 +18,9 @@ import numpy as np
 import onnx
 
 from ccstereo.checkpoint import load_checkpoint
+from ccstereo.config import ModelConfig
 from ccstereo.export import fp16 as fp16_mod
+from ccstereo.export import int8 as int8_mod
 from ccstereo.export import onnx_graph, verify
 from ccstereo.runtime.engine_cache import BatchProfile
 
@@ -29,6 +31,7 @@ ISLAND_THRESHOLD_DB = 0.1
 FP32_MAX_ERR_RATIO = 1e-4
 FP16_MIN_SNR_DB = 40.0
 FP16_MAX_METRIC_CHANGE = 0.01
+INT8_MIN_SNR_DB = 30.0  # below this no precision is offered to users (the runtime refuses it too)
 
 
 class ExportError(RuntimeError):
@@ -46,6 +49,9 @@ class ExportOptions:
     fp32_islands: tuple[str, ...] | None = None  # None = auto (measure when verifying)
     verify_clip: Path | None = None
     verify_frames: Path | None = None
+    int8: str = "auto"  # auto (when OpenVINO is installed) | on | off
+    calibrate: tuple[Path, ...] = ()  # videos whose windows calibrate int8 (default: the verification set)
+    calibration_windows: int = int8_mod.DEFAULT_CALIBRATION_WINDOWS
 
 
 def _verification_set(model, options: ExportOptions) -> verify.VerificationSet:
@@ -182,7 +188,11 @@ def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build
                 f"FP32 islands: {', '.join(islands)}"
             )
     if vset is not None:
-        _measure_cpu_precisions(proto, fp32_path, vset, fp32_windows, report, log)
+        _measure_cpu_precisions(proto, fp32_path, vset, fp32_windows, options, report, log)
+    elif options.int8 == "on":
+        raise ExportError("--int8 on needs verification (its accuracy is measured, never assumed)")
+    else:
+        report["int8"] = {"built": False, "reason": "--no-verify: reduced precisions are only offered as measured"}
     report["engine"] = _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log)
     return report
 
@@ -197,33 +207,102 @@ def _graph_entry(path: Path, proto) -> dict[str, Any]:
     return {"file": path.name, "sha256": onnx_graph.sha256_file(path), "op_counts": onnx_graph.op_counts(proto)}
 
 
-def _measure_cpu_precisions(proto, fp32_path: Path, vset, fp32: np.ndarray, report: dict[str, Any], log) -> None:
-    """Measure bf16 on this CPU (OpenVINO) against fp32 and record it in model.onnx's metadata."""
+def _openvino_windows(path: Path, vset, hint: str) -> np.ndarray:
+    """Return the binaural windows of ``path`` on the verification set, run by OpenVINO's CPU plugin."""
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    feeds = {"frames": vset.crops_u8, "mono": vset.mono, "frame_index": vset.frame_index}
+    return np.asarray(compiled(feeds)[compiled.output(0)], np.float32)
+
+
+def _accuracy(vset, fp32: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+    m32, mt = verify.paper_metrics(vset, fp32), verify.paper_metrics(vset, test)
+    change = verify.relative_changes(m32, mt)
+    return {
+        "binaural_snr_db": verify.snr_db(vset.overlap_average(test), vset.overlap_average(fp32)),
+        "metrics": mt,
+        "metric_rel_change": change,
+        "worst_metric_change": max(change.values()),
+    }
+
+
+def _measure_cpu_precisions(
+    proto, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOptions, report: dict[str, Any], log
+) -> None:
+    """Measure bf16 and build + measure int8 on this CPU (OpenVINO) against fp32; record it in the metadata."""
     try:
         import openvino as ov
     except ImportError:
-        report["bf16"] = {"measured": False, "reason": "openvino is not installed (pip install '.[cpu]')"}
+        reason = "openvino is not installed (pip install '.[cpu]')"
+        report["bf16"] = {"measured": False, "reason": reason}
+        report["int8"] = {"built": False, "reason": reason}
+        if options.int8 == "on":
+            raise ExportError(f"--int8 on: {reason}") from None
         return
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(fp32_path)), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
-    feeds = {"frames": vset.crops_u8, "mono": vset.mono, "frame_index": vset.frame_index}
-    half = np.asarray(compiled(feeds)[compiled.output(0)], np.float32)
-    snr = verify.snr_db(vset.overlap_average(half), vset.overlap_average(fp32))
-    m32, m16 = verify.paper_metrics(vset, fp32), verify.paper_metrics(vset, half)
+    caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    hint = "bf16" if "BF16" in caps else "f32"
+    measured: dict[str, float] = {}
+    worst: dict[str, float] = {}
+    bf16 = _accuracy(vset, fp32, _openvino_windows(fp32_path, vset, "bf16"))
     report["bf16"] = {
         "measured": True,
         "runtime": f"openvino {ov.__version__} CPU, INFERENCE_PRECISION_HINT=bf16",
-        "native_bf16": "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"),
-        "binaural_snr_db": snr,
-        "metrics_bf16": m16,
-        "metric_rel_change": verify.relative_changes(m32, m16),
+        "native_bf16": "BF16" in caps,
+        **bf16,
     }
+    measured["bf16"], worst["bf16"] = bf16["binaural_snr_db"], bf16["worst_metric_change"]
+    log(f"bf16 on this CPU (OpenVINO) vs FP32: binaural SNR {bf16['binaural_snr_db']:.1f} dB")
+    if options.int8 != "off":
+        report["int8"] = _int8_step(proto, fp32_path, vset, fp32, options, hint, log)
+        if report["int8"]["built"]:
+            measured["int8"] = report["int8"]["binaural_snr_db"]
+            worst["int8"] = report["int8"]["worst_metric_change"]
+    else:
+        report["int8"] = {"built": False, "reason": "--int8 off"}
     props = {p.key: p.value for p in proto.metadata_props}
-    props["ccstereo.measured_snr_db"] = json.dumps({"bf16": round(snr, 2)})
+    props["ccstereo.measured_snr_db"] = json.dumps({k: round(v, 2) for k, v in measured.items()})
+    props["ccstereo.measured_worst_metric_change"] = json.dumps({k: round(v, 5) for k, v in worst.items()})
     onnx.helper.set_model_props(proto, props)
     onnx_graph.save_onnx(proto, fp32_path)
     report["onnx"]["sha256"] = onnx_graph.sha256_file(fp32_path)
-    log(f"bf16 on this CPU (OpenVINO) vs FP32: binaural SNR {snr:.1f} dB")
+
+
+def _int8_step(proto, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOptions, hint: str, log) -> dict:
+    """Quantise the visual convolutions, measure the result; keep model.int8.onnx only when it is offered."""
+    config = ModelConfig.from_json(next(p.value for p in proto.metadata_props if p.key == "ccstereo.config"))
+    if options.calibrate:
+        batches = int8_mod.batches_from_videos(options.calibrate, config, options.calibration_windows)
+        source = f"{len(options.calibrate)} video(s): " + ", ".join(Path(v).name for v in options.calibrate)
+    else:
+        batches = int8_mod.batches_from_arrays(vset.crops_u8, vset.mono, vset.frame_index, options.calibration_windows)
+        source = f"the verification set ({vset.name}); accuracy below is on the calibration data itself"
+    path = fp32_path.with_name("model.int8.onnx")
+    summary = int8_mod.quantize(fp32_path, batches, path)
+    accuracy = _accuracy(vset, fp32, _openvino_windows(path, vset, hint))
+    result = {
+        "built": True,
+        **summary,
+        "calibration_source": source,
+        "runtime": f"OpenVINO CPU, int8 convolutions, the rest with INFERENCE_PRECISION_HINT={hint}",
+        **accuracy,
+    }
+    snr, worst = accuracy["binaural_snr_db"], accuracy["worst_metric_change"]
+    log(
+        f"int8 (visual convolutions, {summary['calibration_windows']} calibration windows) vs FP32: "
+        f"binaural SNR {snr:.1f} dB, worst paper-metric change {worst:.2%}"
+    )
+    if snr < INT8_MIN_SNR_DB:
+        path.unlink()
+        reason = f"int8 measured {snr:.1f} dB SNR vs fp32 (< {INT8_MIN_SNR_DB} dB): not offered"
+        if options.int8 == "on":
+            raise ExportError(reason)
+        log(f"model.int8.onnx dropped: {reason}")
+        return {**result, "built": False, "reason": reason}
+    int8_mod.set_measured(path, "int8", snr, worst)
+    result.update(file=path.name, sha256=onnx_graph.sha256_file(path))
+    return result
 
 
 def _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log) -> dict[str, Any]:

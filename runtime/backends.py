@@ -9,8 +9,11 @@ from ccstereo.runtime.backend import Backend
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch")
-PRECISIONS = ("auto", "fp32", "bf16")
-AUTO_BF16_MIN_SNR_DB = 35.0  # auto picks bf16 only above this measured SNR (users may ask for >= 30 dB)
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+# auto picks a reduced precision only at or above this measured SNR vs fp32 and with every paper metric within
+# AUTO_MAX_METRIC_CHANGE of fp32 on the export's verification set (users may ask for one down to 30 dB)
+AUTO_MIN_SNR_DB = 35.0
+AUTO_MAX_METRIC_CHANGE = 0.02
 DEFAULT_CPU_BATCH = 32
 
 
@@ -73,11 +76,13 @@ def load_backend(
     gpu = _cuda_provider_available()
     cpu_onnx = model / "model.onnx" if model.is_dir() else model
     if backend == "openvino" or (backend == "auto" and not gpu and precision != "fp32"):
-        chosen_ov = _openvino(cpu_onnx, backend, precision, batch_size, threads)
+        chosen_ov = _openvino(model, cpu_onnx, backend, precision, batch_size, threads)
         if chosen_ov is not None:
             return chosen_ov
-    if precision == "bf16" and backend != "openvino":
-        raise BackendUnavailableError("bf16 runs on the CPU through OpenVINO: install '.[cpu]' on a BF16 CPU")
+    if precision in ("bf16", "int8") and backend != "openvino":
+        raise BackendUnavailableError(
+            f"{precision} runs on the CPU through OpenVINO: install '.[cpu]' (bf16 needs a BF16 CPU)"
+        )
     if model.is_dir():
         name = "model.fp16.onnx" if gpu and (model / "model.fp16.onnx").is_file() else "model.onnx"
         onnx_path = model / name
@@ -101,21 +106,74 @@ def _tensorrt(plan: Path) -> Backend:
     return TensorRTBackend(plan)
 
 
-def _openvino(onnx_path: Path, backend: str, precision: str, batch_size: int | None, threads: int | None):
-    """Return (OpenVINO backend, reason), or None when auto should fall back to onnxruntime."""
+def _int8_graph(model: Path, cpu_onnx: Path) -> Path | None:
+    """Return the int8 graph that belongs to ``model``: the file itself, or model.int8.onnx beside it."""
     from ccstereo.runtime.model_info import read_onnx_info
-    from ccstereo.runtime.openvino_backend import OpenVINOBackend, openvino_bf16_capable
 
+    if model.is_file() and read_onnx_info(model).precision == "int8":
+        return model
+    candidate = (model if model.is_dir() else model.parent) / "model.int8.onnx"
+    return candidate if candidate.is_file() and candidate != cpu_onnx else None
+
+
+def _measured(info, precision: str) -> tuple[bool, str]:
+    """Return (whether auto may pick ``precision`` for this model file, the measured figures in words)."""
+    snr = info.measured_snr_db.get(precision)
+    worst = info.measured_worst_metric_change.get(precision)
+    if snr is None:
+        return False, f"{precision} accuracy not measured at export"
+    words = f"measured {snr:.1f} dB vs fp32" + ("" if worst is None else f", paper metrics within {worst:.1%}")
+    ok = snr >= AUTO_MIN_SNR_DB and (worst is None or worst <= AUTO_MAX_METRIC_CHANGE)
+    return ok, words
+
+
+def _openvino(model: Path, cpu_onnx: Path, backend: str, precision: str, batch_size: int | None, threads: int | None):
+    """Return (OpenVINO backend, reason), or None when auto should fall back to onnxruntime.
+
+    auto on a CPU: int8 (model.int8.onnx) where the CPU has an int8 dot-product unit and the export measured
+    it accurate enough, else bf16 where the CPU has native BF16 and it measured accurate enough.
+    """
+    from ccstereo.runtime.model_info import read_onnx_info
+    from ccstereo.runtime.openvino_backend import OpenVINOBackend, cpu_int8_dot_product, openvino_bf16_capable
+
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        if backend == "auto" and precision == "auto":
+            return None
+        raise BackendUnavailableError("openvino is not installed (pip install '.[cpu]')") from exc
+    batch = batch_size or DEFAULT_CPU_BATCH
+    int8_path = _int8_graph(model, cpu_onnx) if precision in ("auto", "int8") else None
+    if precision == "int8":
+        if int8_path is None:
+            raise BackendUnavailableError(
+                f"{model}: no model.int8.onnx beside it; export with ccs-export --int8 on (and --calibrate VIDEO)"
+            )
+        info = read_onnx_info(int8_path)
+        _, words = _measured(info, "int8")
+        return OpenVINOBackend(int8_path, "int8", batch, threads, info), f"OpenVINO int8 (requested; {words})"
+    if int8_path is not None and cpu_onnx == int8_path and precision == "auto":
+        info = read_onnx_info(int8_path)
+        return OpenVINOBackend(int8_path, "int8", batch, threads, info), "OpenVINO int8 (an int8 graph was given)"
     capable = openvino_bf16_capable()
     if backend == "auto":
+        dot = cpu_int8_dot_product()
+        if int8_path is not None and dot is not None:
+            info = read_onnx_info(int8_path)
+            ok, words = _measured(info, "int8")
+            if ok:
+                why = f"OpenVINO int8 on this CPU's {dot.upper()} ({words}, at export)"
+                return OpenVINOBackend(int8_path, "int8", batch, threads, info), why
+        if precision == "bf16":
+            return OpenVINOBackend(cpu_onnx, "bf16", batch, threads), "OpenVINO bf16 (requested)"
         if not capable:
             return None
-        info = read_onnx_info(onnx_path)
-        measured = info.measured_snr_db.get("bf16", float("-inf"))
-        if measured < AUTO_BF16_MIN_SNR_DB:
+        info = read_onnx_info(cpu_onnx)
+        ok, words = _measured(info, "bf16")
+        if not ok:
             return None
-        why = f"OpenVINO bf16 on this CPU's AMX/AVX512-BF16 (measured {measured:.1f} dB vs fp32 at export)"
-        return OpenVINOBackend(onnx_path, "bf16", batch_size or DEFAULT_CPU_BATCH, threads, info), why
+        why = f"OpenVINO bf16 on this CPU's AMX/AVX512-BF16 ({words}, at export)"
+        return OpenVINOBackend(cpu_onnx, "bf16", batch, threads, info), why
     wanted = "bf16" if precision == "bf16" or (precision == "auto" and capable) else "f32"
-    chosen = OpenVINOBackend(onnx_path, wanted, batch_size or DEFAULT_CPU_BATCH, threads)
+    chosen = OpenVINOBackend(cpu_onnx, wanted, batch, threads)
     return chosen, f"OpenVINO {wanted} (requested)"

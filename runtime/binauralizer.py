@@ -18,7 +18,7 @@ from ccstereo.runtime.backends import load_backend
 from ccstereo.runtime.fullband import FullBandCombiner
 from ccstereo.runtime.media import AudioChunk, MediaError, audio_start_s, iter_audio, iter_tick_frames, probe
 from ccstereo.runtime.report import RunReport, StageTimes
-from ccstereo.runtime.stream import consume, produce, threaded
+from ccstereo.runtime.stream import OrderedWorker, consume, produce, threaded
 from ccstereo.runtime.windows import WindowPlan
 from ccstereo.runtime.writers import FORMATS, VIDEO_FORMATS, OutputError, open_writer
 
@@ -147,11 +147,24 @@ class Binauralizer:
                 if progress is not None:
                     progress(samples / cfg.sample_rate_hz, time.perf_counter() - started)
 
-            result = consume(
-                threaded(items), self.backend.run, cfg.window_samples, on_model, on_original, times, on_progress
-            )
-            if combiner is not None:
-                write(combiner.finish())
+            # Combining and encoding run on their own thread, in order, while the backend runs the next batch.
+            worker = OrderedWorker()
+            try:
+                result = consume(
+                    threaded(items),
+                    self.backend.run,
+                    cfg.window_samples,
+                    lambda block: worker.submit(on_model, block),
+                    lambda block: worker.submit(on_original, block),
+                    times,
+                    on_progress,
+                )
+                if combiner is not None:
+                    worker.submit(lambda: write(combiner.finish()))
+                worker.close()
+            except BaseException:
+                worker.abort()
+                raise
             decoded_s = result.total_samples / cfg.sample_rate_hz
             if info.duration_s and decoded_s < info.duration_s - max(TRUNCATION_TOLERANCE_S, 0.05 * info.duration_s):
                 raise MediaError(

@@ -56,7 +56,9 @@ def main(
     out: Annotated[Path | None, typer.Option("-o", "--out", help="output file, or folder for several")] = None,
     model: Annotated[Path | None, typer.Option(help="exported folder, .onnx or .plan (default: bundled)")] = None,
     backend: Annotated[str, typer.Option(help="auto | onnxruntime | openvino | tensorrt | torch")] = "auto",
-    precision: Annotated[str, typer.Option(help="CPU precision: auto | fp32 | bf16 (bf16 only if measured)")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="CPU precision: auto | fp32 | bf16 | int8 (reduced ones only as measured at export)")
+    ] = "auto",
     batch_size: Annotated[int | None, typer.Option(help="windows per backend call")] = None,
     hop_s: Annotated[float | None, typer.Option(help="hop between windows in seconds (default 0.1)")] = None,
     hop_samples: Annotated[int | None, typer.Option(help="hop in samples at 16 kHz (1008 = official test)")] = None,

@@ -23,6 +23,8 @@ class ModelInfo:
     opset: int
     exporter: str
     measured_snr_db: dict[str, float] = field(default_factory=dict)  # reduced precision -> SNR vs fp32
+    # reduced precision -> largest relative change of a paper metric vs fp32 on the export's verification set
+    measured_worst_metric_change: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_metadata(cls, path: Path, props: dict[str, str]) -> ModelInfo:
@@ -40,10 +42,8 @@ class ModelInfo:
         precision = props["ccstereo.precision"]
         if precision not in ("fp32", "fp16", "bf16", "int8"):
             raise ModelMetadataError(f"{path}: unknown precision {precision!r}")
-        try:
-            measured = {k: float(v) for k, v in json.loads(props.get("ccstereo.measured_snr_db", "{}")).items()}
-        except (ValueError, AttributeError) as exc:
-            raise ModelMetadataError(f"{path}: bad ccstereo.measured_snr_db metadata") from exc
+        measured = _float_dict(path, props, "ccstereo.measured_snr_db")
+        worst = _float_dict(path, props, "ccstereo.measured_worst_metric_change")
         return cls(
             path,
             config,
@@ -52,7 +52,15 @@ class ModelInfo:
             opset,
             props.get("ccstereo.exporter", ""),
             measured,
+            worst,
         )
+
+
+def _float_dict(path: Path, props: dict[str, str], key: str) -> dict[str, float]:
+    try:
+        return {k: float(v) for k, v in json.loads(props.get(key, "{}")).items()}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ModelMetadataError(f"{path}: bad {key} metadata") from exc
 
 
 def open_onnx_session(path: str | Path, options=None, providers: list | None = None):

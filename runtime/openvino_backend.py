@@ -1,5 +1,7 @@
 """OpenVINO backend for CPUs: the exported FP32 graph run with an inference-precision hint (bf16 on AMX/AVX512-BF16
-CPUs, f32 elsewhere). Offered in bf16 only when the export measured its accuracy (metadata ``ccstereo.bf16_snr_db``).
+CPUs, f32 elsewhere), or the int8 graph (``model.int8.onnx``: QDQ visual convolutions, fused by OpenVINO into
+VNNI/AMX int8 kernels). A reduced precision is offered only as measured at export (metadata
+``ccstereo.measured_snr_db``) and never below 30 dB binaural SNR vs fp32.
 """
 
 from __future__ import annotations
@@ -25,6 +27,31 @@ def openvino_bf16_capable() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+INT8_DOT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # strongest first
+
+
+def cpu_int8_dot_product(cpuinfo: str | None = None) -> str | None:
+    """Return the CPU's int8 dot-product extension (avx512_vnni, avx_vnni, amx_int8) or None.
+
+    Without one, int8 convolutions are no faster than bf16/fp32 ones, so ``auto`` does not pick int8.
+    Reads /proc/cpuinfo (Linux); elsewhere returns None.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            return None
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+    for flag in INT8_DOT_FLAGS:
+        if flag in flags:
+            return flag
+    return None
+
+
 class OpenVINOBackend:
     """Run ``model.onnx`` with OpenVINO's CPU plugin at ``precision`` ('bf16' or 'f32')."""
 
@@ -36,29 +63,38 @@ class OpenVINOBackend:
         threads: int | None = None,
         info: ModelInfo | None = None,
     ) -> None:
-        """``info``: the model's metadata when the caller has already read it (saves a second read)."""
+        """``precision``: 'bf16' or 'f32' for an fp32 graph, 'int8' for an int8 graph (``model.int8.onnx``).
+
+        ``info``: the model's metadata when the caller has already read it (saves a second read)."""
         try:
             import openvino as ov
         except ImportError as exc:
             raise BackendUnavailableError("openvino is not installed (pip install '.[cpu]')") from exc
         self.info = info if info is not None else read_onnx_info(model_path)
-        if precision not in ("bf16", "f32"):
-            raise ValueError(f"OpenVINO precision must be bf16 or f32, not {precision!r}")
-        if precision == "bf16":
-            measured = self.info.measured_snr_db.get("bf16")
+        if precision not in ("bf16", "f32", "int8"):
+            raise ValueError(f"OpenVINO precision must be bf16, f32 or int8, not {precision!r}")
+        if (precision == "int8") != (self.info.precision == "int8"):
+            raise BackendUnavailableError(
+                f"{model_path}: a {self.info.precision} graph cannot run as {precision} "
+                "(int8 runs model.int8.onnx, bf16/f32 run model.onnx)"
+            )
+        if precision in ("bf16", "int8"):
+            measured = self.info.measured_snr_db.get(precision)
             if measured is None:
                 raise BackendUnavailableError(
-                    f"{model_path}: bf16 accuracy was not measured at export; re-export "
+                    f"{model_path}: {precision} accuracy was not measured at export; re-export "
                     "with openvino installed (ccs-export) or use --precision fp32"
                 )
             if measured < MIN_OFFERED_SNR_DB:
                 raise BackendUnavailableError(
-                    f"{model_path}: bf16 measured {measured:.1f} dB SNR vs fp32 "
+                    f"{model_path}: {precision} measured {measured:.1f} dB SNR vs fp32 "
                     f"(< {MIN_OFFERED_SNR_DB} dB): not offered"
                 )
         core = ov.Core()
+        # The int8 graph's floating-point part runs as the export measured it: bf16 where the CPU has it.
+        hint = precision if precision != "int8" else ("bf16" if openvino_bf16_capable() else "f32")
         config = {
-            "INFERENCE_PRECISION_HINT": precision,
+            "INFERENCE_PRECISION_HINT": hint,
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1,
         }

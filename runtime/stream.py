@@ -165,6 +165,54 @@ def threaded(items: Iterator, depth: int = QUEUE_DEPTH) -> Iterator:
         thread.join(timeout=5)
 
 
+class OrderedWorker:
+    """Run calls in submission order on one background thread behind a bounded queue.
+
+    The consumer hands finished audio to it (full-band combining, encoding, writing), so the next backend
+    call starts without waiting for the encoder. A failure in a call is re-raised by the next ``submit`` or
+    by ``close``; ``abort`` drops what is queued and waits for the thread to stop touching the writer.
+    """
+
+    def __init__(self, depth: int = 4, name: str = "ccs-write") -> None:
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.dropping = threading.Event()
+        self.thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if self.error is not None or self.dropping.is_set():
+                continue
+            fn, args = item
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
+                self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def submit(self, fn: Callable, *args) -> None:
+        self._raise()
+        self.q.put((fn, args))
+
+    def close(self) -> None:
+        """Wait for every submitted call; re-raise the first failure."""
+        self.q.put(None)
+        self.thread.join()
+        self._raise()
+
+    def abort(self) -> None:
+        self.dropping.set()
+        self.q.put(None)
+        self.thread.join()
+
+
 @dataclass
 class ConsumeResult:
     total_samples: int
@@ -185,8 +233,8 @@ def consume(
     ola = StreamingOverlapAdd(2, window)
     windows = batches = 0
     for item in items:
-        for block in item.original:
-            on_original(block)
+        if item.original:  # one hand-off per batch (the decoder delivers ~1000-sample pieces)
+            on_original(item.original[0] if len(item.original) == 1 else np.concatenate(item.original, axis=1))
         if isinstance(item, End):
             t0 = time.perf_counter()
             tail = ola.pop(item.total_samples)

@@ -20,6 +20,8 @@ STATE_DICT_TSV = FIXTURE_DIR.parent / "official_state_dict.tsv"
 CROP_OFFSETS = {0: (0, 0), 1: (32, 0), 2: (0, 16), 3: (32, 16), 4: (16, 8)}
 WINDOW, OFFICIAL_HOP = 10080, 1008
 EXPORT_CLI = [sys.executable, "-m", "ccstereo.export.cli"]
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_VIDEO = REPO / "samples" / "sample.mp4"  # int8 calibration: other data than the verification clip
 
 
 @dataclass
@@ -74,7 +76,7 @@ def overlap_average(windows: np.ndarray, starts: np.ndarray, length: int) -> np.
 
 @pytest.fixture(scope="session")
 def exported(official, tmp_path_factory) -> Path:
-    """The fixture checkpoint exported once per test session (model.onnx, model.fp16.onnx, report)."""
+    """The fixture checkpoint exported once per test session (model.onnx, .fp16.onnx, .int8.onnx, report)."""
     out = tmp_path_factory.mktemp("export")
     cmd = [
         *EXPORT_CLI,
@@ -85,6 +87,8 @@ def exported(official, tmp_path_factory) -> Path:
         str(FIXTURE_DIR / "clip.wav"),
         "--verify-frames",
         str(FIXTURE_DIR / "frames"),
+        "--calibrate",
+        str(SAMPLE_VIDEO),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]

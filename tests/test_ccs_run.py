@@ -110,13 +110,11 @@ def _peak_rss_kib(args) -> int:
     return int(result.stdout.split("RSS")[-1])
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_memory_does_not_grow_with_input_length(exported, tmp_path, precision):
-    if precision == "bf16":
-        from ccstereo.runtime.openvino_backend import openvino_bf16_capable
-
-        if not openvino_bf16_capable():
-            pytest.skip("OpenVINO not installed or the CPU has no native BF16")
+    reason = None if precision == "fp32" else _reduced_precision_available(precision)
+    if reason:
+        pytest.skip(reason)
     rss = {}
     for seconds in (6, 60):
         src = write_mp4(
@@ -258,28 +256,71 @@ def test_silence_and_clipping_level_input_are_valid(exported, tmp_path):
         np.testing.assert_allclose(data[:, 0] + data[:, 1], audio[0] + audio[1], atol=1e-4)
 
 
-def test_bf16_on_this_cpu_is_offered_only_as_measured(fixture_video, exported, official, tmp_path):
-    from ccstereo.runtime.openvino_backend import openvino_bf16_capable
+def _reduced_precision_available(precision: str) -> str | None:
+    from ccstereo.runtime.openvino_backend import cpu_int8_dot_product, openvino_bf16_capable
 
-    if not openvino_bf16_capable():
-        print("SKIP reason: OpenVINO not installed or the CPU has no native BF16")
-        pytest.skip("OpenVINO not installed or the CPU has no native BF16")
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "OpenVINO is not installed"
+    if precision == "bf16" and not openvino_bf16_capable():
+        return "the CPU has no native BF16"
+    if precision == "int8" and cpu_int8_dot_product() is None:
+        return "the CPU has no int8 dot-product unit (VNNI / AMX-INT8)"
+    return None
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precision_on_this_cpu_is_offered_only_as_measured(
+    fixture_video, exported, official, tmp_path, precision
+):
+    """bf16 / int8 through ccs-run vs fp32 on the fixture clip (int8 was calibrated on other data)."""
+    reason = _reduced_precision_available(precision)
+    if reason:
+        print(f"SKIP reason: {reason}")
+        pytest.skip(reason)
     from ccstereo import metrics
 
     outs = {}
-    for precision in ("fp32", "bf16"):
-        out = tmp_path / f"{precision}.wav"
-        result = official_run(fixture_video, exported, out, "--precision", precision)
+    for name in ("fp32", precision):
+        out = tmp_path / f"{name}.wav"
+        result = official_run(fixture_video, exported, out, "--precision", name)
         assert result.returncode == 0, result.stderr
-        assert ("openvino-cpu-bf16" in result.stderr) == (precision == "bf16")
-        outs[precision] = sf.read(out, dtype="float64", always_2d=True)[0].T
-    ref, half = outs["fp32"], outs["bf16"]
-    snr = 10 * np.log10(np.sum(ref**2) / np.sum((half - ref) ** 2))
+        assert (f"openvino-cpu-{precision}" in result.stderr) == (name == precision)
+        outs[name] = sf.read(out, dtype="float64", always_2d=True)[0].T
+    ref, low = outs["fp32"], outs[precision]
+    snr = 10 * np.log10(np.sum(ref**2) / np.sum((low - ref) ** 2))
     assert snr >= 35.0
     gt = metrics.peak_normalize(official.clip.astype(np.float64))
     m32 = metrics.evaluate(metrics.peak_normalize(ref), gt)
-    m16 = metrics.evaluate(metrics.peak_normalize(half), gt)
+    mlow = metrics.evaluate(metrics.peak_normalize(low), gt)
     for name in ("stft", "env", "wav", "mag", "phs", "snr"):
-        assert m16[name] == pytest.approx(m32[name], rel=0.02), name
+        assert mlow[name] == pytest.approx(m32[name], rel=0.02), name
     auto = ccs_run(fixture_video, "--model", exported, "--format", "wav", "-o", tmp_path / "auto.wav")
-    assert auto.returncode == 0 and "openvino-cpu-bf16" in auto.stderr  # auto prefers the measured bf16 path
+    preferred = "int8" if _reduced_precision_available("int8") is None else "bf16"
+    assert auto.returncode == 0 and f"openvino-cpu-{preferred}" in auto.stderr  # the fastest measured path
+
+
+def test_int8_below_the_offer_floor_is_refused(exported, fixture_video, tmp_path):
+    """An int8 graph whose export measured < 30 dB is never run; auto falls back to another path."""
+    if _reduced_precision_available("int8"):
+        pytest.skip(_reduced_precision_available("int8"))
+    import shutil
+
+    import onnx
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(exported / "model.onnx", folder / "model.onnx")
+    proto = onnx.load(str(exported / "model.int8.onnx"))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props["ccstereo.measured_snr_db"] = json.dumps({"int8": 25.0})
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, str(folder / "model.int8.onnx"))
+    asked = ccs_run(fixture_video, "--model", folder, "--precision", "int8", "-o", tmp_path / "x.wav")
+    assert asked.returncode == 2 and "25.0 dB" in asked.stderr and "not offered" in asked.stderr
+    assert not (tmp_path / "x.wav").exists()
+    auto = ccs_run(fixture_video, "--model", folder, "--format", "wav", "-o", tmp_path / "auto.wav")
+    assert auto.returncode == 0, auto.stderr
+    assert "int8" not in auto.stderr.splitlines()[0]

@@ -202,3 +202,64 @@ def test_tensorrt_engine_on_gpu(exported, official, tmp_path):
     ref = run(exported / "model.onnx", official.crops_u8, official.windows)
     snr = 10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((out - ref).astype(np.float64) ** 2))
     assert snr >= 40.0
+
+
+def _visual_convs(proto) -> set[str]:
+    from ccstereo.export.fp16 import node_scope
+
+    return {n.name for n in proto.graph.node if n.op_type == "Conv" and node_scope(n).startswith("visual.")}
+
+
+def test_int8_graph_quantises_exactly_the_visual_convolutions(exported):
+    report = json.loads((exported / "export_report.json").read_text())
+    if not report["int8"]["built"]:
+        pytest.skip(f"int8 not built: {report['int8']['reason']}")
+    fp32 = onnx.load(str(exported / "model.onnx"))
+    int8 = onnx.load(str(exported / "model.int8.onnx"))
+    producer = {out: n for n in int8.graph.node for out in n.output}
+    inits = {i.name: i for i in int8.graph.initializer}
+
+    def dequantised(tensor: str) -> bool:
+        node = producer.get(tensor)
+        return node is not None and node.op_type == "DequantizeLinear"
+
+    quantised = set()
+    for node in int8.graph.node:
+        if node.op_type != "Conv":
+            continue
+        x, w = node.input[0], node.input[1]
+        if dequantised(x) or dequantised(w):
+            assert dequantised(x) and dequantised(w), node.name  # activations and weights both 8-bit
+            weight = inits[producer[w].input[0]]
+            assert weight.data_type == onnx.TensorProto.INT8
+            assert len(inits[producer[w].input[1]].dims) == 1  # per-channel scales
+            quantised.add(node.name)
+    visual = _visual_convs(fp32)
+    assert len(visual) >= 20  # ResNet-18 trunk + ASPP
+    assert quantised == visual
+    assert sum(n.op_type == "Conv" for n in int8.graph.node) > len(visual)  # the audio U-Net stays float
+    info = read_onnx_info(exported / "model.int8.onnx")
+    assert info.precision == "int8" and info.config == read_onnx_info(exported / "model.onnx").config
+    assert info.measured_snr_db["int8"] == pytest.approx(report["int8"]["binaural_snr_db"], abs=0.01)
+    assert "sample.mp4" in report["int8"]["calibration_source"]
+
+
+def test_calibration_windows_come_from_the_video_as_ccs_run_cuts_them(tmp_path):
+    from ccstereo.config import ModelConfig
+    from ccstereo.export.int8 import CALIBRATION_BATCH, batches_from_videos
+    from conftest import write_lossless_video
+    from media_factory import moving_block_frames, panned_tone
+
+    rate, seconds = 16000, 3.0
+    audio = panned_tone(seconds, rate)
+    video = write_lossless_video(tmp_path / "cal.mkv", moving_block_frames(int(seconds * 10)), audio, rate)
+    cfg = ModelConfig()
+    batches = batches_from_videos([video], cfg, 16)
+    assert len(batches) == 16 // CALIBRATION_BATCH
+    mono = np.concatenate([b.mono for b in batches])
+    mix = audio[0] + audio[1]
+    for k, window in enumerate(mono):  # hop 0.1 s from the start of the audio
+        np.testing.assert_allclose(window, mix[k * 1600 : k * 1600 + cfg.window_samples], atol=1e-6)
+    for b in batches:
+        assert b.frames.shape == (CALIBRATION_BATCH, cfg.crop_height, cfg.crop_width, 3)
+        assert b.frames.dtype == np.uint8 and list(b.frame_index) == list(range(CALIBRATION_BATCH))

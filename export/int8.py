@@ -1,0 +1,186 @@
+"""INT8 for CPUs with VNNI / AMX-INT8: the visual network's convolutions quantised, everything else as it was.
+
+Measured on this project's models (ccs-export report "int8"): the visual trunk + ASPP carry ~95 % of the
+FLOPs of a window and tolerate 8-bit convolutions (per-channel symmetric weights, per-tensor uint8
+activations calibrated on real windows: ~45-50 dB binaural SNR vs fp32), while quantising the audio U-Net as
+well costs ~15 dB more and gains nothing measurable, so its convolutions stay in floating point.
+
+The result is a QDQ graph (QuantizeLinear/DequantizeLinear pairs around each quantised Conv), which
+OpenVINO's CPU plugin fuses into int8 convolutions. Calibration windows go through the runtime's own decode
+and crop path (``--calibrate VIDEO``), or are the verification set's windows when no video is given.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ccstereo.config import ModelConfig
+from ccstereo.export.fp16 import node_scope
+
+QUANTISED_SCOPE = "visual"  # module path prefix of the convolutions that run in int8
+CALIBRATION_BATCH = 8
+DEFAULT_CALIBRATION_WINDOWS = 256
+PERCENTILE = 99.999
+
+
+@dataclass(frozen=True)
+class CalibrationBatch:
+    frames: np.ndarray  # [F, H, W, 3] uint8
+    mono: np.ndarray  # [B, window] float32
+    frame_index: np.ndarray  # [B] int64
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        return {"frames": self.frames, "mono": self.mono, "frame_index": self.frame_index}
+
+
+def quantised_nodes(proto: onnx.ModelProto) -> list[str]:
+    """Return the names of the Conv nodes that run in int8 (the visual network's)."""
+    return [n.name for n in proto.graph.node if n.op_type == "Conv" and node_scope(n).startswith(QUANTISED_SCOPE)]
+
+
+def batches_from_arrays(
+    crops: np.ndarray, mono: np.ndarray, frame_index: np.ndarray, limit: int
+) -> list[CalibrationBatch]:
+    """Split windows into calibration batches of equal shape, at most ``limit`` windows.
+
+    The calibrator stacks the tensors it sees across batches, so every batch has ``CALIBRATION_BATCH`` windows
+    with one frame each (frames gathered per window; a short tail is dropped unless it is all there is).
+    """
+    count = min(limit, len(mono))
+    size = min(CALIBRATION_BATCH, count)
+    out = []
+    for start in range(0, count - size + 1, size):
+        sel = np.arange(start, start + size)
+        out.append(CalibrationBatch(crops[frame_index[sel]], mono[sel], np.arange(size, dtype=np.int64)))
+    return out
+
+
+def batches_from_videos(videos: Sequence[Path], config: ModelConfig, limit: int) -> list[CalibrationBatch]:
+    """Return calibration batches from media files, decoded and cropped exactly as ``ccs-run`` does.
+
+    Windows are spread over the videos: each contributes up to ``limit / len(videos)`` windows, taken at a
+    stride so that the whole length of each video is represented.
+    """
+    from ccstereo.runtime.media import audio_start_s, iter_audio, iter_tick_frames, probe
+    from ccstereo.runtime.report import StageTimes
+    from ccstereo.runtime.stream import Batch, produce
+    from ccstereo.runtime.windows import WindowPlan
+
+    if not videos:
+        raise ValueError("no calibration video given")
+    quota = max(1, limit // len(videos))
+    windows: list[tuple[np.ndarray, np.ndarray]] = []
+    for video in videos:
+        video = Path(video)
+        info = probe(video)
+        plan = WindowPlan.for_config(config)
+        available = max(1, plan.count(int(info.duration_s * config.sample_rate_hz)))
+        hop = config.hop_samples * max(1, available // quota)  # stride through long videos
+        plan = WindowPlan.for_config(config, hop)
+        items: Iterator = produce(
+            iter_audio(video, config.sample_rate_hz, False),
+            iter_tick_frames(video, config.fps, audio_start_s(video)),
+            plan,
+            config,
+            CALIBRATION_BATCH,
+            True,
+            StageTimes(),
+        )
+        crops: list[np.ndarray] = []
+        monos: list[np.ndarray] = []
+        for item in items:
+            if not isinstance(item, Batch) or len(monos) >= quota:
+                break
+            crops.extend(item.frames[item.frame_index])
+            monos.extend(item.mono)
+        crops, monos = crops[:quota], monos[:quota]
+        windows.append((np.stack(crops), np.stack(monos)))
+    crop_arr = np.concatenate([c for c, _ in windows])
+    mono_arr = np.concatenate([m for _, m in windows])
+    return batches_from_arrays(crop_arr, mono_arr, np.arange(len(mono_arr)), limit)
+
+
+def quantize(fp32_path: Path, batches: Sequence[CalibrationBatch], out_path: Path) -> dict:
+    """Write the QDQ int8 graph of ``fp32_path`` to ``out_path``; return a summary (nodes, calibration)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if not batches:
+        raise ValueError("int8 calibration needs at least one window")
+    proto = onnx.load(str(fp32_path))
+    nodes = quantised_nodes(proto)
+    if not nodes:
+        raise ValueError(f"{fp32_path}: no visual convolutions found (node scopes missing?)")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(batches)
+
+        def get_next(self):
+            batch = next(self.items, None)
+            return None if batch is None else batch.feeds()
+
+    with tempfile.TemporaryDirectory(prefix="ccs-int8-") as tmp:
+        staged = Path(tmp) / "model.int8.onnx"
+        quantize_static(
+            str(fp32_path),
+            str(staged),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv"],
+            nodes_to_quantize=nodes,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"CalibPercentile": PERCENTILE, "CalibMaxIntermediateOutputs": 2},
+        )
+        quantised = onnx.load(str(staged))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props["ccstereo.precision"] = "int8"
+    props["ccstereo.int8"] = json.dumps(
+        {"quantised_convs": len(nodes), "scope": QUANTISED_SCOPE, "calibration_windows": _windows(batches)}
+    )
+    del quantised.metadata_props[:]
+    onnx.helper.set_model_props(quantised, props)
+    quantised.producer_name = "ccstereo-deploy"
+    from ccstereo.export.onnx_graph import save_onnx
+
+    save_onnx(quantised, out_path)
+    total_convs = sum(1 for n in proto.graph.node if n.op_type == "Conv")
+    return {
+        "quantised_convs": len(nodes),
+        "float_convs": total_convs - len(nodes),
+        "scope": QUANTISED_SCOPE,
+        "calibration_windows": _windows(batches),
+        "calibration": f"percentile {PERCENTILE} activations (uint8), per-channel int8 weights",
+    }
+
+
+def _windows(batches: Sequence[CalibrationBatch]) -> int:
+    return int(sum(len(b.mono) for b in batches))
+
+
+def set_measured(path: Path, precision: str, snr_db: float, worst_metric_change: float) -> None:
+    """Record the measured accuracy of ``path`` (``precision`` vs fp32) in its own metadata."""
+    from ccstereo.export.onnx_graph import save_onnx
+
+    proto = onnx.load(str(path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props["ccstereo.measured_snr_db"] = json.dumps({precision: round(snr_db, 2)})
+    props["ccstereo.measured_worst_metric_change"] = json.dumps({precision: round(worst_metric_change, 5)})
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    save_onnx(proto, path)

@@ -27,13 +27,20 @@ def full_size_checkpoint(workdir: Path, checkpoint: Path | None) -> Path:
     return path
 
 
-def export_once(checkpoint: Path, out: Path) -> Path:
-    """Export ``checkpoint`` into ``out`` (fp32 graph verified, bf16 measured when OpenVINO is installed)."""
+def export_once(checkpoint: Path, out: Path, calibrate: tuple[Path, ...] = ()) -> Path:
+    """Export ``checkpoint`` into ``out`` (fp32 graph verified; bf16 measured and int8 built and measured when
+    OpenVINO is installed, int8 calibrated on ``calibrate`` videos, the last third of them held out)."""
     if not (out / "model.onnx").is_file():
         from ccstereo.export.pipeline import ExportOptions, export_checkpoint
 
-        export_checkpoint(checkpoint, ExportOptions(out, fp16=True, engine="auto"), log=lambda _m: None)
+        options = ExportOptions(out, fp16=True, engine="auto", calibrate=tuple(calibrate))
+        export_checkpoint(checkpoint, options, log=lambda _m: None)
     return out
+
+
+def calibration_videos(workdir: Path, count: int = 3, seconds: float = 10.0) -> tuple[Path, ...]:
+    """Return ``count`` synthetic scenes for int8 calibration (seeds 101..; the benchmark clip is seed 11)."""
+    return tuple(synthetic_mp4(workdir, seconds, seed=101 + i)[0] for i in range(count))
 
 
 def synthetic_mp4(workdir: Path, seconds: float, seed: int = 11) -> tuple[Path, Path]:

@@ -6,8 +6,9 @@ Rows, each run alone in its own process (peak RSS is that process's):
 (a) eager PyTorch, every window of the clip in one batch (the official evaluation's way; one crop per window);
 (b) eager PyTorch, one window at a time (the older demo scripts' way);
 (c) ccs-run fp32 on onnxruntime CPU, mp4 in -> mp4 out;
-(d) ccs-run in reduced precision on this CPU (OpenVINO bf16), mp4 in -> mp4 out;
-(d') the same at half the hop; (e) TensorRT FP16 when a GPU is present.
+(d) ccs-run in reduced precision on this CPU: OpenVINO bf16 and OpenVINO int8 (visual convolutions in int8,
+    calibrated on other synthetic scenes), each mp4 in -> mp4 out, where the CPU supports them;
+(d') the fastest reduced precision at half the hop; (e) TensorRT FP16 when a GPU is present.
 (a)/(b) decode the mp4 with PyAV and preprocess like the official loader (timed), and write nothing.
 SNR is of the 16 kHz binaural of each row against (a), from an untimed model-band run of the same path.
 Without --checkpoint the model is the official architecture at full size with seeded random weights.
@@ -26,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    calibration_videos,
     export_once,
     full_size_checkpoint,
     peak_rss_mib,
@@ -108,11 +110,19 @@ def rows(args, work: Path, mp4: Path, model_dir: Path, checkpoint: Path) -> list
         ("(b) eager PyTorch, one window at a time", [*base, "b", "--hop", str(hop), *common]),
         ("(c) ccs-run fp32 (onnxruntime CPU)", [*base, "c", "--hop", str(hop), *common]),
     ]
-    from ccstereo.runtime.openvino_backend import openvino_bf16_capable
+    from ccstereo.runtime.openvino_backend import cpu_int8_dot_product, openvino_bf16_capable
 
+    reduced = []
     if openvino_bf16_capable():
-        out.append(("(d) ccs-run bf16 (OpenVINO CPU)", [*base, "d", "--hop", str(hop), *common]))
-        out.append((f"(d') ccs-run bf16, hop {args.hop_s / 2:g} s", [*base, "d", "--hop", str(hop // 2), *common]))
+        reduced.append("bf16")
+    if cpu_int8_dot_product() is not None and (model_dir / "model.int8.onnx").is_file():
+        reduced.append("int8")
+    for precision in reduced:
+        out.append((f"(d) ccs-run {precision} (OpenVINO CPU)", [*base, precision, "--hop", str(hop), *common]))
+    if reduced:
+        fastest = reduced[-1]
+        name = f"(d') ccs-run {fastest}, hop {args.hop_s / 2:g} s"
+        out.append((name, [*base, fastest, "--hop", str(hop // 2), *common]))
     return out
 
 
@@ -133,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ccs-compare-"))
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = full_size_checkpoint(work, args.checkpoint)
-    model_dir = export_once(checkpoint, work / "export")
+    model_dir = export_once(checkpoint, work / "export", calibration_videos(work))
     mp4, _ = synthetic_mp4(work, args.seconds)
     results = {}
     for name, child in rows(args, work, mp4, model_dir, checkpoint):
@@ -167,7 +177,7 @@ def _child(args) -> int:
     if args.variant in ("a", "b"):
         result = torch_variant(args.checkpoint, args.mp4, args.hop, args.variant == "b", work / f"{args.variant}.wav")
     else:
-        precision = "fp32" if args.variant == "c" else "bf16"
+        precision = "fp32" if args.variant == "c" else args.variant
         backend = "onnxruntime" if args.variant == "c" else "openvino"
         out = work / f"{args.variant}-{args.hop}.binaural.mp4"
         result = ccs_run_variant(args.model_dir, args.mp4, args.hop, precision, backend, out)
@@ -186,22 +196,32 @@ def _tensorrt_row() -> dict:
 
 def _table(results: dict, args) -> str:
     a = results["(a) eager PyTorch, all windows in one batch"]["seconds"]
+    b = results["(b) eager PyTorch, one window at a time"]["seconds"]
     lines = [
         f"{args.seconds:g} s clip, hop {args.hop_s:g} s, full-size model; one process per row, nothing else running",
         "",
-        "| path | seconds | real-time factor | windows/s | peak RSS (MiB) | SNR vs (a) (dB) | speed-up vs (a) |",
-        "|---|---|---|---|---|---|---|",
+        "| path | seconds | real-time factor | windows/s | peak RSS (MiB) | SNR vs (a) (dB) | speed-up vs (a) "
+        "| vs (b) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         if "skipped" in r:
-            lines.append(f"| {name} | skipped: {r['skipped']} | | | | | |")
+            lines.append(f"| {name} | skipped: {r['skipped']} | | | | | | |")
             continue
         snr = r.get("snr_db_vs_a", float("nan"))
         snr_text = "n/a (other hop)" if name.startswith("(d')") else f"{snr:.1f}"
         lines.append(
             f"| {name} | {r['seconds']:.2f} | {r['seconds'] / r['media_s']:.3f} | "
-            f"{r['windows'] / r['seconds']:.1f} | {r['rss_mib']:.0f} | {snr_text} | {a / r['seconds']:.2f}x |"
+            f"{r['windows'] / r['seconds']:.1f} | {r['rss_mib']:.0f} | {snr_text} | {a / r['seconds']:.2f}x "
+            f"| {b / r['seconds']:.2f}x |"
         )
+    hop_rows = [n for n in results if n.startswith("(d')")]
+    if hop_rows:
+        precision = hop_rows[0].split()[2].rstrip(",")
+        same = next((n for n in results if n.startswith(f"(d) ccs-run {precision} ")), None)
+        if same is not None:
+            ratio = results[hop_rows[0]]["seconds"] / results[same]["seconds"]
+            lines += ["", f"hop {args.hop_s / 2:g} s costs {ratio:.2f}x the time of hop {args.hop_s:g} s ({precision})"]
     return "\n".join(lines)
 
 

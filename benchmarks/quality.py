@@ -1,6 +1,7 @@
 """Quality of a model on a held-out synthetic set (unseen seed, a different measured HRTF set).
 
     python benchmarks/quality.py --seed 4242 --hrtf fabian --clips 40 [--model DIR] [--json out.json]
+        [--precisions fp32 bf16 int8]
 
 Renders the set with ccs-synth's generator, runs the model through the runtime API (Binauralizer) and prints
 one table of stft, env, mag, phs, snr, spl and direction accuracy for: Mono-Mono (L = R = M/2), audio-only
@@ -8,6 +9,9 @@ one table of stft, env, mag, phs, snr, spl and direction accuracy for: Mono-Mono
 
 Direction accuracy: over 0.5 s segments where the ground truth's |L - R level difference| exceeds 3 dB, the
 share whose predicted level difference has the same sign.
+
+With --precisions, a second table runs the V-TTA condition once per CPU precision and gives each one's binaural
+SNR against fp32 (pooled over the set) and the relative change of every metric against fp32.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> dict:
     from ccstereo.synth.dataset import write_dataset
 
     engine = Binauralizer.load(args.model)
+    by_precision = {p: Binauralizer.load(args.model, precision=p) for p in args.precisions}
     rate = engine.config.sample_rate_hz
     work = Path(tempfile.mkdtemp(prefix="ccs-quality-"))
     t0 = time.perf_counter()
@@ -70,6 +75,9 @@ def run(args: argparse.Namespace) -> dict:
     conditions = ("Mono-Mono", "audio-only (grey frames)", "flipped visual", "model, no V-TTA", "model, V-TTA")
     sums = {c: {m: 0.0 for m in METRICS} for c in conditions}
     hits = {c: [0, 0] for c in conditions}
+    psums = {p: {m: 0.0 for m in METRICS} for p in by_precision}
+    phits = {p: [0, 0] for p in by_precision}
+    energy = {p: [0.0, 0.0] for p in by_precision}  # (fp32 energy, error energy vs fp32)
     t0 = time.perf_counter()
     for cid in sorted(p.stem for p in (data / "binaural_audios").glob("*.wav")):
         gt, _ = sf.read(str(data / "binaural_audios" / f"{cid}.wav"), dtype="float32", always_2d=True)
@@ -90,13 +98,36 @@ def run(args: argparse.Namespace) -> dict:
             h, n = direction_hits(pred, gt, rate)
             hits[cond][0] += h
             hits[cond][1] += n
+        ppreds = {p: e.process_arrays(gt, frames) for p, e in by_precision.items()}
+        for p, pred in ppreds.items():
+            for k, v in evaluate_condition(pred, gt, rate).items():
+                psums[p][k] += v
+            h, n = direction_hits(pred, gt, rate)
+            phits[p][0] += h
+            phits[p][1] += n
+            if "fp32" in ppreds:
+                ref = ppreds["fp32"].astype(np.float64)
+                energy[p][0] += float(np.sum(ref**2))
+                energy[p][1] += float(np.sum((pred - ref) ** 2))
     table = {}
     for cond in conditions:
         row = {k: v / args.clips for k, v in sums[cond].items()}
         row["direction_acc"] = hits[cond][0] / max(1, hits[cond][1])
         table[cond] = row
+    precisions = {}
+    for p, e in by_precision.items():
+        row = {k: v / args.clips for k, v in psums[p].items()}
+        row["direction_acc"] = phits[p][0] / max(1, phits[p][1])
+        ref_energy, err = energy[p]
+        row["snr_vs_fp32_db"] = float("inf") if err == 0 else 10 * np.log10(ref_energy / err) if ref_energy else None
+        precisions[p] = {"backend": e.backend.name, **row}
+    if "fp32" in precisions:
+        base = precisions["fp32"]
+        for row in precisions.values():
+            row["worst_rel_change_vs_fp32"] = max(abs(row[k] - base[k]) / abs(base[k]) for k in METRICS)
     return {
         "model": str(args.model or "bundled default"),
+        "precisions": precisions,
         "backend": engine.backend.name,
         "seed": args.seed,
         "hrtf": args.hrtf,
@@ -122,6 +153,22 @@ def markdown(result: dict) -> str:
     for cond, row in result["table"].items():
         cells = [f"{row[c]:.1%}" if c == "direction_acc" else f"{row[c]:.4f}" for c in cols]
         lines.append(f"| {cond} | " + " | ".join(cells) + " |")
+    if result["precisions"]:
+        lines += [
+            "",
+            "Model with V-TTA per CPU precision (SNR pooled over the set; change = largest relative change of a "
+            "metric vs fp32):",
+            "",
+            "| precision | backend | SNR vs fp32 (dB) | " + " | ".join(cols) + " | change vs fp32 |",
+            "|---" * (len(cols) + 4) + "|",
+        ]
+        for p, row in result["precisions"].items():
+            cells = [f"{row[c]:.1%}" if c == "direction_acc" else f"{row[c]:.4f}" for c in cols]
+            snr = row.get("snr_vs_fp32_db")
+            snr_text = "n/a" if snr is None else ("ref" if snr == float("inf") else f"{snr:.1f}")
+            change = row.get("worst_rel_change_vs_fp32")
+            change_text = "n/a" if change is None else f"{change:.2%}"
+            lines.append(f"| {p} | {row['backend']} | {snr_text} | " + " | ".join(cells) + f" | {change_text} |")
     return "\n".join(lines)
 
 
@@ -133,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--precisions", nargs="*", default=[], choices=["fp32", "bf16", "int8"])
     args = parser.parse_args(argv)
+    if args.precisions and "fp32" not in args.precisions:
+        args.precisions = ["fp32", *args.precisions]
     result = run(args)
     print(markdown(result))
     if args.json:

@@ -31,6 +31,7 @@ ISLAND_THRESHOLD_DB = 0.1
 FP32_MAX_ERR_RATIO = 1e-4
 FP16_MIN_SNR_DB = 40.0
 FP16_MAX_METRIC_CHANGE = 0.01
+HELD_OUT_WINDOWS = 96  # per held-out calibration video
 INT8_MIN_SNR_DB = 30.0  # below this no precision is offered to users (the runtime refuses it too)
 
 
@@ -257,7 +258,7 @@ def _measure_cpu_precisions(
     if options.int8 != "off":
         report["int8"] = _int8_step(proto, fp32_path, vset, fp32, options, hint, log)
         if report["int8"]["built"]:
-            measured["int8"] = report["int8"]["binaural_snr_db"]
+            measured["int8"] = report["int8"]["offered_snr_db"]
             worst["int8"] = report["int8"]["worst_metric_change"]
     else:
         report["int8"] = {"built": False, "reason": "--int8 off"}
@@ -269,29 +270,64 @@ def _measure_cpu_precisions(
     report["onnx"]["sha256"] = onnx_graph.sha256_file(fp32_path)
 
 
+def _held_out_snr(fp32_path: Path, int8_path: Path, videos, config: ModelConfig, hint: str) -> dict[str, float]:
+    """Return per held-out video the windows' binaural SNR of the int8 graph (OpenVINO) vs fp32 (onnxruntime)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(int8_path)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    result = {}
+    for video in videos:
+        ref_energy = err_energy = 0.0
+        for batch in int8_mod.batches_from_videos([video], config, HELD_OUT_WINDOWS):
+            ref = session.run(["binaural"], batch.feeds())[0].astype(np.float64)
+            low = np.asarray(compiled(batch.feeds())[compiled.output(0)], np.float64)
+            ref_energy += float(np.sum(ref**2))
+            err_energy += float(np.sum((low - ref) ** 2))
+        result[Path(video).name] = float("inf") if err_energy == 0 else 10 * np.log10(ref_energy / err_energy)
+    return result
+
+
 def _int8_step(proto, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOptions, hint: str, log) -> dict:
-    """Quantise the visual convolutions, measure the result; keep model.int8.onnx only when it is offered."""
+    """Quantise the visual convolutions, measure the result; keep model.int8.onnx only when it is offered.
+
+    With three or more calibration videos, the last third are held out of calibration and measured instead:
+    int8's error depends on the scene (measured: 24-52 dB over six synthetic scenes of one model), so the
+    figure recorded for the runtime is the worst of the verification set and every held-out video.
+    """
     config = ModelConfig.from_json(next(p.value for p in proto.metadata_props if p.key == "ccstereo.config"))
-    if options.calibrate:
-        batches = int8_mod.batches_from_videos(options.calibrate, config, options.calibration_windows)
-        source = f"{len(options.calibrate)} video(s): " + ", ".join(Path(v).name for v in options.calibrate)
+    videos = tuple(options.calibrate)
+    held = videos[len(videos) - len(videos) // 3 :] if len(videos) >= 3 else ()
+    calibration = videos[: len(videos) - len(held)]
+    if calibration:
+        batches = int8_mod.batches_from_videos(calibration, config, options.calibration_windows)
+        source = f"{len(calibration)} video(s): " + ", ".join(Path(v).name for v in calibration)
     else:
         batches = int8_mod.batches_from_arrays(vset.crops_u8, vset.mono, vset.frame_index, options.calibration_windows)
         source = f"the verification set ({vset.name}); accuracy below is on the calibration data itself"
     path = fp32_path.with_name("model.int8.onnx")
     summary = int8_mod.quantize(fp32_path, batches, path)
     accuracy = _accuracy(vset, fp32, _openvino_windows(path, vset, hint))
+    held_out = _held_out_snr(fp32_path, path, held, config, hint) if held else {}
+    snr = min([accuracy["binaural_snr_db"], *held_out.values()])
     result = {
         "built": True,
         **summary,
         "calibration_source": source,
         "runtime": f"OpenVINO CPU, int8 convolutions, the rest with INFERENCE_PRECISION_HINT={hint}",
         **accuracy,
+        "held_out_snr_db": held_out,
+        "offered_snr_db": snr,
     }
-    snr, worst = accuracy["binaural_snr_db"], accuracy["worst_metric_change"]
+    worst = accuracy["worst_metric_change"]
     log(
         f"int8 (visual convolutions, {summary['calibration_windows']} calibration windows) vs FP32: "
-        f"binaural SNR {snr:.1f} dB, worst paper-metric change {worst:.2%}"
+        f"binaural SNR {accuracy['binaural_snr_db']:.1f} dB on {vset.name}"
+        + "".join(f", {v:.1f} dB on held-out {k}" for k, v in held_out.items())
+        + f"; worst paper-metric change {worst:.2%}"
     )
     if snr < INT8_MIN_SNR_DB:
         path.unlink()

@@ -87,7 +87,7 @@ def from_files(clip_path: Path, frames_dir: Path, config: ModelConfig) -> Verifi
 
 
 def generated(config: ModelConfig, seconds: float = 3.0, seed: int = 0) -> VerificationSet:
-    """Return a deterministic synthetic verification set (panned tone + noise bursts, moving block)."""
+    """Return a deterministic synthetic verification set (panned tone + noise bursts + a noise floor, moving block)."""
     rng = np.random.default_rng(seed)
     rate = config.sample_rate_hz
     n = int(seconds * rate)
@@ -95,8 +95,12 @@ def generated(config: ModelConfig, seconds: float = 3.0, seed: int = 0) -> Verif
     tone = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220.0, 440.0, 660.0, 1320.0), start=1))
     bursts = rng.standard_normal(n) * (np.sin(2 * np.pi * 2.0 * t) > 0.7)
     pan = 0.5 + 0.45 * np.sin(2 * np.pi * t / seconds)  # sweeps left -> right -> left
-    left = 0.2 * tone * pan + 0.1 * bursts * (1 - pan)
-    right = 0.2 * tone * (1 - pan) + 0.1 * bursts * pan
+    # A noise floor ~50 dB below the tone, as any recording has: without it most STFT bins are digitally
+    # silent and the phase metric ('phs') over them is rounding noise (measured: a 60 dB-SNR bf16 output moved
+    # phs by 5 % while every other metric moved < 0.01 %; with the floor, < 0.03 %).
+    floor = 0.001 * rng.standard_normal((2, n))
+    left = 0.2 * tone * pan + 0.1 * bursts * (1 - pan) + floor[0]
+    right = 0.2 * tone * (1 - pan) + 0.1 * bursts * pan + floor[1]
     clip = np.stack([left, right]).astype(np.float32)
     starts, mono = _official_windows(clip, config)
     numbers = official_frame_numbers(starts, n, config.window_samples, rate, 0.1)

@@ -172,7 +172,7 @@ def _openvino(model: Path, cpu_onnx: Path, backend: str, precision: str, batch_s
         ok, words = _measured(info, "bf16")
         if not ok:
             return None
-        why = f"OpenVINO bf16 on this CPU's AMX/AVX512-BF16 ({words}, at export)"
+        why = f"OpenVINO bf16 on this CPU's native BF16 ({words}, at export)"
         return OpenVINOBackend(cpu_onnx, "bf16", batch, threads, info), why
     wanted = "bf16" if precision == "bf16" or (precision == "auto" and capable) else "f32"
     chosen = OpenVINOBackend(cpu_onnx, wanted, batch, threads)

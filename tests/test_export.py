@@ -240,7 +240,7 @@ def test_int8_graph_quantises_exactly_the_visual_convolutions(exported):
     assert sum(n.op_type == "Conv" for n in int8.graph.node) > len(visual)  # the audio U-Net stays float
     info = read_onnx_info(exported / "model.int8.onnx")
     assert info.precision == "int8" and info.config == read_onnx_info(exported / "model.onnx").config
-    assert info.measured_snr_db["int8"] == pytest.approx(report["int8"]["binaural_snr_db"], abs=0.01)
+    assert info.measured_snr_db["int8"] == pytest.approx(report["int8"]["offered_snr_db"], abs=0.01)
     assert "sample.mp4" in report["int8"]["calibration_source"]
 
 

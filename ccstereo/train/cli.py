@@ -21,7 +21,7 @@ def main(
     lr_visual: Annotated[float, typer.Option(help="5e-5 for a pretrained trunk (paper)")] = 5e-5,
     lr_audio: Annotated[float, typer.Option()] = 5e-4,
     scl_weight: Annotated[float, typer.Option(help="lambda of the SCL loss")] = 0.1,
-    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast on CPU (AMX)")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast on CPU (AVX512-BF16 or AMX)")] = False,
     resnet_width: Annotated[int, typer.Option(help="ResNet-18 stem width (64 = official)")] = 64,
     aspp_hidden: Annotated[int, typer.Option(help="ASPP branch width (256 = official)")] = 256,
     val_every: Annotated[int, typer.Option()] = 500,

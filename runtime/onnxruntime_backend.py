@@ -56,9 +56,10 @@ class OnnxRuntimeBackend:
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.intra_op_num_threads = threads or os.cpu_count() or 1
-        # Without the arena, activation memory goes back to the OS after each call: peak RSS is one batch
-        # deep whatever the input length (measured: flat from the first batch on, vs growing for ~3 batches).
-        session_options.enable_cpu_mem_arena = False
+        # The CPU arena stays on: without it every call maps and unmaps its activations afresh (measured on a
+        # 60 s input: 25.1 s without vs 15.4 s with, peak RSS 588 vs 731 MiB; the arena's peak is reached in
+        # the first batches and stays flat in the input's length).
+        session_options.enable_cpu_mem_arena = True
         # A memory pattern pre-allocates the whole planned peak of a repeated shape at once (+120 MB at batch
         # 32, measured); without it, buffers are freed as soon as their last consumer has run.
         session_options.enable_mem_pattern = False

@@ -57,6 +57,15 @@ def evaluate_condition(pred: np.ndarray, gt: np.ndarray, rate: int) -> dict[str,
     return {k: scores[k] for k in METRICS}
 
 
+def accumulate(sums: dict[str, float], hits: list[int], pred: np.ndarray, gt: np.ndarray, rate: int) -> None:
+    """Add one clip's metrics to ``sums`` and its direction hits / segments to ``hits``."""
+    for k, v in evaluate_condition(pred, gt, rate).items():
+        sums[k] += v
+    h, n = direction_hits(pred, gt, rate)
+    hits[0] += h
+    hits[1] += n
+
+
 def run(args: argparse.Namespace) -> dict:
     import soundfile as sf
 
@@ -93,18 +102,10 @@ def run(args: argparse.Namespace) -> dict:
             "model, V-TTA": engine.process_arrays(gt, frames),
         }
         for cond, pred in preds.items():
-            for k, v in evaluate_condition(pred, gt, rate).items():
-                sums[cond][k] += v
-            h, n = direction_hits(pred, gt, rate)
-            hits[cond][0] += h
-            hits[cond][1] += n
+            accumulate(sums[cond], hits[cond], pred, gt, rate)
         ppreds = {p: e.process_arrays(gt, frames) for p, e in by_precision.items()}
         for p, pred in ppreds.items():
-            for k, v in evaluate_condition(pred, gt, rate).items():
-                psums[p][k] += v
-            h, n = direction_hits(pred, gt, rate)
-            phits[p][0] += h
-            phits[p][1] += n
+            accumulate(psums[p], phits[p], pred, gt, rate)
             if "fp32" in ppreds:
                 ref = ppreds["fp32"].astype(np.float64)
                 energy[p][0] += float(np.sum(ref**2))

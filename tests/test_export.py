@@ -257,9 +257,32 @@ def test_calibration_windows_come_from_the_video_as_ccs_run_cuts_them(tmp_path):
     batches = batches_from_videos([video], cfg, 16)
     assert len(batches) == 16 // CALIBRATION_BATCH
     mono = np.concatenate([b.mono for b in batches])
-    mix = audio[0] + audio[1]
-    for k, window in enumerate(mono):  # hop 0.1 s from the start of the audio
-        np.testing.assert_allclose(window, mix[k * 1600 : k * 1600 + cfg.window_samples], atol=1e-6)
+    mix = np.concatenate([audio[0] + audio[1], np.zeros(cfg.window_samples, np.float32)])
+    starts = []
+    for window in mono:  # each is the L+R window at some 0.1 s hop of the audio
+        errors = [np.abs(window - mix[s : s + cfg.window_samples]).max() for s in range(0, len(audio[0]), 1600)]
+        assert min(errors) <= 1e-6
+        starts.append(1600 * int(np.argmin(errors)))
+    assert starts == sorted(set(starts)) and starts[0] == 0  # distinct, in order, from the start
+    assert starts[-1] >= len(audio[0]) - cfg.window_samples - 1600  # spread to the end of the clip
     for b in batches:
         assert b.frames.shape == (CALIBRATION_BATCH, cfg.crop_height, cfg.crop_width, 3)
         assert b.frames.dtype == np.uint8 and list(b.frame_index) == list(range(CALIBRATION_BATCH))
+
+
+def test_calibration_spreads_over_many_long_videos(tmp_path):
+    """More videos than the window budget can cover at 0.1 s hops: each still gives windows from its whole length."""
+    from ccstereo.config import ModelConfig
+    from ccstereo.export.int8 import batches_from_videos
+    from conftest import write_lossless_video
+    from media_factory import moving_block_frames, panned_tone
+
+    rate, seconds = 16000, 12.0
+    videos = [
+        write_lossless_video(
+            tmp_path / f"v{i}.mkv", moving_block_frames(int(seconds * 10), 64, 32), panned_tone(seconds, rate), rate
+        )
+        for i in range(3)
+    ]
+    batches = batches_from_videos(videos, ModelConfig(), 24)  # 8 per video from ~110 windows each
+    assert sum(len(b.mono) for b in batches) == 24

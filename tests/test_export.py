@@ -127,6 +127,30 @@ def test_export_of_a_native_checkpoint_without_verification(official, tmp_path):
     assert (out / "model.onnx").is_file() and not (out / "model.fp16.onnx").exists()
 
 
+def test_int8_without_videos_calibrates_on_the_verification_set_and_says_so(tmp_path):
+    pytest.importorskip("openvino")
+    torch.manual_seed(3)
+    config = ccstereo.ModelConfig(resnet_width=16, aspp_hidden=32)
+    native = ccstereo.save_checkpoint(ccstereo.CCStereo(config).eval(), tmp_path / "small.safetensors")
+    out = tmp_path / "out"
+    cmd = [*EXPORT_CLI, str(native), "-o", str(out), "--no-fp16", "--int8", "on"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "export_report.json").read_text())["int8"]
+    assert report["built"] and "verification set" in report["calibration_source"]
+    assert "calibration data itself" in report["calibration_source"]  # the figure is not held out: said so
+    assert report["held_out_snr_db"] == {}
+    assert read_onnx_info(out / "model.int8.onnx").measured_snr_db["int8"] >= 30.0
+    refused = subprocess.run(
+        [*EXPORT_CLI, str(native), "-o", str(tmp_path / "x"), "--no-verify", "--int8", "on"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert refused.returncode == 1 and "measured, never assumed" in refused.stderr
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
 def test_engine_on_without_gpu_fails_fast_and_writes_nothing(official, tmp_path):
     pytest.importorskip("onnx")
     try:

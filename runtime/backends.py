@@ -130,8 +130,9 @@ def _measured(info, precision: str) -> tuple[bool, str]:
 def _openvino(model: Path, cpu_onnx: Path, backend: str, precision: str, batch_size: int | None, threads: int | None):
     """Return (OpenVINO backend, reason), or None when auto should fall back to onnxruntime.
 
-    auto on a CPU: int8 (model.int8.onnx) where the CPU has an int8 dot-product unit and the export measured
-    it accurate enough, else bf16 where the CPU has native BF16 and it measured accurate enough.
+    Precision auto (with --backend auto or openvino): int8 (model.int8.onnx) where the CPU has an int8
+    dot-product unit and the export measured it accurate enough, else bf16 where the CPU has native BF16 and it
+    measured accurate enough; else onnxruntime (auto) or OpenVINO f32 (--backend openvino).
     """
     from ccstereo.runtime.model_info import read_onnx_info
     from ccstereo.runtime.openvino_backend import OpenVINOBackend, cpu_int8_dot_product, openvino_bf16_capable
@@ -152,28 +153,26 @@ def _openvino(model: Path, cpu_onnx: Path, backend: str, precision: str, batch_s
         info = read_onnx_info(int8_path)
         _, words = _measured(info, "int8")
         return OpenVINOBackend(int8_path, "int8", batch, threads, info), f"OpenVINO int8 (requested; {words})"
-    if int8_path is not None and cpu_onnx == int8_path and precision == "auto":
+    if int8_path is not None and cpu_onnx == int8_path:
         info = read_onnx_info(int8_path)
         return OpenVINOBackend(int8_path, "int8", batch, threads, info), "OpenVINO int8 (an int8 graph was given)"
-    capable = openvino_bf16_capable()
-    if backend == "auto":
-        dot = cpu_int8_dot_product()
-        if int8_path is not None and dot is not None:
-            info = read_onnx_info(int8_path)
-            ok, words = _measured(info, "int8")
-            if ok:
-                why = f"OpenVINO int8 on this CPU's {dot.upper()} ({words}, at export)"
-                return OpenVINOBackend(int8_path, "int8", batch, threads, info), why
-        if precision == "bf16":
-            return OpenVINOBackend(cpu_onnx, "bf16", batch, threads), "OpenVINO bf16 (requested)"
-        if not capable:
-            return None
+    if precision in ("bf16", "fp32"):
+        wanted = "bf16" if precision == "bf16" else "f32"
+        return OpenVINOBackend(cpu_onnx, wanted, batch, threads), f"OpenVINO {wanted} (requested)"
+    dot = cpu_int8_dot_product()
+    if int8_path is not None and dot is not None:
+        info = read_onnx_info(int8_path)
+        ok, words = _measured(info, "int8")
+        if ok:
+            why = f"OpenVINO int8 on this CPU's {dot.upper()} ({words}, at export)"
+            return OpenVINOBackend(int8_path, "int8", batch, threads, info), why
+    if openvino_bf16_capable():
         info = read_onnx_info(cpu_onnx)
         ok, words = _measured(info, "bf16")
-        if not ok:
-            return None
-        why = f"OpenVINO bf16 on this CPU's native BF16 ({words}, at export)"
-        return OpenVINOBackend(cpu_onnx, "bf16", batch, threads, info), why
-    wanted = "bf16" if precision == "bf16" or (precision == "auto" and capable) else "f32"
-    chosen = OpenVINOBackend(cpu_onnx, wanted, batch, threads)
-    return chosen, f"OpenVINO {wanted} (requested)"
+        if ok:
+            why = f"OpenVINO bf16 on this CPU's native BF16 ({words}, at export)"
+            return OpenVINOBackend(cpu_onnx, "bf16", batch, threads, info), why
+    if backend == "auto":
+        return None
+    chosen = OpenVINOBackend(cpu_onnx, "f32", batch, threads)
+    return chosen, "OpenVINO f32 (no reduced precision measured accurate enough for auto on this CPU)"

@@ -299,6 +299,9 @@ def test_reduced_precision_on_this_cpu_is_offered_only_as_measured(
     auto = ccs_run(fixture_video, "--model", exported, "--format", "wav", "-o", tmp_path / "auto.wav")
     preferred = "int8" if _reduced_precision_available("int8") is None else "bf16"
     assert auto.returncode == 0 and f"openvino-cpu-{preferred}" in auto.stderr  # the fastest measured path
+    if precision == "int8":  # --backend openvino follows the same measured preference
+        ov = ccs_run(fixture_video, "--model", exported, "--backend", "openvino", "--format", "wav", "-o", tmp_path)
+        assert ov.returncode == 0 and f"openvino-cpu-{preferred}" in ov.stderr, ov.stderr
 
 
 def test_int8_below_the_offer_floor_is_refused(exported, fixture_video, tmp_path):

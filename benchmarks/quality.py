@@ -72,8 +72,10 @@ def run(args: argparse.Namespace) -> dict:
     from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
     from ccstereo.synth.dataset import write_dataset
 
-    engine = Binauralizer.load(args.model)
     by_precision = {p: Binauralizer.load(args.model, precision=p) for p in args.precisions}
+    engine = Binauralizer.load(args.model)
+    # the auto choice is one of the precisions when they are given: its V-TTA run is shared, not repeated
+    same = next((p for p, e in by_precision.items() if e.backend.name == engine.backend.name), None)
     rate = engine.config.sample_rate_hz
     work = Path(tempfile.mkdtemp(prefix="ccs-quality-"))
     t0 = time.perf_counter()
@@ -99,17 +101,16 @@ def run(args: argparse.Namespace) -> dict:
             "audio-only (grey frames)": engine.process_arrays(gt, grey),
             "flipped visual": engine.process_arrays(gt, [np.ascontiguousarray(f[:, ::-1]) for f in frames]),
             "model, no V-TTA": engine.process_arrays(gt, frames, RunOptions(tta=False)),
-            "model, V-TTA": engine.process_arrays(gt, frames),
         }
+        ppreds = {p: e.process_arrays(gt, frames) for p, e in by_precision.items()}
+        preds["model, V-TTA"] = ppreds[same] if same is not None else engine.process_arrays(gt, frames)
         for cond, pred in preds.items():
             accumulate(sums[cond], hits[cond], pred, gt, rate)
-        ppreds = {p: e.process_arrays(gt, frames) for p, e in by_precision.items()}
         for p, pred in ppreds.items():
             accumulate(psums[p], phits[p], pred, gt, rate)
-            if "fp32" in ppreds:
-                ref = ppreds["fp32"].astype(np.float64)
-                energy[p][0] += float(np.sum(ref**2))
-                energy[p][1] += float(np.sum((pred - ref) ** 2))
+            ref = ppreds["fp32"].astype(np.float64)  # main() puts fp32 first whenever precisions are given
+            energy[p][0] += float(np.sum(ref**2))
+            energy[p][1] += float(np.sum((pred - ref) ** 2))
     table = {}
     for cond in conditions:
         row = {k: v / args.clips for k, v in sums[cond].items()}
@@ -120,12 +121,11 @@ def run(args: argparse.Namespace) -> dict:
         row = {k: v / args.clips for k, v in psums[p].items()}
         row["direction_acc"] = phits[p][0] / max(1, phits[p][1])
         ref_energy, err = energy[p]
-        row["snr_vs_fp32_db"] = float("inf") if err == 0 else 10 * np.log10(ref_energy / err) if ref_energy else None
+        row["snr_vs_fp32_db"] = float("inf") if err == 0 else 10 * np.log10(ref_energy / err)
         precisions[p] = {"backend": e.backend.name, **row}
-    if "fp32" in precisions:
+    for row in precisions.values():
         base = precisions["fp32"]
-        for row in precisions.values():
-            row["worst_rel_change_vs_fp32"] = max(abs(row[k] - base[k]) / abs(base[k]) for k in METRICS)
+        row["worst_rel_change_vs_fp32"] = max(abs(row[k] - base[k]) / abs(base[k]) for k in METRICS)
     return {
         "model": str(args.model or "bundled default"),
         "precisions": precisions,
@@ -165,11 +165,10 @@ def markdown(result: dict) -> str:
         ]
         for p, row in result["precisions"].items():
             cells = [f"{row[c]:.1%}" if c == "direction_acc" else f"{row[c]:.4f}" for c in cols]
-            snr = row.get("snr_vs_fp32_db")
-            snr_text = "n/a" if snr is None else ("ref" if snr == float("inf") else f"{snr:.1f}")
-            change = row.get("worst_rel_change_vs_fp32")
-            change_text = "n/a" if change is None else f"{change:.2%}"
-            lines.append(f"| {p} | {row['backend']} | {snr_text} | " + " | ".join(cells) + f" | {change_text} |")
+            snr = row["snr_vs_fp32_db"]
+            snr_text = "ref" if snr == float("inf") else f"{snr:.1f}"
+            change = f"{row['worst_rel_change_vs_fp32']:.2%}"
+            lines.append(f"| {p} | {row['backend']} | {snr_text} | " + " | ".join(cells) + f" | {change} |")
     return "\n".join(lines)
 
 

@@ -196,14 +196,21 @@ def _windows(batches: Sequence[CalibrationBatch]) -> int:
     return int(sum(len(b.mono) for b in batches))
 
 
+def measured_props(snr_db: dict[str, float], worst_metric_change: dict[str, float]) -> dict[str, str]:
+    """Return the metadata entries that record measured accuracy per reduced precision (read by the runtime)."""
+    return {
+        "ccstereo.measured_snr_db": json.dumps({k: round(v, 2) for k, v in snr_db.items()}),
+        "ccstereo.measured_worst_metric_change": json.dumps({k: round(v, 5) for k, v in worst_metric_change.items()}),
+    }
+
+
 def set_measured(path: Path, precision: str, snr_db: float, worst_metric_change: float) -> None:
     """Record the measured accuracy of ``path`` (``precision`` vs fp32) in its own metadata."""
     from ccstereo.export.onnx_graph import save_onnx
 
     proto = onnx.load(str(path))
     props = {p.key: p.value for p in proto.metadata_props}
-    props["ccstereo.measured_snr_db"] = json.dumps({precision: round(snr_db, 2)})
-    props["ccstereo.measured_worst_metric_change"] = json.dumps({precision: round(worst_metric_change, 5)})
+    props.update(measured_props({precision: snr_db}, {precision: worst_metric_change}))
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, props)
     save_onnx(proto, path)

@@ -189,7 +189,7 @@ def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build
                 f"FP32 islands: {', '.join(islands)}"
             )
     if vset is not None:
-        _measure_cpu_precisions(proto, fp32_path, vset, fp32_windows, options, report, log)
+        _measure_cpu_precisions(proto, model.config, fp32_path, vset, fp32_windows, options, report, log)
     elif options.int8 == "on":
         raise ExportError("--int8 on needs verification (its accuracy is measured, never assumed)")
     else:
@@ -208,14 +208,20 @@ def _graph_entry(path: Path, proto) -> dict[str, Any]:
     return {"file": path.name, "sha256": onnx_graph.sha256_file(path), "op_counts": onnx_graph.op_counts(proto)}
 
 
-def _openvino_windows(path: Path, vset, hint: str) -> np.ndarray:
-    """Return the binaural windows of ``path`` on the verification set, run by OpenVINO's CPU plugin."""
+def _openvino_cpu(path: Path, hint: str):
+    """Return ``path`` compiled by OpenVINO's CPU plugin with the given inference-precision hint."""
     import openvino as ov
 
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
-    feeds = {"frames": vset.crops_u8, "mono": vset.mono, "frame_index": vset.frame_index}
+    return core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+
+
+def _run_compiled(compiled, feeds: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(compiled(feeds)[compiled.output(0)], np.float32)
+
+
+def _vset_feeds(vset) -> dict[str, np.ndarray]:
+    return {"frames": vset.crops_u8, "mono": vset.mono, "frame_index": vset.frame_index}
 
 
 def _accuracy(vset, fp32: np.ndarray, test: np.ndarray) -> dict[str, Any]:
@@ -230,7 +236,7 @@ def _accuracy(vset, fp32: np.ndarray, test: np.ndarray) -> dict[str, Any]:
 
 
 def _measure_cpu_precisions(
-    proto, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOptions, report: dict[str, Any], log
+    proto, config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOptions, report, log
 ) -> None:
     """Measure bf16 and build + measure int8 on this CPU (OpenVINO) against fp32; record it in the metadata."""
     try:
@@ -246,7 +252,7 @@ def _measure_cpu_precisions(
     hint = "bf16" if "BF16" in caps else "f32"
     measured: dict[str, float] = {}
     worst: dict[str, float] = {}
-    bf16 = _accuracy(vset, fp32, _openvino_windows(fp32_path, vset, "bf16"))
+    bf16 = _accuracy(vset, fp32, _run_compiled(_openvino_cpu(fp32_path, "bf16"), _vset_feeds(vset)))
     report["bf16"] = {
         "measured": True,
         "runtime": f"openvino {ov.__version__} CPU, INFERENCE_PRECISION_HINT=bf16",
@@ -256,49 +262,42 @@ def _measure_cpu_precisions(
     measured["bf16"], worst["bf16"] = bf16["binaural_snr_db"], bf16["worst_metric_change"]
     log(f"bf16 on this CPU (OpenVINO) vs FP32: binaural SNR {bf16['binaural_snr_db']:.1f} dB")
     if options.int8 != "off":
-        report["int8"] = _int8_step(proto, fp32_path, vset, fp32, options, hint, log)
+        report["int8"] = _int8_step(config, fp32_path, vset, fp32, options, hint, log)
         if report["int8"]["built"]:
             measured["int8"] = report["int8"]["offered_snr_db"]
             worst["int8"] = report["int8"]["worst_metric_change"]
     else:
         report["int8"] = {"built": False, "reason": "--int8 off"}
     props = {p.key: p.value for p in proto.metadata_props}
-    props["ccstereo.measured_snr_db"] = json.dumps({k: round(v, 2) for k, v in measured.items()})
-    props["ccstereo.measured_worst_metric_change"] = json.dumps({k: round(v, 5) for k, v in worst.items()})
+    props.update(int8_mod.measured_props(measured, worst))
     onnx.helper.set_model_props(proto, props)
     onnx_graph.save_onnx(proto, fp32_path)
     report["onnx"]["sha256"] = onnx_graph.sha256_file(fp32_path)
 
 
-def _held_out_snr(fp32_path: Path, int8_path: Path, videos, config: ModelConfig, hint: str) -> dict[str, float]:
+def _held_out_snr(fp32_path: Path, int8_compiled, videos, config: ModelConfig) -> dict[str, float]:
     """Return per held-out video the windows' binaural SNR of the int8 graph (OpenVINO) vs fp32 (onnxruntime)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
-    import openvino as ov
-
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(int8_path)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
     result = {}
     for video in videos:
-        ref_energy = err_energy = 0.0
-        for batch in int8_mod.batches_from_videos([video], config, HELD_OUT_WINDOWS):
-            ref = session.run(["binaural"], batch.feeds())[0].astype(np.float64)
-            low = np.asarray(compiled(batch.feeds())[compiled.output(0)], np.float64)
-            ref_energy += float(np.sum(ref**2))
-            err_energy += float(np.sum((low - ref) ** 2))
-        result[Path(video).name] = float("inf") if err_energy == 0 else 10 * np.log10(ref_energy / err_energy)
+        batches = int8_mod.batches_from_videos([video], config, HELD_OUT_WINDOWS)
+        ref = np.concatenate([session.run(["binaural"], b.feeds())[0] for b in batches])
+        low = np.concatenate([_run_compiled(int8_compiled, b.feeds()) for b in batches])
+        result[Path(video).name] = verify.snr_db(low, ref)
     return result
 
 
-def _int8_step(proto, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOptions, hint: str, log) -> dict:
+def _int8_step(
+    config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOptions, hint: str, log
+) -> dict:
     """Quantise the visual convolutions, measure the result; keep model.int8.onnx only when it is offered.
 
     With three or more calibration videos, the last third are held out of calibration and measured instead:
     int8's error depends on the scene (measured: 24-52 dB over six synthetic scenes of one model), so the
     figure recorded for the runtime is the worst of the verification set and every held-out video.
     """
-    config = ModelConfig.from_json(next(p.value for p in proto.metadata_props if p.key == "ccstereo.config"))
     videos = tuple(options.calibrate)
     held = videos[len(videos) - len(videos) // 3 :] if len(videos) >= 3 else ()
     calibration = videos[: len(videos) - len(held)]
@@ -310,8 +309,10 @@ def _int8_step(proto, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOp
         source = f"the verification set ({vset.name}); accuracy below is on the calibration data itself"
     path = fp32_path.with_name("model.int8.onnx")
     summary = int8_mod.quantize(fp32_path, batches, path)
-    accuracy = _accuracy(vset, fp32, _openvino_windows(path, vset, hint))
-    held_out = _held_out_snr(fp32_path, path, held, config, hint) if held else {}
+    compiled = _openvino_cpu(path, hint)
+    accuracy = _accuracy(vset, fp32, _run_compiled(compiled, _vset_feeds(vset)))
+    held_out = _held_out_snr(fp32_path, compiled, held, config) if held else {}
+    del compiled  # releases the file before it may be rewritten or removed below
     snr = min([accuracy["binaural_snr_db"], *held_out.values()])
     result = {
         "built": True,

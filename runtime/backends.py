@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ccstereo.runtime.backend import Backend
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
+from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
 
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -106,14 +107,15 @@ def _tensorrt(plan: Path) -> Backend:
     return TensorRTBackend(plan)
 
 
-def _int8_graph(model: Path, cpu_onnx: Path) -> Path | None:
-    """Return the int8 graph that belongs to ``model``: the file itself, or model.int8.onnx beside it."""
-    from ccstereo.runtime.model_info import read_onnx_info
-
-    if model.is_file() and read_onnx_info(model).precision == "int8":
-        return model
+def _int8_graph(model: Path) -> tuple[Path, ModelInfo] | None:
+    """Return the int8 graph that belongs to ``model`` (the file itself, or model.int8.onnx beside it) and its
+    metadata, or None."""
+    if model.is_file():
+        info = read_onnx_info(model)
+        if info.precision == "int8":
+            return model, info
     candidate = (model if model.is_dir() else model.parent) / "model.int8.onnx"
-    return candidate if candidate.is_file() and candidate != cpu_onnx else None
+    return (candidate, read_onnx_info(candidate)) if candidate.is_file() and candidate != model else None
 
 
 def _measured(info, precision: str) -> tuple[bool, str]:
@@ -134,7 +136,6 @@ def _openvino(model: Path, cpu_onnx: Path, backend: str, precision: str, batch_s
     dot-product unit and the export measured it accurate enough, else bf16 where the CPU has native BF16 and it
     measured accurate enough; else onnxruntime (auto) or OpenVINO f32 (--backend openvino).
     """
-    from ccstereo.runtime.model_info import read_onnx_info
     from ccstereo.runtime.openvino_backend import OpenVINOBackend, cpu_int8_dot_product, openvino_bf16_capable
 
     try:
@@ -144,28 +145,27 @@ def _openvino(model: Path, cpu_onnx: Path, backend: str, precision: str, batch_s
             return None
         raise BackendUnavailableError("openvino is not installed (pip install '.[cpu]')") from exc
     batch = batch_size or DEFAULT_CPU_BATCH
-    int8_path = _int8_graph(model, cpu_onnx) if precision in ("auto", "int8") else None
+    dot = cpu_int8_dot_product()
+    # An int8 graph is looked for when asked, when auto could pick it, or to see whether the given file is one.
+    look_for_int8 = precision == "int8" or (precision == "auto" and (dot is not None or model.is_file()))
+    int8 = _int8_graph(model) if look_for_int8 else None
     if precision == "int8":
-        if int8_path is None:
+        if int8 is None:
             raise BackendUnavailableError(
                 f"{model}: no model.int8.onnx beside it; export with ccs-export --int8 on (and --calibrate VIDEO)"
             )
-        info = read_onnx_info(int8_path)
-        _, words = _measured(info, "int8")
-        return OpenVINOBackend(int8_path, "int8", batch, threads, info), f"OpenVINO int8 (requested; {words})"
-    if int8_path is not None and cpu_onnx == int8_path:
-        info = read_onnx_info(int8_path)
-        return OpenVINOBackend(int8_path, "int8", batch, threads, info), "OpenVINO int8 (an int8 graph was given)"
+        _, words = _measured(int8[1], "int8")
+        return OpenVINOBackend(int8[0], "int8", batch, threads, int8[1]), f"OpenVINO int8 (requested; {words})"
+    if int8 is not None and int8[0] == cpu_onnx:
+        return OpenVINOBackend(int8[0], "int8", batch, threads, int8[1]), "OpenVINO int8 (an int8 graph was given)"
     if precision in ("bf16", "fp32"):
         wanted = "bf16" if precision == "bf16" else "f32"
         return OpenVINOBackend(cpu_onnx, wanted, batch, threads), f"OpenVINO {wanted} (requested)"
-    dot = cpu_int8_dot_product()
-    if int8_path is not None and dot is not None:
-        info = read_onnx_info(int8_path)
-        ok, words = _measured(info, "int8")
+    if int8 is not None and dot is not None:
+        ok, words = _measured(int8[1], "int8")
         if ok:
             why = f"OpenVINO int8 on this CPU's {dot.upper()} ({words}, at export)"
-            return OpenVINOBackend(int8_path, "int8", batch, threads, info), why
+            return OpenVINOBackend(int8[0], "int8", batch, threads, int8[1]), why
     if openvino_bf16_capable():
         info = read_onnx_info(cpu_onnx)
         ok, words = _measured(info, "bf16")

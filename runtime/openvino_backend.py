@@ -53,7 +53,7 @@ def cpu_int8_dot_product(cpuinfo: str | None = None) -> str | None:
 
 
 class OpenVINOBackend:
-    """Run ``model.onnx`` with OpenVINO's CPU plugin at ``precision`` ('bf16' or 'f32')."""
+    """Run ``model.onnx`` with OpenVINO's CPU plugin at 'bf16' or 'f32', or ``model.int8.onnx`` as 'int8'."""
 
     def __init__(
         self,

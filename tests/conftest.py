@@ -74,6 +74,20 @@ def overlap_average(windows: np.ndarray, starts: np.ndarray, length: int) -> np.
     return (acc / count)[:, :length]
 
 
+def assert_close_to_reference(test: np.ndarray, ref: np.ndarray, clip: np.ndarray, min_snr_db: float, rel: float):
+    """Assert binaural ``test`` is >= ``min_snr_db`` from ``ref`` and every paper metric of it against ``clip``
+    (both peak-normalised, as the official evaluation) is within ``rel`` of ``ref``'s."""
+    from ccstereo import metrics
+
+    snr = 10 * np.log10(np.sum(ref**2) / np.sum((test - ref) ** 2))
+    assert snr >= min_snr_db
+    gt = metrics.peak_normalize(clip.astype(np.float64))
+    m_ref = metrics.evaluate(metrics.peak_normalize(ref), gt)
+    m_test = metrics.evaluate(metrics.peak_normalize(test), gt)
+    for name in ("stft", "env", "wav", "mag", "phs", "snr"):
+        assert m_test[name] == pytest.approx(m_ref[name], rel=rel), name
+
+
 @pytest.fixture(scope="session")
 def exported(official, tmp_path_factory) -> Path:
     """The fixture checkpoint exported once per test session (model.onnx, .fp16.onnx, .int8.onnx, report)."""

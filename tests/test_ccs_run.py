@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import write_lossless_video
+from conftest import assert_close_to_reference, write_lossless_video
 from media_factory import moving_block_frames, panned_tone, write_mp4
 
 RUN = [sys.executable, "-m", "ccstereo.runtime.cli"]
@@ -279,7 +279,6 @@ def test_reduced_precision_on_this_cpu_is_offered_only_as_measured(
     if reason:
         print(f"SKIP reason: {reason}")
         pytest.skip(reason)
-    from ccstereo import metrics
 
     outs = {}
     for name in ("fp32", precision):
@@ -288,14 +287,7 @@ def test_reduced_precision_on_this_cpu_is_offered_only_as_measured(
         assert result.returncode == 0, result.stderr
         assert (f"openvino-cpu-{precision}" in result.stderr) == (name == precision)
         outs[name] = sf.read(out, dtype="float64", always_2d=True)[0].T
-    ref, low = outs["fp32"], outs[precision]
-    snr = 10 * np.log10(np.sum(ref**2) / np.sum((low - ref) ** 2))
-    assert snr >= 35.0
-    gt = metrics.peak_normalize(official.clip.astype(np.float64))
-    m32 = metrics.evaluate(metrics.peak_normalize(ref), gt)
-    mlow = metrics.evaluate(metrics.peak_normalize(low), gt)
-    for name in ("stft", "env", "wav", "mag", "phs", "snr"):
-        assert mlow[name] == pytest.approx(m32[name], rel=0.02), name
+    assert_close_to_reference(outs[precision], outs["fp32"], official.clip, min_snr_db=35.0, rel=0.02)
     auto = ccs_run(fixture_video, "--model", exported, "--format", "wav", "-o", tmp_path / "auto.wav")
     preferred = "int8" if _reduced_precision_available("int8") is None else "bf16"
     assert auto.returncode == 0 and f"openvino-cpu-{preferred}" in auto.stderr  # the fastest measured path

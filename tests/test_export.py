@@ -11,9 +11,8 @@ import pytest
 import torch
 
 import ccstereo
-from ccstereo import metrics
 from ccstereo.runtime.model_info import read_onnx_info
-from conftest import EXPORT_CLI, overlap_average
+from conftest import EXPORT_CLI, assert_close_to_reference, overlap_average
 
 
 def run(path: Path, crops, windows, index=None) -> np.ndarray:
@@ -54,13 +53,7 @@ def test_fp16_graph_snr_and_metrics(exported, official):
     starts, n = official.expected["window_starts"], official.clip.shape[1]
     fp32 = overlap_average(run(exported / "model.onnx", official.crops_u8, official.windows), starts, n)
     fp16 = overlap_average(run(exported / "model.fp16.onnx", official.crops_u8, official.windows), starts, n)
-    snr = 10 * np.log10(np.sum(fp32**2) / np.sum((fp16 - fp32) ** 2))
-    assert snr >= 40.0
-    gt = metrics.peak_normalize(official.clip.astype(np.float64))
-    m32 = metrics.evaluate(metrics.peak_normalize(fp32), gt)
-    m16 = metrics.evaluate(metrics.peak_normalize(fp16), gt)
-    for name in ("stft", "env", "wav", "mag", "phs", "snr"):
-        assert m16[name] == pytest.approx(m32[name], rel=0.01), name
+    assert_close_to_reference(fp16, fp32, official.clip, min_snr_db=40.0, rel=0.01)
 
 
 def test_fp16_graph_really_is_fp16(exported):

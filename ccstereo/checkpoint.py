@@ -174,6 +174,15 @@ def _load_native(path: Path) -> CCStereo:
     return model
 
 
+def _why(exc: Exception) -> str:
+    """Return torch.load's reason in one line (its message is a page of advice to load unsafely)."""
+    text = str(exc)
+    for line in text.splitlines():
+        if "Unsupported global" in line or "Unsupported operand" in line:
+            return "it holds pickled code, refused (" + line.split("error:", 1)[-1].strip().split(". ")[0] + ")"
+    return " ".join(text.split())[:200]
+
+
 def load_checkpoint(path: str | Path) -> CCStereo:
     """Return the model stored at ``path`` in eval mode with ``model.config`` set.
 
@@ -191,7 +200,7 @@ def load_checkpoint(path: str | Path) -> CCStereo:
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises several types for corrupt or unsafe files
-            raise CheckpointError(f"{path}: cannot be read as a weights-only torch file: {exc}") from exc
+            raise CheckpointError(f"{path}: cannot be read as a weights-only torch file: {_why(exc)}") from exc
         if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
             obj = obj["state_dict"]
         if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

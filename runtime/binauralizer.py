@@ -16,11 +16,20 @@ from ccstereo.config import ModelConfig
 from ccstereo.runtime.backend import Backend
 from ccstereo.runtime.backends import load_backend
 from ccstereo.runtime.fullband import FullBandCombiner
+from ccstereo.runtime.clipping import CLIP_MODES, ClipGuard, ClipReport
 from ccstereo.runtime.media import AudioChunk, MediaError, audio_start_s, iter_audio, iter_tick_frames, probe
 from ccstereo.runtime.report import RunReport, StageTimes
-from ccstereo.runtime.stream import OrderedWorker, consume, produce, threaded
+from ccstereo.runtime.stream import ConsumeResult, OrderedWorker, consume, produce, threaded
 from ccstereo.runtime.windows import WindowPlan
-from ccstereo.runtime.writers import FORMATS, VIDEO_FORMATS, OutputError, open_writer
+from ccstereo.runtime.writers import (
+    AUDIO_FORMATS,
+    FORMATS,
+    MP4_VIDEO_CODECS,
+    OutputError,
+    SameFileError,
+    open_writer,
+    same_file,
+)
 
 TRUNCATION_TOLERANCE_S = 0.5
 
@@ -32,17 +41,40 @@ class RunOptions:
     hop_samples: int | None = None  # None: the model's default (0.1 s)
     tta: bool = True
     full_band: bool = True
-    fmt: str | None = None  # None: the input's container if it is mp4/mkv/mov, else mp4
+    fmt: str | None = None  # None: a container that can carry the input's video (see output_format)
     overwrite: bool = False
+    clip_mode: str = "rescale"  # rescale | clamp | none (see runtime/clipping.py)
+
+    def __post_init__(self) -> None:
+        if self.hop_samples is not None and self.hop_samples < 1:
+            raise ValueError(f"hop of {self.hop_samples} samples must be at least 1")
+        if self.fmt is not None and self.fmt not in FORMATS:
+            raise ValueError(f"unknown output format {self.fmt!r}; choose one of {', '.join(FORMATS)}")
+        if self.clip_mode not in CLIP_MODES:
+            raise ValueError(f"unknown clip mode {self.clip_mode!r}; choose one of {', '.join(CLIP_MODES)}")
 
 
-def output_format(source: Path, fmt: str | None) -> str:
+def output_format(source: Path, fmt: str | None, video_codec: str | None = None, out: Path | None = None) -> str:
+    """Return the output format: ``fmt``; else the extension of an output file named by ``out``; else the
+    input's own mkv/mov container, mp4 for video codecs mp4 carries, or Matroska (which carries any codec:
+    vp8, theora, ...), so the video is always a stream copy."""
+    named = None if out is None or _is_folder(out) else out.suffix.lower().lstrip(".")
+    if named is not None and named not in FORMATS:
+        raise OutputError(f"{out}: unknown output extension; name a .{' / .'.join(FORMATS)} file or give --format")
     if fmt is not None:
         if fmt not in FORMATS:
             raise OutputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        if named is not None and named != fmt:
+            raise OutputError(f"{out}: the extension says {named}, --format says {fmt}")
         return fmt
+    if named is not None:
+        return named
     ext = source.suffix.lower().lstrip(".")
-    return ext if ext in VIDEO_FORMATS else "mp4"
+    if ext in ("mkv", "mov"):
+        return ext
+    if video_codec is None or video_codec in MP4_VIDEO_CODECS:
+        return "mp4"
+    return "mkv"
 
 
 def output_path(source: Path, out: Path | None, fmt: str) -> Path:
@@ -50,9 +82,13 @@ def output_path(source: Path, out: Path | None, fmt: str) -> Path:
     name = f"{source.stem}.binaural.{fmt}"
     if out is None:
         return source.with_name(name)
-    if out.is_dir() or str(out).endswith(("/", "\\")):
+    if _is_folder(out):
         return out / name
     return out
+
+
+def _is_folder(out: Path) -> bool:
+    return out.is_dir() or str(out).endswith(("/", "\\"))
 
 
 class Binauralizer:
@@ -82,8 +118,18 @@ class Binauralizer:
         chosen, reason = load_backend(path, backend, batch_size, threads, precision)
         return cls(chosen, reason)
 
-    def _plan(self, options: RunOptions) -> WindowPlan:
+    def window_plan(self, options: RunOptions) -> WindowPlan:
         return WindowPlan.for_config(self.config, options.hop_samples)
+
+    def plan_output(self, path: str | Path, out: str | Path | None, options: RunOptions) -> Path:
+        """Return where ``process`` writes ``path`` (probes the input when the format follows its codec)."""
+        source = Path(path)
+        target = None if out is None else Path(out)
+        codec = probe(source).video_codec if options.fmt is None else None
+        final = output_path(source, target, output_format(source, options.fmt, codec, target))
+        if same_file(source, final):
+            raise SameFileError(f"{source}: the output would overwrite the input itself; choose another -o")
+        return final
 
     def process(
         self,
@@ -95,8 +141,13 @@ class Binauralizer:
         """Binauralise one media file; return its report (status ok or skipped; errors raise)."""
         options = options or RunOptions()
         source = Path(path)
-        fmt = output_format(source, options.fmt)
-        final = output_path(source, None if out is None else Path(out), fmt)
+        started = time.perf_counter()
+        info = probe(source)
+        target = None if out is None else Path(out)
+        fmt = output_format(source, options.fmt, info.video_codec, target)
+        final = output_path(source, target, fmt)
+        if same_file(source, final):
+            raise SameFileError(f"{source}: the output would overwrite the input itself; choose another -o")
         report = RunReport(
             str(source),
             str(final),
@@ -109,78 +160,82 @@ class Binauralizer:
         if final.exists() and not options.overwrite:
             report.status = "skipped"
             return report
-        started = time.perf_counter()
-        info = probe(source)
         cfg = self.config
-        plan = self._plan(options)
+        plan = self.window_plan(options)
         report.hop_samples = plan.hop_samples
         rate = info.audio_rate_hz if options.full_band else cfg.sample_rate_hz
         report.output_rate_hz = rate
         times = report.times
-        writer = open_writer(final, source, rate, fmt)
+        origin = audio_start_s(source)
+        guard = ClipGuard(
+            lambda: open_writer(final, source, rate, fmt, origin), options.clip_mode, final, fmt not in ("flac",)
+        )
         try:
-            origin = audio_start_s(source)
-            items = produce(
-                iter_audio(source, cfg.sample_rate_hz, options.full_band),
-                iter_tick_frames(source, cfg.fps, origin),
-                plan,
-                cfg,
-                self.backend.max_batch,
-                options.tta,
-                times,
-            )
-            write = _timed(writer.write, times)
-            combiner = FullBandCombiner(cfg.sample_rate_hz, rate) if options.full_band else None
-
-            def on_model(block: np.ndarray) -> None:
-                if combiner is None:
-                    write(block)
-                else:
-                    combiner.push_model(block)
-                    write(combiner.pop())
-
-            def on_original(block: np.ndarray) -> None:
-                if combiner is not None:
-                    combiner.push_original(block)
-
-            def on_progress(samples: int) -> None:
-                if progress is not None:
-                    progress(samples / cfg.sample_rate_hz, time.perf_counter() - started)
-
-            # Combining and encoding run on their own thread, in order, while the backend runs the next batch.
-            worker = OrderedWorker()
-            try:
-                result = consume(
-                    threaded(items),
-                    self.backend.run,
-                    cfg.window_samples,
-                    lambda block: worker.submit(on_model, block),
-                    lambda block: worker.submit(on_original, block),
-                    times,
-                    on_progress,
-                )
-                if combiner is not None:
-                    worker.submit(lambda: write(combiner.finish()))
-                worker.close()
-            except BaseException:
-                worker.abort()
-                raise
-            decoded_s = result.total_samples / cfg.sample_rate_hz
-            if info.duration_s and decoded_s < info.duration_s - max(TRUNCATION_TOLERANCE_S, 0.05 * info.duration_s):
-                raise MediaError(
-                    f"{source}: truncated: {decoded_s:.2f} s of audio decoded, the container "
-                    f"declares {info.duration_s:.2f} s"
-                )
+            result = self._stream(source, info, origin, plan, options, guard.write, times, started, progress)
             t0 = time.perf_counter()
-            writer.commit()
+            guard.commit()
             times.encode_s += time.perf_counter() - t0
         except BaseException:
-            writer.abort()
+            guard.abort()
             raise
-        report.duration_s = decoded_s
+        report.clip = guard.report
+        report.audio_start_s = origin
+        report.duration_s = result.total_samples / cfg.sample_rate_hz
         report.windows, report.batches = result.windows, result.batches
         report.wall_s = time.perf_counter() - started
         return report
+
+    def _stream(self, source, info, origin, plan, options, write, times, started, progress) -> ConsumeResult:
+        """Decode, run and hand every finished output block to ``write``; return the totals."""
+        cfg = self.config
+        items = produce(
+            iter_audio(source, cfg.sample_rate_hz, options.full_band, info.audio_duration_s),
+            iter_tick_frames(source, cfg.fps, origin),
+            plan,
+            cfg,
+            self.backend.max_batch,
+            options.tta,
+            times,
+        )
+        write = _timed(write, times)
+        rate = info.audio_rate_hz if options.full_band else cfg.sample_rate_hz
+        combiner = FullBandCombiner(cfg.sample_rate_hz, rate) if options.full_band else None
+
+        def on_model(block: np.ndarray) -> None:
+            if combiner is None:
+                write(block)
+            else:
+                combiner.push_model(block)
+                write(combiner.pop())
+
+        def on_original(block: np.ndarray) -> None:
+            if combiner is not None:
+                combiner.push_original(block)
+
+        def on_progress(samples: int) -> None:
+            if progress is not None:
+                progress(samples / cfg.sample_rate_hz, time.perf_counter() - started)
+
+        # Combining and encoding run on their own thread, in order, while the backend runs the next batch.
+        worker = OrderedWorker()
+        try:
+            result = consume(
+                threaded(items),
+                self.backend.run,
+                cfg.window_samples,
+                lambda block: worker.submit(on_model, block),
+                lambda block: worker.submit(on_original, block),
+                times,
+                on_progress,
+            )
+            if combiner is not None:
+                worker.submit(lambda: write(combiner.finish()))
+            worker.close()
+        except BaseException:
+            worker.abort()
+            raise
+        _check_complete(source, info, result.total_samples / cfg.sample_rate_hz)
+        return result
 
     def process_arrays(
         self, audio: np.ndarray, frames: Sequence[np.ndarray], options: RunOptions | None = None
@@ -200,10 +255,20 @@ class Binauralizer:
         times = StageTimes()
         chunks: Iterator[AudioChunk] = iter([AudioChunk(stereo, None)])
         ticks = iter(enumerate(frames))
-        items = produce(chunks, ticks, self._plan(options), self.config, self.backend.max_batch, options.tta, times)
+        items = produce(chunks, ticks, self.window_plan(options), self.config, self.backend.max_batch, options.tta, times)
         pieces: list[np.ndarray] = []
         consume(items, self.backend.run, self.config.window_samples, pieces.append, lambda _: None, times)
         return np.concatenate(pieces, axis=1)
+
+
+def _check_complete(source: Path, info, decoded_s: float) -> None:
+    """Raise MediaError when the audio ended before its own stream's declared end (other streams may be
+    longer or shorter: that is a legitimate file, not a truncated one)."""
+    declared = info.audio_duration_s
+    if declared and decoded_s < declared - max(TRUNCATION_TOLERANCE_S, 0.05 * declared):
+        raise MediaError(
+            f"{source}: truncated: {decoded_s:.2f} s of audio decoded, its audio stream declares {declared:.2f} s"
+        )
 
 
 def _timed(fn: Callable[[np.ndarray], None], times: StageTimes) -> Callable[[np.ndarray], None]:

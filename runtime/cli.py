@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -50,6 +51,18 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+def _usage_error(message: str) -> typer.Exit:
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    return typer.Exit(2)
+
+
+def _one_line(path: Path, exc: BaseException, internal: bool) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if internal:  # a defect of ours, not of the input: still one line, and says so
+        text = f"internal error ({type(exc).__name__}: {text}); please report it with this file"
+    return text if str(path) in text else f"{path}: {text}"
+
+
 @app.command()
 def main(
     inputs: Annotated[list[Path], typer.Argument(help="video files or folders")],
@@ -59,47 +72,91 @@ def main(
     precision: Annotated[
         str, typer.Option(help="CPU precision: auto | fp32 | bf16 | int8 (reduced ones only as measured at export)")
     ] = "auto",
-    batch_size: Annotated[int | None, typer.Option(help="windows per backend call")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="windows per backend call")] = None,
     hop_s: Annotated[float | None, typer.Option(help="hop between windows in seconds (default 0.1)")] = None,
     hop_samples: Annotated[int | None, typer.Option(help="hop in samples at 16 kHz (1008 = official test)")] = None,
     tta: Annotated[bool, typer.Option("--tta/--no-tta", help="V-TTA five-crop over frames")] = True,
-    fmt: Annotated[str | None, typer.Option("--format", help="mp4 | mkv | mov | wav | flac")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="mp4 | mkv | mov | wav | flac (default: one that can copy the video)")
+    ] = None,
     full_band: Annotated[bool, typer.Option("--full-band/--model-band", help="keep the input's full band")] = True,
+    clip_mode: Annotated[
+        str, typer.Option(help="rescale (whole file, only if it would clip) | clamp | none; always reported")
+    ] = "rescale",
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
     report: Annotated[Path | None, typer.Option(help="write a JSON report of every file")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
-    """Binauralise INPUT... into <stem>.binaural.<ext> beside each input (or in --out)."""
+    """Binauralise INPUT... into <stem>.binaural.<ext> beside each input (or in --out).
+
+    Exit status: 0 all done (or skipped), 1 a file failed, 2 bad usage or model, 130 / 143 interrupted.
+    """
     from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
-    from ccstereo.runtime.errors import CCStereoRuntimeError
-    from ccstereo.runtime.media import probe
+    from ccstereo.runtime.interrupts import Terminated, signals_as_exceptions
 
     if hop_s is not None and hop_samples is not None:
-        raise typer.BadParameter("give --hop-s or --hop-samples, not both")
+        raise _usage_error("give --hop-s or --hop-samples, not both")
+    if hop_s is not None and not hop_s > 0:
+        raise _usage_error(f"--hop-s must be positive, got {hop_s}")
+    try:
+        options = RunOptions(hop_samples, tta, full_band, fmt, overwrite, clip_mode)
+    except ValueError as exc:
+        raise _usage_error(str(exc)) from exc
+
+    def load() -> Binauralizer:
+        return Binauralizer.load(model, backend, batch_size, precision=precision)
+
+    try:
+        with signals_as_exceptions():
+            failed = _run(inputs, out, load, options, hop_s, report, quiet)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: no partial output left", err=True)
+        raise typer.Exit(130) from None
+    except Terminated:
+        typer.echo("terminated: no partial output left", err=True)
+        raise typer.Exit(143) from None
+    if failed:
+        raise typer.Exit(1)
+
+
+def _run(inputs, out, load, options, hop_s, report, quiet) -> int:
+    """Process every input; return the number of failed files (usage errors raise typer.Exit(2))."""
+    import dataclasses
+
+    from ccstereo.runtime.errors import CCStereoRuntimeError
+    from ccstereo.runtime.media import probe
+    from ccstereo.runtime.writers import same_file
+
     files = collect_inputs(inputs)
     if not files:
-        typer.echo("error: no input media found", err=True)
-        raise typer.Exit(2)
+        raise _usage_error("no input media found")
     if len(files) > 1 and out is not None and not out.is_dir():
-        typer.echo(f"error: {out}: with several inputs --out must be an existing folder", err=True)
-        raise typer.Exit(2)
+        raise _usage_error(f"{out}: with several inputs --out must be an existing folder")
+    for path in files:
+        if out is not None and not out.is_dir() and same_file(path, out):
+            raise _usage_error(f"{path}: -o names the input itself; the output would overwrite it")
     try:
-        engine = Binauralizer.load(model, backend, batch_size, precision=precision)
+        engine = load()
+        if hop_s is not None:
+            options = dataclasses.replace(options, hop_samples=round(hop_s * engine.config.sample_rate_hz))
+        engine.window_plan(options)  # an impossible hop is a usage error before any file is touched
     except (CCStereoRuntimeError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise _usage_error(str(exc)) from exc
     if not quiet:
         typer.echo(f"backend: {engine.backend.name} ({engine.reason})", err=True)
-    hop = hop_samples if hop_s is None else round(hop_s * engine.config.sample_rate_hz)
-    options = RunOptions(hop, tta, full_band, fmt, overwrite)
-    reports, failed = [], 0
+    reports, failed, planned = [], 0, {}
     for path in files:
         try:
             total = probe(path).duration_s
         except CCStereoRuntimeError:
             total = 0.0
         bar = _Progress(path.name, total, quiet)
+        started = time.perf_counter()
         try:
+            target = engine.plan_output(path, out, options)
+            if target in planned:
+                raise CCStereoRuntimeError(f"{path}: its output {target} is also the output of {planned[target]}")
+            planned[target] = path
             result = engine.process(path, out, options, bar)
             bar.close()
             if result.status == "skipped":
@@ -110,17 +167,28 @@ def main(
                     f"{result.realtime_speed:.1f}x realtime)",
                     err=True,
                 )
+            if result.clip is not None and result.clip.describe():
+                typer.echo(f"{path}: {result.clip.describe()}", err=True)
             reports.append(result.to_dict())
-        except (CCStereoRuntimeError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one failing file never stops the others
             bar.close()
             failed += 1
-            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            internal = not isinstance(exc, (CCStereoRuntimeError, OSError, ValueError, MemoryError))
+            message = _one_line(path, exc, internal)
             typer.echo(f"error: {message}", err=True)
-            reports.append({"input": str(path), "status": "failed", "error": message})
+            wall_s = round(time.perf_counter() - started, 3)
+            reports.append(
+                {"input": str(path), "status": "failed", "error": message, "internal": internal, "wall_s": wall_s}
+            )
     if report is not None:
-        report.write_text(json.dumps(reports, indent=2))
-    if failed:
-        raise typer.Exit(1)
+        _write_report(report, reports)
+    return failed
+
+
+def _write_report(path: Path, reports: list[dict]) -> None:
+    from ccstereo.runtime.writers import atomic_write_text
+
+    atomic_write_text(path, json.dumps(reports, indent=2))
 
 
 if __name__ == "__main__":

@@ -23,13 +23,14 @@ class MediaError(CCStereoRuntimeError):
 class MediaInfo:
     path: Path
     container: str
-    duration_s: float
+    duration_s: float  # the container's (its longest stream's) duration; 0 when unknown
     audio_rate_hz: int
     audio_channels: int
     audio_layout: str
     video_codec: str
     video_size: tuple[int, int]
     video_fps: float
+    audio_duration_s: float | None = None  # the audio stream's own declared duration, when it declares one
 
 
 def _open(path: Path):
@@ -37,8 +38,14 @@ def _open(path: Path):
 
     try:
         return av.open(str(path))
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise MediaError(f"{path}: unreadable media file ({exc})") from exc
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise MediaError(f"{path}: unreadable media file ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """Return an FFmpeg error as one short line (PyAV repeats the file name in its message)."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split())[:200]
 
 
 def probe(path: str | Path) -> MediaInfo:
@@ -54,28 +61,36 @@ def probe(path: str | Path) -> MediaInfo:
         if not container.streams.video:
             raise MediaError(f"{path}: no video stream (the model needs the picture)")
         audio, video = container.streams.audio[0], container.streams.video[0]
-        duration = _duration_s(container, audio)
-        if duration is not None and duration <= 0:
+        duration = container.duration / 1_000_000 if container.duration else None
+        audio_duration = stream_duration_s(audio)
+        if audio_duration is not None and audio_duration <= 0 and not duration:
             raise MediaError(f"{path}: zero-length media")
         fps = float(video.average_rate) if video.average_rate else 0.0
         return MediaInfo(
             path,
             container.format.name,
-            duration or 0.0,
+            duration or audio_duration or 0.0,
             audio.codec_context.sample_rate or 0,
             audio.codec_context.channels,
             audio.codec_context.layout.name,
             video.codec_context.name,
             (video.codec_context.width, video.codec_context.height),
             fps,
+            audio_duration,
         )
 
 
-def _duration_s(container, stream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
+def stream_duration_s(stream) -> float | None:
+    """Return the duration a stream declares for itself (header or Matroska DURATION tag); None if none."""
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
         return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / 1_000_000
+    tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+    if tag:
+        try:
+            h, m, sec = str(tag).split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            return None
     return None
 
 
@@ -85,11 +100,59 @@ class AudioChunk:
     original: np.ndarray | None  # [2, m] float32 at the input rate (stereo downmix), when requested
 
 
-def iter_audio(path: Path, model_rate_hz: int, keep_original: bool) -> Iterator[AudioChunk]:
+# Timestamps are followed to this precision: a gap or overlap larger than this is filled with silence or cut,
+# so picture and sound never drift apart by more (well below the ~45 ms at which lip sync is noticed).
+TIMELINE_TOLERANCE_S = 0.02
+# A timestamp jump longer than this (and past the stream's declared end) is corruption, not a gap to fill.
+MAX_GAP_S = 60.0
+
+
+class _Timeline:
+    """Places decoded audio on the stream's own timeline: gaps become silence, overlaps are cut."""
+
+    def __init__(self, path: Path, declared_end_s: float | None) -> None:
+        self.path, self.declared_end_s = path, declared_end_s
+        self.rate = 0
+        self.start_s: float | None = None
+        self.samples = 0  # samples placed so far, at ``rate``
+
+    def place(self, time_s: float | None, rate: int, pcm: np.ndarray) -> list[np.ndarray]:
+        """Return the pieces to emit for ``pcm`` [C, n] decoded at presentation time ``time_s``."""
+        if not self.rate:
+            self.rate = rate
+        elif rate != self.rate:
+            at = self.samples / self.rate
+            raise MediaError(f"{self.path}: audio sample rate changes from {self.rate} to {rate} Hz at {at:.2f} s")
+        if self.start_s is None:
+            self.start_s = time_s if time_s is not None else 0.0
+        if time_s is None:
+            return [pcm]
+        drift = round((time_s - self.start_s) * rate) - self.samples
+        if drift > TIMELINE_TOLERANCE_S * rate:
+            gap_s = drift / rate
+            end_s = (self.samples + drift) / rate
+            if gap_s > MAX_GAP_S and (self.declared_end_s is None or end_s > self.declared_end_s + 1.0):
+                raise MediaError(
+                    f"{self.path}: audio timestamps jump by {gap_s:.1f} s at {self.samples / rate:.2f} s "
+                    "(corrupt timestamps)"
+                )
+            self.samples += drift + pcm.shape[1]
+            return [np.zeros((pcm.shape[0], drift), np.float32), pcm]
+        if drift < -TIMELINE_TOLERANCE_S * rate:
+            pcm = pcm[:, -drift:]
+        self.samples += pcm.shape[1]
+        return [pcm]
+
+
+def iter_audio(
+    path: Path, model_rate_hz: int, keep_original: bool, declared_end_s: float | None = None
+) -> Iterator[AudioChunk]:
     """Yield the audio as stereo float32 chunks at ``model_rate_hz`` (and at the input rate if asked).
 
-    Mono becomes two equal channels (so L + R = 2x); 5.1 and other layouts are downmixed to stereo with
-    FFmpeg's standard matrix. Decoding errors become MediaError naming the file.
+    The output follows the stream's timestamps from its first sample: a gap in them (missing packets) becomes
+    silence, an overlap is cut. Mono becomes two equal channels (so L + R = 2x); 5.1 and other layouts are
+    downmixed to stereo with FFmpeg's standard matrix. NaN/Inf samples, rate changes and decoding errors
+    become MediaError naming the file.
     """
     import av
 
@@ -97,34 +160,62 @@ def iter_audio(path: Path, model_rate_hz: int, keep_original: bool) -> Iterator[
         stream = container.streams.audio[0]
         # A mono track is duplicated (L = R = x, so L + R = 2x) instead of FFmpeg's -3 dB pan to stereo.
         layout = "mono" if stream.codec_context.channels == 1 else "stereo"
+        timeline = _Timeline(path, declared_end_s)
+        to_float: tuple[tuple, av.AudioResampler] | None = None  # layout/format only, at the input rate
         to_model = av.AudioResampler(format="fltp", layout=layout, rate=model_rate_hz)
-        to_orig = None
-        if keep_original:
-            to_orig = av.AudioResampler(format="fltp", layout=layout, rate=stream.codec_context.sample_rate)
         try:
             for frame in container.decode(stream):
-                frame.pts = None  # let the resampler run on sample counts; gaps are not ours to fill
-                yield _chunk(to_model.resample(frame), to_orig.resample(frame) if to_orig else None)
-            yield _chunk(to_model.resample(None), to_orig.resample(None) if to_orig else None)
+                if not frame.samples or not frame.sample_rate:
+                    continue
+                key = (frame.format.name, frame.layout.name, frame.sample_rate)
+                if to_float is None or to_float[0] != key:
+                    to_float = (key, av.AudioResampler(format="fltp", layout=layout, rate=frame.sample_rate))
+                time_s = float(frame.time) if frame.time is not None else None
+                frame.pts = None  # the timeline below places samples; the resamplers run on sample counts
+                pcm = _cat(to_float[1].resample(frame))
+                if not np.isfinite(pcm).all():
+                    at = (timeline.samples / timeline.rate) if timeline.rate else 0.0
+                    raise MediaError(f"{path}: the audio holds NaN or infinite samples (from about {at:.2f} s)")
+                for piece in timeline.place(time_s, frame.sample_rate, pcm):
+                    yield _chunk(to_model, piece, frame.sample_rate, piece if keep_original else None)
+            yield AudioChunk(_stereo(_cat(to_model.resample(None))), None)
         except av.error.FFmpegError as exc:
-            raise MediaError(f"{path}: corrupt or truncated audio ({exc})") from exc
+            raise MediaError(f"{path}: corrupt or truncated audio ({_reason(exc)})") from exc
 
 
-def _chunk(model_frames, orig_frames) -> AudioChunk:
-    def cat(frames):
-        arrays = [f.to_ndarray() for f in frames]
-        out = np.concatenate(arrays, axis=1) if arrays else np.zeros((2, 0), np.float32)
-        return np.concatenate([out, out]) if out.shape[0] == 1 else out
+def _cat(frames) -> np.ndarray:
+    arrays = [f.to_ndarray() for f in frames]
+    return np.concatenate(arrays, axis=1).astype(np.float32, copy=False) if arrays else np.zeros((1, 0), np.float32)
 
-    return AudioChunk(cat(model_frames), None if orig_frames is None else cat(orig_frames))
+
+def _stereo(pcm: np.ndarray) -> np.ndarray:
+    return np.concatenate([pcm, pcm]) if pcm.shape[0] == 1 else pcm
+
+
+def _chunk(to_model, pcm: np.ndarray, rate: int, original: np.ndarray | None) -> AudioChunk:
+    import av
+
+    if not pcm.shape[1]:
+        return AudioChunk(np.zeros((2, 0), np.float32), None if original is None else np.zeros((2, 0), np.float32))
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(pcm, np.float32), format="fltp", layout="mono" if pcm.shape[0] == 1 else "stereo"
+    )
+    frame.sample_rate = rate
+    return AudioChunk(_stereo(_cat(to_model.resample(frame))), None if original is None else _stereo(original))
 
 
 def audio_start_s(path: Path) -> float:
     """Return the presentation time of the first audio sample in seconds (0 when unknown)."""
+    import av
+
     with _open(path) as container:
         stream = container.streams.audio[0]
-        for frame in container.decode(stream):
-            return float(frame.time) if frame.time is not None else 0.0
+        try:
+            for frame in container.decode(stream):
+                if frame.samples:
+                    return float(frame.time) if frame.time is not None else 0.0
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"{path}: corrupt or truncated audio ({_reason(exc)})") from exc
     return 0.0
 
 
@@ -154,7 +245,7 @@ def iter_tick_frames(path: Path, fps: float, origin_s: float) -> Iterator[tuple[
                         tick += 1
                 shown = image
         except av.error.FFmpegError as exc:
-            raise MediaError(f"{path}: corrupt or truncated video ({exc})") from exc
+            raise MediaError(f"{path}: corrupt or truncated video ({_reason(exc)})") from exc
         if shown is None:
             raise MediaError(f"{path}: the video stream has no decodable frame")
         yield tick, shown

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ccstereo.runtime.clipping import ClipReport
+
 
 @dataclass
 class StageTimes:
@@ -32,6 +34,8 @@ class RunReport:
     tta: bool = True
     full_band: bool = True
     output_rate_hz: int = 0
+    audio_start_s: float = 0.0  # where the output audio starts on the input's timeline (kept in the output)
+    clip: ClipReport | None = None
     times: StageTimes = field(default_factory=StageTimes)
 
     @property

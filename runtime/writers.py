@@ -21,23 +21,70 @@ VIDEO_FORMATS = ("mp4", "mkv", "mov")
 FORMATS = VIDEO_FORMATS + AUDIO_FORMATS
 _AUDIO_CODEC = {"mp4": "aac", "mov": "aac", "mkv": "aac"}
 _CONTAINER = {"mp4": "mp4", "mov": "mov", "mkv": "matroska"}
+# Video codecs the mp4 muxer carries as a stream copy; anything else (vp8, theora, ffv1, ...) goes to Matroska.
+MP4_VIDEO_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1", "vp9", "mpeg2video", "mpeg1video"})
 
 
 class OutputError(CCStereoRuntimeError):
     """An output that cannot be written (folder not writable, codec refused)."""
 
 
-def temporary_path(final: Path) -> Path:
-    """Return a fresh temporary path beside ``final`` with the same extension (checks the folder is writable)."""
+class SameFileError(OutputError):
+    """An output path that is the input itself: writing it would destroy the input."""
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Return whether two paths name the same file (symlinks, hard links and ``..`` included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return Path(os.path.realpath(a)) == Path(os.path.realpath(b))
+
+
+def new_file_mode() -> int:
+    """Return the permission bits a newly created file gets under this process's umask (0o666 & ~umask)."""
+    try:  # Linux >= 4.7 reports the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temporary_path(final: Path, suffix: str | None = None) -> Path:
+    """Return a fresh temporary path beside ``final`` with the same extension (checks the folder is writable).
+
+    mkstemp creates the file 0600; it gets the mode the umask gives a new file, because the rename that
+    publishes it keeps the mode and outputs must be readable where a plain new file would be.
+    """
     folder = final.parent
     if not folder.is_dir():
         raise OutputError(f"{folder}: output folder does not exist")
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{final.stem}.partial-", suffix=final.suffix, dir=folder)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{final.stem}.partial-", suffix=final.suffix if suffix is None else suffix, dir=folder
+        )
     except OSError as exc:
         raise OutputError(f"{folder}: output folder is not writable ({exc.strerror})") from exc
-    os.close(fd)
+    try:
+        os.fchmod(fd, new_file_mode())
+    finally:
+        os.close(fd)
     return Path(name)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
+    tmp = temporary_path(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class SoundfileWriter:
@@ -77,15 +124,21 @@ class MuxWriter:
     interleaved and memory stays flat.
     """
 
-    def __init__(self, final: Path, source: Path, rate_hz: int, fmt: str) -> None:
+    def __init__(self, final: Path, source: Path, rate_hz: int, fmt: str, start_s: float = 0.0) -> None:
         import av
 
         self.final, self.tmp, self.rate = final, temporary_path(final), rate_hz
-        self.src = av.open(str(source))
+        # The audio keeps its place on the input's timeline (a track starting 1.5 s after the picture still does).
+        self.start = round(start_s * rate_hz)
+        try:
+            self.src = av.open(str(source))
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         in_video = self.src.streams.video[0]
         self.out = av.open(str(self.tmp), mode="w", format=_CONTAINER[fmt])
         try:
-            self.video = self.out.add_stream_from_template(in_video)
+            self.video = _copy_stream(self.out, in_video)
         except (ValueError, av.error.FFmpegError) as exc:
             self.abort()
             raise OutputError(
@@ -123,11 +176,11 @@ class MuxWriter:
             return
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, np.float32), format="fltp", layout="stereo")
         frame.sample_rate = self.rate
-        frame.pts = self.samples
+        frame.pts = self.start + self.samples
         self.samples += block.shape[1]
         for packet in self.audio.encode(frame):
             self.out.mux(packet)
-        self._mux_video_until(self.samples / self.rate)
+        self._mux_video_until((self.start + self.samples) / self.rate)
 
     def commit(self) -> Path:
         for packet in self.audio.encode(None):
@@ -145,10 +198,21 @@ class MuxWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def open_writer(final: Path, source: Path, rate_hz: int, fmt: str):
-    """Return a writer for ``fmt`` (one of FORMATS)."""
+def _copy_stream(out, template):
+    """Add a stream-copy of ``template``; codecs PyAV's FFmpeg cannot encode (theora, ...) are copied as
+    opaque codec parameters, which is all a stream copy needs."""
+    import av
+
+    try:
+        return out.add_stream_from_template(template)
+    except av.codec.codec.UnknownCodecError:
+        return out.add_stream_from_template(template, opaque=True)
+
+
+def open_writer(final: Path, source: Path, rate_hz: int, fmt: str, start_s: float = 0.0):
+    """Return a writer for ``fmt`` (one of FORMATS); a video container places the audio at ``start_s``."""
     if fmt in AUDIO_FORMATS:
         return SoundfileWriter(final, rate_hz, fmt)
     if fmt in VIDEO_FORMATS:
-        return MuxWriter(final, source, rate_hz, fmt)
+        return MuxWriter(final, source, rate_hz, fmt, start_s)
     raise OutputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -1,0 +1,309 @@
+"""Odd and broken media, made the way real tools make them: the ffmpeg command-line tool (lavfi test sources,
+real encoders and muxers) and, where ffmpeg has no switch for the oddity, PyAV with that property set on
+purpose. None of it comes from this project's own writers.
+
+Each case says what a correct ccs-run does with it: ``ok`` (a valid output) or ``error`` (a clean one-line
+error whose text contains ``words``). ``build(folder)`` writes its input and returns the path.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+
+class ToolMissingError(RuntimeError):
+    """ffmpeg (Debian package ``ffmpeg``) is not installed."""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[[Path], Path]
+    expect: str = "ok"  # ok | error
+    words: tuple[str, ...] = ()  # for errors: what the message must say
+    args: tuple[str, ...] = ()  # extra ccs-run arguments
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+
+def ffmpeg(*args: str) -> None:
+    """Run the ffmpeg CLI quietly; raise with its last error line on failure."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise ToolMissingError("ffmpeg is not installed (Debian: apt-get install ffmpeg; see .ci/system-deps)")
+    result = subprocess.run([exe, "-hide_banner", "-loglevel", "error", "-y", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"ffmpeg {' '.join(args)} failed: {result.stderr.strip()[-500:]}")
+
+
+def video_src(seconds: float, size: str = "320x180", rate: int = 25) -> list[str]:
+    return ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+
+
+def tone_src(seconds: float, rate: int = 44100, freq: int = 440) -> list[str]:
+    return ["-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate={rate}:duration={seconds}"]
+
+
+def _av(folder: Path, name: str, *args: str) -> Path:
+    path = folder / name
+    ffmpeg(*args, str(path))
+    return path
+
+
+# -- valid but unusual -----------------------------------------------------------------------------------------
+
+
+def h264_aac_mp4(folder: Path, name: str = "plain.mp4", seconds: float = 2.0) -> Path:
+    return _av(folder, name, *video_src(seconds), *tone_src(seconds), "-c:v", "libx264", "-preset", "ultrafast",
+               "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest")  # fmt: skip
+
+
+def _simple(name: str, *codec_args: str, seconds: float = 1.5, size: str = "320x180", rate: int = 25,
+            audio_rate: int = 44100) -> Callable[[Path], Path]:  # fmt: skip
+    def build(folder: Path) -> Path:
+        return _av(folder, name, *video_src(seconds, size, rate), *tone_src(seconds, audio_rate), *codec_args)
+
+    return build
+
+
+def mono_8k(folder: Path) -> Path:
+    return _av(folder, "mono8k.mp4", *video_src(1.5), *tone_src(1.5, 8000), "-ac", "1", "-c:v", "libx264",
+               "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac")  # fmt: skip
+
+
+def surround_51(folder: Path) -> Path:
+    return _av(folder, "surround.mkv", *video_src(1.5), *tone_src(1.5, 48000), "-af",
+               "aformat=channel_layouts=5.1", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "flac")  # fmt: skip
+
+
+def vfr(folder: Path) -> Path:
+    return _av(folder, "vfr.mkv", *video_src(2.0, rate=30), *tone_src(2.0), "-vf",
+               r"select='not(mod(n\,3))+eq(n\,10)'", "-fps_mode", "vfr", "-c:v", "libx264", "-preset",
+               "ultrafast", "-c:a", "aac")  # fmt: skip
+
+
+def rotated(folder: Path) -> Path:
+    return _av(folder, "rotated.mp4", *video_src(1.5, "320x176"), *tone_src(1.5), "-c:v", "libx264", "-preset",
+               "ultrafast", "-c:a", "aac", "-metadata:s:v:0", "rotate=90")  # fmt: skip
+
+
+def two_audio_tracks(folder: Path) -> Path:
+    return _av(folder, "two_tracks.mkv", *video_src(1.5), *tone_src(1.5), *tone_src(1.5, 48000, 880),
+               "-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "libx264", "-preset", "ultrafast",
+               "-c:a", "aac")  # fmt: skip
+
+
+def still_picture(folder: Path) -> Path:
+    """One picture for the whole clip (a music upload with cover art), as ffmpeg's -loop 1 makes it."""
+    picture = _av(folder, "cover.png", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=1:duration=1",
+                  "-frames:v", "1")  # fmt: skip
+    return _av(folder, "still.mp4", "-loop", "1", "-framerate", "5", "-i", str(picture), *tone_src(2.0),
+               "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest")  # fmt: skip
+
+
+def audio_starts_late(folder: Path) -> Path:
+    """The audio stream begins 1.5 s after the picture (stream start offset, as -itsoffset writes it)."""
+    return _av(folder, "late_audio.mp4", *video_src(4.0), "-itsoffset", "1.5", *tone_src(2.5), "-map", "0:v",
+               "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a",
+               "aac")  # fmt: skip
+
+
+def video_starts_late(folder: Path) -> Path:
+    return _av(folder, "late_video.mkv", "-itsoffset", "1.0", *video_src(2.0), *tone_src(3.0), "-map", "0:v",
+               "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac")  # fmt: skip
+
+
+def video_outlasts_audio(folder: Path) -> Path:
+    """Lossless mkv: 38 frames at 10 fps (3.8 s) over 3.0 s of audio."""
+    return _av(folder, "long_video.mkv", *video_src(3.8, rate=10), *tone_src(3.0), "-c:v", "ffv1", "-c:a",
+               "pcm_s16le")  # fmt: skip
+
+
+def audio_outlasts_video(folder: Path) -> Path:
+    return _av(folder, "long_audio.mkv", *video_src(1.0, rate=10), *tone_src(3.0), "-c:v", "ffv1", "-c:a",
+               "pcm_s16le")  # fmt: skip
+
+
+def full_scale_square(folder: Path) -> Path:
+    """16-bit square wave at full scale: the binaural output of such input exceeds 1.0 unless handled."""
+    return _av(folder, "loud.mkv", *video_src(2.0), "-f", "lavfi", "-i",
+               "aevalsrc='if(lt(mod(t*220\\,1)\\,0.5)\\,1\\,-1)|if(lt(mod(t*220\\,1)\\,0.5)\\,0.2\\,-0.2)'"
+               ":s=44100:d=2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le")  # fmt: skip
+
+
+def non_finite_float_audio(folder: Path) -> Path:
+    """Float PCM holding NaN and Inf samples: raw f32le muxed by ffmpeg as it is (stream copy of the values)."""
+    rate = 16000
+    audio = (0.2 * np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate)).astype(np.float32)
+    stereo = np.stack([audio, audio], axis=1)
+    stereo[rate : rate + 50, 0] = np.nan
+    stereo[rate + 400, 1] = np.inf
+    raw = folder / "nan.f32"
+    raw.write_bytes(stereo.tobytes())
+    return _av(folder, "nan_audio.mkv", *video_src(2.0), "-f", "f32le", "-ar", str(rate), "-ac", "2", "-i",
+               str(raw), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_f32le")  # fmt: skip
+
+
+def audio_gap(folder: Path, gap_s: float = 0.3, at_s: float = 2.5) -> Path:
+    """A remux that loses the audio packets between ``at_s`` and ``at_s + gap_s`` (timestamps keep running),
+    with a click at ``gap_click_s(at_s, gap_s)`` to find where the audio lands. Source made by ffmpeg;
+    packets dropped with PyAV."""
+    import av
+
+    rate = 16000
+    audio = np.zeros(5 * rate, np.float32)
+    click = int(gap_click_s(at_s, gap_s) * rate)
+    audio[click : click + 32] = 0.9
+    raw = folder / "click.f32"
+    raw.write_bytes(np.stack([audio, audio], axis=1).tobytes())
+    whole = _av(folder, "whole.mkv", *video_src(5.0, rate=10), "-f", "f32le", "-ar", str(rate), "-ac", "2",
+                "-i", str(raw), "-c:v", "ffv1", "-c:a", "pcm_f32le", "-frame_size", "400")  # fmt: skip
+    path = folder / f"gap{gap_s:g}.mkv"
+    with av.open(str(whole)) as src, av.open(str(path), "w", format="matroska") as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is None:
+                continue
+            t = float(packet.pts * packet.time_base)
+            if packet.stream.type == "audio" and at_s <= t < at_s + gap_s:
+                continue
+            packet.stream = streams[packet.stream.index]
+            dst.mux(packet)
+    whole.unlink()
+    return path
+
+
+def gap_click_s(at_s: float, gap_s: float) -> float:
+    """Return where ``audio_gap`` puts its click on the stream's timeline (just after the gap)."""
+    return at_s + gap_s + 0.05
+
+
+def many_sizes(folder: Path) -> Path:
+    return _av(folder, "odd_size.mkv", *video_src(1.5, "321x181"), *tone_src(1.5, 22050), "-c:v", "ffv1",
+               "-c:a", "libvorbis")  # fmt: skip
+
+
+# -- broken -------------------------------------------------------------------------------------------------
+
+
+def zero_length(folder: Path) -> Path:
+    path = folder / "empty.mp4"
+    path.write_bytes(b"")
+    return path
+
+
+def random_bytes(folder: Path) -> Path:
+    path = folder / "random.mp4"
+    path.write_bytes(np.random.default_rng(1).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    return path
+
+
+def truncated_half(folder: Path) -> Path:
+    full = _av(folder, "full.mkv", *video_src(4.0, rate=10), *tone_src(4.0), "-c:v", "ffv1", "-c:a",
+               "pcm_s16le")  # fmt: skip
+    path = folder / "truncated.mkv"
+    path.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    full.unlink()
+    return path
+
+
+def audio_only(folder: Path) -> Path:
+    return _av(folder, "audio_only.m4a", *tone_src(1.5), "-c:a", "aac")
+
+
+def video_only(folder: Path) -> Path:
+    return _av(folder, "video_only.mp4", *video_src(1.5), "-c:v", "libx264", "-preset", "ultrafast")
+
+
+def header_overwritten(folder: Path) -> Path:
+    path = h264_aac_mp4(folder, "header.mp4")
+    data = bytearray(path.read_bytes())
+    data[:64] = bytes(64)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def wrong_extension(folder: Path) -> Path:
+    """A Matroska file named .mp4 (the content decides, not the name)."""
+    mkv = _av(folder, "really_mkv.mkv", *video_src(1.5), *tone_src(1.5), "-c:v", "libx264", "-preset",
+              "ultrafast", "-c:a", "libopus")  # fmt: skip
+    return mkv.rename(folder / "really_mkv.mp4")
+
+
+def _copy_as(builder: Callable[[Path], Path], name: str) -> Callable[[Path], Path]:
+    def build(folder: Path) -> Path:
+        return builder(folder).rename(folder / name)
+
+    return build
+
+
+def cases() -> list[Case]:
+    """Return every hostile case with its expected outcome."""
+    x264 = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
+    return [
+        Case("h264_aac_mp4", h264_aac_mp4),
+        Case("mono_8k", mono_8k),
+        Case("surround_51_flac", surround_51),
+        Case("vfr", vfr),
+        Case("rotation_90", rotated),
+        Case("4k", _simple("uhd.mp4", *x264, "-c:a", "aac", seconds=0.7, size="3840x2160", rate=5)),
+        Case("32x32", _simple("tiny.mp4", *x264, "-c:a", "aac", size="32x32")),
+        Case("odd_size_ffv1_vorbis", many_sizes),
+        Case("vp9_opus_mkv", _simple("vp9.mkv", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-c:a", "libopus")),
+        Case("vp8_opus_webm", _simple("vp8.webm", "-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus")),
+        Case("mpeg4_mp3_avi", _simple("xvid.avi", "-c:v", "mpeg4", "-c:a", "libmp3lame")),
+        Case("theora_vorbis_ogv", _simple("theora.ogv", "-c:v", "libtheora", "-c:a", "libvorbis")),
+        Case("h264_aac_ts", _simple("stream.ts", *x264, "-c:a", "aac")),
+        Case("prores_pcm_mov", _simple("prores.mov", "-c:v", "prores", "-c:a", "pcm_s24le", audio_rate=48000)),
+        Case("hevc_aac_mp4", _simple("hevc.mp4", "-c:v", "libx265", "-preset", "ultrafast", "-c:a", "aac")),
+        Case("mjpeg_96k_mkv", _simple("mjpeg.mkv", "-c:v", "mjpeg", "-c:a", "flac", audio_rate=96000)),
+        Case("two_audio_tracks", two_audio_tracks),
+        Case("still_picture", still_picture),
+        Case("shorter_than_a_window", _simple("short.mp4", *x264, "-c:a", "aac", seconds=0.25)),
+        Case("non_ascii_name", _copy_as(_simple("x.mp4", *x264, "-c:a", "aac"), "Gesang über Brücken 音.mp4")),
+        Case("wrong_extension", wrong_extension),
+        Case("audio_starts_late", audio_starts_late),
+        Case("video_starts_late", video_starts_late),
+        Case("video_outlasts_audio", video_outlasts_audio),
+        Case("audio_outlasts_video", audio_outlasts_video),
+        Case("audio_gap_0.3s", audio_gap),
+        Case("audio_gap_1.0s", lambda folder: audio_gap(folder, 1.0)),
+        Case("full_scale_square", full_scale_square),
+        Case("zero_length", zero_length, "error", ("zero-length",)),
+        Case("random_bytes", random_bytes, "error", ("unreadable",)),
+        Case("truncated_half", truncated_half, "error", ("truncated",)),
+        Case("audio_only", audio_only, "error", ("no video stream",)),
+        Case("video_only", video_only, "error", ("no audio stream",)),
+        Case("header_overwritten", header_overwritten, "error", ("unreadable",)),
+        Case("nan_inf_float_audio", non_finite_float_audio, "error", ("NaN",)),
+    ]
+
+
+def lossless_av(path: Path, frames: list[np.ndarray], audio: np.ndarray, rate: int, fps: int = 10,
+                audio_start_s: float = 0.0) -> Path:  # fmt: skip
+    """Write FFV1 frames and float PCM [C, N] into Matroska with PyAV, the audio starting at ``audio_start_s``."""
+    import av
+
+    with av.open(str(path), "w", format="matroska") as out:
+        video = out.add_stream("ffv1", rate=fps)
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "bgr0"
+        sound = out.add_stream("pcm_f32le", rate=rate, layout="stereo" if audio.shape[0] == 2 else "mono")
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        offset = round(audio_start_s * rate)
+        for start in range(0, audio.shape[1], 1024):
+            chunk = np.ascontiguousarray(audio[:, start : start + 1024], np.float32)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=sound.layout.name)
+            frame.sample_rate, frame.pts, frame.time_base = rate, offset + start, Fraction(1, rate)
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode(None))
+    return path

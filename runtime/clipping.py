@@ -1,0 +1,141 @@
+"""Keeping the binaural output within full scale, as the user chose, and saying when it acted.
+
+A binaural rendering of a full-scale input legitimately peaks above 1.0 (L = (M + D) / 2 grows wherever the
+model moves energy to one side). Integer PCM and most players clip such samples, so the default never lets
+them through silently:
+
+- ``rescale`` (default): the whole file is scaled so its peak is ``RESCALE_PEAK``, only when it would exceed
+  full scale. Blocks go to the writer as they come and are also spooled to a float32 file beside the output;
+  if the peak ended above full scale the writer starts again from the spool, scaled. The common case costs
+  one extra disk write, the rare case one extra encode; memory stays flat either way.
+- ``clamp``: samples beyond full scale are clamped (counted in the report).
+- ``none``: written as computed (float wav keeps them; formats that cannot hold them clamp; counted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ccstereo.runtime.writers import temporary_path
+
+CLIP_MODES = ("rescale", "clamp", "none")
+# Target peak after rescaling: a little below 1.0 so a lossy encoder's overshoot stays below full scale too.
+RESCALE_PEAK = 0.98
+_SPOOL_BLOCK = 1 << 16
+
+
+class Writer(Protocol):
+    def write(self, block: np.ndarray) -> None: ...
+    def commit(self) -> Path: ...
+    def abort(self) -> None: ...
+
+
+@dataclass
+class ClipReport:
+    """What the output's level was and what was done about it."""
+
+    mode: str = "rescale"
+    peak: float = 0.0  # largest |sample| of the binaural output as computed
+    samples_over: int = 0  # samples (per channel, counted separately) with |x| > 1.0 as computed
+    action: str = "none"  # none | rescaled | clamped | kept (mode none: left above full scale)
+    gain_db: float = 0.0
+
+    def describe(self) -> str | None:
+        """Return one sentence for the user when the level was acted on or left over full scale."""
+        if self.action == "rescaled":
+            return (
+                f"output peaked at {self.peak:.2f} (above full scale): scaled by {self.gain_db:.1f} dB "
+                "(--clip-mode clamp or none to change)"
+            )
+        if self.action == "clamped":
+            return f"{self.samples_over} samples above full scale clamped (peak {self.peak:.2f})"
+        if self.action == "kept":
+            return f"{self.samples_over} samples above full scale left as computed (peak {self.peak:.2f})"
+        return None
+
+
+class ClipGuard:
+    """A writer wrapper that applies the clip mode; ``commit`` returns the final path."""
+
+    def __init__(
+        self, open_writer: Callable[[], Writer], mode: str, final: Path, holds_over_full_scale: bool = True
+    ) -> None:
+        """``holds_over_full_scale``: whether the format stores |x| > 1 (float wav, AAC) or clamps (flac)."""
+        self.holds = holds_over_full_scale
+        if mode not in CLIP_MODES:
+            raise ValueError(f"unknown clip mode {mode!r}; choose one of {', '.join(CLIP_MODES)}")
+        self.open_writer, self.report = open_writer, ClipReport(mode)
+        self.writer: Writer | None = open_writer()
+        self.spool_path: Path | None = None
+        self.spool = None
+        if mode == "rescale":
+            try:
+                self.spool_path = temporary_path(final, suffix=".f32")
+                self.spool = open(self.spool_path, "wb")  # noqa: SIM115 - closed by commit/abort
+            except BaseException:
+                self.abort()
+                raise
+
+    def write(self, block: np.ndarray) -> None:
+        """Write [2, n] float32 samples."""
+        if not block.shape[1]:
+            return
+        magnitude = np.abs(block)
+        self.report.peak = max(self.report.peak, float(magnitude.max()))
+        over = int(np.count_nonzero(magnitude > 1.0))
+        self.report.samples_over += over
+        if self.report.mode == "clamp" and over:
+            block = np.clip(block, -1.0, 1.0)
+        if self.spool is not None:
+            self.spool.write(np.ascontiguousarray(block.T, np.float32).tobytes())
+        assert self.writer is not None
+        self.writer.write(block)
+
+    def commit(self) -> Path:
+        assert self.writer is not None
+        r = self.report
+        if r.samples_over and r.mode == "clamp":
+            r.action = "clamped"
+        elif r.samples_over and r.mode == "none":
+            r.action = "kept" if self.holds else "clamped"
+        elif r.samples_over and self.spool is not None:
+            self._rewrite_scaled(RESCALE_PEAK / r.peak)
+        final = self.writer.commit()
+        self._drop_spool()
+        return final
+
+    def _rewrite_scaled(self, gain: float) -> None:
+        assert self.spool is not None and self.spool_path is not None and self.writer is not None
+        self.spool.close()
+        self.writer.abort()
+        self.writer = None
+        self.writer = self.open_writer()
+        with open(self.spool_path, "rb") as spool:
+            while chunk := spool.read(_SPOOL_BLOCK * 8):
+                frames = np.frombuffer(chunk, np.float32).reshape(-1, 2)
+                self.writer.write(np.ascontiguousarray(frames.T * np.float32(gain)))
+        self.report.action = "rescaled"
+        self.report.gain_db = 20 * math.log10(gain)
+
+    def _drop_spool(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+        if self.spool_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.spool_path)
+
+    def abort(self) -> None:
+        """Delete every temporary file (output and spool)."""
+        try:
+            if self.writer is not None:
+                self.writer.abort()
+        finally:
+            self._drop_spool()

@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--crashes", type=Path, default=Path("fuzz-crashes"))
     parser.add_argument("--chunk", type=int, default=500, help="cases written to disk at a time")
     parser.add_argument("--model", type=Path, default=None, help="model for ccs-run (default: bundled)")
+    parser.add_argument("--jobs", type=int, default=2, help="ccs-run processes at a time")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -39,7 +40,7 @@ def main() -> int:
         folder = args.work / "cases"
         shutil.rmtree(folder, ignore_errors=True)
         cases = generate(seeds, n, args.seed * 1_000_003 + first, folder, first_index=first)
-        report = run_cases(cases, args.work, args.model)
+        report = run_cases(cases, args.work, args.model, jobs=args.jobs)
         for result in report.defects():
             _save_reproducer(args.crashes, folder, result)
         results += report.results
@@ -52,8 +53,10 @@ def main() -> int:
     print("| outcome | cases |\n|---|---|")
     for outcome, count in counts.items():
         print(f"| {outcome} | {count} |")
-    print(f"\nslowest: {slowest.name} ({slowest.seed_file}; {slowest.mutation}) {slowest.seconds:.2f} s, "
-          f"{slowest.outcome}")  # fmt: skip
+    print(
+        f"\nslowest: {slowest.name} ({slowest.seed_file}; {slowest.mutation}) {slowest.seconds:.2f} s, "
+        f"{slowest.outcome}"
+    )
     defects = [r for r in results if r.outcome in DEFECTS]
     for r in defects:
         print(f"DEFECT {r.outcome}: {r.name} ({r.seed_file}; {r.mutation}): {r.detail[:300]}")
@@ -66,8 +69,18 @@ def main() -> int:
     for key, count in sorted(errors.items(), key=lambda kv: -kv[1])[:12]:
         print(f"  {count:6d}  {key}")
     if args.json:
-        args.json.write_text(json.dumps({"cases": len(results), "seed": args.seed, "wall_s": wall, "counts": counts,
-                                         "defects": [r.__dict__ for r in defects]}, indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "cases": len(results),
+                    "seed": args.seed,
+                    "wall_s": wall,
+                    "counts": counts,
+                    "defects": [r.__dict__ for r in defects],
+                },
+                indent=2,
+            )
+        )
     return 1 if defects else 0
 
 

@@ -15,14 +15,13 @@ import numpy as np
 from ccstereo.config import ModelConfig
 from ccstereo.runtime.backend import Backend
 from ccstereo.runtime.backends import load_backend
+from ccstereo.runtime.clipping import CLIP_MODES, ClipGuard
 from ccstereo.runtime.fullband import FullBandCombiner
-from ccstereo.runtime.clipping import CLIP_MODES, ClipGuard, ClipReport
 from ccstereo.runtime.media import AudioChunk, MediaError, audio_start_s, iter_audio, iter_tick_frames, probe
 from ccstereo.runtime.report import RunReport, StageTimes
 from ccstereo.runtime.stream import ConsumeResult, OrderedWorker, consume, produce, threaded
 from ccstereo.runtime.windows import WindowPlan
 from ccstereo.runtime.writers import (
-    AUDIO_FORMATS,
     FORMATS,
     MP4_VIDEO_CODECS,
     OutputError,
@@ -255,7 +254,9 @@ class Binauralizer:
         times = StageTimes()
         chunks: Iterator[AudioChunk] = iter([AudioChunk(stereo, None)])
         ticks = iter(enumerate(frames))
-        items = produce(chunks, ticks, self.window_plan(options), self.config, self.backend.max_batch, options.tta, times)
+        items = produce(
+            chunks, ticks, self.window_plan(options), self.config, self.backend.max_batch, options.tta, times
+        )
         pieces: list[np.ndarray] = []
         consume(items, self.backend.run, self.config.window_samples, pieces.append, lambda _: None, times)
         return np.concatenate(pieces, axis=1)

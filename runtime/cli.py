@@ -144,11 +144,13 @@ def _run(inputs, out, load, options, hop_s, report, quiet) -> int:
         raise _usage_error(str(exc)) from exc
     if not quiet:
         typer.echo(f"backend: {engine.backend.name} ({engine.reason})", err=True)
-    reports, failed, planned = [], 0, {}
+    reports: list[dict] = []
+    planned: dict[Path, Path] = {}  # output -> the input that writes it in this run
+    failed = 0
     for path in files:
         try:
             total = probe(path).duration_s
-        except CCStereoRuntimeError:
+        except Exception:  # noqa: BLE001 - only for the progress bar; process() reports the real error
             total = 0.0
         bar = _Progress(path.name, total, quiet)
         started = time.perf_counter()

@@ -66,15 +66,19 @@ def probe(path: str | Path) -> MediaInfo:
         if audio_duration is not None and audio_duration <= 0 and not duration:
             raise MediaError(f"{path}: zero-length media")
         fps = float(video.average_rate) if video.average_rate else 0.0
+        a, v = audio.codec_context, video.codec_context
+        for kind, context in (("audio", a), ("video", v)):
+            if context is None:
+                raise MediaError(f"{path}: the {kind} stream has no known codec (corrupt or unsupported)")
         return MediaInfo(
             path,
             container.format.name,
             duration or audio_duration or 0.0,
-            audio.codec_context.sample_rate or 0,
-            audio.codec_context.channels,
-            audio.codec_context.layout.name,
-            video.codec_context.name,
-            (video.codec_context.width, video.codec_context.height),
+            a.sample_rate or 0,
+            a.channels,
+            a.layout.name if a.layout is not None else "",
+            v.name,
+            (v.width, v.height),
             fps,
             audio_duration,
         )
@@ -103,7 +107,8 @@ class AudioChunk:
 # Timestamps are followed to this precision: a gap or overlap larger than this is filled with silence or cut,
 # so picture and sound never drift apart by more (well below the ~45 ms at which lip sync is noticed).
 TIMELINE_TOLERANCE_S = 0.02
-# A timestamp jump longer than this (and past the stream's declared end) is corruption, not a gap to fill.
+# A timestamp jump longer than this that also runs past the stream's declared end (or ten times longer in any
+# case) is corruption, not a gap to fill with silence.
 MAX_GAP_S = 60.0
 
 
@@ -131,7 +136,8 @@ class _Timeline:
         if drift > TIMELINE_TOLERANCE_S * rate:
             gap_s = drift / rate
             end_s = (self.samples + drift) / rate
-            if gap_s > MAX_GAP_S and (self.declared_end_s is None or end_s > self.declared_end_s + 1.0):
+            beyond_end = self.declared_end_s is None or end_s > self.declared_end_s + 1.0
+            if gap_s > MAX_GAP_S and (beyond_end or gap_s > 10 * MAX_GAP_S):
                 raise MediaError(
                     f"{self.path}: audio timestamps jump by {gap_s:.1f} s at {self.samples / rate:.2f} s "
                     "(corrupt timestamps)"

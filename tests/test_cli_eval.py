@@ -26,7 +26,6 @@ def test_ccs_eval_json_matches_official_metrics(official, tmp_path):
 
 
 def test_ccs_eval_plot_writes_a_png(official, tmp_path):
-    pytest.importorskip("matplotlib")
     pred = tmp_path / "pred.wav"
     sf.write(pred, official.expected["binaural"].T, 16000, subtype="FLOAT")
     png = tmp_path / "plot.png"

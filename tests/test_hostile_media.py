@@ -99,10 +99,28 @@ def test_output_named_as_the_input_is_refused_and_the_input_kept(tmp_path, overw
 def test_audio_starting_after_the_picture_keeps_its_place(tmp_path):
     """-itsoffset 1.5: the audio stream starts 1.5 s into the video; a click 1.0 s into it sits at 2.5 s."""
     source = tmp_path / "late.mp4"
-    hostile.ffmpeg(*hostile.video_src(4.0), "-itsoffset", "1.5", "-f", "lavfi", "-i",
-                   "aevalsrc='0.5*between(t\\,1.0\\,1.002)':s=44100:d=2.5", "-map", "0:v", "-map", "1:a",
-                   "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-                   str(source))  # fmt: skip
+    hostile.ffmpeg(
+        *hostile.video_src(4.0),
+        "-itsoffset",
+        "1.5",
+        "-f",
+        "lavfi",
+        "-i",
+        "aevalsrc='0.5*between(t\\,1.0\\,1.002)':s=44100:d=2.5",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(source),
+    )
     assert click_time_s(source) == pytest.approx(2.5, abs=0.01)
     result = ccs_run(source, "--quiet")
     assert result.returncode == 0, result.stderr
@@ -140,8 +158,17 @@ def test_nan_and_inf_samples_are_named_not_written(tmp_path, fmt):
 
 def test_webm_vp8_defaults_to_a_container_that_carries_it(tmp_path):
     source = tmp_path / "clip.webm"
-    hostile.ffmpeg(*hostile.video_src(1.5), *hostile.tone_src(1.5), "-c:v", "libvpx", "-deadline", "realtime",
-                   "-c:a", "libopus", str(source))  # fmt: skip
+    hostile.ffmpeg(
+        *hostile.video_src(1.5),
+        *hostile.tone_src(1.5),
+        "-c:v",
+        "libvpx",
+        "-deadline",
+        "realtime",
+        "-c:a",
+        "libopus",
+        str(source),
+    )
     result = ccs_run(source, "--quiet")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "clip.binaural.mkv"
@@ -158,8 +185,10 @@ def test_impossible_batch_size_is_bad_usage(tmp_path, value):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.mp4"]
 
 
-@pytest.mark.parametrize("option", [["--hop-s", "0"], ["--hop-s", "-0.1"], ["--hop-samples", "0"],
-                                    ["--format", "ogg"], ["--clip-mode", "soft"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "option",
+    [["--hop-s", "0"], ["--hop-s", "-0.1"], ["--hop-samples", "0"], ["--format", "ogg"], ["--clip-mode", "soft"]],
+)
 def test_other_impossible_options_are_bad_usage(tmp_path, option):
     source = hostile.h264_aac_mp4(tmp_path, seconds=1.0)
     result = ccs_run(source, *option, timeout=60)
@@ -169,8 +198,17 @@ def test_other_impossible_options_are_bad_usage(tmp_path, option):
 
 def _long_input(tmp_path: Path) -> Path:
     source = tmp_path / "long.mkv"
-    hostile.ffmpeg(*hostile.video_src(120.0, "160x96", 10), *hostile.tone_src(120.0), "-c:v", "libx264",
-                   "-preset", "ultrafast", "-c:a", "aac", str(source))  # fmt: skip
+    hostile.ffmpeg(
+        *hostile.video_src(120.0, "160x96", 10),
+        *hostile.tone_src(120.0),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        str(source),
+    )
     return source
 
 
@@ -224,8 +262,9 @@ def test_full_scale_input_never_clips_silently(tmp_path):
 def test_outputs_get_the_mode_a_new_file_gets(tmp_path, umask):
     source = hostile.h264_aac_mp4(tmp_path, seconds=1.0)
     for fmt in ("mp4", "wav"):
-        result = ccs_run(source, "--format", fmt, "--quiet", "--report", tmp_path / "r.json",
-                         preexec_fn=lambda: os.umask(umask))  # fmt: skip
+        result = ccs_run(
+            source, "--format", fmt, "--quiet", "--report", tmp_path / "r.json", preexec_fn=lambda: os.umask(umask)
+        )
         assert result.returncode == 0, result.stderr
         for made in (tmp_path / f"plain.binaural.{fmt}", tmp_path / "r.json"):
             assert stat.S_IMODE(made.stat().st_mode) == 0o666 & ~umask, made
@@ -256,8 +295,17 @@ def test_full_disk_is_a_clean_error_with_no_temporary_file(tmp_path):
     """The output folder is a 1 MiB tmpfs (a mount namespace of its own: root, or an unprivileged user
     namespace otherwise); a 30 s float wav needs ~10 MiB."""
     source = tmp_path / "in.mkv"
-    hostile.ffmpeg(*hostile.video_src(30.0, "160x96", 10), *hostile.tone_src(30.0, 44100), "-c:v", "libx264",
-                   "-preset", "ultrafast", "-c:a", "aac", str(source))  # fmt: skip
+    hostile.ffmpeg(
+        *hostile.video_src(30.0, "160x96", 10),
+        *hostile.tone_src(30.0, 44100),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        str(source),
+    )
     small = tmp_path / "small"
     small.mkdir()
     unshare = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
@@ -274,11 +322,22 @@ def test_full_disk_is_a_clean_error_with_no_temporary_file(tmp_path):
 
 def test_two_processes_writing_one_output_leave_one_valid_file(tmp_path):
     source = tmp_path / "in.mkv"
-    hostile.ffmpeg(*hostile.video_src(8.0, "160x96", 10), *hostile.tone_src(8.0, 44100), "-c:v", "libx264",
-                   "-preset", "ultrafast", "-c:a", "aac", str(source))  # fmt: skip
+    hostile.ffmpeg(
+        *hostile.video_src(8.0, "160x96", 10),
+        *hostile.tone_src(8.0, 44100),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        str(source),
+    )
     out = tmp_path / "shared.mp4"
-    runs = [subprocess.Popen([*RUN, str(source), "-o", str(out), "--overwrite", "--quiet"], stderr=subprocess.PIPE)
-            for _ in range(2)]  # fmt: skip
+    runs = [
+        subprocess.Popen([*RUN, str(source), "-o", str(out), "--overwrite", "--quiet"], stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
     for run in runs:
         run.communicate(timeout=300)
         assert run.returncode == 0

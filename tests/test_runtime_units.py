@@ -1,5 +1,7 @@
 """Window planner, streaming overlap-add, frame preprocessing and audio input on real files."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -135,3 +137,37 @@ def test_int8_dot_product_detection_from_cpuinfo():
     assert cpu_int8_dot_product(sapphire) == "amx_int8"
     assert cpu_int8_dot_product(haswell) is None
     assert cpu_int8_dot_product("") is None
+
+
+def _placed(times_s, rate=1000, n=100, declared_end_s=None):
+    from ccstereo.runtime.media import _Timeline
+
+    timeline = _Timeline(Path("t.mkv"), declared_end_s)
+    pieces = []
+    for i, t in enumerate(times_s):
+        pcm = np.full((1, n), i + 1, np.float32)
+        pieces += timeline.place(t, rate, pcm)
+    return np.concatenate(pieces, axis=1)[0]
+
+
+def test_timeline_follows_timestamps():
+    contiguous = _placed([0.5, 0.6, 0.7])  # a stream starting at 0.5 s: its own timeline starts there
+    assert contiguous.tolist() == [1] * 100 + [2] * 100 + [3] * 100
+    jitter = _placed([0.0, 0.101, 0.199])  # 1 ms of timestamp rounding is not a gap
+    assert len(jitter) == 300
+    gap = _placed([0.0, 0.1, 0.5])  # 0.3 s of lost packets become 0.3 s of silence
+    assert len(gap) == 600 and (gap[200:500] == 0).all() and (gap[500:] == 3).all()
+    overlap = _placed([0.0, 0.05])  # a frame that repeats the last 50 ms is cut, not played twice
+    assert overlap.tolist() == [1] * 100 + [2] * 50
+
+
+def test_timeline_refuses_corrupt_jumps_and_rate_changes():
+    from ccstereo.runtime.media import MediaError, _Timeline
+
+    with pytest.raises(MediaError, match="jump by 3600.0 s"):
+        _placed([0.0, 3600.1])
+    assert len(_placed([0.0, 100.1], declared_end_s=101.0)) == 100_200  # a long gap the stream itself declares
+    timeline = _Timeline(Path("t.mkv"), None)
+    timeline.place(0.0, 1000, np.zeros((1, 10), np.float32))
+    with pytest.raises(MediaError, match="1000 to 2000 Hz"):
+        timeline.place(0.01, 2000, np.zeros((1, 10), np.float32))

@@ -11,8 +11,6 @@ import torch
 import ccstereo
 from ccstereo.train.losses import scl_loss, spatial_shuffle
 
-pytest.importorskip("h5py")
-
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
@@ -33,8 +31,6 @@ def tiny_dataset(tmp_path_factory):
         "-q",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode == 2 and "slab" in result.stderr:
-        pytest.skip(result.stderr)
     assert result.returncode == 0, result.stderr
     return out
 
@@ -64,12 +60,9 @@ def test_synth_is_deterministic_per_seed(tmp_path):
 
 @pytest.mark.parametrize("hrtf", ["kemar", "fabian"])
 def test_hrtf_left_is_left(hrtf):
-    from ccstereo.synth.hrtf import HRTFUnavailableError, load_hrtf
+    from ccstereo.synth.hrtf import load_hrtf
 
-    try:
-        hrirs = load_hrtf(hrtf)
-    except HRTFUnavailableError as exc:
-        pytest.skip(str(exc))
+    hrirs = load_hrtf(hrtf)  # fabian: Debian's soundscaperenderer-common, installed by .ci/system-deps
     left_source = hrirs.nearest(60.0)
     assert np.sum(left_source[0] ** 2) > 2 * np.sum(left_source[1] ** 2)  # louder in the left ear
 

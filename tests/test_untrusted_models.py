@@ -46,8 +46,11 @@ def with_props(tmp_path: Path, name: str, change) -> Path:
 def test_bytes_that_are_not_onnx(clip, tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x08\x07" + bytes(range(256)) * 40)
-    refused(subprocess.run([*RUN, clip, "--model", junk], capture_output=True, text=True), "junk.onnx",
-            "not a readable ONNX model")  # fmt: skip
+    refused(
+        subprocess.run([*RUN, clip, "--model", junk], capture_output=True, text=True),
+        "junk.onnx",
+        "not a readable ONNX model",
+    )
     half = tmp_path / "half.onnx"
     half.write_bytes(BUNDLED.read_bytes()[: BUNDLED.stat().st_size // 2])
     refused(subprocess.run([*RUN, clip, "--model", half], capture_output=True, text=True), "half.onnx")

@@ -30,14 +30,26 @@ CASE_TIMEOUT_S = 60.0
 def make_seeds(folder: Path) -> list[Path]:
     """Write the valid seed files (short, small: the fuzzer's cost is the model's cost per case)."""
     folder.mkdir(parents=True, exist_ok=True)
-    v, a = video_src(1.5, "160x96", 10), tone_src(1.5, 44100)
+    v, a = video_src(1.0, "160x96", 10), tone_src(1.0, 44100)
     specs = {
-        "seed.mp4": (*v, *a, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-                     "-movflags", "+faststart"),
+        "seed.mp4": (
+            *v,
+            *a,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+        ),
         "seed.mkv": (*v, *a, "-c:v", "ffv1", "-c:a", "flac"),
-        "seed.mov": (*v, *tone_src(1.5, 16000), "-c:v", "mjpeg", "-c:a", "pcm_s16le"),
+        "seed.mov": (*v, *tone_src(1.0, 16000), "-c:v", "mjpeg", "-c:a", "pcm_s16le"),
         "seed.wav": (*a, "-c:a", "pcm_s16le"),
-    }  # fmt: skip
+    }
     paths = []
     for name, args in specs.items():
         path = folder / name
@@ -121,8 +133,18 @@ def _output_ok(path: Path) -> str:
 
 def _ccs_run(files: list[Path], out_dir: Path, model: Path | None, timeout_s: float) -> tuple[int | None, str, list]:
     report = out_dir / "report.json"
-    cmd = [sys.executable, "-m", "ccstereo.runtime.cli", *map(str, files), "-o", str(out_dir), "--quiet",
-           "--report", str(report), "--overwrite"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "ccstereo.runtime.cli",
+        *map(str, files),
+        "-o",
+        str(out_dir),
+        "--quiet",
+        "--report",
+        str(report),
+        "--overwrite",
+    ]
     if model is not None:
         cmd += ["--model", str(model)]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -136,32 +158,40 @@ def _ccs_run(files: list[Path], out_dir: Path, model: Path | None, timeout_s: fl
 
 
 def _partials(*folders: Path) -> list[str]:
-    return sorted(p.name for f in folders for p in f.iterdir() if ".partial-" in p.name)
+    return sorted(p.name for f in folders if f.is_dir() for p in f.iterdir() if ".partial-" in p.name)
 
 
 def run_cases(
-    cases: list[tuple[str, Path, str, str]], work: Path, model: Path | None = None, batch: int = 25
+    cases: list[tuple[str, Path, str, str]], work: Path, model: Path | None = None, batch: int = 25, jobs: int = 1
 ) -> FuzzReport:
-    """Run (name, input, seed file, mutation) cases through ccs-run; return every outcome."""
-    report = FuzzReport()
-    for i in range(0, len(cases), batch):
-        group = cases[i : i + batch]
-        report.results += _run_group(group, work, model, single=False)
-    return report
+    """Run (name, input, seed file, mutation) cases through ccs-run, ``jobs`` processes at a time; return every
+    outcome in the order of ``cases``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    groups = [cases[i : i + batch] for i in range(0, len(cases), batch)]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        done = pool.map(lambda k: _run_group(groups[k], work / f"out{k}", model, single=False), range(len(groups)))
+        return FuzzReport([result for results in done for result in results])
 
 
-def _run_group(group, work: Path, model: Path | None, single: bool) -> list[CaseResult]:
-    out_dir = work / "out"
+def _run_group(group, out_dir: Path, model: Path | None, single: bool) -> list[CaseResult]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.iterdir():
-        stale.unlink()
+    try:
+        return _judge_group(group, out_dir, model, single)
+    finally:
+        for made in out_dir.iterdir():
+            made.unlink()
+        out_dir.rmdir()
+
+
+def _judge_group(group, out_dir: Path, model: Path | None, single: bool) -> list[CaseResult]:
     files = [path for _, path, _, _ in group]
     t0 = time.perf_counter()
     code, stderr, entries = _ccs_run(files, out_dir, model, CASE_TIMEOUT_S * (1 if single else 0.2 * len(group) + 1))
     wall = time.perf_counter() - t0
     broken = code is None or code not in (0, 1) or "Traceback" in stderr or len(entries) != len(group)
     if broken and not single:  # pin the culprit: one process per case
-        return [r for case in group for r in _run_group([case], work, model, single=True)]
+        return [r for case in group for r in _run_group([case], out_dir / case[0], model, single=True)]
     if code is None:
         name, path, seed, mutation = group[0]
         return [CaseResult(name, seed, mutation, "hang", wall, f"no exit within {CASE_TIMEOUT_S:.0f} s")]
@@ -169,12 +199,11 @@ def _run_group(group, work: Path, model: Path | None, single: bool) -> list[Case
         name, path, seed, mutation = group[0]
         outcome = "traceback" if "Traceback" in stderr else "crash"
         return [CaseResult(name, seed, mutation, outcome, wall, stderr.strip()[-800:])]
-    leftovers = _partials(out_dir, files[0].parent)
+    leftovers = _partials(out_dir, *{f.parent for f in files})
     results = []
     for (name, path, seed, mutation), entry in zip(group, entries, strict=True):
-        seconds = float(entry.get("wall_s", 0.0))
         outcome, detail = _judge(path, entry, stderr, code, single)
-        results.append(CaseResult(name, seed, mutation, outcome, seconds, detail))
+        results.append(CaseResult(name, seed, mutation, outcome, float(entry.get("wall_s", 0.0)), detail))
     if leftovers:
         for r in results:
             r.outcome, r.detail = "leftover", f"partial files left: {leftovers}"

@@ -60,12 +60,26 @@ def _av(folder: Path, name: str, *args: str) -> Path:
 
 
 def h264_aac_mp4(folder: Path, name: str = "plain.mp4", seconds: float = 2.0) -> Path:
-    return _av(folder, name, *video_src(seconds), *tone_src(seconds), "-c:v", "libx264", "-preset", "ultrafast",
-               "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest")  # fmt: skip
+    return _av(
+        folder,
+        name,
+        *video_src(seconds),
+        *tone_src(seconds),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+    )
 
 
-def _simple(name: str, *codec_args: str, seconds: float = 1.5, size: str = "320x180", rate: int = 25,
-            audio_rate: int = 44100) -> Callable[[Path], Path]:  # fmt: skip
+def _simple(
+    name: str, *codec_args: str, seconds: float = 1.5, size: str = "320x180", rate: int = 25, audio_rate: int = 44100
+) -> Callable[[Path], Path]:
     def build(folder: Path) -> Path:
         return _av(folder, name, *video_src(seconds, size, rate), *tone_src(seconds, audio_rate), *codec_args)
 
@@ -73,68 +87,195 @@ def _simple(name: str, *codec_args: str, seconds: float = 1.5, size: str = "320x
 
 
 def mono_8k(folder: Path) -> Path:
-    return _av(folder, "mono8k.mp4", *video_src(1.5), *tone_src(1.5, 8000), "-ac", "1", "-c:v", "libx264",
-               "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac")  # fmt: skip
+    return _av(
+        folder,
+        "mono8k.mp4",
+        *video_src(1.5),
+        *tone_src(1.5, 8000),
+        "-ac",
+        "1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+    )
 
 
 def surround_51(folder: Path) -> Path:
-    return _av(folder, "surround.mkv", *video_src(1.5), *tone_src(1.5, 48000), "-af",
-               "aformat=channel_layouts=5.1", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "flac")  # fmt: skip
+    return _av(
+        folder,
+        "surround.mkv",
+        *video_src(1.5),
+        *tone_src(1.5, 48000),
+        "-af",
+        "aformat=channel_layouts=5.1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "flac",
+    )
 
 
 def vfr(folder: Path) -> Path:
-    return _av(folder, "vfr.mkv", *video_src(2.0, rate=30), *tone_src(2.0), "-vf",
-               r"select='not(mod(n\,3))+eq(n\,10)'", "-fps_mode", "vfr", "-c:v", "libx264", "-preset",
-               "ultrafast", "-c:a", "aac")  # fmt: skip
+    return _av(
+        folder,
+        "vfr.mkv",
+        *video_src(2.0, rate=30),
+        *tone_src(2.0),
+        "-vf",
+        r"select='not(mod(n\,3))+eq(n\,10)'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+    )
 
 
 def rotated(folder: Path) -> Path:
-    return _av(folder, "rotated.mp4", *video_src(1.5, "320x176"), *tone_src(1.5), "-c:v", "libx264", "-preset",
-               "ultrafast", "-c:a", "aac", "-metadata:s:v:0", "rotate=90")  # fmt: skip
+    return _av(
+        folder,
+        "rotated.mp4",
+        *video_src(1.5, "320x176"),
+        *tone_src(1.5),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-metadata:s:v:0",
+        "rotate=90",
+    )
 
 
 def two_audio_tracks(folder: Path) -> Path:
-    return _av(folder, "two_tracks.mkv", *video_src(1.5), *tone_src(1.5), *tone_src(1.5, 48000, 880),
-               "-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "libx264", "-preset", "ultrafast",
-               "-c:a", "aac")  # fmt: skip
+    return _av(
+        folder,
+        "two_tracks.mkv",
+        *video_src(1.5),
+        *tone_src(1.5),
+        *tone_src(1.5, 48000, 880),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-map",
+        "2:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+    )
 
 
 def still_picture(folder: Path) -> Path:
     """One picture for the whole clip (a music upload with cover art), as ffmpeg's -loop 1 makes it."""
-    picture = _av(folder, "cover.png", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=1:duration=1",
-                  "-frames:v", "1")  # fmt: skip
-    return _av(folder, "still.mp4", "-loop", "1", "-framerate", "5", "-i", str(picture), *tone_src(2.0),
-               "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest")  # fmt: skip
+    picture = _av(folder, "cover.png", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=1:duration=1", "-frames:v", "1")
+    return _av(
+        folder,
+        "still.mp4",
+        "-loop",
+        "1",
+        "-framerate",
+        "5",
+        "-i",
+        str(picture),
+        *tone_src(2.0),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+    )
 
 
 def audio_starts_late(folder: Path) -> Path:
     """The audio stream begins 1.5 s after the picture (stream start offset, as -itsoffset writes it)."""
-    return _av(folder, "late_audio.mp4", *video_src(4.0), "-itsoffset", "1.5", *tone_src(2.5), "-map", "0:v",
-               "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a",
-               "aac")  # fmt: skip
+    return _av(
+        folder,
+        "late_audio.mp4",
+        *video_src(4.0),
+        "-itsoffset",
+        "1.5",
+        *tone_src(2.5),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+    )
 
 
 def video_starts_late(folder: Path) -> Path:
-    return _av(folder, "late_video.mkv", "-itsoffset", "1.0", *video_src(2.0), *tone_src(3.0), "-map", "0:v",
-               "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac")  # fmt: skip
+    return _av(
+        folder,
+        "late_video.mkv",
+        "-itsoffset",
+        "1.0",
+        *video_src(2.0),
+        *tone_src(3.0),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+    )
 
 
 def video_outlasts_audio(folder: Path) -> Path:
     """Lossless mkv: 38 frames at 10 fps (3.8 s) over 3.0 s of audio."""
-    return _av(folder, "long_video.mkv", *video_src(3.8, rate=10), *tone_src(3.0), "-c:v", "ffv1", "-c:a",
-               "pcm_s16le")  # fmt: skip
+    return _av(folder, "long_video.mkv", *video_src(3.8, rate=10), *tone_src(3.0), "-c:v", "ffv1", "-c:a", "pcm_s16le")
 
 
 def audio_outlasts_video(folder: Path) -> Path:
-    return _av(folder, "long_audio.mkv", *video_src(1.0, rate=10), *tone_src(3.0), "-c:v", "ffv1", "-c:a",
-               "pcm_s16le")  # fmt: skip
+    return _av(folder, "long_audio.mkv", *video_src(1.0, rate=10), *tone_src(3.0), "-c:v", "ffv1", "-c:a", "pcm_s16le")
 
 
 def full_scale_square(folder: Path) -> Path:
     """16-bit square wave at full scale: the binaural output of such input exceeds 1.0 unless handled."""
-    return _av(folder, "loud.mkv", *video_src(2.0), "-f", "lavfi", "-i",
-               "aevalsrc='if(lt(mod(t*220\\,1)\\,0.5)\\,1\\,-1)|if(lt(mod(t*220\\,1)\\,0.5)\\,0.2\\,-0.2)'"
-               ":s=44100:d=2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le")  # fmt: skip
+    return _av(
+        folder,
+        "loud.mkv",
+        *video_src(2.0),
+        "-f",
+        "lavfi",
+        "-i",
+        "aevalsrc='if(lt(mod(t*220\\,1)\\,0.5)\\,1\\,-1)|if(lt(mod(t*220\\,1)\\,0.5)\\,0.2\\,-0.2)':s=44100:d=2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "pcm_s16le",
+    )
 
 
 def non_finite_float_audio(folder: Path) -> Path:
@@ -146,8 +287,25 @@ def non_finite_float_audio(folder: Path) -> Path:
     stereo[rate + 400, 1] = np.inf
     raw = folder / "nan.f32"
     raw.write_bytes(stereo.tobytes())
-    return _av(folder, "nan_audio.mkv", *video_src(2.0), "-f", "f32le", "-ar", str(rate), "-ac", "2", "-i",
-               str(raw), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_f32le")  # fmt: skip
+    return _av(
+        folder,
+        "nan_audio.mkv",
+        *video_src(2.0),
+        "-f",
+        "f32le",
+        "-ar",
+        str(rate),
+        "-ac",
+        "2",
+        "-i",
+        str(raw),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "pcm_f32le",
+    )
 
 
 def audio_gap(folder: Path, gap_s: float = 0.3, at_s: float = 2.5) -> Path:
@@ -162,8 +320,25 @@ def audio_gap(folder: Path, gap_s: float = 0.3, at_s: float = 2.5) -> Path:
     audio[click : click + 32] = 0.9
     raw = folder / "click.f32"
     raw.write_bytes(np.stack([audio, audio], axis=1).tobytes())
-    whole = _av(folder, "whole.mkv", *video_src(5.0, rate=10), "-f", "f32le", "-ar", str(rate), "-ac", "2",
-                "-i", str(raw), "-c:v", "ffv1", "-c:a", "pcm_f32le", "-frame_size", "400")  # fmt: skip
+    whole = _av(
+        folder,
+        "whole.mkv",
+        *video_src(5.0, rate=10),
+        "-f",
+        "f32le",
+        "-ar",
+        str(rate),
+        "-ac",
+        "2",
+        "-i",
+        str(raw),
+        "-c:v",
+        "ffv1",
+        "-c:a",
+        "pcm_f32le",
+        "-frame_size",
+        "400",
+    )
     path = folder / f"gap{gap_s:g}.mkv"
     with av.open(str(whole)) as src, av.open(str(path), "w", format="matroska") as dst:
         streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
@@ -185,8 +360,9 @@ def gap_click_s(at_s: float, gap_s: float) -> float:
 
 
 def many_sizes(folder: Path) -> Path:
-    return _av(folder, "odd_size.mkv", *video_src(1.5, "321x181"), *tone_src(1.5, 22050), "-c:v", "ffv1",
-               "-c:a", "libvorbis")  # fmt: skip
+    return _av(
+        folder, "odd_size.mkv", *video_src(1.5, "321x181"), *tone_src(1.5, 22050), "-c:v", "ffv1", "-c:a", "libvorbis"
+    )
 
 
 # -- broken -------------------------------------------------------------------------------------------------
@@ -205,8 +381,7 @@ def random_bytes(folder: Path) -> Path:
 
 
 def truncated_half(folder: Path) -> Path:
-    full = _av(folder, "full.mkv", *video_src(4.0, rate=10), *tone_src(4.0), "-c:v", "ffv1", "-c:a",
-               "pcm_s16le")  # fmt: skip
+    full = _av(folder, "full.mkv", *video_src(4.0, rate=10), *tone_src(4.0), "-c:v", "ffv1", "-c:a", "pcm_s16le")
     path = folder / "truncated.mkv"
     path.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     full.unlink()
@@ -231,8 +406,18 @@ def header_overwritten(folder: Path) -> Path:
 
 def wrong_extension(folder: Path) -> Path:
     """A Matroska file named .mp4 (the content decides, not the name)."""
-    mkv = _av(folder, "really_mkv.mkv", *video_src(1.5), *tone_src(1.5), "-c:v", "libx264", "-preset",
-              "ultrafast", "-c:a", "libopus")  # fmt: skip
+    mkv = _av(
+        folder,
+        "really_mkv.mkv",
+        *video_src(1.5),
+        *tone_src(1.5),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "libopus",
+    )
     return mkv.rename(folder / "really_mkv.mp4")
 
 
@@ -285,8 +470,9 @@ def cases() -> list[Case]:
     ]
 
 
-def lossless_av(path: Path, frames: list[np.ndarray], audio: np.ndarray, rate: int, fps: int = 10,
-                audio_start_s: float = 0.0) -> Path:  # fmt: skip
+def lossless_av(
+    path: Path, frames: list[np.ndarray], audio: np.ndarray, rate: int, fps: int = 10, audio_start_s: float = 0.0
+) -> Path:
     """Write FFV1 frames and float PCM [C, N] into Matroska with PyAV, the audio starting at ``audio_start_s``."""
     import av
 

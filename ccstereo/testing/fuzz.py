@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccstereo.testing.hostile import ffmpeg, tone_src, video_src
+from ccstereo.testing.hostile import AAC, X264, ffmpeg, tone_src, video_src
 
 # Outcomes; the first two are correct behaviour, every other one is a defect.
 OK, CLEAN_ERROR = "ok", "clean-error"
@@ -32,20 +32,7 @@ def make_seeds(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     v, a = video_src(1.0, "160x96", 10), tone_src(1.0, 44100)
     specs = {
-        "seed.mp4": (
-            *v,
-            *a,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-movflags",
-            "+faststart",
-        ),
+        "seed.mp4": (*v, *a, *X264, *AAC, "-movflags", "+faststart"),
         "seed.mkv": (*v, *a, "-c:v", "ffv1", "-c:a", "flac"),
         "seed.mov": (*v, *tone_src(1.0, 16000), "-c:v", "mjpeg", "-c:a", "pcm_s16le"),
         "seed.wav": (*a, "-c:a", "pcm_s16le"),

@@ -50,6 +50,11 @@ def tone_src(seconds: float, rate: int = 44100, freq: int = 440) -> list[str]:
     return ["-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate={rate}:duration={seconds}"]
 
 
+def raw_f32(path: Path, rate: int, channels: int = 2) -> list[str]:
+    """Return ffmpeg input arguments for interleaved float32 samples in ``path``."""
+    return ["-f", "f32le", "-ar", str(rate), "-ac", str(channels), "-i", str(path)]
+
+
 def _av(folder: Path, name: str, *args: str) -> Path:
     path = folder / name
     ffmpeg(*args, str(path))
@@ -59,22 +64,14 @@ def _av(folder: Path, name: str, *args: str) -> Path:
 # -- valid but unusual -----------------------------------------------------------------------------------------
 
 
+X264 = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")  # fast, and every player reads it
+AAC = ("-c:a", "aac")
+LOSSLESS = ("-c:v", "ffv1", "-c:a", "pcm_s16le")
+VIDEO_THEN_AUDIO = ("-map", "0:v", "-map", "1:a")
+
+
 def h264_aac_mp4(folder: Path, name: str = "plain.mp4", seconds: float = 2.0) -> Path:
-    return _av(
-        folder,
-        name,
-        *video_src(seconds),
-        *tone_src(seconds),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-shortest",
-    )
+    return _av(folder, name, *video_src(seconds), *tone_src(seconds), *X264, *AAC, "-shortest")
 
 
 def _simple(
@@ -87,195 +84,62 @@ def _simple(
 
 
 def mono_8k(folder: Path) -> Path:
-    return _av(
-        folder,
-        "mono8k.mp4",
-        *video_src(1.5),
-        *tone_src(1.5, 8000),
-        "-ac",
-        "1",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-    )
+    return _av(folder, "mono8k.mp4", *video_src(1.5), *tone_src(1.5, 8000), "-ac", "1", *X264, *AAC)
 
 
 def surround_51(folder: Path) -> Path:
-    return _av(
-        folder,
-        "surround.mkv",
-        *video_src(1.5),
-        *tone_src(1.5, 48000),
-        "-af",
-        "aformat=channel_layouts=5.1",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "flac",
-    )
+    layout = ("-af", "aformat=channel_layouts=5.1")
+    return _av(folder, "surround.mkv", *video_src(1.5), *tone_src(1.5, 48000), *layout, *X264, "-c:a", "flac")
 
 
 def vfr(folder: Path) -> Path:
-    return _av(
-        folder,
-        "vfr.mkv",
-        *video_src(2.0, rate=30),
-        *tone_src(2.0),
-        "-vf",
-        r"select='not(mod(n\,3))+eq(n\,10)'",
-        "-fps_mode",
-        "vfr",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "aac",
-    )
+    drop = ("-vf", r"select='not(mod(n\,3))+eq(n\,10)'", "-fps_mode", "vfr")
+    return _av(folder, "vfr.mkv", *video_src(2.0, rate=30), *tone_src(2.0), *drop, *X264, *AAC)
 
 
 def rotated(folder: Path) -> Path:
-    return _av(
-        folder,
-        "rotated.mp4",
-        *video_src(1.5, "320x176"),
-        *tone_src(1.5),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "aac",
-        "-metadata:s:v:0",
-        "rotate=90",
-    )
+    rotate = ("-metadata:s:v:0", "rotate=90")
+    return _av(folder, "rotated.mp4", *video_src(1.5, "320x176"), *tone_src(1.5), *X264, *AAC, *rotate)
 
 
 def two_audio_tracks(folder: Path) -> Path:
-    return _av(
-        folder,
-        "two_tracks.mkv",
-        *video_src(1.5),
-        *tone_src(1.5),
-        *tone_src(1.5, 48000, 880),
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-map",
-        "2:a",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "aac",
-    )
+    maps = ("-map", "0:v", "-map", "1:a", "-map", "2:a")
+    sources = (*video_src(1.5), *tone_src(1.5), *tone_src(1.5, 48000, 880))
+    return _av(folder, "two_tracks.mkv", *sources, *maps, *X264, *AAC)
 
 
 def still_picture(folder: Path) -> Path:
     """One picture for the whole clip (a music upload with cover art), as ffmpeg's -loop 1 makes it."""
-    picture = _av(folder, "cover.png", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=1:duration=1", "-frames:v", "1")
-    return _av(
-        folder,
-        "still.mp4",
-        "-loop",
-        "1",
-        "-framerate",
-        "5",
-        "-i",
-        str(picture),
-        *tone_src(2.0),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-shortest",
-    )
+    picture = _av(folder, "cover.png", *video_src(1.0, rate=1), "-frames:v", "1")
+    looped = ("-loop", "1", "-framerate", "5", "-i", str(picture))
+    return _av(folder, "still.mp4", *looped, *tone_src(2.0), *X264, *AAC, "-shortest")
 
 
 def audio_starts_late(folder: Path) -> Path:
     """The audio stream begins 1.5 s after the picture (stream start offset, as -itsoffset writes it)."""
-    return _av(
-        folder,
-        "late_audio.mp4",
-        *video_src(4.0),
-        "-itsoffset",
-        "1.5",
-        *tone_src(2.5),
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-    )
+    late = ("-itsoffset", "1.5", *tone_src(2.5))
+    return _av(folder, "late_audio.mp4", *video_src(4.0), *late, *VIDEO_THEN_AUDIO, *X264, *AAC)
 
 
 def video_starts_late(folder: Path) -> Path:
-    return _av(
-        folder,
-        "late_video.mkv",
-        "-itsoffset",
-        "1.0",
-        *video_src(2.0),
-        *tone_src(3.0),
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "aac",
-    )
+    late = ("-itsoffset", "1.0", *video_src(2.0))
+    return _av(folder, "late_video.mkv", *late, *tone_src(3.0), *VIDEO_THEN_AUDIO, *X264, *AAC)
 
 
 def video_outlasts_audio(folder: Path) -> Path:
     """Lossless mkv: 38 frames at 10 fps (3.8 s) over 3.0 s of audio."""
-    return _av(folder, "long_video.mkv", *video_src(3.8, rate=10), *tone_src(3.0), "-c:v", "ffv1", "-c:a", "pcm_s16le")
+    return _av(folder, "long_video.mkv", *video_src(3.8, rate=10), *tone_src(3.0), *LOSSLESS)
 
 
 def audio_outlasts_video(folder: Path) -> Path:
-    return _av(folder, "long_audio.mkv", *video_src(1.0, rate=10), *tone_src(3.0), "-c:v", "ffv1", "-c:a", "pcm_s16le")
+    return _av(folder, "long_audio.mkv", *video_src(1.0, rate=10), *tone_src(3.0), *LOSSLESS)
 
 
 def full_scale_square(folder: Path) -> Path:
     """16-bit square wave at full scale: the binaural output of such input exceeds 1.0 unless handled."""
-    return _av(
-        folder,
-        "loud.mkv",
-        *video_src(2.0),
-        "-f",
-        "lavfi",
-        "-i",
-        "aevalsrc='if(lt(mod(t*220\\,1)\\,0.5)\\,1\\,-1)|if(lt(mod(t*220\\,1)\\,0.5)\\,0.2\\,-0.2)':s=44100:d=2",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "pcm_s16le",
-    )
+    square = "if(lt(mod(t*220\\,1)\\,0.5)\\,{a}\\,-{a})"
+    expression = f"aevalsrc='{square.format(a=1)}|{square.format(a=0.2)}':s=44100:d=2"
+    return _av(folder, "loud.mkv", *video_src(2.0), "-f", "lavfi", "-i", expression, *X264, "-c:a", "pcm_s16le")
 
 
 def non_finite_float_audio(folder: Path) -> Path:
@@ -287,25 +151,7 @@ def non_finite_float_audio(folder: Path) -> Path:
     stereo[rate + 400, 1] = np.inf
     raw = folder / "nan.f32"
     raw.write_bytes(stereo.tobytes())
-    return _av(
-        folder,
-        "nan_audio.mkv",
-        *video_src(2.0),
-        "-f",
-        "f32le",
-        "-ar",
-        str(rate),
-        "-ac",
-        "2",
-        "-i",
-        str(raw),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "pcm_f32le",
-    )
+    return _av(folder, "nan_audio.mkv", *video_src(2.0), *raw_f32(raw, rate), *X264, "-c:a", "pcm_f32le")
 
 
 def audio_gap(folder: Path, gap_s: float = 0.3, at_s: float = 2.5) -> Path:
@@ -320,25 +166,8 @@ def audio_gap(folder: Path, gap_s: float = 0.3, at_s: float = 2.5) -> Path:
     audio[click : click + 32] = 0.9
     raw = folder / "click.f32"
     raw.write_bytes(np.stack([audio, audio], axis=1).tobytes())
-    whole = _av(
-        folder,
-        "whole.mkv",
-        *video_src(5.0, rate=10),
-        "-f",
-        "f32le",
-        "-ar",
-        str(rate),
-        "-ac",
-        "2",
-        "-i",
-        str(raw),
-        "-c:v",
-        "ffv1",
-        "-c:a",
-        "pcm_f32le",
-        "-frame_size",
-        "400",
-    )
+    lossless = ("-c:v", "ffv1", "-c:a", "pcm_f32le", "-frame_size", "400")
+    whole = _av(folder, "whole.mkv", *video_src(5.0, rate=10), *raw_f32(raw, rate), *lossless)
     path = folder / f"gap{gap_s:g}.mkv"
     with av.open(str(whole)) as src, av.open(str(path), "w", format="matroska") as dst:
         streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
@@ -360,9 +189,8 @@ def gap_click_s(at_s: float, gap_s: float) -> float:
 
 
 def many_sizes(folder: Path) -> Path:
-    return _av(
-        folder, "odd_size.mkv", *video_src(1.5, "321x181"), *tone_src(1.5, 22050), "-c:v", "ffv1", "-c:a", "libvorbis"
-    )
+    codecs = ("-c:v", "ffv1", "-c:a", "libvorbis")
+    return _av(folder, "odd_size.mkv", *video_src(1.5, "321x181"), *tone_src(1.5, 22050), *codecs)
 
 
 # -- broken -------------------------------------------------------------------------------------------------
@@ -381,7 +209,7 @@ def random_bytes(folder: Path) -> Path:
 
 
 def truncated_half(folder: Path) -> Path:
-    full = _av(folder, "full.mkv", *video_src(4.0, rate=10), *tone_src(4.0), "-c:v", "ffv1", "-c:a", "pcm_s16le")
+    full = _av(folder, "full.mkv", *video_src(4.0, rate=10), *tone_src(4.0), *LOSSLESS)
     path = folder / "truncated.mkv"
     path.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     full.unlink()
@@ -389,11 +217,11 @@ def truncated_half(folder: Path) -> Path:
 
 
 def audio_only(folder: Path) -> Path:
-    return _av(folder, "audio_only.m4a", *tone_src(1.5), "-c:a", "aac")
+    return _av(folder, "audio_only.m4a", *tone_src(1.5), *AAC)
 
 
 def video_only(folder: Path) -> Path:
-    return _av(folder, "video_only.mp4", *video_src(1.5), "-c:v", "libx264", "-preset", "ultrafast")
+    return _av(folder, "video_only.mp4", *video_src(1.5), *X264)
 
 
 def header_overwritten(folder: Path) -> Path:
@@ -406,18 +234,7 @@ def header_overwritten(folder: Path) -> Path:
 
 def wrong_extension(folder: Path) -> Path:
     """A Matroska file named .mp4 (the content decides, not the name)."""
-    mkv = _av(
-        folder,
-        "really_mkv.mkv",
-        *video_src(1.5),
-        *tone_src(1.5),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-c:a",
-        "libopus",
-    )
+    mkv = _av(folder, "really_mkv.mkv", *video_src(1.5), *tone_src(1.5), *X264, "-c:a", "libopus")
     return mkv.rename(folder / "really_mkv.mp4")
 
 
@@ -430,28 +247,27 @@ def _copy_as(builder: Callable[[Path], Path], name: str) -> Callable[[Path], Pat
 
 def cases() -> list[Case]:
     """Return every hostile case with its expected outcome."""
-    x264 = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
     return [
         Case("h264_aac_mp4", h264_aac_mp4),
         Case("mono_8k", mono_8k),
         Case("surround_51_flac", surround_51),
         Case("vfr", vfr),
         Case("rotation_90", rotated),
-        Case("4k", _simple("uhd.mp4", *x264, "-c:a", "aac", seconds=0.7, size="3840x2160", rate=5)),
-        Case("32x32", _simple("tiny.mp4", *x264, "-c:a", "aac", size="32x32")),
+        Case("4k", _simple("uhd.mp4", *X264, *AAC, seconds=0.7, size="3840x2160", rate=5)),
+        Case("32x32", _simple("tiny.mp4", *X264, *AAC, size="32x32")),
         Case("odd_size_ffv1_vorbis", many_sizes),
         Case("vp9_opus_mkv", _simple("vp9.mkv", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-c:a", "libopus")),
         Case("vp8_opus_webm", _simple("vp8.webm", "-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus")),
         Case("mpeg4_mp3_avi", _simple("xvid.avi", "-c:v", "mpeg4", "-c:a", "libmp3lame")),
         Case("theora_vorbis_ogv", _simple("theora.ogv", "-c:v", "libtheora", "-c:a", "libvorbis")),
-        Case("h264_aac_ts", _simple("stream.ts", *x264, "-c:a", "aac")),
+        Case("h264_aac_ts", _simple("stream.ts", *X264, *AAC)),
         Case("prores_pcm_mov", _simple("prores.mov", "-c:v", "prores", "-c:a", "pcm_s24le", audio_rate=48000)),
-        Case("hevc_aac_mp4", _simple("hevc.mp4", "-c:v", "libx265", "-preset", "ultrafast", "-c:a", "aac")),
+        Case("hevc_aac_mp4", _simple("hevc.mp4", "-c:v", "libx265", "-preset", "ultrafast", *AAC)),
         Case("mjpeg_96k_mkv", _simple("mjpeg.mkv", "-c:v", "mjpeg", "-c:a", "flac", audio_rate=96000)),
         Case("two_audio_tracks", two_audio_tracks),
         Case("still_picture", still_picture),
-        Case("shorter_than_a_window", _simple("short.mp4", *x264, "-c:a", "aac", seconds=0.25)),
-        Case("non_ascii_name", _copy_as(_simple("x.mp4", *x264, "-c:a", "aac"), "Gesang über Brücken 音.mp4")),
+        Case("shorter_than_a_window", _simple("short.mp4", *X264, *AAC, seconds=0.25)),
+        Case("non_ascii_name", _copy_as(_simple("x.mp4", *X264, *AAC), "Gesang über Brücken 音.mp4")),
         Case("wrong_extension", wrong_extension),
         Case("audio_starts_late", audio_starts_late),
         Case("video_starts_late", video_starts_late),

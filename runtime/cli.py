@@ -121,10 +121,19 @@ def main(
 
 def _run(inputs, out, load, options, hop_s, report, quiet) -> int:
     """Process every input; return the number of failed files (usage errors raise typer.Exit(2))."""
-    import dataclasses
+    files = _checked_inputs(inputs, out)
+    engine, options = _load_engine(load, options, hop_s)
+    if not quiet:
+        typer.echo(f"backend: {engine.backend.name} ({engine.reason})", err=True)
+    planned: dict[Path, Path] = {}  # output -> the input that writes it in this run
+    reports = [_process_one(engine, path, out, options, planned, quiet) for path in files]
+    if report is not None:
+        _write_report(report, reports)
+    return sum(entry["status"] == "failed" for entry in reports)
 
-    from ccstereo.runtime.errors import CCStereoRuntimeError
-    from ccstereo.runtime.media import probe
+
+def _checked_inputs(inputs: list[Path], out: Path | None) -> list[Path]:
+    """Return the media files to process; raise typer.Exit(2) for what cannot be a valid run."""
     from ccstereo.runtime.writers import same_file
 
     files = collect_inputs(inputs)
@@ -135,6 +144,15 @@ def _run(inputs, out, load, options, hop_s, report, quiet) -> int:
     for path in files:
         if out is not None and not out.is_dir() and same_file(path, out):
             raise _usage_error(f"{path}: -o names the input itself; the output would overwrite it")
+    return files
+
+
+def _load_engine(load, options, hop_s: float | None):
+    """Return (Binauralizer, options with the hop in samples); a bad model or option is a usage error."""
+    import dataclasses
+
+    from ccstereo.runtime.errors import CCStereoRuntimeError
+
     try:
         engine = load()
         if hop_s is not None:
@@ -142,49 +160,42 @@ def _run(inputs, out, load, options, hop_s, report, quiet) -> int:
         engine.window_plan(options)  # an impossible hop is a usage error before any file is touched
     except (CCStereoRuntimeError, ValueError) as exc:
         raise _usage_error(str(exc)) from exc
-    if not quiet:
-        typer.echo(f"backend: {engine.backend.name} ({engine.reason})", err=True)
-    reports: list[dict] = []
-    planned: dict[Path, Path] = {}  # output -> the input that writes it in this run
-    failed = 0
-    for path in files:
-        try:
-            total = probe(path).duration_s
-        except Exception:  # noqa: BLE001 - only for the progress bar; process() reports the real error
-            total = 0.0
-        bar = _Progress(path.name, total, quiet)
-        started = time.perf_counter()
-        try:
-            target = engine.plan_output(path, out, options)
-            if target in planned:
-                raise CCStereoRuntimeError(f"{path}: its output {target} is also the output of {planned[target]}")
-            planned[target] = path
-            result = engine.process(path, out, options, bar)
-            bar.close()
-            if result.status == "skipped":
-                typer.echo(f"skipped {path}: {result.output} exists (use --overwrite)", err=True)
-            elif not quiet:
-                typer.echo(
-                    f"{path} -> {result.output} ({result.duration_s:.1f} s in {result.wall_s:.1f} s, "
-                    f"{result.realtime_speed:.1f}x realtime)",
-                    err=True,
-                )
-            if result.clip is not None and result.clip.describe():
-                typer.echo(f"{path}: {result.clip.describe()}", err=True)
-            reports.append(result.to_dict())
-        except Exception as exc:  # noqa: BLE001 - one failing file never stops the others
-            bar.close()
-            failed += 1
-            internal = not isinstance(exc, (CCStereoRuntimeError, OSError, ValueError, MemoryError))
-            message = _one_line(path, exc, internal)
-            typer.echo(f"error: {message}", err=True)
-            wall_s = round(time.perf_counter() - started, 3)
-            reports.append(
-                {"input": str(path), "status": "failed", "error": message, "internal": internal, "wall_s": wall_s}
-            )
-    if report is not None:
-        _write_report(report, reports)
-    return failed
+    return engine, options
+
+
+def _process_one(engine, path: Path, out: Path | None, options, planned: dict[Path, Path], quiet: bool) -> dict:
+    """Run one file and return its report entry; a failure is printed as one line and reported, never raised."""
+    from ccstereo.runtime.errors import CCStereoRuntimeError
+    from ccstereo.runtime.media import probe
+
+    try:
+        total = probe(path).duration_s
+    except Exception:  # noqa: BLE001 - only for the progress bar; process() reports the real error
+        total = 0.0
+    bar = _Progress(path.name, total, quiet)
+    started = time.perf_counter()
+    try:
+        target = engine.plan_output(path, out, options)
+        if target in planned:
+            raise CCStereoRuntimeError(f"{path}: its output {target} is also the output of {planned[target]}")
+        planned[target] = path
+        result = engine.process(path, out, options, bar)
+    except Exception as exc:  # noqa: BLE001 - one failing file never stops the others
+        bar.close()
+        internal = not isinstance(exc, (CCStereoRuntimeError, OSError, ValueError, MemoryError))
+        message = _one_line(path, exc, internal)
+        typer.echo(f"error: {message}", err=True)
+        wall_s = round(time.perf_counter() - started, 3)
+        return {"input": str(path), "status": "failed", "error": message, "internal": internal, "wall_s": wall_s}
+    bar.close()
+    if result.status == "skipped":
+        typer.echo(f"skipped {path}: {result.output} exists (use --overwrite)", err=True)
+    elif not quiet:
+        speed = f"{result.duration_s:.1f} s in {result.wall_s:.1f} s, {result.realtime_speed:.1f}x realtime"
+        typer.echo(f"{path} -> {result.output} ({speed})", err=True)
+    if result.clip is not None and result.clip.describe():
+        typer.echo(f"{path}: {result.clip.describe()}", err=True)
+    return result.to_dict()
 
 
 def _write_report(path: Path, reports: list[dict]) -> None:

@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 
 from ccstereo.config import ConfigError, ModelConfig
+from ccstereo.errors import CCStereoError
 from ccstereo.model import CCStereo
 
 NATIVE_FORMAT = "ccstereo-native/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CCStereoError, ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file and keys."""
 
 

@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 
+from ccstereo.errors import CCStereoError
+
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-class EvalInputError(ValueError):
+class EvalInputError(CCStereoError, ValueError):
     """An input file that cannot be evaluated."""
 
 
@@ -77,7 +79,7 @@ def main(
 
     try:
         p, g = read_binaural(pred, sample_rate_hz), read_binaural(gt, sample_rate_hz)
-    except EvalInputError as exc:
+    except CCStereoError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     n = min(p.shape[1], g.shape[1])

@@ -11,10 +11,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ccstereo.errors import CCStereoError
+
 CONFIG_VERSION = 1
 
 
-class ConfigError(ValueError):
+class ConfigError(CCStereoError, ValueError):
     """A model configuration that is malformed or inconsistent."""
 
 

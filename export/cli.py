@@ -39,11 +39,10 @@ def main(
     calibration_windows: Annotated[int, typer.Option(help="int8 calibration windows, spread over the videos")] = 256,
 ) -> None:
     """Export CHECKPOINT to OUT/model.onnx, OUT/model.fp16.onnx, OUT/export_report.json (and a .plan on GPU)."""
-    from ccstereo.checkpoint import CheckpointError
+    from ccstereo.errors import CCStereoError
     from ccstereo.export.fp16 import ISLANDS
-    from ccstereo.export.pipeline import ExportError, ExportOptions, export_checkpoint
+    from ccstereo.export.pipeline import ExportOptions, export_checkpoint
     from ccstereo.runtime.engine_cache import BatchProfile
-    from ccstereo.runtime.errors import CCStereoRuntimeError
 
     mode = "off" if no_engine else engine
     if mode not in ("auto", "on", "off"):
@@ -75,7 +74,7 @@ def main(
     )
     try:
         report = export_checkpoint(checkpoint, options, log=typer.echo)
-    except (CheckpointError, ExportError, ValueError, OSError, CCStereoRuntimeError) as exc:
+    except (CCStereoError, ValueError, OSError) as exc:  # ValueError: torch/onnx refusing a graph
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     _print_summary(report)

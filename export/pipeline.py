@@ -19,6 +19,7 @@ import onnx
 
 from ccstereo.checkpoint import load_checkpoint
 from ccstereo.config import ModelConfig
+from ccstereo.errors import CCStereoError
 from ccstereo.export import fp16 as fp16_mod
 from ccstereo.export import int8 as int8_mod
 from ccstereo.export import onnx_graph, verify
@@ -35,7 +36,7 @@ HELD_OUT_WINDOWS = 96  # per held-out calibration video
 INT8_MIN_SNR_DB = 30.0  # below this no precision is offered to users (the runtime refuses it too)
 
 
-class ExportError(RuntimeError):
+class ExportError(CCStereoError, RuntimeError):
     """An export that cannot be completed or fails verification; nothing is left in OUTDIR."""
 
 

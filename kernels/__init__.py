@@ -1,4 +1,5 @@
-"""Operators that must export to ONNX and fuse in TensorRT, each with a numpy reference.
+"""``ccstereo.kernels`` (folder ``kernels/``): operators that must export to ONNX and fuse in TensorRT, each with a
+numpy reference; imports no runtime, export or model code.
 
 - ``dsp_basis``: the fixed DFT/window bases shared by the torch modules and the numpy references (numpy only).
 - ``reference``: numpy references of STFT, inverse STFT, RMS normalisation and the complex mask.

@@ -6,7 +6,7 @@ import importlib.resources
 from pathlib import Path
 
 from ccstereo.runtime.backend import Backend
-from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
+from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError, OptionError
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
 
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch")
@@ -47,13 +47,13 @@ def load_backend(
 ) -> tuple[Backend, str]:
     """Return (backend, why it was chosen) for ``model`` (folder, .onnx, .plan or checkpoint for torch)."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise OptionError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise OptionError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        raise OptionError(f"batch size must be at least 1, got {batch_size}")
     if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
+        raise OptionError(f"threads must be at least 1, got {threads}")
     model = default_model_path() if model is None else Path(model)
     if not model.exists():
         raise ModelMetadataError(f"{model}: no such model")

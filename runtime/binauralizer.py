@@ -16,6 +16,7 @@ from ccstereo.config import ModelConfig
 from ccstereo.runtime.backend import Backend
 from ccstereo.runtime.backends import load_backend
 from ccstereo.runtime.clipping import CLIP_MODES, ClipGuard
+from ccstereo.runtime.errors import OptionError
 from ccstereo.runtime.fullband import FullBandCombiner
 from ccstereo.runtime.media import AudioChunk, MediaError, audio_start_s, iter_audio, iter_tick_frames, probe
 from ccstereo.runtime.report import RunReport, StageTimes
@@ -46,11 +47,11 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         if self.hop_samples is not None and self.hop_samples < 1:
-            raise ValueError(f"hop of {self.hop_samples} samples must be at least 1")
+            raise OptionError(f"hop of {self.hop_samples} samples must be at least 1")
         if self.fmt is not None and self.fmt not in FORMATS:
-            raise ValueError(f"unknown output format {self.fmt!r}; choose one of {', '.join(FORMATS)}")
+            raise OptionError(f"unknown output format {self.fmt!r}; choose one of {', '.join(FORMATS)}")
         if self.clip_mode not in CLIP_MODES:
-            raise ValueError(f"unknown clip mode {self.clip_mode!r}; choose one of {', '.join(CLIP_MODES)}")
+            raise OptionError(f"unknown clip mode {self.clip_mode!r}; choose one of {', '.join(CLIP_MODES)}")
 
 
 def output_format(source: Path, fmt: str | None, video_codec: str | None = None, out: Path | None = None) -> str:
@@ -248,9 +249,9 @@ class Binauralizer:
         audio = np.asarray(audio, np.float32)
         stereo = np.stack([audio, audio]) if audio.ndim == 1 else audio
         if stereo.ndim != 2 or stereo.shape[0] != 2:
-            raise ValueError(f"audio must be [N] or [2, N], got {audio.shape}")
+            raise OptionError(f"audio must be [N] or [2, N], got {audio.shape}")
         if not len(frames):
-            raise ValueError("at least one frame is needed")
+            raise OptionError("at least one frame is needed")
         times = StageTimes()
         chunks: Iterator[AudioChunk] = iter([AudioChunk(stereo, None)])
         ticks = iter(enumerate(frames))

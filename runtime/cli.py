@@ -91,6 +91,7 @@ def main(
 
     Exit status: 0 all done (or skipped), 1 a file failed, 2 bad usage or model, 130 / 143 interrupted.
     """
+    from ccstereo.errors import CCStereoError
     from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
     from ccstereo.runtime.interrupts import Terminated, signals_as_exceptions
 
@@ -100,7 +101,7 @@ def main(
         raise _usage_error(f"--hop-s must be positive, got {hop_s}")
     try:
         options = RunOptions(hop_samples, tta, full_band, fmt, overwrite, clip_mode)
-    except ValueError as exc:
+    except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
 
     def load() -> Binauralizer:
@@ -151,20 +152,21 @@ def _load_engine(load, options, hop_s: float | None):
     """Return (Binauralizer, options with the hop in samples); a bad model or option is a usage error."""
     import dataclasses
 
-    from ccstereo.runtime.errors import CCStereoRuntimeError
+    from ccstereo.errors import CCStereoError
 
     try:
         engine = load()
         if hop_s is not None:
             options = dataclasses.replace(options, hop_samples=round(hop_s * engine.config.sample_rate_hz))
         engine.window_plan(options)  # an impossible hop is a usage error before any file is touched
-    except (CCStereoRuntimeError, ValueError) as exc:
+    except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
     return engine, options
 
 
 def _process_one(engine, path: Path, out: Path | None, options, planned: dict[Path, Path], quiet: bool) -> dict:
     """Run one file and return its report entry; a failure is printed as one line and reported, never raised."""
+    from ccstereo.errors import CCStereoError
     from ccstereo.runtime.errors import CCStereoRuntimeError
     from ccstereo.runtime.media import probe
 
@@ -182,7 +184,8 @@ def _process_one(engine, path: Path, out: Path | None, options, planned: dict[Pa
         result = engine.process(path, out, options, bar)
     except Exception as exc:  # noqa: BLE001 - one failing file never stops the others
         bar.close()
-        internal = not isinstance(exc, (CCStereoRuntimeError, OSError, ValueError, MemoryError))
+        # FFmpeg's data errors reach us as ValueError / OSError subclasses: the input's fault, not ours
+        internal = not isinstance(exc, (CCStereoError, OSError, ValueError, MemoryError))
         message = _one_line(path, exc, internal)
         typer.echo(f"error: {message}", err=True)
         wall_s = round(time.perf_counter() - started, 3)

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ccstereo.runtime.errors import OptionError
 from ccstereo.runtime.writers import temporary_path
 
 CLIP_MODES = ("rescale", "clamp", "none")
@@ -71,7 +72,7 @@ class ClipGuard:
         """``holds_over_full_scale``: whether the format stores |x| > 1 (float wav, AAC) or clamps (flac)."""
         self.holds = holds_over_full_scale
         if mode not in CLIP_MODES:
-            raise ValueError(f"unknown clip mode {mode!r}; choose one of {', '.join(CLIP_MODES)}")
+            raise OptionError(f"unknown clip mode {mode!r}; choose one of {', '.join(CLIP_MODES)}")
         self.open_writer, self.report = open_writer, ClipReport(mode)
         self.writer: Writer | None = open_writer()
         self.spool_path: Path | None = None

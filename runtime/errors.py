@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from ccstereo.errors import CCStereoError
 
-class CCStereoRuntimeError(RuntimeError):
+
+class CCStereoRuntimeError(CCStereoError, RuntimeError):
     """Base class of runtime errors the CLI turns into an exit code."""
+
+
+class OptionError(CCStereoRuntimeError, ValueError):
+    """An option value that cannot work (batch size 0, unknown format or clip mode, hop outside the window)."""
 
 
 class ModelMetadataError(CCStereoRuntimeError):

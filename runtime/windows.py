@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from ccstereo.config import ModelConfig
+from ccstereo.runtime.errors import OptionError
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class WindowPlan:
     def for_config(cls, config: ModelConfig, hop_samples: int | None = None) -> WindowPlan:
         hop = config.hop_samples if hop_samples is None else hop_samples
         if not 1 <= hop <= config.window_samples:
-            raise ValueError(f"hop of {hop} samples must be in 1..{config.window_samples}")
+            raise OptionError(f"hop of {hop} samples must be in 1..{config.window_samples}")
         return cls(config.window_samples, hop, config.sample_rate_hz, config.fps)
 
     def count(self, n_samples: int) -> int:

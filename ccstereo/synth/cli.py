@@ -21,14 +21,14 @@ def main(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Write CLIPS scenes of SECONDS into OUT."""
+    from ccstereo.errors import CCStereoError
     from ccstereo.synth.dataset import write_dataset
-    from ccstereo.synth.hrtf import HRTFUnavailableError
 
     if clips < 1 or seconds < 1.0:
         raise typer.BadParameter("need at least one clip of at least 1 s")
     try:
         write_dataset(out, clips, seconds, seed, hrtf, mp4, log=(lambda _m: None) if quiet else typer.echo)
-    except HRTFUnavailableError as exc:
+    except CCStereoError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 

@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
+from ccstereo.errors import CCStereoError
+
 SSR_DIR = Path("/usr/share/ssr/impulse_responses/hrirs")
 HRTF_SETS = ("kemar", "fabian", "kemar-ssr")
 
 
-class HRTFUnavailableError(RuntimeError):
+class HRTFUnavailableError(CCStereoError, RuntimeError):
     """A measured HRTF set that is not installed here, with the install hint."""
 
 

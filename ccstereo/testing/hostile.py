@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ccstereo.errors import CCStereoError
 
-class ToolMissingError(RuntimeError):
+
+class ToolMissingError(CCStereoError, RuntimeError):
     """ffmpeg (Debian package ``ffmpeg``) is not installed."""
 
 

@@ -34,7 +34,7 @@ def main(
     import torch
 
     from ccstereo.config import ModelConfig
-    from ccstereo.train.data import DatasetError
+    from ccstereo.errors import CCStereoError
     from ccstereo.train.trainer import TrainOptions, train
 
     if threads:
@@ -59,7 +59,7 @@ def main(
     )
     try:
         summary = train(opts, log=typer.echo)
-    except (DatasetError, ValueError) as exc:
+    except (CCStereoError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"done: {summary['steps']} steps, best validation stft {summary['best_val_stft']:.4f}")

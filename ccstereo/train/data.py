@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ccstereo.config import ModelConfig
+from ccstereo.errors import CCStereoError
 
 
-class DatasetError(ValueError):
+class DatasetError(CCStereoError, ValueError):
     """A dataset folder or split list that cannot be read."""
 
 

@@ -1,0 +1,66 @@
+"""Structure that must hold: one error family, and imports that only go one way (runtime never pulls in torch,
+the model or the exporter; the model and kernels never pull in the runtime or the exporter)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import ccstereo
+from ccstereo.errors import CCStereoError
+
+SIGNALS = {"Terminated"}  # BaseException on purpose: it must unwind like KeyboardInterrupt
+
+
+def _modules(package: str) -> list[str]:
+    root = importlib.import_module(package)
+    return [package] + [m.name for m in pkgutil.walk_packages(root.__path__, prefix=f"{package}.")]
+
+
+def test_every_domain_error_is_a_ccstereo_error():
+    found = []
+    everything = {
+        m for top in ("ccstereo", "ccstereo.runtime", "ccstereo.export", "ccstereo.kernels") for m in _modules(top)
+    }
+    for name in sorted(everything):
+        module = importlib.import_module(name)
+        for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == name and issubclass(cls, BaseException) and cls_name not in SIGNALS:
+                found.append(cls)
+                assert issubclass(cls, CCStereoError), f"{name}.{cls_name} is outside the CCStereoError family"
+    assert len(found) >= 12  # the walk really saw the package's errors (runtime and export included)
+
+
+def _imported_by(modules: list[str]) -> set[str]:
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}:\n    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout))
+
+
+@pytest.mark.parametrize(
+    "package, forbidden",
+    [
+        ("ccstereo.runtime", ("torch", "onnx", "tensorrt", "ccstereo.export", "ccstereo.model", "ccstereo.train")),
+        ("ccstereo.model", ("ccstereo.runtime", "ccstereo.export", "ccstereo.train")),
+        ("ccstereo.kernels", ("ccstereo.runtime", "ccstereo.export", "ccstereo.model", "ccstereo.train")),
+    ],
+)
+def test_imports_go_one_way(package, forbidden):
+    loaded = _imported_by(_modules(package))
+    leaks = sorted(m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden))
+    assert not leaks, f"importing {package} loads {leaks}"
+
+
+def test_package_root_is_light():
+    assert {"torch", "onnx"}.isdisjoint(_imported_by(["ccstereo", "ccstereo.errors", "ccstereo.config"]))
+    assert ccstereo.ModelConfig  # the light names resolve without torch

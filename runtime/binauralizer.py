@@ -18,7 +18,15 @@ from ccstereo.runtime.backends import load_backend
 from ccstereo.runtime.clipping import CLIP_MODES, ClipGuard
 from ccstereo.runtime.errors import OptionError
 from ccstereo.runtime.fullband import FullBandCombiner
-from ccstereo.runtime.media import AudioChunk, MediaError, audio_start_s, iter_audio, iter_tick_frames, probe
+from ccstereo.runtime.media import (
+    AudioChunk,
+    MediaError,
+    MediaInfo,
+    audio_start_s,
+    iter_audio,
+    iter_tick_frames,
+    probe,
+)
 from ccstereo.runtime.report import RunReport, StageTimes
 from ccstereo.runtime.stream import ConsumeResult, OrderedWorker, consume, produce, threaded
 from ccstereo.runtime.windows import WindowPlan
@@ -121,11 +129,16 @@ class Binauralizer:
     def window_plan(self, options: RunOptions) -> WindowPlan:
         return WindowPlan.for_config(self.config, options.hop_samples)
 
-    def plan_output(self, path: str | Path, out: str | Path | None, options: RunOptions) -> Path:
-        """Return where ``process`` writes ``path`` (probes the input when the format follows its codec)."""
+    def plan_output(
+        self, path: str | Path, out: str | Path | None, options: RunOptions, info: MediaInfo | None = None
+    ) -> Path:
+        """Return where ``process`` writes ``path`` (the input is probed, unless ``info`` is given, when the
+        format follows its video codec); raise SameFileError when that is the input itself."""
         source = Path(path)
         target = None if out is None else Path(out)
-        codec = probe(source).video_codec if options.fmt is None else None
+        if info is None and options.fmt is None:
+            info = probe(source)
+        codec = None if info is None else info.video_codec
         final = output_path(source, target, output_format(source, options.fmt, codec, target))
         if same_file(source, final):
             raise SameFileError(f"{source}: the output would overwrite the input itself; choose another -o")
@@ -137,17 +150,17 @@ class Binauralizer:
         out: str | Path | None = None,
         options: RunOptions | None = None,
         progress: Callable[[float, float], None] | None = None,
+        info: MediaInfo | None = None,
     ) -> RunReport:
-        """Binauralise one media file; return its report (status ok or skipped; errors raise)."""
+        """Binauralise one media file; return its report (status ok or skipped; errors raise).
+
+        ``info``: the input's probe, when the caller already has it (it is read once per file)."""
         options = options or RunOptions()
         source = Path(path)
         started = time.perf_counter()
-        info = probe(source)
-        target = None if out is None else Path(out)
-        fmt = output_format(source, options.fmt, info.video_codec, target)
-        final = output_path(source, target, fmt)
-        if same_file(source, final):
-            raise SameFileError(f"{source}: the output would overwrite the input itself; choose another -o")
+        info = info or probe(source)
+        final = self.plan_output(source, out, options, info)
+        fmt = final.suffix.lower().lstrip(".")
         report = RunReport(
             str(source),
             str(final),

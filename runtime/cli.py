@@ -170,18 +170,16 @@ def _process_one(engine, path: Path, out: Path | None, options, planned: dict[Pa
     from ccstereo.runtime.errors import CCStereoRuntimeError
     from ccstereo.runtime.media import probe
 
-    try:
-        total = probe(path).duration_s
-    except Exception:  # noqa: BLE001 - only for the progress bar; process() reports the real error
-        total = 0.0
-    bar = _Progress(path.name, total, quiet)
+    bar = _Progress(path.name, 0.0, quiet)
     started = time.perf_counter()
     try:
-        target = engine.plan_output(path, out, options)
+        info = probe(path)  # once per file: the progress bar, the output plan and the run share it
+        bar.total = info.duration_s
+        target = engine.plan_output(path, out, options, info)
         if target in planned:
             raise CCStereoRuntimeError(f"{path}: its output {target} is also the output of {planned[target]}")
         planned[target] = path
-        result = engine.process(path, out, options, bar)
+        result = engine.process(path, out, options, bar, info)
     except Exception as exc:  # noqa: BLE001 - one failing file never stops the others
         bar.close()
         # FFmpeg's data errors reach us as ValueError / OSError subclasses: the input's fault, not ours

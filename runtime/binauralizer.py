@@ -184,7 +184,7 @@ class Binauralizer:
             lambda: open_writer(final, source, rate, fmt, origin), options.clip_mode, final, fmt not in ("flac",)
         )
         try:
-            result = self._stream(source, info, origin, plan, options, guard.write, times, started, progress)
+            result = self._stream(source, info, origin, rate, plan, options, guard.write, times, started, progress)
             t0 = time.perf_counter()
             guard.commit()
             times.encode_s += time.perf_counter() - t0
@@ -198,7 +198,7 @@ class Binauralizer:
         report.wall_s = time.perf_counter() - started
         return report
 
-    def _stream(self, source, info, origin, plan, options, write, times, started, progress) -> ConsumeResult:
+    def _stream(self, source, info, origin, rate, plan, options, write, times, started, progress) -> ConsumeResult:
         """Decode, run and hand every finished output block to ``write``; return the totals."""
         cfg = self.config
         items = produce(
@@ -211,7 +211,6 @@ class Binauralizer:
             times,
         )
         write = _timed(write, times)
-        rate = info.audio_rate_hz if options.full_band else cfg.sample_rate_hz
         combiner = FullBandCombiner(cfg.sample_rate_hz, rate) if options.full_band else None
 
         def on_model(block: np.ndarray) -> None:

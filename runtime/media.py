@@ -130,7 +130,8 @@ class _Timeline:
             raise MediaError(f"{self.path}: audio sample rate changes from {self.rate} to {rate} Hz at {at:.2f} s")
         if self.start_s is None:
             self.start_s = time_s if time_s is not None else 0.0
-        if time_s is None:
+        if time_s is None:  # no timestamp: the frame follows the previous one
+            self.samples += pcm.shape[1]
             return [pcm]
         drift = round((time_s - self.start_s) * rate) - self.samples
         if drift > TIMELINE_TOLERANCE_S * rate:

@@ -157,6 +157,8 @@ def test_timeline_follows_timestamps():
     assert len(jitter) == 300
     gap = _placed([0.0, 0.1, 0.5])  # 0.3 s of lost packets become 0.3 s of silence
     assert len(gap) == 600 and (gap[200:500] == 0).all() and (gap[500:] == 3).all()
+    untimed = _placed([0.0, None, 0.2])  # a frame without a timestamp still takes its place on the timeline
+    assert untimed.tolist() == [1] * 100 + [2] * 100 + [3] * 100
     overlap = _placed([0.0, 0.05])  # a frame that repeats the last 50 ms is cut, not played twice
     assert overlap.tolist() == [1] * 100 + [2] * 50
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,6 @@ class Case:
     build: Callable[[Path], Path]
     expect: str = "ok"  # ok | error
     words: tuple[str, ...] = ()  # for errors: what the message must say
-    args: tuple[str, ...] = ()  # extra ccs-run arguments
-    tags: frozenset[str] = field(default_factory=frozenset)
 
 
 def ffmpeg(*args: str) -> None:
@@ -286,28 +283,3 @@ def cases() -> list[Case]:
         Case("header_overwritten", header_overwritten, "error", ("unreadable",)),
         Case("nan_inf_float_audio", non_finite_float_audio, "error", ("NaN",)),
     ]
-
-
-def lossless_av(
-    path: Path, frames: list[np.ndarray], audio: np.ndarray, rate: int, fps: int = 10, audio_start_s: float = 0.0
-) -> Path:
-    """Write FFV1 frames and float PCM [C, N] into Matroska with PyAV, the audio starting at ``audio_start_s``."""
-    import av
-
-    with av.open(str(path), "w", format="matroska") as out:
-        video = out.add_stream("ffv1", rate=fps)
-        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "bgr0"
-        sound = out.add_stream("pcm_f32le", rate=rate, layout="stereo" if audio.shape[0] == 2 else "mono")
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
-        offset = round(audio_start_s * rate)
-        for start in range(0, audio.shape[1], 1024):
-            chunk = np.ascontiguousarray(audio[:, start : start + 1024], np.float32)
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=sound.layout.name)
-            frame.sample_rate, frame.pts, frame.time_base = rate, offset + start, Fraction(1, rate)
-            out.mux(sound.encode(frame))
-        out.mux(sound.encode(None))
-    return path

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from ccstereo.testing.bench import (
     calibration_videos,
     export_once,
     full_size_checkpoint,
@@ -116,7 +115,7 @@ def rows(args, work: Path, mp4: Path, model_dir: Path, checkpoint: Path) -> list
         ("(b) eager PyTorch, one window at a time", [*base, "b", "--hop", str(hop), *common]),
         ("(c) ccs-run fp32 (onnxruntime CPU)", [*base, "c", "--hop", str(hop), *common]),
     ]
-    from ccstereo.runtime.openvino_backend import cpu_int8_dot_product, openvino_bf16_capable
+    from ccstereo.runtime.backends.openvino import cpu_int8_dot_product, openvino_bf16_capable
 
     reduced = []
     if openvino_bf16_capable():

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import calibration_videos, export_once, full_size_checkpoint  # noqa: E402
+from ccstereo.testing.bench import calibration_videos, export_once, full_size_checkpoint
 
 
 def count_flops(onnx_path: Path) -> float:
@@ -138,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     flops = count_flops(model_dir / "model.onnx")
     by_lib = {p: matmul_gflops(p) for p in ("fp32", "bf16", "int8")}
     peak = {p: max(v.values()) if v else float("nan") for p, v in by_lib.items()}
-    from ccstereo.runtime.onnxruntime_backend import OnnxRuntimeBackend
-    from ccstereo.runtime.openvino_backend import OpenVINOBackend, cpu_int8_dot_product, openvino_bf16_capable
+    from ccstereo.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from ccstereo.runtime.backends.openvino import OpenVINOBackend, cpu_int8_dot_product, openvino_bf16_capable
 
     results = bench_backend(OnnxRuntimeBackend(model_dir / "model.onnx"), args.batches, args.reps, flops)
     try:

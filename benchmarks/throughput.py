@@ -14,8 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import calibration_videos, export_once, full_size_checkpoint, peak_rss_mib, run_isolated  # noqa: E402
+from ccstereo.testing.bench import calibration_videos, export_once, full_size_checkpoint, peak_rss_mib, run_isolated
 
 
 def make_input(work: Path, seconds: int) -> Path:

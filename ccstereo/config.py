@@ -81,6 +81,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first inconsistent value."""
+        self._check_types()
         if self.img_dim != self.ngf * 8:
             raise ConfigError(
                 f"img_dim ({self.img_dim}) must equal 8 x ngf ({8 * self.ngf}): the fusion attends audio "
@@ -107,6 +108,23 @@ class ModelConfig:
         vh, vw = self.crop_height // 32, self.crop_width // 32
         if (vh, vw) != tuple(self.visual_grid):
             raise ConfigError(f"crop gives a visual grid of {(vh, vw)}, config says {self.visual_grid}")
+
+    def _check_types(self) -> None:
+        """Every size and rate is a positive number of its field's type (a model file's config is untrusted)."""
+        import math
+
+        for f in dataclasses.fields(self):
+            value, default = getattr(self, f.name), _default_of(f)
+            if isinstance(default, bool) or default is None:
+                continue
+            if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"{f.name} must be a positive integer, got {value!r}")
+            if isinstance(default, float) and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+            ):
+                raise ConfigError(f"{f.name} must be a positive number, got {value!r}")
+            if isinstance(default, tuple) and not isinstance(value, tuple):
+                raise ConfigError(f"{f.name} must be a list, got {value!r}")
 
     # -- serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -149,3 +167,11 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None

@@ -7,77 +7,91 @@ from typing import Annotated
 
 import typer
 
+from ccstereo.export.options import ExportOptions, Switch
+from ccstereo.runtime.engine_cache import BatchProfile
+
 app = typer.Typer(add_completion=False, help=__doc__)
+# The API's defaults are the CLI's (tests/test_cli_options.py checks every flag against its field).
+_OPTS, _PROFILE = ExportOptions(out_dir=Path(".")), BatchProfile()
+_ENGINE, _INT8 = Switch(_OPTS.engine), Switch(_OPTS.int8)
 
 
 @app.command()
 def main(
     checkpoint: Annotated[Path, typer.Argument(help="official best_model.pth or a native .safetensors")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output folder")],
-    fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="also write model.fp16.onnx")] = True,
-    engine: Annotated[
-        str, typer.Option(help="build a TensorRT engine: auto (when a GPU is present), on, off")
-    ] = "auto",
+    fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="also write model.fp16.onnx")] = _OPTS.fp16,
+    engine: Annotated[Switch, typer.Option(help="build a TensorRT engine (auto: when a GPU is present)")] = _ENGINE,
     no_engine: Annotated[bool, typer.Option("--no-engine", help="same as --engine off")] = False,
-    min_batch: Annotated[int, typer.Option(help="TensorRT profile: smallest batch")] = 1,
-    opt_batch: Annotated[int, typer.Option(help="TensorRT profile: batch to optimise for")] = 32,
-    max_batch: Annotated[int, typer.Option(help="TensorRT profile: largest batch")] = 128,
-    opset: Annotated[int, typer.Option(help="ONNX opset")] = 18,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check the graphs against PyTorch")] = True,
+    min_batch: Annotated[int, typer.Option(help="TensorRT profile: smallest batch")] = _PROFILE.min_batch,
+    opt_batch: Annotated[int, typer.Option(help="TensorRT profile: batch to optimise for")] = _PROFILE.opt_batch,
+    max_batch: Annotated[int, typer.Option(help="TensorRT profile: largest batch")] = _PROFILE.max_batch,
+    opset: Annotated[int, typer.Option(help="ONNX opset")] = _OPTS.opset,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="check the graphs against PyTorch")
+    ] = _OPTS.verify,
     fp32_islands: Annotated[
         str, typer.Option(help="FP32 islands of the FP16 graph: auto (measured), all, or a comma list")
     ] = "auto",
-    verify_clip: Annotated[Path | None, typer.Option(help="16 kHz stereo wav for verification")] = None,
-    verify_frames: Annotated[Path | None, typer.Option(help="its 10 fps frames (000001.png ...)")] = None,
-    int8: Annotated[
-        str, typer.Option(help="write model.int8.onnx for VNNI/AMX CPUs: auto (with OpenVINO), on, off")
-    ] = "auto",
+    verify_clip: Annotated[Path | None, typer.Option(help="16 kHz stereo wav for verification")] = _OPTS.verify_clip,
+    verify_frames: Annotated[
+        Path | None, typer.Option(help="its 10 fps frames (000001.png ...)")
+    ] = _OPTS.verify_frames,
+    int8: Annotated[Switch, typer.Option(help="write model.int8.onnx for CPUs (auto: with OpenVINO)")] = _INT8,
     calibrate: Annotated[
         list[Path] | None,
         typer.Option(help="video whose windows calibrate int8 (repeatable; default: the verification set)"),
     ] = None,
-    calibration_windows: Annotated[int, typer.Option(help="int8 calibration windows, spread over the videos")] = 256,
+    calibration_windows: Annotated[
+        int, typer.Option(min=1, help="int8 calibration windows, spread over the videos")
+    ] = _OPTS.calibration_windows,
 ) -> None:
     """Export CHECKPOINT to OUT/model.onnx, OUT/model.fp16.onnx, OUT/export_report.json (and a .plan on GPU)."""
     from ccstereo.errors import CCStereoError
-    from ccstereo.export.fp16 import ISLANDS
-    from ccstereo.export.pipeline import ExportOptions, export_checkpoint
-    from ccstereo.runtime.engine_cache import BatchProfile
+    from ccstereo.export.pipeline import export_checkpoint
 
-    mode = "off" if no_engine else engine
-    if mode not in ("auto", "on", "off"):
-        raise typer.BadParameter(f"--engine must be auto, on or off, not {engine!r}")
-    islands: tuple[str, ...] | None
-    if fp32_islands == "auto":
-        islands = None
-    elif fp32_islands == "all":
-        islands = tuple(ISLANDS)
-    else:
-        islands = tuple(s.strip() for s in fp32_islands.split(",") if s.strip())
-        unknown = [s for s in islands if s not in ISLANDS]
-        if unknown:
-            raise typer.BadParameter(f"unknown islands {unknown}; known: {', '.join(ISLANDS)}")
-    try:
-        profile = BatchProfile(min_batch, opt_batch, max_batch)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    if int8 not in ("auto", "on", "off"):
-        raise typer.BadParameter(f"--int8 must be auto, on or off, not {int8!r}")
-    if calibration_windows < 1:
-        raise typer.BadParameter("--calibration-windows must be at least 1")
     videos = tuple(calibrate or ())
     for video in videos:
         if not video.is_file():
             raise typer.BadParameter(f"{video}: no such calibration video")
-    options = ExportOptions(
-        out, fp16, mode, profile, opset, verify, islands, verify_clip, verify_frames, int8, videos, calibration_windows
-    )
+    try:
+        options = ExportOptions(
+            out,
+            fp16,
+            Switch.off.value if no_engine else engine.value,
+            BatchProfile(min_batch, opt_batch, max_batch),
+            opset,
+            verify,
+            _islands(fp32_islands),
+            verify_clip,
+            verify_frames,
+            int8.value,
+            videos,
+            calibration_windows,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     try:
         report = export_checkpoint(checkpoint, options, log=typer.echo)
     except (CCStereoError, ValueError, OSError) as exc:  # ValueError: torch/onnx refusing a graph
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     _print_summary(report)
+
+
+def _islands(spec: str) -> tuple[str, ...] | None:
+    """Return the FP32 islands named by --fp32-islands (None: measure them)."""
+    from ccstereo.export.fp16 import ISLANDS
+
+    if spec == "auto":
+        return None
+    if spec == "all":
+        return tuple(ISLANDS)
+    islands = tuple(s.strip() for s in spec.split(",") if s.strip())
+    unknown = [s for s in islands if s not in ISLANDS]
+    if unknown:
+        raise typer.BadParameter(f"unknown islands {unknown}; known: {', '.join(ISLANDS)}")
+    return islands
 
 
 def _print_summary(report: dict) -> None:

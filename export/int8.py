@@ -17,9 +17,9 @@ and crop path (``--calibrate VIDEO``), or are the verification set's windows whe
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +28,10 @@ import onnx
 
 from ccstereo.config import ModelConfig
 from ccstereo.export.fp16 import node_scope
+from ccstereo.export.onnx_graph import get_metadata, save_onnx, set_metadata
 
 QUANTISED_SCOPE = "visual"  # module path prefix of the convolutions that run in int8
 CALIBRATION_BATCH = 8
-DEFAULT_CALIBRATION_WINDOWS = 256
 PERCENTILE = 99.999
 
 
@@ -73,9 +73,9 @@ def batches_from_videos(videos: Sequence[Path], config: ModelConfig, limit: int)
     Windows are spread over the videos: each contributes up to ``limit / len(videos)`` windows, evenly spaced
     over its whole length (at 0.1 s hops for short videos, up to one window apart for long ones).
     """
-    from ccstereo.runtime.media import audio_start_s, iter_audio, iter_tick_frames, probe
+    from ccstereo.runtime.media import open_input
     from ccstereo.runtime.report import StageTimes
-    from ccstereo.runtime.stream import Batch, produce
+    from ccstereo.runtime.stream import Batch, windows_from
     from ccstereo.runtime.windows import WindowPlan
 
     if not videos:
@@ -83,23 +83,15 @@ def batches_from_videos(videos: Sequence[Path], config: ModelConfig, limit: int)
     quota = max(1, limit // len(videos))
     windows: list[tuple[np.ndarray, np.ndarray]] = []
     for video in videos:
-        video = Path(video)
-        samples = int(probe(video).duration_s * config.sample_rate_hz)
+        media = open_input(video)
+        samples = int(media.info.duration_s * config.sample_rate_hz)
         # Decode at a hop of up to one window (fewer windows to cut in long videos), then keep ``quota`` of
         # them evenly spread over the whole length.
         stride = max(1, WindowPlan.for_config(config).count(samples) // quota)
         plan = WindowPlan.for_config(config, min(config.window_samples, config.hop_samples * stride))
         count = max(1, plan.count(samples))
         wanted = set(np.unique(np.round(np.linspace(0, count - 1, min(quota, count))).astype(int)).tolist())
-        items: Iterator = produce(
-            iter_audio(video, config.sample_rate_hz, False),
-            iter_tick_frames(video, config.fps, audio_start_s(video)),
-            plan,
-            config,
-            CALIBRATION_BATCH,
-            True,
-            StageTimes(),
-        )
+        items = windows_from(media, plan, config, CALIBRATION_BATCH, True, StageTimes())
         crops: list[np.ndarray] = []
         monos: list[np.ndarray] = []
         k = 0
@@ -166,21 +158,15 @@ def quantize(fp32_path: Path, batches: Sequence[CalibrationBatch], out_path: Pat
             extra_options={"CalibPercentile": PERCENTILE, "CalibMaxIntermediateOutputs": 2},
         )
         quantised = onnx.load(str(staged))
-    props = {p.key: p.value for p in proto.metadata_props}
-    props["ccstereo.precision"] = "int8"
-    props["ccstereo.int8"] = json.dumps(
-        {
-            "quantised_convs": len(nodes),
-            "scope": QUANTISED_SCOPE,
-            "calibration_windows": _windows(batches),
-            "calibration": method,
-        }
-    )
+    summary = {
+        "quantised_convs": len(nodes),
+        "scope": QUANTISED_SCOPE,
+        "calibration_windows": _windows(batches),
+        "calibration": method,
+    }
+    info = dataclasses.replace(get_metadata(proto, fp32_path), path=out_path, precision="int8", int8=summary)
     del quantised.metadata_props[:]
-    onnx.helper.set_model_props(quantised, props)
-    quantised.producer_name = "ccstereo-deploy"
-    from ccstereo.export.onnx_graph import save_onnx
-
+    set_metadata(quantised, info)
     save_onnx(quantised, out_path)
     total_convs = sum(1 for n in proto.graph.node if n.op_type == "Conv")
     return {
@@ -196,21 +182,14 @@ def _windows(batches: Sequence[CalibrationBatch]) -> int:
     return int(sum(len(b.mono) for b in batches))
 
 
-def measured_props(snr_db: dict[str, float], worst_metric_change: dict[str, float]) -> dict[str, str]:
-    """Return the metadata entries that record measured accuracy per reduced precision (read by the runtime)."""
-    return {
-        "ccstereo.measured_snr_db": json.dumps({k: round(v, 2) for k, v in snr_db.items()}),
-        "ccstereo.measured_worst_metric_change": json.dumps({k: round(v, 5) for k, v in worst_metric_change.items()}),
-    }
-
-
-def set_measured(path: Path, precision: str, snr_db: float, worst_metric_change: float) -> None:
-    """Record the measured accuracy of ``path`` (``precision`` vs fp32) in its own metadata."""
-    from ccstereo.export.onnx_graph import save_onnx
-
+def set_measured(path: Path, snr_db: dict[str, float], worst_metric_change: dict[str, float]) -> None:
+    """Record measured accuracy per reduced precision (vs fp32) in the metadata of the model file ``path``."""
     proto = onnx.load(str(path))
-    props = {p.key: p.value for p in proto.metadata_props}
-    props.update(measured_props({precision: snr_db}, {precision: worst_metric_change}))
-    del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, props)
+    info = get_metadata(proto, path)
+    info = dataclasses.replace(
+        info,
+        measured_snr_db={**info.measured_snr_db, **snr_db},
+        measured_worst_metric_change={**info.measured_worst_metric_change, **worst_metric_change},
+    )
+    set_metadata(proto, info)
     save_onnx(proto, path)

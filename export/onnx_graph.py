@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +16,13 @@ import torch
 from onnx import numpy_helper
 
 import ccstereo
+from ccstereo.export.options import DEFAULT_OPSET
 from ccstereo.model import CCStereo
 from ccstereo.model.fold import fold_batchnorms
+from ccstereo.runtime.model_info import PREFIX, ModelInfo
 
 INPUT_NAMES = ("frames", "mono", "frame_index")
 OUTPUT_NAME = "binaural"
-DEFAULT_OPSET = 18
 # Ops that only exist to compute shapes; none may remain once every non-batch size is static.
 SHAPE_OPS = ("Shape", "Size", "ConstantOfShape", "Range", "NonZero")
 
@@ -145,32 +145,18 @@ def op_counts(proto: onnx.ModelProto) -> dict[str, int]:
     return dict(collections.Counter(n.op_type for n in proto.graph.node).most_common())
 
 
-@dataclass(frozen=True)
-class GraphMetadata:
-    config_json: str
-    checkpoint_sha256: str
-    precision: str
-    opset: int
-    exporter: str
-
-    def as_props(self) -> dict[str, str]:
-        return {
-            "ccstereo.config": self.config_json,
-            "ccstereo.checkpoint_sha256": self.checkpoint_sha256,
-            "ccstereo.precision": self.precision,
-            "ccstereo.opset": str(self.opset),
-            "ccstereo.exporter": self.exporter,
-        }
-
-
-def set_metadata(proto: onnx.ModelProto, meta: GraphMetadata) -> None:
-    """Write ``meta`` into ``metadata_props`` (replacing earlier ccstereo.* entries)."""
-    keep = [p for p in proto.metadata_props if not p.key.startswith("ccstereo.")]
+def set_metadata(proto: onnx.ModelProto, info: ModelInfo) -> None:
+    """Write ``info`` into ``metadata_props`` (replacing every earlier ccstereo.* entry)."""
+    keep = {p.key: p.value for p in proto.metadata_props if not p.key.startswith(PREFIX)}
     del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in keep}, **meta.as_props()})
+    onnx.helper.set_model_props(proto, {**keep, **info.to_props()})
     proto.producer_name = "ccstereo-deploy"
     proto.producer_version = ccstereo.__version__
+
+
+def get_metadata(proto: onnx.ModelProto, path: Path) -> ModelInfo:
+    """Return the ModelInfo stored in ``proto`` (read from ``path``)."""
+    return ModelInfo.from_props(path, {p.key: p.value for p in proto.metadata_props})
 
 
 def save_onnx(proto: onnx.ModelProto, path: Path) -> None:

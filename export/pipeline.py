@@ -10,12 +10,11 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from ccstereo.checkpoint import load_checkpoint
 from ccstereo.config import ModelConfig
@@ -23,7 +22,9 @@ from ccstereo.errors import CCStereoError
 from ccstereo.export import fp16 as fp16_mod
 from ccstereo.export import int8 as int8_mod
 from ccstereo.export import onnx_graph, verify
-from ccstereo.runtime.engine_cache import BatchProfile
+from ccstereo.export.options import ExportOptions
+from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB
+from ccstereo.runtime.model_info import ModelInfo
 
 # Measured on the official fixture (ccs-export --fp32-islands auto, report "island_ablation"): dropping
 # each of these costs >= 0.1 dB of binaural SNR; the others cost < 0.05 dB and run in FP16.
@@ -33,27 +34,11 @@ FP32_MAX_ERR_RATIO = 1e-4
 FP16_MIN_SNR_DB = 40.0
 FP16_MAX_METRIC_CHANGE = 0.01
 HELD_OUT_WINDOWS = 96  # per held-out calibration video
-INT8_MIN_SNR_DB = 30.0  # below this no precision is offered to users (the runtime refuses it too)
+INT8_MIN_SNR_DB = MIN_OFFERED_SNR_DB  # below this no precision is offered to users (the runtime refuses it too)
 
 
 class ExportError(CCStereoError, RuntimeError):
     """An export that cannot be completed or fails verification; nothing is left in OUTDIR."""
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    out_dir: Path
-    fp16: bool = True
-    engine: str = "auto"  # auto | on | off
-    profile: BatchProfile = field(default_factory=BatchProfile)
-    opset: int = onnx_graph.DEFAULT_OPSET
-    verify: bool = True
-    fp32_islands: tuple[str, ...] | None = None  # None = auto (measure when verifying)
-    verify_clip: Path | None = None
-    verify_frames: Path | None = None
-    int8: str = "auto"  # auto (when OpenVINO is installed) | on | off
-    calibrate: tuple[Path, ...] = ()  # videos whose windows calibrate int8 (default: the verification set)
-    calibration_windows: int = int8_mod.DEFAULT_CALIBRATION_WINDOWS
 
 
 def _verification_set(model, options: ExportOptions) -> verify.VerificationSet:
@@ -199,10 +184,9 @@ def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build
     return report
 
 
-def _metadata(model, sha: str, precision: str, options: ExportOptions) -> onnx_graph.GraphMetadata:
-    return onnx_graph.GraphMetadata(
-        model.config.to_json(), sha, precision, options.opset, onnx_graph.exporter_version()
-    )
+def _metadata(model, sha: str, precision: str, options: ExportOptions) -> ModelInfo:
+    name = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}[precision]
+    return ModelInfo(Path(name), model.config, sha, precision, options.opset, onnx_graph.exporter_version())
 
 
 def _graph_entry(path: Path, proto) -> dict[str, Any]:
@@ -269,9 +253,8 @@ def _measure_cpu_precisions(
             worst["int8"] = report["int8"]["worst_metric_change"]
     else:
         report["int8"] = {"built": False, "reason": "--int8 off"}
-    props = {p.key: p.value for p in proto.metadata_props}
-    props.update(int8_mod.measured_props(measured, worst))
-    onnx.helper.set_model_props(proto, props)
+    info = onnx_graph.get_metadata(proto, fp32_path)
+    onnx_graph.set_metadata(proto, replace(info, measured_snr_db=measured, measured_worst_metric_change=worst))
     onnx_graph.save_onnx(proto, fp32_path)
     report["onnx"]["sha256"] = onnx_graph.sha256_file(fp32_path)
 
@@ -338,7 +321,7 @@ def _int8_step(
             raise ExportError(reason)
         log(f"model.int8.onnx dropped: {reason}")
         return {**result, "built": False, "reason": reason}
-    int8_mod.set_measured(path, "int8", snr, worst)
+    int8_mod.set_measured(path, {"int8": snr}, {"int8": worst})
     result.update(file=path.name, sha256=onnx_graph.sha256_file(path))
     return result
 
@@ -352,7 +335,7 @@ def _engine_step(options, can_build, gpu_reason, staging, model, report, build_e
         log(f"TensorRT engine skipped: {gpu_reason}")
         return {"built": False, "reason": gpu_reason}
     fp16_path = staging / "model.fp16.onnx"
-    metadata = _metadata(model, report["checkpoint_sha256"], "fp16", options).as_props()
+    metadata = _metadata(model, report["checkpoint_sha256"], "fp16", options).to_props()
     plan = build_engine(
         fp16_path,
         staging,

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from ccstereo.config import ModelConfig
-from ccstereo.runtime.cuda_device import query_device
+from ccstereo.runtime.backends.cuda_device import query_device
 from ccstereo.runtime.engine_cache import BatchProfile, EngineKey, write_sidecar
 from ccstereo.runtime.errors import BackendUnavailableError
 

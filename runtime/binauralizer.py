@@ -6,60 +6,27 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ccstereo.config import ModelConfig
-from ccstereo.runtime.backend import Backend
-from ccstereo.runtime.backends import load_backend
-from ccstereo.runtime.clipping import CLIP_MODES, ClipGuard
+from ccstereo.runtime.backends import Backend, load_backend
+from ccstereo.runtime.clipping import ClipGuard
 from ccstereo.runtime.errors import OptionError
-from ccstereo.runtime.fullband import FullBandCombiner
-from ccstereo.runtime.media import (
-    AudioChunk,
-    MediaError,
-    MediaInfo,
-    audio_start_s,
-    iter_audio,
-    iter_tick_frames,
-    probe,
-)
+from ccstereo.runtime.fullband import FullBandCombiner, OriginalAudio
+from ccstereo.runtime.media import MediaError, MediaInfo, MediaInput, open_input, probe
+from ccstereo.runtime.options import LoadOptions, RunOptions
 from ccstereo.runtime.report import RunReport, StageTimes
-from ccstereo.runtime.stream import ConsumeResult, OrderedWorker, consume, produce, threaded
+from ccstereo.runtime.sink import OutputSink
+from ccstereo.runtime.stream import ConsumeResult, consume, produce, threaded, windows_from
 from ccstereo.runtime.windows import WindowPlan
-from ccstereo.runtime.writers import (
-    FORMATS,
-    MP4_VIDEO_CODECS,
-    OutputError,
-    SameFileError,
-    open_writer,
-    same_file,
-)
+from ccstereo.runtime.writers import FORMATS, MP4_VIDEO_CODECS, OutputError, SameFileError, open_writer, same_file
+
+__all__ = ["Binauralizer", "LoadOptions", "RunOptions", "output_format", "output_path"]
 
 TRUNCATION_TOLERANCE_S = 0.5
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Per-run options shared by the API and the CLI."""
-
-    hop_samples: int | None = None  # None: the model's default (0.1 s)
-    tta: bool = True
-    full_band: bool = True
-    fmt: str | None = None  # None: a container that can carry the input's video (see output_format)
-    overwrite: bool = False
-    clip_mode: str = "rescale"  # rescale | clamp | none (see runtime/clipping.py)
-
-    def __post_init__(self) -> None:
-        if self.hop_samples is not None and self.hop_samples < 1:
-            raise OptionError(f"hop of {self.hop_samples} samples must be at least 1")
-        if self.fmt is not None and self.fmt not in FORMATS:
-            raise OptionError(f"unknown output format {self.fmt!r}; choose one of {', '.join(FORMATS)}")
-        if self.clip_mode not in CLIP_MODES:
-            raise OptionError(f"unknown clip mode {self.clip_mode!r}; choose one of {', '.join(CLIP_MODES)}")
 
 
 def output_format(source: Path, fmt: str | None, video_codec: str | None = None, out: Path | None = None) -> str:
@@ -105,25 +72,19 @@ class Binauralizer:
     def __init__(self, backend: Backend, reason: str = "") -> None:
         self.backend = backend
         self.reason = reason
-        self.config: ModelConfig = backend.info.config  # type: ignore[attr-defined]
-        self.model_sha256: str = backend.info.checkpoint_sha256  # type: ignore[attr-defined]
+        self.config: ModelConfig = backend.info.config
+        self.model_sha256: str = backend.info.checkpoint_sha256
 
     @classmethod
-    def load(
-        cls,
-        model: str | Path | None = None,
-        backend: str = "auto",
-        batch_size: int | None = None,
-        threads: int | None = None,
-        precision: str = "auto",
-    ) -> Binauralizer:
+    def load(cls, model: str | Path | None = None, options: LoadOptions | None = None, **fields) -> Binauralizer:
         """Return a Binauralizer for an exported folder, .onnx, .plan (or a checkpoint with backend='torch').
 
-        ``precision``: 'auto' picks OpenVINO bf16 on a BF16 CPU when the export measured it accurate enough,
-        'fp32' forces full precision, 'bf16' requires it.
+        ``options`` (or its fields as keywords: ``backend``, ``precision``, ``batch_size``, ``threads``) say
+        how; ``precision='auto'`` picks a reduced precision only where the export measured it accurate enough.
         """
-        path = None if model is None else Path(model)
-        chosen, reason = load_backend(path, backend, batch_size, threads, precision)
+        if options is not None and fields:
+            raise OptionError("give LoadOptions or its fields as keywords, not both")
+        chosen, reason = load_backend(None if model is None else Path(model), options or LoadOptions(**fields))
         return cls(chosen, reason)
 
     def window_plan(self, options: RunOptions) -> WindowPlan:
@@ -154,99 +115,65 @@ class Binauralizer:
     ) -> RunReport:
         """Binauralise one media file; return its report (status ok or skipped; errors raise).
 
-        ``info``: the input's probe, when the caller already has it (it is read once per file)."""
+        ``progress(done_s, wall_s)`` is called after each batch; ``info``: the input's probe, when the caller
+        already has it (a file is probed once)."""
         options = options or RunOptions()
-        source = Path(path)
         started = time.perf_counter()
-        info = info or probe(source)
-        final = self.plan_output(source, out, options, info)
-        fmt = final.suffix.lower().lstrip(".")
-        report = RunReport(
-            str(source),
-            str(final),
-            "ok",
-            backend=self.backend.name,
-            model_sha256=self.model_sha256,
-            tta=options.tta,
-            full_band=options.full_band,
-        )
+        media = open_input(path, info)
+        final = self.plan_output(media.path, out, options, media.info)
+        report = RunReport(str(media.path), str(final), "ok", backend=self.backend.name, model_sha256=self.model_sha256)
+        report.tta, report.full_band = options.tta, options.full_band
         if final.exists() and not options.overwrite:
             report.status = "skipped"
             return report
-        cfg = self.config
         plan = self.window_plan(options)
-        report.hop_samples = plan.hop_samples
-        rate = info.audio_rate_hz if options.full_band else cfg.sample_rate_hz
-        report.output_rate_hz = rate
-        times = report.times
-        origin = audio_start_s(source)
-        guard = ClipGuard(
-            lambda: open_writer(final, source, rate, fmt, origin), options.clip_mode, final, fmt not in ("flac",)
-        )
+        rate = media.info.audio_rate_hz if options.full_band else self.config.sample_rate_hz
+        sink, original = self._sink(media, final, rate, options, report.times)
         try:
-            result = self._stream(source, info, origin, rate, plan, options, guard.write, times, started, progress)
-            t0 = time.perf_counter()
-            guard.commit()
-            times.encode_s += time.perf_counter() - t0
+            seconds = _in_seconds(progress, self.config.sample_rate_hz, started)
+            result = self._stream(media, plan, options, sink, original, report.times, seconds)
+            sink.close()
         except BaseException:
-            guard.abort()
+            sink.abort()
             raise
-        report.clip = guard.report
-        report.audio_start_s = origin
-        report.duration_s = result.total_samples / cfg.sample_rate_hz
+        report.hop_samples, report.output_rate_hz, report.clip = plan.hop_samples, rate, sink.guard.report
+        report.audio_start_s = media.info.audio_start_s
+        report.duration_s = result.total_samples / self.config.sample_rate_hz
         report.windows, report.batches = result.windows, result.batches
         report.wall_s = time.perf_counter() - started
         return report
 
-    def _stream(self, source, info, origin, rate, plan, options, write, times, started, progress) -> ConsumeResult:
-        """Decode, run and hand every finished output block to ``write``; return the totals."""
+    def _sink(
+        self, media: MediaInput, final: Path, rate: int, options: RunOptions, times: StageTimes
+    ) -> tuple[OutputSink, OriginalAudio | None]:
+        """Return the output side of a run (writer behind the clip guard; full-band combiner when asked) and
+        the path of the original-rate audio into it."""
+        fmt, start = final.suffix.lower().lstrip("."), media.info.audio_start_s
+
+        def writer():
+            return open_writer(final, media.path, rate, fmt, start)
+
+        guard = ClipGuard(writer, options.clip_mode, final, fmt not in ("flac",))
+        if not options.full_band:
+            return OutputSink(guard, times), None
+        original = OriginalAudio()
+        return OutputSink(guard, times, FullBandCombiner(self.config.sample_rate_hz, rate, original)), original
+
+    def _stream(
+        self,
+        media: MediaInput,
+        plan: WindowPlan,
+        options: RunOptions,
+        sink: OutputSink,
+        original: OriginalAudio | None,
+        times: StageTimes,
+        progress: Callable[[int], None] | None,
+    ) -> ConsumeResult:
+        """Decode (on a producer thread), run each batch, hand the output to ``sink``; return the totals."""
         cfg = self.config
-        items = produce(
-            iter_audio(source, cfg.sample_rate_hz, options.full_band, info.audio_duration_s),
-            iter_tick_frames(source, cfg.fps, origin),
-            plan,
-            cfg,
-            self.backend.max_batch,
-            options.tta,
-            times,
-        )
-        write = _timed(write, times)
-        combiner = FullBandCombiner(cfg.sample_rate_hz, rate) if options.full_band else None
-
-        def on_model(block: np.ndarray) -> None:
-            if combiner is None:
-                write(block)
-            else:
-                combiner.push_model(block)
-                write(combiner.pop())
-
-        def on_original(block: np.ndarray) -> None:
-            if combiner is not None:
-                combiner.push_original(block)
-
-        def on_progress(samples: int) -> None:
-            if progress is not None:
-                progress(samples / cfg.sample_rate_hz, time.perf_counter() - started)
-
-        # Combining and encoding run on their own thread, in order, while the backend runs the next batch.
-        worker = OrderedWorker()
-        try:
-            result = consume(
-                threaded(items),
-                self.backend.run,
-                cfg.window_samples,
-                lambda block: worker.submit(on_model, block),
-                lambda block: worker.submit(on_original, block),
-                times,
-                on_progress,
-            )
-            if combiner is not None:
-                worker.submit(lambda: write(combiner.finish()))
-            worker.close()
-        except BaseException:
-            worker.abort()
-            raise
-        _check_complete(source, info, result.total_samples / cfg.sample_rate_hz)
+        items = windows_from(media, plan, cfg, self.backend.max_batch, options.tta, times, original)
+        result = consume(threaded(items), self.backend.run, cfg.window_samples, sink.put, times, progress)
+        _check_complete(media.path, media.info, result.total_samples / cfg.sample_rate_hz)
         return result
 
     def process_arrays(
@@ -265,13 +192,10 @@ class Binauralizer:
         if not len(frames):
             raise OptionError("at least one frame is needed")
         times = StageTimes()
-        chunks: Iterator[AudioChunk] = iter([AudioChunk(stereo, None)])
-        ticks = iter(enumerate(frames))
-        items = produce(
-            chunks, ticks, self.window_plan(options), self.config, self.backend.max_batch, options.tta, times
-        )
+        plan, batch = self.window_plan(options), self.backend.max_batch
+        items = produce(iter([stereo]), iter(enumerate(frames)), plan, self.config, batch, options.tta, times)
         pieces: list[np.ndarray] = []
-        consume(items, self.backend.run, self.config.window_samples, pieces.append, lambda _: None, times)
+        consume(items, self.backend.run, self.config.window_samples, pieces.append, times)
         return np.concatenate(pieces, axis=1)
 
 
@@ -285,10 +209,10 @@ def _check_complete(source: Path, info, decoded_s: float) -> None:
         )
 
 
-def _timed(fn: Callable[[np.ndarray], None], times: StageTimes) -> Callable[[np.ndarray], None]:
-    def wrapper(block: np.ndarray) -> None:
-        t0 = time.perf_counter()
-        fn(block)
-        times.encode_s += time.perf_counter() - t0
-
-    return wrapper
+def _in_seconds(
+    progress: Callable[[float, float], None] | None, rate_hz: int, started: float
+) -> Callable[[int], None] | None:
+    """Adapt a ``progress(done_s, wall_s)`` callback to the consumer's count of model-rate samples."""
+    if progress is None:
+        return None
+    return lambda samples: progress(samples / rate_hz, time.perf_counter() - started)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from ccstereo.runtime.options import BackendName, ClipMode, LoadOptions, OutputFormat, Precision, RunOptions
 
 app = typer.Typer(add_completion=False, help=__doc__)
 MEDIA_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
@@ -32,23 +33,48 @@ def collect_inputs(paths: list[Path]) -> list[Path]:
 
 
 class _Progress:
-    """A one-line progress bar in seconds of media, with the real-time speed."""
+    """Progress of a run in seconds of media, per file and over all files, with speed and time left (rich);
+    off with --quiet or when stderr is not a terminal."""
 
-    def __init__(self, name: str, total_s: float, quiet: bool) -> None:
-        self.name, self.total, self.quiet = name, total_s, quiet or not sys.stderr.isatty()
+    def __init__(self, files: int, quiet: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        self.bar = Progress(
+            TextColumn("{task.description:30.30}"),
+            BarColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet or not console.is_terminal,
+        )
+        self.files = self.bar.add_task("all files", total=files, stats=f"0/{files} files")
+        self.task: Any = None
+
+    def __enter__(self) -> _Progress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def start(self, name: str, total_s: float) -> None:
+        self.total_s = total_s
+        self.task = self.bar.add_task(name, total=total_s or None, stats="")
 
     def __call__(self, done_s: float, wall_s: float) -> None:
-        if self.quiet:
-            return
-        frac = min(1.0, done_s / self.total) if self.total else 0.0
-        bar = "#" * int(frac * 30)
         speed = done_s / wall_s if wall_s else 0.0
-        sys.stderr.write(f"\r{self.name[:30]:30} [{bar:30}] {done_s:7.1f}/{self.total:.1f} s  {speed:5.1f}x realtime")
-        sys.stderr.flush()
+        stats = f"{done_s:7.1f}/{self.total_s:.1f} s {speed:5.1f}x realtime"
+        self.bar.update(self.task, completed=done_s, stats=stats)
 
-    def close(self) -> None:
-        if not self.quiet:
-            sys.stderr.write("\n")
+    def done(self) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None
+        self.bar.advance(self.files)
+        task = self.bar.tasks[0]
+        self.bar.update(self.files, stats=f"{task.completed:.0f}/{task.total:.0f} files")
 
 
 def _usage_error(message: str) -> typer.Exit:
@@ -63,27 +89,37 @@ def _one_line(path: Path, exc: BaseException, internal: bool) -> str:
     return text if str(path) in text else f"{path}: {text}"
 
 
+# The API's defaults are the CLI's (tests/test_cli_options.py checks every flag against its field).
+_LOAD, _RUN = LoadOptions(), RunOptions()
+_BACKEND, _PRECISION, _CLIP = BackendName(_LOAD.backend), Precision(_LOAD.precision), ClipMode(_RUN.clip_mode)
+
+
 @app.command()
 def main(
     inputs: Annotated[list[Path], typer.Argument(help="video files or folders")],
     out: Annotated[Path | None, typer.Option("-o", "--out", help="output file, or folder for several")] = None,
     model: Annotated[Path | None, typer.Option(help="exported folder, .onnx or .plan (default: bundled)")] = None,
-    backend: Annotated[str, typer.Option(help="auto | onnxruntime | openvino | tensorrt | torch")] = "auto",
+    backend: Annotated[BackendName, typer.Option(help="engine (auto: the fastest usable here)")] = _BACKEND,
     precision: Annotated[
-        str, typer.Option(help="CPU precision: auto | fp32 | bf16 | int8 (reduced ones only as measured at export)")
-    ] = "auto",
-    batch_size: Annotated[int | None, typer.Option(min=1, help="windows per backend call")] = None,
+        Precision, typer.Option(help="CPU precision (reduced ones only as measured at export)")
+    ] = _PRECISION,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="windows per backend call")] = _LOAD.batch_size,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: every core)")] = _LOAD.threads,
     hop_s: Annotated[float | None, typer.Option(help="hop between windows in seconds (default 0.1)")] = None,
-    hop_samples: Annotated[int | None, typer.Option(help="hop in samples at 16 kHz (1008 = official test)")] = None,
-    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="V-TTA five-crop over frames")] = True,
+    hop_samples: Annotated[
+        int | None, typer.Option(help="hop in samples at 16 kHz (1008 = official test)")
+    ] = _RUN.hop_samples,
+    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="V-TTA five-crop over frames")] = _RUN.tta,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="mp4 | mkv | mov | wav | flac (default: one that can copy the video)")
+        OutputFormat | None, typer.Option("--format", help="output container (default: one that can copy the video)")
     ] = None,
-    full_band: Annotated[bool, typer.Option("--full-band/--model-band", help="keep the input's full band")] = True,
+    full_band: Annotated[
+        bool, typer.Option("--full-band/--model-band", help="keep the input's full band")
+    ] = _RUN.full_band,
     clip_mode: Annotated[
-        str, typer.Option(help="rescale (whole file, only if it would clip) | clamp | none; always reported")
-    ] = "rescale",
-    overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
+        ClipMode, typer.Option(help="rescale (whole file, only if it would clip) | clamp | none; always reported")
+    ] = _CLIP,
+    overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = _RUN.overwrite,
     report: Annotated[Path | None, typer.Option(help="write a JSON report of every file")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -92,7 +128,7 @@ def main(
     Exit status: 0 all done (or skipped), 1 a file failed, 2 bad usage or model, 130 / 143 interrupted.
     """
     from ccstereo.errors import CCStereoError
-    from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
+    from ccstereo.runtime.binauralizer import Binauralizer
     from ccstereo.runtime.interrupts import Terminated, signals_as_exceptions
 
     if hop_s is not None and hop_samples is not None:
@@ -100,16 +136,14 @@ def main(
     if hop_s is not None and not hop_s > 0:
         raise _usage_error(f"--hop-s must be positive, got {hop_s}")
     try:
-        options = RunOptions(hop_samples, tta, full_band, fmt, overwrite, clip_mode)
+        load = LoadOptions(backend.value, precision.value, batch_size, threads)
+        fmt_name = None if fmt is None else fmt.value
+        options = RunOptions(hop_samples, tta, full_band, fmt_name, overwrite, clip_mode.value)
     except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
-
-    def load() -> Binauralizer:
-        return Binauralizer.load(model, backend, batch_size, precision=precision)
-
     try:
         with signals_as_exceptions():
-            failed = _run(inputs, out, load, options, hop_s, report, quiet)
+            failed = _run(inputs, out, lambda: Binauralizer.load(model, load), options, hop_s, report, quiet)
     except KeyboardInterrupt:
         typer.echo("interrupted: no partial output left", err=True)
         raise typer.Exit(130) from None
@@ -127,7 +161,8 @@ def _run(inputs, out, load, options, hop_s, report, quiet) -> int:
     if not quiet:
         typer.echo(f"backend: {engine.backend.name} ({engine.reason})", err=True)
     planned: dict[Path, Path] = {}  # output -> the input that writes it in this run
-    reports = [_process_one(engine, path, out, options, planned, quiet) for path in files]
+    with _Progress(len(files), quiet) as bar:
+        reports = [_process_one(engine, path, out, options, planned, quiet, bar) for path in files]
     if report is not None:
         _write_report(report, reports)
     return sum(entry["status"] == "failed" for entry in reports)
@@ -164,31 +199,30 @@ def _load_engine(load, options, hop_s: float | None):
     return engine, options
 
 
-def _process_one(engine, path: Path, out: Path | None, options, planned: dict[Path, Path], quiet: bool) -> dict:
+def _process_one(engine, path: Path, out: Path | None, options, planned: dict[Path, Path], quiet: bool, bar) -> dict:
     """Run one file and return its report entry; a failure is printed as one line and reported, never raised."""
     from ccstereo.errors import CCStereoError
     from ccstereo.runtime.errors import CCStereoRuntimeError
     from ccstereo.runtime.media import probe
 
-    bar = _Progress(path.name, 0.0, quiet)
     started = time.perf_counter()
     try:
         info = probe(path)  # once per file: the progress bar, the output plan and the run share it
-        bar.total = info.duration_s
+        bar.start(path.name, info.duration_s)
         target = engine.plan_output(path, out, options, info)
         if target in planned:
             raise CCStereoRuntimeError(f"{path}: its output {target} is also the output of {planned[target]}")
         planned[target] = path
         result = engine.process(path, out, options, bar, info)
     except Exception as exc:  # noqa: BLE001 - one failing file never stops the others
-        bar.close()
+        bar.done()
         # FFmpeg's data errors reach us as ValueError / OSError subclasses: the input's fault, not ours
         internal = not isinstance(exc, (CCStereoError, OSError, ValueError, MemoryError))
         message = _one_line(path, exc, internal)
         typer.echo(f"error: {message}", err=True)
         wall_s = round(time.perf_counter() - started, 3)
         return {"input": str(path), "status": "failed", "error": message, "internal": internal, "wall_s": wall_s}
-    bar.close()
+    bar.done()
     if result.status == "skipped":
         typer.echo(f"skipped {path}: {result.output} exists (use --overwrite)", err=True)
     elif not quiet:

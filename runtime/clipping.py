@@ -25,9 +25,10 @@ from typing import Protocol
 import numpy as np
 
 from ccstereo.runtime.errors import OptionError
+from ccstereo.runtime.options import ClipMode
 from ccstereo.runtime.writers import temporary_path
 
-CLIP_MODES = ("rescale", "clamp", "none")
+CLIP_MODES = tuple(m.value for m in ClipMode)
 # Target peak after rescaling: a little below 1.0 so a lossy encoder's overshoot stays below full scale too.
 RESCALE_PEAK = 0.98
 _SPOOL_BLOCK = 1 << 16

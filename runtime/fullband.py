@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterator
+
 import numpy as np
+
+from ccstereo.runtime.media import AudioChunk
+
+
+class OriginalAudio:
+    """The input's own-rate audio on its way from the decoder to the combiner, beside the model's windows.
+
+    ``split`` runs on the decoding thread: it passes the model-rate audio on and keeps the original-rate
+    pieces here. Everything a batch of windows needs was decoded (and so kept) before that batch was handed
+    on, so the combiner always finds the original audio it needs by the time the model's output arrives.
+    """
+
+    def __init__(self) -> None:
+        self.pieces: collections.deque[np.ndarray] = collections.deque()  # append / popleft are thread-safe
+
+    def split(self, chunks: Iterator[AudioChunk]) -> Iterator[np.ndarray]:
+        """Yield the model-rate audio of ``chunks``; keep their original-rate audio."""
+        for chunk in chunks:
+            if chunk.original is not None and chunk.original.shape[1]:
+                self.pieces.append(chunk.original)
+            yield chunk.model
+
+    def take(self) -> list[np.ndarray]:
+        """Return (and forget) every piece kept so far."""
+        taken = []
+        while self.pieces:
+            taken.append(self.pieces.popleft())
+        return taken
 
 
 class FullBandCombiner:
@@ -13,10 +44,10 @@ class FullBandCombiner:
     as both sides have it.
     """
 
-    def __init__(self, model_rate_hz: int, out_rate_hz: int) -> None:
+    def __init__(self, model_rate_hz: int, out_rate_hz: int, original: OriginalAudio) -> None:
         import av
 
-        self.model_rate, self.out_rate = model_rate_hz, out_rate_hz
+        self.model_rate, self.out_rate, self.original = model_rate_hz, out_rate_hz, original
         self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=out_rate_hz)
         self.diff = np.zeros(0, np.float32)
         self.mix = np.zeros(0, np.float32)
@@ -41,16 +72,20 @@ class FullBandCombiner:
         """Add model output [2, n] at the model rate."""
         self.diff = np.concatenate([self.diff, self._upsample(binaural[0] - binaural[1])])
 
-    def push_original(self, stereo: np.ndarray) -> None:
-        """Add original audio [2, m] at the output rate."""
-        self.mix = np.concatenate([self.mix, stereo[0] + stereo[1]])
+    def _take_original(self) -> None:
+        pieces = self.original.take()
+        if pieces:
+            self.mix = np.concatenate([self.mix, *(p[0] + p[1] for p in pieces)])
 
     def pop(self) -> np.ndarray:
-        n = min(len(self.diff), len(self.mix))
-        return self._emit(n)
+        """Return the output both sides have reached so far."""
+        self._take_original()
+        return self._emit(min(len(self.diff), len(self.mix)))
 
     def finish(self) -> np.ndarray:
-        """Flush: the output has exactly the original's length (the difference is padded or cut)."""
+        """Flush once all input was decoded: the output has exactly the original's length (the difference is
+        padded or cut)."""
+        self._take_original()
         self.diff = np.concatenate([self.diff, self._upsample(None)])
         if len(self.diff) < len(self.mix):
             self.diff = np.concatenate([self.diff, np.zeros(len(self.mix) - len(self.diff), np.float32)])

@@ -31,6 +31,7 @@ class MediaInfo:
     video_size: tuple[int, int]
     video_fps: float
     audio_duration_s: float | None = None  # the audio stream's own declared duration, when it declares one
+    audio_start_s: float = 0.0  # presentation time of the first audio sample (0 when unknown)
 
 
 def _open(path: Path):
@@ -70,6 +71,7 @@ def probe(path: str | Path) -> MediaInfo:
         for kind, context in (("audio", a), ("video", v)):
             if context is None:
                 raise MediaError(f"{path}: the {kind} stream has no known codec (corrupt or unsupported)")
+        start = _first_audio_time(path, container)
         return MediaInfo(
             path,
             container.format.name,
@@ -81,6 +83,7 @@ def probe(path: str | Path) -> MediaInfo:
             (v.width, v.height),
             fps,
             audio_duration,
+            start,
         )
 
 
@@ -211,19 +214,45 @@ def _chunk(to_model, pcm: np.ndarray, rate: int, original: np.ndarray | None) ->
     return AudioChunk(_stereo(_cat(to_model.resample(frame))), None if original is None else _stereo(original))
 
 
-def audio_start_s(path: Path) -> float:
-    """Return the presentation time of the first audio sample in seconds (0 when unknown)."""
+def _first_audio_time(path: Path, container) -> float:
+    """Return the presentation time of the first decoded audio sample in seconds (0 when unknown)."""
     import av
 
-    with _open(path) as container:
-        stream = container.streams.audio[0]
-        try:
-            for frame in container.decode(stream):
-                if frame.samples:
-                    return float(frame.time) if frame.time is not None else 0.0
-        except av.error.FFmpegError as exc:
-            raise MediaError(f"{path}: corrupt or truncated audio ({_reason(exc)})") from exc
+    try:
+        for frame in container.decode(container.streams.audio[0]):
+            if frame.samples:
+                return float(frame.time) if frame.time is not None else 0.0
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"{path}: corrupt or truncated audio ({_reason(exc)})") from exc
     return 0.0
+
+
+@dataclass(frozen=True)
+class MediaInput:
+    """An input probed once: its stream facts, and a reader per stream that follows them."""
+
+    info: MediaInfo
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
+
+    def audio(self, model_rate_hz: int, keep_original: bool) -> Iterator[AudioChunk]:
+        """The audio at the model rate (and at its own rate when ``keep_original``), on its own timeline."""
+        return iter_audio(self.path, model_rate_hz, keep_original, self.info.audio_duration_s)
+
+    def frames(self, fps: float) -> Iterator[tuple[int, np.ndarray]]:
+        """The picture on screen at each ``fps`` tick from the first audio sample on."""
+        return iter_tick_frames(self.path, fps, self.info.audio_start_s)
+
+
+def open_input(path: str | Path, info: MediaInfo | None = None) -> MediaInput:
+    """Return ``path`` probed (unless its ``info`` is given) with its stream readers.
+
+    Each stream is read by its own demuxer: a file may store minutes of one stream before the other (one
+    demuxer for both would have to buffer them), so two readers keep memory flat whatever the interleaving.
+    """
+    return MediaInput(info if info is not None else probe(path))
 
 
 def iter_tick_frames(path: Path, fps: float, origin_s: float) -> Iterator[tuple[int, np.ndarray]]:

@@ -1,20 +1,28 @@
-"""Read an exported model's metadata (ModelConfig, checkpoint hash, precision) without torch or onnx."""
+"""An exported model's metadata (ModelConfig, checkpoint hash, precision, measured accuracy): written by
+ccs-export, read by the runtime without torch or onnx."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ccstereo.config import ConfigError, ModelConfig
 from ccstereo.runtime.errors import ModelMetadataError
 
+PREFIX = "ccstereo."
 REQUIRED_KEYS = ("ccstereo.config", "ccstereo.checkpoint_sha256", "ccstereo.precision", "ccstereo.opset")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the runtime knows about an exported model file."""
+    """What an exported model file says about itself: the one contract between ``ccs-export`` and the runtime.
+
+    Stored as ``ccstereo.*`` string entries of the ONNX ``metadata_props`` (and of a TensorRT engine's
+    sidecar); ``to_props`` writes them, ``from_props`` reads and validates them.
+    """
 
     path: Path
     config: ModelConfig
@@ -25,9 +33,30 @@ class ModelInfo:
     measured_snr_db: dict[str, float] = field(default_factory=dict)  # reduced precision -> SNR vs fp32
     # reduced precision -> largest relative change of a paper metric vs fp32 on the export's verification set
     measured_worst_metric_change: dict[str, float] = field(default_factory=dict)
+    int8: dict[str, Any] = field(default_factory=dict)  # how an int8 graph was quantised (empty otherwise)
+
+    def to_props(self) -> dict[str, str]:
+        """Return the metadata entries of this model (measured figures rounded as stored)."""
+        props = {
+            "ccstereo.config": self.config.to_json(),
+            "ccstereo.checkpoint_sha256": self.checkpoint_sha256,
+            "ccstereo.precision": self.precision,
+            "ccstereo.opset": str(self.opset),
+            "ccstereo.exporter": self.exporter,
+        }
+        if self.measured_snr_db:
+            props["ccstereo.measured_snr_db"] = json.dumps({k: round(v, 2) for k, v in self.measured_snr_db.items()})
+        if self.measured_worst_metric_change:
+            worst = {k: round(v, 5) for k, v in self.measured_worst_metric_change.items()}
+            props["ccstereo.measured_worst_metric_change"] = json.dumps(worst)
+        if self.int8:
+            props["ccstereo.int8"] = json.dumps(self.int8)
+        return props
 
     @classmethod
-    def from_metadata(cls, path: Path, props: dict[str, str]) -> ModelInfo:
+    def from_props(cls, path: Path, props: dict[str, str]) -> ModelInfo:
+        """Return the ModelInfo stored in ``props``; raise ModelMetadataError naming ``path`` when it is missing
+        or inconsistent."""
         missing = [k for k in REQUIRED_KEYS if k not in props]
         if missing:
             raise ModelMetadataError(f"{path}: missing CCStereo metadata {missing}; export it with ccs-export")
@@ -40,10 +69,8 @@ class ModelInfo:
         except ValueError as exc:
             raise ModelMetadataError(f"{path}: bad opset {props['ccstereo.opset']!r}") from exc
         precision = props["ccstereo.precision"]
-        if precision not in ("fp32", "fp16", "bf16", "int8"):
+        if precision not in PRECISIONS:
             raise ModelMetadataError(f"{path}: unknown precision {precision!r}")
-        measured = _float_dict(path, props, "ccstereo.measured_snr_db")
-        worst = _float_dict(path, props, "ccstereo.measured_worst_metric_change")
         return cls(
             path,
             config,
@@ -51,14 +78,20 @@ class ModelInfo:
             precision,
             opset,
             props.get("ccstereo.exporter", ""),
-            measured,
-            worst,
+            {k: float(v) for k, v in _json_dict(path, props, "ccstereo.measured_snr_db").items()},
+            {k: float(v) for k, v in _json_dict(path, props, "ccstereo.measured_worst_metric_change").items()},
+            _json_dict(path, props, "ccstereo.int8"),
         )
 
 
-def _float_dict(path: Path, props: dict[str, str], key: str) -> dict[str, float]:
+def _json_dict(path: Path, props: dict[str, str], key: str) -> dict[str, Any]:
     try:
-        return {k: float(v) for k, v in json.loads(props.get(key, "{}")).items()}
+        value = json.loads(props.get(key, "{}"))
+        if not isinstance(value, dict):
+            raise TypeError(f"not an object: {value!r}")
+        for v in value.values() if key.startswith("ccstereo.measured_") else ():
+            float(v)
+        return value
     except (ValueError, AttributeError, TypeError) as exc:
         raise ModelMetadataError(f"{path}: bad {key} metadata") from exc
 
@@ -82,7 +115,7 @@ def open_onnx_session(path: str | Path, options=None, providers: list | None = N
 def info_from_session(path: str | Path, session) -> ModelInfo:
     """Return the ModelInfo of an open onnxruntime session, checking its I/O against its own config."""
     path = Path(path)
-    info = ModelInfo.from_metadata(path, dict(session.get_modelmeta().custom_metadata_map))
+    info = ModelInfo.from_props(path, dict(session.get_modelmeta().custom_metadata_map))
     check_io(
         path,
         info.config,

@@ -17,7 +17,8 @@ import numpy as np
 
 from ccstereo.config import ModelConfig
 from ccstereo.runtime.frames import model_crop
-from ccstereo.runtime.media import AudioChunk, MediaError
+from ccstereo.runtime.fullband import OriginalAudio
+from ccstereo.runtime.media import MediaError, MediaInput
 from ccstereo.runtime.overlap_add import StreamingOverlapAdd
 from ccstereo.runtime.report import StageTimes
 from ccstereo.runtime.windows import WindowPlan
@@ -33,13 +34,11 @@ class Batch:
     frame_index: np.ndarray  # [B] int64
     next_start: int  # start of the first window not in this batch
     limit: int | None  # the input's length once known: nothing past it is emitted
-    original: list[np.ndarray]  # original-rate audio decoded since the previous batch
 
 
 @dataclass
 class End:
     total_samples: int
-    original: list[np.ndarray]
 
 
 class _Frames:
@@ -73,7 +72,7 @@ class _Frames:
 
 
 def produce(
-    audio: Iterator[AudioChunk],
+    audio: Iterator[np.ndarray],
     frames: Iterator[tuple[int, np.ndarray]],
     plan: WindowPlan,
     config: ModelConfig,
@@ -81,11 +80,11 @@ def produce(
     tta: bool,
     times: StageTimes,
 ) -> Iterator[Batch | End]:
-    """Yield batches of windows as soon as their audio is decoded, then End with the total length."""
+    """Yield batches of windows as soon as their audio (stereo [2, n] model-rate chunks) is decoded, then End
+    with the total length."""
     crops = _Frames(frames, config, tta, times)
     w = plan.window_samples
     buf, base, total, eof = np.zeros(0, np.float32), 0, 0, False
-    original: list[np.ndarray] = []
     k = 0
     while True:
         starts: list[int] = []
@@ -100,10 +99,8 @@ def produce(
                 if chunk is None:
                     eof = True
                     break
-                buf = np.concatenate([buf, chunk.model[0] + chunk.model[1]])
-                total += chunk.model.shape[1]
-                if chunk.original is not None:
-                    original.append(chunk.original)
+                buf = np.concatenate([buf, chunk[0] + chunk[1]])
+                total += chunk.shape[1]
             if eof and (total == 0 or k >= plan.count(total)):
                 break
             window = buf[start - base : start - base + w]
@@ -118,15 +115,30 @@ def produce(
             frame_arr = np.stack([crops.crop(t) for t in distinct])
             index = np.array([distinct.index(t) for t in ticks], np.int64)
             limit = total if eof else None
-            yield Batch(starts, np.stack(monos).astype(np.float32), frame_arr, index, plan.start(k), limit, original)
-            original = []
+            yield Batch(starts, np.stack(monos).astype(np.float32), frame_arr, index, plan.start(k), limit)
             drop = min(plan.start(k), total) - base
             buf, base = buf[drop:], base + drop
         if eof and (total == 0 or k >= plan.count(total)):
             if total == 0:
                 raise MediaError("zero-length audio")
-            yield End(total, original)
+            yield End(total)
             return
+
+
+def windows_from(
+    media: MediaInput,
+    plan: WindowPlan,
+    config: ModelConfig,
+    batch_size: int,
+    tta: bool,
+    times: StageTimes,
+    original: OriginalAudio | None = None,
+) -> Iterator[Batch | End]:
+    """Yield the batches of windows of a media input (``produce`` over its audio and frame readers); its
+    original-rate audio goes to ``original`` when given (full-band output)."""
+    chunks = media.audio(config.sample_rate_hz, keep_original=original is not None)
+    audio = original.split(chunks) if original is not None else (chunk.model for chunk in chunks)
+    return produce(audio, media.frames(config.fps), plan, config, batch_size, tta, times)
 
 
 def threaded(items: Iterator, depth: int = QUEUE_DEPTH) -> Iterator:
@@ -165,54 +177,6 @@ def threaded(items: Iterator, depth: int = QUEUE_DEPTH) -> Iterator:
         thread.join(timeout=5)
 
 
-class OrderedWorker:
-    """Run calls in submission order on one background thread behind a bounded queue.
-
-    The consumer hands finished audio to it (full-band combining, encoding, writing), so the next backend
-    call starts without waiting for the encoder. A failure in a call is re-raised by the next ``submit`` or
-    by ``close``; ``abort`` drops what is queued and waits for the thread to stop touching the writer.
-    """
-
-    def __init__(self, depth: int = 4, name: str = "ccs-write") -> None:
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.dropping = threading.Event()
-        self.thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self.thread.start()
-
-    def _work(self) -> None:
-        while True:
-            item = self.q.get()
-            if item is None:
-                return
-            if self.error is not None or self.dropping.is_set():
-                continue
-            fn, args = item
-            try:
-                fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
-                self.error = exc
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def submit(self, fn: Callable, *args) -> None:
-        self._raise()
-        self.q.put((fn, args))
-
-    def close(self) -> None:
-        """Wait for every submitted call; re-raise the first failure."""
-        self.q.put(None)
-        self.thread.join()
-        self._raise()
-
-    def abort(self) -> None:
-        self.dropping.set()
-        self.q.put(None)
-        self.thread.join()
-
-
 @dataclass
 class ConsumeResult:
     total_samples: int
@@ -225,7 +189,6 @@ def consume(
     run: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
     window: int,
     on_model: Callable[[np.ndarray], None],
-    on_original: Callable[[np.ndarray], None],
     times: StageTimes,
     progress: Callable[[int], None] | None = None,
 ) -> ConsumeResult:
@@ -233,8 +196,6 @@ def consume(
     ola = StreamingOverlapAdd(2, window)
     windows = batches = 0
     for item in items:
-        if item.original:  # one hand-off per batch (the decoder delivers ~1000-sample pieces)
-            on_original(item.original[0] if len(item.original) == 1 else np.concatenate(item.original, axis=1))
         if isinstance(item, End):
             t0 = time.perf_counter()
             tail = ola.pop(item.total_samples)

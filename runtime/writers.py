@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from ccstereo.runtime.errors import CCStereoRuntimeError
+from ccstereo.runtime.options import OutputFormat
 
-AUDIO_FORMATS = ("wav", "flac")
-VIDEO_FORMATS = ("mp4", "mkv", "mov")
-FORMATS = VIDEO_FORMATS + AUDIO_FORMATS
+FORMATS = tuple(f.value for f in OutputFormat)
+AUDIO_FORMATS = (OutputFormat.wav.value, OutputFormat.flac.value)
+VIDEO_FORMATS = tuple(f for f in FORMATS if f not in AUDIO_FORMATS)
 _AUDIO_CODEC = {"mp4": "aac", "mov": "aac", "mkv": "aac"}
 _CONTAINER = {"mp4": "mp4", "mov": "mov", "mkv": "matroska"}
 # Video codecs the mp4 muxer carries as a stream copy; anything else (vp8, theora, ffv1, ...) goes to Matroska.

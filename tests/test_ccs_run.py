@@ -258,7 +258,7 @@ def test_silence_and_clipping_level_input_are_valid(exported, tmp_path):
 
 
 def _reduced_precision_available(precision: str) -> str | None:
-    from ccstereo.runtime.openvino_backend import cpu_int8_dot_product, openvino_bf16_capable
+    from ccstereo.runtime.backends.openvino import cpu_int8_dot_product, openvino_bf16_capable
 
     try:
         import openvino  # noqa: F401

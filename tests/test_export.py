@@ -200,7 +200,7 @@ def test_island_nodes_compute_in_fp32_and_others_in_fp16(exported):
 def test_tensorrt_engine_on_gpu(exported, official, tmp_path):
     """Build the FP16 engine, check the sidecar key, run it and compare with FP32 onnxruntime."""
     from ccstereo.export.tensorrt_build import build_engine, gpu_status
-    from ccstereo.runtime.tensorrt_backend import TensorRTBackend
+    from ccstereo.runtime.backends.tensorrt import TensorRTBackend
 
     ok, reason = gpu_status()
     if not ok:

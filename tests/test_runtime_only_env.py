@@ -42,7 +42,7 @@ def test_onnxruntime_backend_reproduces_pytorch_without_torch(runtime_env, expor
     np.save(tmp_path / "windows.npy", windows)
     script = f"""
 import sys, numpy as np
-from ccstereo.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from ccstereo.runtime.backends.onnxruntime import OnnxRuntimeBackend
 backend = OnnxRuntimeBackend({str(exported / "model.onnx")!r})
 crops = np.load({str(tmp_path / "crops.npy")!r}); windows = np.load({str(tmp_path / "windows.npy")!r})
 out = backend.run(crops, windows, np.arange(len(windows)))
@@ -67,7 +67,7 @@ def test_cli_help_without_torch(runtime_env, module):
 
 def test_runtime_package_import_is_light(runtime_env):
     code = (
-        "import sys, ccstereo.runtime, ccstereo.runtime.onnxruntime_backend, ccstereo.runtime.tensorrt_backend, "
+        "import sys, ccstereo.runtime, ccstereo.runtime.backends.onnxruntime, ccstereo.runtime.backends.tensorrt, "
         "ccstereo.runtime.engine_cache; heavy = [m for m in ('torch','onnx','tensorrt') if m in sys.modules]; "
         "assert not heavy, heavy"
     )

@@ -128,7 +128,7 @@ def test_tick_frames_follow_presentation_time_at_any_fps(tmp_path):
 
 
 def test_int8_dot_product_detection_from_cpuinfo():
-    from ccstereo.runtime.openvino_backend import cpu_int8_dot_product
+    from ccstereo.runtime.backends.openvino import cpu_int8_dot_product
 
     zen5 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx_vnni avx512_bf16 avx512_vnni\n"
     sapphire = "flags\t\t: avx512f avx512_vnni amx_bf16 amx_tile amx_int8\n"

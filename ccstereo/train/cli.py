@@ -7,7 +7,12 @@ from typing import Annotated
 
 import typer
 
+from ccstereo.config import ModelConfig
+from ccstereo.train.options import TrainOptions
+
 app = typer.Typer(add_completion=False, help=__doc__)
+# The API's defaults are the CLI's (tests/test_cli_options.py checks every flag against its field).
+_OPTS, _CONFIG = TrainOptions(Path("."), Path("."), Path(".")), ModelConfig()
 
 
 @app.command()
@@ -15,27 +20,26 @@ def main(
     data: Annotated[Path, typer.Argument(help="dataset root (binaural_audios/, frames/)")],
     train_split: Annotated[Path, typer.Option(help="train list: 5-split .txt or 10-split .h5")],
     out: Annotated[Path, typer.Option("-o", "--out", help="run folder (checkpoints, logs)")],
-    val_split: Annotated[Path | None, typer.Option(help="validation list")] = None,
-    steps: Annotated[int, typer.Option()] = 1000,
-    batch_size: Annotated[int, typer.Option()] = 16,
-    lr_visual: Annotated[float, typer.Option(help="5e-5 for a pretrained trunk (paper)")] = 5e-5,
-    lr_audio: Annotated[float, typer.Option()] = 5e-4,
-    scl_weight: Annotated[float, typer.Option(help="lambda of the SCL loss")] = 0.1,
-    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast on CPU (AVX512-BF16 or AMX)")] = False,
-    resnet_width: Annotated[int, typer.Option(help="ResNet-18 stem width (64 = official)")] = 64,
-    aspp_hidden: Annotated[int, typer.Option(help="ASPP branch width (256 = official)")] = 256,
-    val_every: Annotated[int, typer.Option()] = 500,
-    val_clips: Annotated[int, typer.Option()] = 8,
-    seed: Annotated[int, typer.Option()] = 0,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
+    val_split: Annotated[Path | None, typer.Option(help="validation list")] = _OPTS.val_split,
+    steps: Annotated[int, typer.Option()] = _OPTS.steps,
+    batch_size: Annotated[int, typer.Option()] = _OPTS.batch_size,
+    lr_visual: Annotated[float, typer.Option(help="5e-5 for a pretrained trunk (paper)")] = _OPTS.lr_visual,
+    lr_audio: Annotated[float, typer.Option()] = _OPTS.lr_audio,
+    scl_weight: Annotated[float, typer.Option(help="lambda of the SCL loss")] = _OPTS.scl_weight,
+    bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast on CPU (AVX512-BF16 or AMX)")] = _OPTS.bf16,
+    resnet_width: Annotated[int, typer.Option(help="ResNet-18 stem width (64 = official)")] = _CONFIG.resnet_width,
+    aspp_hidden: Annotated[int, typer.Option(help="ASPP branch width (256 = official)")] = _CONFIG.aspp_hidden,
+    val_every: Annotated[int, typer.Option()] = _OPTS.val_every,
+    val_clips: Annotated[int, typer.Option()] = _OPTS.val_clips,
+    seed: Annotated[int, typer.Option()] = _OPTS.seed,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume")] = _OPTS.resume,
     threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
 ) -> None:
     """Train and write OUT/last.safetensors, OUT/best.safetensors, OUT/train_log.csv, OUT/val_log.jsonl."""
     import torch
 
-    from ccstereo.config import ModelConfig
     from ccstereo.errors import CCStereoError
-    from ccstereo.train.trainer import TrainOptions, train
+    from ccstereo.train.trainer import train
 
     if threads:
         torch.set_num_threads(threads)

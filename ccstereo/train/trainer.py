@@ -7,41 +7,18 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from ccstereo.checkpoint import load_checkpoint, save_checkpoint
-from ccstereo.config import ModelConfig
 from ccstereo.kernels.stft import complex_mask
 from ccstereo.model import CCStereo
 from ccstereo.train.data import SegmentSampler, TrainBatch, load_clip, read_split
 from ccstereo.train.losses import magnitude_loss, phase_loss, scl_loss, spatial_shuffle
+from ccstereo.train.options import TrainOptions
 from ccstereo.train.validate import validate
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    data: Path
-    train_split: Path
-    out: Path
-    val_split: Path | None = None
-    steps: int = 1000
-    batch_size: int = 16
-    lr_visual: float = 5e-5  # paper: 5e-5 for an ImageNet-pretrained trunk; raise it when training from scratch
-    lr_audio: float = 5e-4
-    scl_weight: float = 0.1
-    amp_weight: float = 0.005  # weight of the magnitude loss in the official trainer
-    phase_weight: float = 1.0
-    bf16: bool = False
-    seed: int = 0
-    val_every: int = 500
-    val_clips: int = 8
-    log_every: int = 10
-    resume: bool = True
-    config: ModelConfig = field(default_factory=ModelConfig)
 
 
 @dataclass

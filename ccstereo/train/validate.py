@@ -6,8 +6,8 @@ import numpy as np
 
 from ccstereo.metrics import evaluate, peak_normalize
 from ccstereo.model import CCStereo
+from ccstereo.runtime.backends.torch import TorchBackend
 from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
-from ccstereo.torch_backend import TorchBackend
 from ccstereo.train.data import Clip
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ccstereo.runtime.backend import as_feeds
+from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB, offered
+from ccstereo.runtime.backends.protocol import as_feeds
 from ccstereo.runtime.errors import BackendUnavailableError
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
-
-MIN_OFFERED_SNR_DB = 30.0  # no precision below this binaural SNR vs fp32 is offered to users
 
 
 def openvino_bf16_capable() -> bool:
@@ -85,7 +84,7 @@ class OpenVINOBackend:
                     f"{model_path}: {precision} accuracy was not measured at export; re-export "
                     "with openvino installed (ccs-export) or use --precision fp32"
                 )
-            if measured < MIN_OFFERED_SNR_DB:
+            if not offered(measured):
                 raise BackendUnavailableError(
                     f"{model_path}: {precision} measured {measured:.1f} dB SNR vs fp32 "
                     f"(< {MIN_OFFERED_SNR_DB} dB): not offered"

@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmark scripts: a full-size model, a test clip, subprocess runs with peak RSS."""
+"""Helpers of the benchmark scripts (benchmarks/): a full-size model, a test clip, subprocess runs with peak RSS."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-BENCH_DIR = Path(__file__).resolve().parent
 
 
 def full_size_checkpoint(workdir: Path, checkpoint: Path | None) -> Path:

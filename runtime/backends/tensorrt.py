@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ccstereo.runtime.backend import as_feeds
-from ccstereo.runtime.cuda_device import CudaBuffers, query_device
+from ccstereo.runtime.backends.cuda_device import CudaBuffers, query_device
+from ccstereo.runtime.backends.protocol import as_feeds
 from ccstereo.runtime.engine_cache import EngineKey, check_engine, read_sidecar
 from ccstereo.runtime.errors import BackendUnavailableError
 from ccstereo.runtime.model_info import ModelInfo
@@ -40,7 +40,7 @@ class TensorRTBackend:
         self.plan = Path(plan)
         built, metadata = read_sidecar(self.plan)
         check_engine(self.plan, current_key(built))
-        self.info = ModelInfo.from_metadata(self.plan, metadata)
+        self.info = ModelInfo.from_props(self.plan, metadata)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(self.plan.read_bytes())
         if self.engine is None:

@@ -1,6 +1,7 @@
 """The PyTorch reference backend (``ccs-run --backend torch``): runs a checkpoint without exporting it.
 
-It lives outside ``ccstereo.runtime`` so that the runtime package never imports torch.
+torch and the model code are imported when a backend is made, never at module import (the runtime stays
+torch-free for users who only run exported models).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccstereo.runtime.backend import as_feeds
+from ccstereo.runtime.backends.protocol import as_feeds
 from ccstereo.runtime.model_info import ModelInfo
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccstereo.runtime.backend import as_feeds
+from ccstereo.runtime.backends.protocol import as_feeds
 from ccstereo.runtime.errors import BackendUnavailableError
 from ccstereo.runtime.model_info import ModelInfo, info_from_session, open_onnx_session, read_onnx_info
 

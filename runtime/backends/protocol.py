@@ -1,10 +1,12 @@
-"""The Backend protocol: one engine call per batch of windows."""
+"""The Backend protocol: one engine call per batch of windows, and the model file it runs."""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from ccstereo.runtime.model_info import ModelInfo
 
 
 @runtime_checkable
@@ -13,6 +15,7 @@ class Backend(Protocol):
 
     name: str
     max_batch: int
+    info: ModelInfo  # the model's config, checkpoint hash, precision and measured accuracy
 
     def run(self, frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
         """Return binaural float32 [W, 2, N]."""

@@ -1,0 +1,31 @@
+"""Options of a training run, defined once: ``TrainOptions`` is the API, and ``ccs-train`` reads each flag's
+default from it (tests/test_cli_options.py). Light to import: no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ccstereo.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: Path
+    train_split: Path
+    out: Path
+    val_split: Path | None = None
+    steps: int = 1000
+    batch_size: int = 16
+    lr_visual: float = 5e-5  # paper: 5e-5 for an ImageNet-pretrained trunk; raise it when training from scratch
+    lr_audio: float = 5e-4
+    scl_weight: float = 0.1
+    amp_weight: float = 0.005  # weight of the magnitude loss in the official trainer
+    phase_weight: float = 1.0
+    bf16: bool = False
+    seed: int = 0
+    val_every: int = 500
+    val_clips: int = 8
+    log_every: int = 10
+    resume: bool = True
+    config: ModelConfig = field(default_factory=ModelConfig)

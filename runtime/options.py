@@ -1,0 +1,88 @@
+"""Options of a run, defined once: the API's dataclasses, whose fields and defaults ``ccs-run`` exposes as flags
+(tests/test_cli_options.py checks that every flag maps to a field with the same default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from ccstereo.runtime.errors import OptionError
+
+
+class BackendName(str, Enum):
+    """Which engine runs the model (``auto``: see ``ccstereo.runtime.backends.select``)."""
+
+    auto = "auto"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+    tensorrt = "tensorrt"
+    torch = "torch"
+
+
+class Precision(str, Enum):
+    """CPU precision; reduced ones run only as measured (``ccstereo.runtime.backends.precision_policy``)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    int8 = "int8"
+
+
+class OutputFormat(str, Enum):
+    """Output containers: the video ones copy the input's video stream; wav/flac hold the sound alone."""
+
+    mp4 = "mp4"
+    mkv = "mkv"
+    mov = "mov"
+    wav = "wav"
+    flac = "flac"
+
+
+class ClipMode(str, Enum):
+    """What happens to samples beyond full scale (see ``ccstereo.runtime.clipping``)."""
+
+    rescale = "rescale"
+    clamp = "clamp"
+    none = "none"
+
+
+def _check_choice(name: str, value: str | None, choices: type[Enum]) -> None:
+    allowed = [m.value for m in choices]
+    if value is not None and value not in allowed:
+        raise OptionError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a model is loaded: the engine, its precision, windows per call and CPU threads."""
+
+    backend: str = BackendName.auto.value
+    precision: str = Precision.auto.value
+    batch_size: int | None = None  # None: the backend's default (32 on the CPU)
+    threads: int | None = None  # None: every core
+
+    def __post_init__(self) -> None:
+        _check_choice("backend", self.backend, BackendName)
+        _check_choice("precision", self.precision, Precision)
+        for name in ("batch_size", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise OptionError(f"{name.replace('_', ' ')} must be at least 1, got {value}")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-file options shared by the API and the CLI."""
+
+    hop_samples: int | None = None  # None: the model's default (0.1 s)
+    tta: bool = True
+    full_band: bool = True
+    fmt: str | None = None  # None: a container that can carry the input's video (see binauralizer.output_format)
+    overwrite: bool = False
+    clip_mode: str = ClipMode.rescale.value
+
+    def __post_init__(self) -> None:
+        if self.hop_samples is not None and self.hop_samples < 1:
+            raise OptionError(f"hop of {self.hop_samples} samples must be at least 1")
+        _check_choice("output format", self.fmt, OutputFormat)
+        _check_choice("clip mode", self.clip_mode, ClipMode)

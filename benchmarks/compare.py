@@ -41,17 +41,15 @@ def decode_for_torch(mp4: Path, hop: int):
     from ccstereo.config import ModelConfig
     from ccstereo.runtime.frames import model_crop
     from ccstereo.runtime.media import iter_audio, iter_tick_frames
-    from ccstereo.runtime.windows import WindowPlan
+    from ccstereo.runtime.windows import WindowPlan, cut_windows
 
     cfg = ModelConfig()
     audio = np.concatenate([c.model for c in iter_audio(mp4, cfg.sample_rate_hz, False)], axis=1)
     frames = [img for _, img in iter_tick_frames(mp4, cfg.fps, 0.0)]
     plan = WindowPlan.for_config(cfg, hop)
     n = audio.shape[1]
-    count = plan.count(n)
-    padded = np.zeros(plan.start(count - 1) + cfg.window_samples, np.float32)
-    padded[:n] = audio[0] + audio[1]
-    mono = np.stack([padded[plan.start(k) : plan.start(k) + cfg.window_samples] for k in range(count)])
+    _, mono = cut_windows(audio[0] + audio[1], plan)
+    count = len(mono)
     crops = np.stack(
         [model_crop(frames[min(plan.tick(k), len(frames) - 1)], plan.frame_number(k), cfg, True) for k in range(count)]
     )

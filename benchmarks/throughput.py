@@ -19,8 +19,7 @@ from ccstereo.testing.bench import calibration_videos, export_once, full_size_ch
 
 def make_input(work: Path, seconds: int) -> Path:
     """A long input quickly: H.264 480x240 at 10 fps with a moving block, AAC 44.1 kHz panned tone."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from media_factory import panned_tone, write_mp4
+    from ccstereo.testing.media import panned_tone, write_mp4
 
     path = work / f"input-{seconds}s.mp4"
     if not path.is_file():

@@ -121,72 +121,88 @@ def convert_to_fp16(model: onnx.ModelProto, fp32_islands: Iterable[str]) -> tupl
         raise ValueError(f"unknown FP32 islands {sorted(unknown)}; known: {sorted(ISLANDS)}")
     src = onnx.ModelProto()
     src.CopyFrom(model)
-    graph = src.graph
-    types = _elem_types(src)
-    islands = classify(graph)
-    inits = {i.name: i for i in graph.initializer}
-    precision: dict[str, str] = {i.name: FP32 for i in graph.input}  # tensor -> precision
-    for name in inits:
-        precision[name] = FP32
-    new_nodes: list[onnx.NodeProto] = []
-    casts: dict[tuple[str, str], str] = {}
-    fp16_inits: dict[str, str] = {}
-    summary: dict[str, dict] = {name: {"nodes": 0, "ops": {}} for name in keep}
+    converter = _Fp16Converter(src, keep)
+    for node in src.graph.node:
+        converter.add(node)
+    return src, converter.finish()
 
-    def as_precision(tensor: str, target: str) -> str:
-        if not tensor or types.get(tensor) not in FLOAT_TYPES or precision.get(tensor, FP32) == target:
+
+class _Fp16Converter:
+    """Walks the nodes in order, giving each a precision and casting its inputs to it where they differ."""
+
+    def __init__(self, src: onnx.ModelProto, keep: set[str]) -> None:
+        self.src, self.graph, self.keep = src, src.graph, keep
+        self.types = _elem_types(src)
+        self.islands = classify(self.graph)
+        self.inits = {i.name: i for i in self.graph.initializer}
+        self.precision: dict[str, str] = {i.name: FP32 for i in self.graph.input}  # tensor -> precision
+        self.precision.update({name: FP32 for name in self.inits})
+        self.new_nodes: list[onnx.NodeProto] = []
+        self.casts: dict[tuple[str, str], str] = {}
+        self.fp16_inits: dict[str, str] = {}
+        self.summary: dict[str, dict] = {name: {"nodes": 0, "ops": {}} for name in keep}
+
+    def as_precision(self, tensor: str, target: str) -> str:
+        """Return the name of ``tensor`` in ``target`` precision (an FP16 initializer copy or a Cast)."""
+        if not tensor or self.types.get(tensor) not in FLOAT_TYPES or self.precision.get(tensor, FP32) == target:
             return tensor
-        if tensor in inits and target == FP16:
-            if tensor not in fp16_inits:
-                arr = numpy_helper.to_array(inits[tensor]).astype(np.float16)
-                fp16_inits[tensor] = f"{tensor}__fp16"
-                graph.initializer.append(numpy_helper.from_array(arr, fp16_inits[tensor]))
-            return fp16_inits[tensor]
+        if tensor in self.inits and target == FP16:
+            if tensor not in self.fp16_inits:
+                arr = numpy_helper.to_array(self.inits[tensor]).astype(np.float16)
+                self.fp16_inits[tensor] = f"{tensor}__fp16"
+                self.graph.initializer.append(numpy_helper.from_array(arr, self.fp16_inits[tensor]))
+            return self.fp16_inits[tensor]
         key = (tensor, target)
-        if key not in casts:
-            casts[key] = f"{tensor}__to_{target}"
+        if key not in self.casts:
+            self.casts[key] = f"{tensor}__to_{target}"
             to = TensorProto.FLOAT16 if target == FP16 else TensorProto.FLOAT
-            new_nodes.append(helper.make_node("Cast", [tensor], [casts[key]], name=f"cast_{casts[key]}", to=to))
-        return casts[key]
+            self.new_nodes.append(
+                helper.make_node("Cast", [tensor], [self.casts[key]], name=f"cast_{self.casts[key]}", to=to)
+            )
+        return self.casts[key]
 
-    for node in graph.node:
-        island = islands.get(node.name)
+    def _target(self, node: onnx.NodeProto) -> str:
+        island = self.islands.get(node.name)
         if node.op_type in NEUTRAL_OPS:
-            first = next((i for i in node.input if types.get(i) in FLOAT_TYPES), None)
-            target = precision.get(first, FP32) if first else FP32
-        elif island in keep:
-            target = FP32
-            summary[island]["nodes"] += 1
-            summary[island]["ops"][node.op_type] = summary[island]["ops"].get(node.op_type, 0) + 1
-        else:
-            target = FP16
+            first = next((i for i in node.input if self.types.get(i) in FLOAT_TYPES), None)
+            return self.precision.get(first, FP32) if first else FP32
+        if island in self.keep:
+            self.summary[island]["nodes"] += 1
+            self.summary[island]["ops"][node.op_type] = self.summary[island]["ops"].get(node.op_type, 0) + 1
+            return FP32
+        return FP16
+
+    def add(self, node: onnx.NodeProto) -> None:
+        target = self._target(node)
         if node.op_type == "Cast":  # the uint8 -> float cast of the frames: produce the target precision
             for attr in node.attribute:
                 if attr.name == "to" and attr.i in FLOAT_TYPES:
                     attr.i = TensorProto.FLOAT16 if target == FP16 else TensorProto.FLOAT
-        new_inputs = [as_precision(i, target) if node.op_type != "Cast" else i for i in node.input]
+        new_inputs = [self.as_precision(i, target) if node.op_type != "Cast" else i for i in node.input]
         del node.input[:]
         node.input.extend(new_inputs)
         for out in node.output:
-            precision[out] = target
-        new_nodes.append(node)
+            self.precision[out] = target
+        self.new_nodes.append(node)
 
-    out_name = graph.output[0].name
-    if precision.get(out_name) == FP16:  # the output stays FP32 whatever runs before it
-        producer = next(n for n in new_nodes if out_name in n.output)
-        producer.output[list(producer.output).index(out_name)] = f"{out_name}__fp16"
-        new_nodes.append(helper.make_node("Cast", [f"{out_name}__fp16"], [out_name], to=TensorProto.FLOAT))
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    del graph.value_info[:]
-    used = {i for n in graph.node for i in n.input}
-    kept_inits = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept_inits)
-    onnx.checker.check_model(src)
-    report = {
-        "islands": summary,
-        "casts_inserted": len(casts),
-        "fp16_nodes": sum(1 for n in new_nodes if precision.get(n.output[0]) == FP16),
-    }
-    return src, report
+    def finish(self) -> dict:
+        """Install the new node list (the output cast back to FP32), drop unused initializers; return the summary."""
+        graph, new_nodes = self.graph, self.new_nodes
+        out_name = graph.output[0].name
+        if self.precision.get(out_name) == FP16:  # the output stays FP32 whatever runs before it
+            producer = next(n for n in new_nodes if out_name in n.output)
+            producer.output[list(producer.output).index(out_name)] = f"{out_name}__fp16"
+            new_nodes.append(helper.make_node("Cast", [f"{out_name}__fp16"], [out_name], to=TensorProto.FLOAT))
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+        del graph.value_info[:]
+        used = {i for n in graph.node for i in n.input}
+        kept_inits = [i for i in graph.initializer if i.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(kept_inits)
+        onnx.checker.check_model(self.src)
+        return {
+            "islands": self.summary,
+            "casts_inserted": len(self.casts),
+            "fp16_nodes": sum(1 for n in new_nodes if self.precision.get(n.output[0]) == FP16),
+        }

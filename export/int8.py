@@ -114,49 +114,15 @@ def batches_from_videos(videos: Sequence[Path], config: ModelConfig, limit: int)
 
 def quantize(fp32_path: Path, batches: Sequence[CalibrationBatch], out_path: Path, method: str = "entropy") -> dict:
     """Write the QDQ int8 graph of ``fp32_path`` to ``out_path``; return a summary (nodes, calibration)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
     if not batches:
         raise ValueError("int8 calibration needs at least one window")
-    CALIBRATION_METHODS = {
-        "percentile": CalibrationMethod.Percentile,
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-    }
     proto = onnx.load(str(fp32_path))
     nodes = quantised_nodes(proto)
     if not nodes:
         raise ValueError(f"{fp32_path}: no visual convolutions found (node scopes missing?)")
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter(batches)
-
-        def get_next(self):
-            batch = next(self.items, None)
-            return None if batch is None else batch.feeds()
-
     with tempfile.TemporaryDirectory(prefix="ccs-int8-") as tmp:
         staged = Path(tmp) / "model.int8.onnx"
-        quantize_static(
-            str(fp32_path),
-            str(staged),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["Conv"],
-            nodes_to_quantize=nodes,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CALIBRATION_METHODS[method],
-            extra_options={"CalibPercentile": PERCENTILE, "CalibMaxIntermediateOutputs": 2},
-        )
+        _quantize_static(fp32_path, staged, batches, nodes, method)
         quantised = onnx.load(str(staged))
     summary = {
         "quantised_convs": len(nodes),
@@ -176,6 +142,47 @@ def quantize(fp32_path: Path, batches: Sequence[CalibrationBatch], out_path: Pat
         "calibration_windows": _windows(batches),
         "calibration": f"{method} activation ranges (uint8), per-channel int8 weights",
     }
+
+
+def _quantize_static(
+    fp32_path: Path, staged: Path, batches: Sequence[CalibrationBatch], nodes: list[str], method: str
+) -> None:
+    """Run onnxruntime's static QDQ quantiser on the ``nodes`` Convs, calibrated on ``batches``."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    methods = {
+        "percentile": CalibrationMethod.Percentile,
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+    }
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(batches)
+
+        def get_next(self):
+            batch = next(self.items, None)
+            return None if batch is None else batch.feeds()
+
+    quantize_static(
+        str(fp32_path),
+        str(staged),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"],
+        nodes_to_quantize=nodes,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=methods[method],
+        extra_options={"CalibPercentile": PERCENTILE, "CalibMaxIntermediateOutputs": 2},
+    )
 
 
 def _windows(batches: Sequence[CalibrationBatch]) -> int:

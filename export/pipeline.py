@@ -17,13 +17,10 @@ from typing import Any
 import numpy as np
 
 from ccstereo.checkpoint import load_checkpoint
-from ccstereo.config import ModelConfig
-from ccstereo.errors import CCStereoError
+from ccstereo.export import cpu_precisions, onnx_graph, verify
 from ccstereo.export import fp16 as fp16_mod
-from ccstereo.export import int8 as int8_mod
-from ccstereo.export import onnx_graph, verify
+from ccstereo.export.errors import ExportError
 from ccstereo.export.options import ExportOptions
-from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB
 from ccstereo.runtime.model_info import ModelInfo
 
 # Measured on the official fixture (ccs-export --fp32-islands auto, report "island_ablation"): dropping
@@ -33,12 +30,6 @@ ISLAND_THRESHOLD_DB = 0.1
 FP32_MAX_ERR_RATIO = 1e-4
 FP16_MIN_SNR_DB = 40.0
 FP16_MAX_METRIC_CHANGE = 0.01
-HELD_OUT_WINDOWS = 96  # per held-out calibration video
-INT8_MIN_SNR_DB = MIN_OFFERED_SNR_DB  # below this no precision is offered to users (the runtime refuses it too)
-
-
-class ExportError(CCStereoError, RuntimeError):
-    """An export that cannot be completed or fails verification; nothing is left in OUTDIR."""
 
 
 def _verification_set(model, options: ExportOptions) -> verify.VerificationSet:
@@ -154,34 +145,51 @@ def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build
             f"(peak {report['onnx']['verify']['peak']:.3g})"
         )
     if options.fp16:
-        reference = vset.overlap_average(fp32_windows) if vset is not None else None
-        islands = _choose_islands(options, proto, vset, reference, report)
-        half, summary = fp16_mod.convert_to_fp16(proto, islands)
-        onnx_graph.set_metadata(half, _metadata(model, sha, "fp16", options))
-        fp16_path = staging / "model.fp16.onnx"
-        onnx_graph.save_onnx(half, fp16_path)
-        report["fp16"] = {
-            **_graph_entry(fp16_path, half),
-            "fp32_islands": {
-                name: {**summary["islands"][name], "reason": fp16_mod.ISLANDS[name].reason} for name in islands
-            },
-            "casts_inserted": summary["casts_inserted"],
-            "fp16_nodes": summary["fp16_nodes"],
-        }
-        if vset is not None:
-            report["fp16"]["verify"] = _verify_fp16(fp16_path, vset, fp32_windows)
-            log(
-                f"model.fp16.onnx vs FP32: binaural SNR {report['fp16']['verify']['binaural_snr_db']:.1f} dB; "
-                f"FP32 islands: {', '.join(islands)}"
-            )
-    if vset is not None:
-        _measure_cpu_precisions(proto, model.config, fp32_path, vset, fp32_windows, options, report, log)
-    elif options.int8 == "on":
-        raise ExportError("--int8 on needs verification (its accuracy is measured, never assumed)")
-    else:
-        report["int8"] = {"built": False, "reason": "--no-verify: reduced precisions are only offered as measured"}
+        report["fp16"] = _fp16_step(model, proto, sha, staging, vset, fp32_windows, options, report, log)
+    _cpu_step(model, proto, fp32_path, vset, fp32_windows, options, report, log)
     report["engine"] = _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log)
     return report
+
+
+def _fp16_step(model, proto, sha: str, staging: Path, vset, fp32_windows, options, report, log) -> dict[str, Any]:
+    """Write model.fp16.onnx (FP32 islands measured or given) and verify it against the FP32 windows."""
+    reference = vset.overlap_average(fp32_windows) if vset is not None else None
+    islands = _choose_islands(options, proto, vset, reference, report)
+    half, summary = fp16_mod.convert_to_fp16(proto, islands)
+    onnx_graph.set_metadata(half, _metadata(model, sha, "fp16", options))
+    fp16_path = staging / "model.fp16.onnx"
+    onnx_graph.save_onnx(half, fp16_path)
+    entry = {
+        **_graph_entry(fp16_path, half),
+        "fp32_islands": {
+            name: {**summary["islands"][name], "reason": fp16_mod.ISLANDS[name].reason} for name in islands
+        },
+        "casts_inserted": summary["casts_inserted"],
+        "fp16_nodes": summary["fp16_nodes"],
+    }
+    if vset is not None:
+        entry["verify"] = _verify_fp16(fp16_path, vset, fp32_windows)
+        log(
+            f"model.fp16.onnx vs FP32: binaural SNR {entry['verify']['binaural_snr_db']:.1f} dB; "
+            f"FP32 islands: {', '.join(islands)}"
+        )
+    return entry
+
+
+def _cpu_step(model, proto, fp32_path: Path, vset, fp32_windows, options, report, log) -> None:
+    """Measure bf16 / build and measure int8 on this CPU; record the figures in model.onnx's metadata."""
+    if vset is None:
+        if options.int8 == "on":
+            raise ExportError("--int8 on needs verification (its accuracy is measured, never assumed)")
+        report["int8"] = {"built": False, "reason": "--no-verify: reduced precisions are only offered as measured"}
+        return
+    cpu = cpu_precisions.measure(model.config, fp32_path, vset, fp32_windows, options, log)
+    report["bf16"], report["int8"] = cpu.bf16.to_report(), cpu.int8.to_report()
+    snr, worst = cpu.measured()
+    info = replace(onnx_graph.get_metadata(proto, fp32_path), measured_snr_db=snr, measured_worst_metric_change=worst)
+    onnx_graph.set_metadata(proto, info)
+    onnx_graph.save_onnx(proto, fp32_path)
+    report["onnx"]["sha256"] = onnx_graph.sha256_file(fp32_path)
 
 
 def _metadata(model, sha: str, precision: str, options: ExportOptions) -> ModelInfo:
@@ -191,139 +199,6 @@ def _metadata(model, sha: str, precision: str, options: ExportOptions) -> ModelI
 
 def _graph_entry(path: Path, proto) -> dict[str, Any]:
     return {"file": path.name, "sha256": onnx_graph.sha256_file(path), "op_counts": onnx_graph.op_counts(proto)}
-
-
-def _openvino_cpu(path: Path, hint: str):
-    """Return ``path`` compiled by OpenVINO's CPU plugin with the given inference-precision hint."""
-    import openvino as ov
-
-    core = ov.Core()
-    return core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
-
-
-def _run_compiled(compiled, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    return np.asarray(compiled(feeds)[compiled.output(0)], np.float32)
-
-
-def _vset_feeds(vset) -> dict[str, np.ndarray]:
-    return {"frames": vset.crops_u8, "mono": vset.mono, "frame_index": vset.frame_index}
-
-
-def _accuracy(vset, fp32: np.ndarray, test: np.ndarray) -> dict[str, Any]:
-    m32, mt = verify.paper_metrics(vset, fp32), verify.paper_metrics(vset, test)
-    change = verify.relative_changes(m32, mt)
-    return {
-        "binaural_snr_db": verify.snr_db(vset.overlap_average(test), vset.overlap_average(fp32)),
-        "metrics": mt,
-        "metric_rel_change": change,
-        "worst_metric_change": max(change.values()),
-    }
-
-
-def _measure_cpu_precisions(
-    proto, config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOptions, report, log
-) -> None:
-    """Measure bf16 and build + measure int8 on this CPU (OpenVINO) against fp32; record it in the metadata."""
-    try:
-        import openvino as ov
-    except ImportError:
-        reason = "openvino is not installed (pip install '.[cpu]')"
-        report["bf16"] = {"measured": False, "reason": reason}
-        report["int8"] = {"built": False, "reason": reason}
-        if options.int8 == "on":
-            raise ExportError(f"--int8 on: {reason}") from None
-        return
-    caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    hint = "bf16" if "BF16" in caps else "f32"
-    measured: dict[str, float] = {}
-    worst: dict[str, float] = {}
-    bf16 = _accuracy(vset, fp32, _run_compiled(_openvino_cpu(fp32_path, "bf16"), _vset_feeds(vset)))
-    report["bf16"] = {
-        "measured": True,
-        "runtime": f"openvino {ov.__version__} CPU, INFERENCE_PRECISION_HINT=bf16",
-        "native_bf16": "BF16" in caps,
-        **bf16,
-    }
-    measured["bf16"], worst["bf16"] = bf16["binaural_snr_db"], bf16["worst_metric_change"]
-    log(f"bf16 on this CPU (OpenVINO) vs FP32: binaural SNR {bf16['binaural_snr_db']:.1f} dB")
-    if options.int8 != "off":
-        report["int8"] = _int8_step(config, fp32_path, vset, fp32, options, hint, log)
-        if report["int8"]["built"]:
-            measured["int8"] = report["int8"]["offered_snr_db"]
-            worst["int8"] = report["int8"]["worst_metric_change"]
-    else:
-        report["int8"] = {"built": False, "reason": "--int8 off"}
-    info = onnx_graph.get_metadata(proto, fp32_path)
-    onnx_graph.set_metadata(proto, replace(info, measured_snr_db=measured, measured_worst_metric_change=worst))
-    onnx_graph.save_onnx(proto, fp32_path)
-    report["onnx"]["sha256"] = onnx_graph.sha256_file(fp32_path)
-
-
-def _held_out_snr(fp32_path: Path, int8_compiled, videos, config: ModelConfig) -> dict[str, float]:
-    """Return per held-out video the windows' binaural SNR of the int8 graph (OpenVINO) vs fp32 (onnxruntime)."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
-    result = {}
-    for video in videos:
-        batches = int8_mod.batches_from_videos([video], config, HELD_OUT_WINDOWS)
-        ref = np.concatenate([session.run(["binaural"], b.feeds())[0] for b in batches])
-        low = np.concatenate([_run_compiled(int8_compiled, b.feeds()) for b in batches])
-        result[Path(video).name] = verify.snr_db(low, ref)
-    return result
-
-
-def _int8_step(
-    config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOptions, hint: str, log
-) -> dict:
-    """Quantise the visual convolutions, measure the result; keep model.int8.onnx only when it is offered.
-
-    With three or more calibration videos, the last third are held out of calibration and measured instead:
-    int8's error depends on the scene (measured: 24-52 dB over six synthetic scenes of one model), so the
-    figure recorded for the runtime is the worst of the verification set and every held-out video.
-    """
-    videos = tuple(options.calibrate)
-    held = videos[len(videos) - len(videos) // 3 :] if len(videos) >= 3 else ()
-    calibration = videos[: len(videos) - len(held)]
-    if calibration:
-        batches = int8_mod.batches_from_videos(calibration, config, options.calibration_windows)
-        source = f"{len(calibration)} video(s): " + ", ".join(Path(v).name for v in calibration)
-    else:
-        batches = int8_mod.batches_from_arrays(vset.crops_u8, vset.mono, vset.frame_index, options.calibration_windows)
-        source = f"the verification set ({vset.name}); accuracy below is on the calibration data itself"
-    path = fp32_path.with_name("model.int8.onnx")
-    summary = int8_mod.quantize(fp32_path, batches, path)
-    compiled = _openvino_cpu(path, hint)
-    accuracy = _accuracy(vset, fp32, _run_compiled(compiled, _vset_feeds(vset)))
-    held_out = _held_out_snr(fp32_path, compiled, held, config) if held else {}
-    del compiled  # releases the file before it may be rewritten or removed below
-    snr = min([accuracy["binaural_snr_db"], *held_out.values()])
-    result = {
-        "built": True,
-        **summary,
-        "calibration_source": source,
-        "runtime": f"OpenVINO CPU, int8 convolutions, the rest with INFERENCE_PRECISION_HINT={hint}",
-        **accuracy,
-        "held_out_snr_db": held_out,
-        "offered_snr_db": snr,
-    }
-    worst = accuracy["worst_metric_change"]
-    log(
-        f"int8 (visual convolutions, {summary['calibration_windows']} calibration windows) vs FP32: "
-        f"binaural SNR {accuracy['binaural_snr_db']:.1f} dB on {vset.name}"
-        + "".join(f", {v:.1f} dB on held-out {k}" for k, v in held_out.items())
-        + f"; worst paper-metric change {worst:.2%}"
-    )
-    if snr < INT8_MIN_SNR_DB:
-        path.unlink()
-        reason = f"int8 measured {snr:.1f} dB SNR vs fp32 (< {INT8_MIN_SNR_DB} dB): not offered"
-        if options.int8 == "on":
-            raise ExportError(reason)
-        log(f"model.int8.onnx dropped: {reason}")
-        return {**result, "built": False, "reason": reason}
-    int8_mod.set_measured(path, {"int8": snr}, {"int8": worst})
-    result.update(file=path.name, sha256=onnx_graph.sha256_file(path))
-    return result
 
 
 def _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log) -> dict[str, Any]:

@@ -16,8 +16,9 @@ import numpy as np
 
 from ccstereo.config import ModelConfig
 from ccstereo.metrics import evaluate, peak_normalize
+from ccstereo.runtime.frames import crop_box
 from ccstereo.runtime.overlap_add import StreamingOverlapAdd
-from ccstereo.runtime.windows import WindowPlan, crop_box
+from ccstereo.runtime.windows import WindowPlan, cut_windows
 
 PAPER_METRICS = ("stft", "env", "wav", "mag", "phs", "snr")
 
@@ -43,13 +44,7 @@ class VerificationSet:
 
 def _official_windows(clip: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
     """Return (starts, L+R windows) at the official test hop, 0.1 x window, zero-padded at the end."""
-    plan = WindowPlan.for_config(config, int(0.1 * config.window_samples))
-    n, window = clip.shape[1], config.window_samples
-    starts = np.array([plan.start(k) for k in range(plan.count(n))])
-    padded = np.zeros((2, int(starts[-1]) + window), np.float32)
-    padded[:, :n] = clip
-    mono = np.stack([padded[0, s : s + window] + padded[1, s : s + window] for s in starts])
-    return starts, mono
+    return cut_windows(clip[0] + clip[1], WindowPlan.for_config(config, int(0.1 * config.window_samples)))
 
 
 def official_frame_numbers(

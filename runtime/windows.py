@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from ccstereo.config import ModelConfig
 from ccstereo.runtime.errors import OptionError
 
@@ -50,8 +52,12 @@ class WindowPlan:
         return self.frame_number(k) - 1
 
 
-def crop_box(frame_number: int, config: ModelConfig) -> tuple[int, int, int, int]:
-    """Return the (left, top, right, bottom) V-TTA crop of the resized frame for a 1-based frame number."""
-    dx, dy = config.resize_width - config.crop_width, config.resize_height - config.crop_height
-    x, y = {0: (0, 0), 1: (dx, 0), 2: (0, dy), 3: (dx, dy), 4: (dx // 2, dy // 2)}[frame_number % 5]
-    return x, y, x + config.crop_width, y + config.crop_height
+def cut_windows(signal: np.ndarray, plan: WindowPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Return (starts [W] int64, windows [W, window] float32) of a whole 1-D signal held in memory, the last
+    window zero-padded: the windows the streaming producer cuts, for clips that are already decoded (the
+    official test mode, verification sets, the eager-PyTorch benchmark row)."""
+    n = signal.shape[-1]
+    starts = np.array([plan.start(k) for k in range(plan.count(n))], np.int64)
+    padded = np.zeros(int(starts[-1]) + plan.window_samples, np.float32)
+    padded[:n] = signal
+    return starts, np.stack([padded[s : s + plan.window_samples] for s in starts])

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ccstereo.testing.media import moving_block_frames, panned_tone, write_mp4
 from conftest import assert_close_to_reference, write_lossless_video
-from media_factory import moving_block_frames, panned_tone, write_mp4
 
 RUN = [sys.executable, "-m", "ccstereo.runtime.cli"]
 

@@ -263,8 +263,8 @@ def test_int8_graph_quantises_exactly_the_visual_convolutions(exported):
 def test_calibration_windows_come_from_the_video_as_ccs_run_cuts_them(tmp_path):
     from ccstereo.config import ModelConfig
     from ccstereo.export.int8 import CALIBRATION_BATCH, batches_from_videos
+    from ccstereo.testing.media import moving_block_frames, panned_tone
     from conftest import write_lossless_video
-    from media_factory import moving_block_frames, panned_tone
 
     rate, seconds = 16000, 3.0
     audio = panned_tone(seconds, rate)
@@ -290,8 +290,8 @@ def test_calibration_spreads_over_many_long_videos(tmp_path):
     """More videos than the window budget can cover at 0.1 s hops: each still gives windows from its whole length."""
     from ccstereo.config import ModelConfig
     from ccstereo.export.int8 import batches_from_videos
+    from ccstereo.testing.media import moving_block_frames, panned_tone
     from conftest import write_lossless_video
-    from media_factory import moving_block_frames, panned_tone
 
     rate, seconds = 16000, 12.0
     videos = [

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ccstereo.config import ModelConfig
+from ccstereo.runtime.frames import crop_box
 from ccstereo.runtime.overlap_add import StreamingOverlapAdd
-from ccstereo.runtime.windows import WindowPlan, crop_box
+from ccstereo.runtime.windows import WindowPlan
 from conftest import write_lossless_video
 
 CFG = ModelConfig()

@@ -1,1 +1,3 @@
-"""Tools to test ccs-run against media nobody on the team made: hostile inputs and a mutation fuzzer."""
+"""``ccstereo.testing``: what the tests and benchmarks share — hostile inputs made with the ffmpeg CLI
+(``hostile``), the mutation fuzzer of ccs-run (``fuzz``), media made with PyAV (``media``) and the benchmark
+helpers (``bench``). Not needed at run time."""

@@ -1,4 +1,4 @@
-"""Real media files for runtime tests, made with PyAV (H.264/AAC mp4, lossless mkv, broken files)."""
+"""Real media files for tests and benchmarks, made with PyAV (H.264/AAC mp4, lossless mkv, broken files)."""
 
 from __future__ import annotations
 

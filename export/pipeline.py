@@ -19,8 +19,10 @@ import numpy as np
 from ccstereo.checkpoint import load_checkpoint
 from ccstereo.export import cpu_precisions, onnx_graph, verify
 from ccstereo.export import fp16 as fp16_mod
+from ccstereo.export.cpu_precisions import Bf16Result, Int8Result
 from ccstereo.export.errors import ExportError
 from ccstereo.export.options import ExportOptions
+from ccstereo.export.results import EngineResult, ExportReport, Fp16Check, Fp16Result, Fp32Check, Fp32Result, GraphFile
 from ccstereo.runtime.model_info import ModelInfo
 
 # Measured on the official fixture (ccs-export --fp32-islands auto, report "island_ablation"): dropping
@@ -53,48 +55,41 @@ def _island_ablation(proto, vset, reference: np.ndarray) -> dict[str, float]:
     return losses
 
 
-def _verify_fp32(model, path: Path, vset) -> tuple[dict[str, Any], np.ndarray]:
+def _verify_fp32(model, path: Path, vset, log) -> tuple[Fp32Check, np.ndarray]:
     """Return (figures, onnxruntime windows) of model.onnx against PyTorch; raise when too far."""
     ours = verify.run_onnx(path, vset)
     torch_out = verify.run_torch(model, vset)
     peak = float(np.abs(torch_out).max())
     err = float(np.abs(ours - torch_out).max())
-    result = {"max_abs_err": err, "peak": peak, "err_over_peak": err / peak, "windows": len(vset.mono)}
     if err > FP32_MAX_ERR_RATIO * peak:
         raise ExportError(f"model.onnx differs from PyTorch by {err:.3g} (> {FP32_MAX_ERR_RATIO} x peak {peak:.3g})")
-    return result, ours
+    log(f"model.onnx vs PyTorch: max abs err {err:.3g} (peak {peak:.3g})")
+    return Fp32Check(err, peak, err / peak, len(vset.mono)), ours
 
 
-def _verify_fp16(path: Path, vset, fp32_windows: np.ndarray) -> dict[str, Any]:
+def _verify_fp16(path: Path, vset, fp32_windows: np.ndarray) -> Fp16Check:
     half = verify.run_onnx(path, vset)
     ref = vset.overlap_average(fp32_windows)
     snr = verify.snr_db(vset.overlap_average(half), ref)
     m32, m16 = verify.paper_metrics(vset, fp32_windows), verify.paper_metrics(vset, half)
     change = verify.relative_changes(m32, m16)
-    result = {
-        "binaural_snr_db": snr,
-        "metrics_fp32": m32,
-        "metrics_fp16": m16,
-        "metric_rel_change": change,
-        "engine": "onnxruntime CPUExecutionProvider running the FP16 graph",
-    }
     worst = max(change.values())
     if snr < FP16_MIN_SNR_DB or worst > FP16_MAX_METRIC_CHANGE:
         raise ExportError(
             f"FP16 graph too far from FP32: SNR {snr:.1f} dB (need >= {FP16_MIN_SNR_DB}), "
             f"worst metric change {worst:.2%} (need <= {FP16_MAX_METRIC_CHANGE:.0%})"
         )
-    return result
+    return Fp16Check(snr, m32, m16, change)
 
 
-def _choose_islands(options: ExportOptions, proto, vset, reference, report: dict) -> tuple[str, ...]:
+def _choose_islands(options: ExportOptions, proto, vset, reference) -> tuple[tuple[str, ...], dict | None]:
+    """Return (the FP32 islands, the ablation that chose them when measured)."""
     if options.fp32_islands is not None:
-        return options.fp32_islands
+        return options.fp32_islands, None
     if not options.verify:
-        return DEFAULT_FP32_ISLANDS
+        return DEFAULT_FP32_ISLANDS, None
     ablation = _island_ablation(proto, vset, reference)
-    report["island_ablation_db"] = ablation
-    return tuple(n for n in fp16_mod.ISLANDS if ablation[n] >= ISLAND_THRESHOLD_DB)
+    return tuple(n for n in fp16_mod.ISLANDS if ablation[n] >= ISLAND_THRESHOLD_DB), ablation
 
 
 def export_checkpoint(checkpoint: Path, options: ExportOptions, log=print) -> dict[str, Any]:
@@ -109,8 +104,8 @@ def export_checkpoint(checkpoint: Path, options: ExportOptions, log=print) -> di
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ccs-export-", dir=out_dir))
     try:
-        report = _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build_engine)
-        report["seconds"] = round(time.perf_counter() - started, 1)
+        result = _export_into(checkpoint, options, staging, log, (can_build, gpu_reason, build_engine))
+        report = replace(result, seconds=round(time.perf_counter() - started, 1)).to_dict()
         (staging / "export_report.json").write_text(json.dumps(report, indent=2, default=str))
         for item in staging.iterdir():
             item.replace(out_dir / item.name)
@@ -119,77 +114,56 @@ def export_checkpoint(checkpoint: Path, options: ExportOptions, log=print) -> di
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _export_into(checkpoint, options, staging, log, can_build, gpu_reason, build_engine) -> dict[str, Any]:
+def _export_into(checkpoint: Path, options: ExportOptions, staging: Path, log, gpu) -> ExportReport:
+    """Run every step into ``staging``; return what each produced."""
     model = load_checkpoint(checkpoint)
     sha = onnx_graph.sha256_file(checkpoint)
-    report: dict[str, Any] = {
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": sha,
-        "config": model.config.to_dict(),
-        "exporter": onnx_graph.exporter_version(),
-        "opset": options.opset,
-    }
     log(f"exporting {checkpoint} (sha256 {sha[:12]}) to ONNX opset {options.opset}")
     proto = onnx_graph.torch_to_onnx(model, options.opset)
     onnx_graph.set_metadata(proto, _metadata(model, sha, "fp32", options))
     fp32_path = staging / "model.onnx"
     onnx_graph.save_onnx(proto, fp32_path)
-    report["onnx"] = _graph_entry(fp32_path, proto)
-    vset, fp32_windows = None, None
-    if options.verify:
-        vset = _verification_set(model, options)
-        report["verification_set"] = vset.name
-        report["onnx"]["verify"], fp32_windows = _verify_fp32(model, fp32_path, vset)
-        log(
-            f"model.onnx vs PyTorch: max abs err {report['onnx']['verify']['max_abs_err']:.3g} "
-            f"(peak {report['onnx']['verify']['peak']:.3g})"
-        )
-    if options.fp16:
-        report["fp16"] = _fp16_step(model, proto, sha, staging, vset, fp32_windows, options, report, log)
-    _cpu_step(model, proto, fp32_path, vset, fp32_windows, options, report, log)
-    report["engine"] = _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log)
-    return report
+    vset = _verification_set(model, options) if options.verify else None
+    check, fp32_windows = _verify_fp32(model, fp32_path, vset, log) if vset is not None else (None, None)
+    fp16 = _fp16_step(model, proto, sha, staging, vset, fp32_windows, options, log) if options.fp16 else None
+    bf16, int8 = _cpu_step(model, proto, fp32_path, vset, fp32_windows, options, log)
+    onnx = Fp32Result(_graph_file(fp32_path, proto), check)  # after the CPU step: its metadata is final
+    engine = _engine_step(options, gpu, staging, model, sha, fp16, log)
+    name = None if vset is None else vset.name
+    exporter = onnx_graph.exporter_version()
+    config = model.config.to_dict()
+    return ExportReport(str(checkpoint), sha, config, exporter, options.opset, onnx, name, fp16, bf16, int8, engine)
 
 
-def _fp16_step(model, proto, sha: str, staging: Path, vset, fp32_windows, options, report, log) -> dict[str, Any]:
+def _fp16_step(model, proto, sha: str, staging: Path, vset, fp32_windows, options, log) -> Fp16Result:
     """Write model.fp16.onnx (FP32 islands measured or given) and verify it against the FP32 windows."""
     reference = vset.overlap_average(fp32_windows) if vset is not None else None
-    islands = _choose_islands(options, proto, vset, reference, report)
+    islands, ablation = _choose_islands(options, proto, vset, reference)
     half, summary = fp16_mod.convert_to_fp16(proto, islands)
     onnx_graph.set_metadata(half, _metadata(model, sha, "fp16", options))
     fp16_path = staging / "model.fp16.onnx"
     onnx_graph.save_onnx(half, fp16_path)
-    entry = {
-        **_graph_entry(fp16_path, half),
-        "fp32_islands": {
-            name: {**summary["islands"][name], "reason": fp16_mod.ISLANDS[name].reason} for name in islands
-        },
-        "casts_inserted": summary["casts_inserted"],
-        "fp16_nodes": summary["fp16_nodes"],
-    }
+    kept = {name: {**summary["islands"][name], "reason": fp16_mod.ISLANDS[name].reason} for name in islands}
+    check = None
     if vset is not None:
-        entry["verify"] = _verify_fp16(fp16_path, vset, fp32_windows)
-        log(
-            f"model.fp16.onnx vs FP32: binaural SNR {entry['verify']['binaural_snr_db']:.1f} dB; "
-            f"FP32 islands: {', '.join(islands)}"
-        )
-    return entry
+        check = _verify_fp16(fp16_path, vset, fp32_windows)
+        log(f"model.fp16.onnx vs FP32: binaural SNR {check.binaural_snr_db:.1f} dB; FP32 islands: {', '.join(islands)}")
+    graph = _graph_file(fp16_path, half)
+    return Fp16Result(graph, kept, summary["casts_inserted"], summary["fp16_nodes"], check, ablation)
 
 
-def _cpu_step(model, proto, fp32_path: Path, vset, fp32_windows, options, report, log) -> None:
+def _cpu_step(model, proto, fp32_path: Path, vset, fp32_windows, options, log) -> tuple[Bf16Result | None, Int8Result]:
     """Measure bf16 / build and measure int8 on this CPU; record the figures in model.onnx's metadata."""
     if vset is None:
         if options.int8 == "on":
             raise ExportError("--int8 on needs verification (its accuracy is measured, never assumed)")
-        report["int8"] = {"built": False, "reason": "--no-verify: reduced precisions are only offered as measured"}
-        return
+        return None, Int8Result(False, "--no-verify: reduced precisions are only offered as measured")
     cpu = cpu_precisions.measure(model.config, fp32_path, vset, fp32_windows, options, log)
-    report["bf16"], report["int8"] = cpu.bf16.to_report(), cpu.int8.to_report()
     snr, worst = cpu.measured()
     info = replace(onnx_graph.get_metadata(proto, fp32_path), measured_snr_db=snr, measured_worst_metric_change=worst)
     onnx_graph.set_metadata(proto, info)
     onnx_graph.save_onnx(proto, fp32_path)
-    report["onnx"]["sha256"] = onnx_graph.sha256_file(fp32_path)
+    return cpu.bf16, cpu.int8
 
 
 def _metadata(model, sha: str, precision: str, options: ExportOptions) -> ModelInfo:
@@ -197,28 +171,28 @@ def _metadata(model, sha: str, precision: str, options: ExportOptions) -> ModelI
     return ModelInfo(Path(name), model.config, sha, precision, options.opset, onnx_graph.exporter_version())
 
 
-def _graph_entry(path: Path, proto) -> dict[str, Any]:
-    return {"file": path.name, "sha256": onnx_graph.sha256_file(path), "op_counts": onnx_graph.op_counts(proto)}
+def _graph_file(path: Path, proto) -> GraphFile:
+    return GraphFile(path.name, onnx_graph.sha256_file(path), onnx_graph.op_counts(proto))
 
 
-def _engine_step(options, can_build, gpu_reason, staging, model, report, build_engine, log) -> dict[str, Any]:
+def _engine_step(options, gpu, staging: Path, model, sha: str, fp16: Fp16Result | None, log) -> EngineResult:
+    can_build, gpu_reason, build_engine = gpu
     if options.engine == "off":
-        return {"built": False, "reason": "--no-engine"}
-    if not options.fp16:
-        return {"built": False, "reason": "the TensorRT engine is built from model.fp16.onnx; --no-fp16 given"}
+        return EngineResult(False, "--no-engine")
+    if fp16 is None:
+        return EngineResult(False, "the TensorRT engine is built from model.fp16.onnx; --no-fp16 given")
     if not can_build:
         log(f"TensorRT engine skipped: {gpu_reason}")
-        return {"built": False, "reason": gpu_reason}
-    fp16_path = staging / "model.fp16.onnx"
-    metadata = _metadata(model, report["checkpoint_sha256"], "fp16", options).to_props()
+        return EngineResult(False, gpu_reason)
+    metadata = _metadata(model, sha, "fp16", options).to_props()
     plan = build_engine(
-        fp16_path,
+        staging / "model.fp16.onnx",
         staging,
         options.profile,
         model.config,
-        report["fp16"]["sha256"],
+        fp16.graph.sha256,
         metadata,
         options.out_dir / "timing.cache",
     )
     log(f"TensorRT engine written: {plan.name}")
-    return {"built": True, "file": plan.name, "device": gpu_reason, "profile": asdict(options.profile)}
+    return EngineResult(True, file=plan.name, device=gpu_reason, profile=asdict(options.profile))

@@ -8,7 +8,10 @@ Rows, each run alone in its own process (peak RSS is that process's):
 (c) ccs-run fp32 on onnxruntime CPU, mp4 in -> mp4 out;
 (d) ccs-run in reduced precision on this CPU: OpenVINO bf16 and OpenVINO int8 (visual convolutions in int8,
     calibrated on other synthetic scenes), each mp4 in -> mp4 out, where the CPU supports them;
-(d') the fastest reduced precision at half the hop; (e) TensorRT FP16 when a GPU is present.
+(d') the fastest reduced precision at half the hop; (e) TensorRT FP16 when a GPU is present;
+[still image] (a) and (c) again on the same sound under one still picture (a cover-art video made with ffmpeg
+    -loop 1 and x264 -tune stillimage), (c) once with identical crops computed once (the default) and once with
+    every crop computed (their outputs are equal to the bit).
 (a)/(b) decode the mp4 with PyAV and preprocess like the official loader (timed), and write nothing.
 SNR is of the 16 kHz binaural of each row against (a), from an untimed model-band run of the same path.
 Without --checkpoint the model is the official architecture at full size with seeded random weights.
@@ -85,14 +88,19 @@ def torch_variant(checkpoint: Path, mp4: Path, hop: int, one_by_one: bool, out_w
     }
 
 
-def ccs_run_variant(model_dir: Path, mp4: Path, hop: int, precision: str, backend: str, out: Path) -> dict:
+def ccs_run_variant(
+    model_dir: Path, mp4: Path, hop: int, precision: str, backend: str, out: Path, share: bool = True
+) -> dict:
     from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
 
     engine = Binauralizer.load(model_dir, backend=backend, precision=precision)
-    report = engine.process(mp4, out, RunOptions(hop_samples=hop, overwrite=True))
+    report = engine.process(mp4, out, RunOptions(hop_samples=hop, overwrite=True, share_identical_crops=share))
     snr_out = out.with_suffix(".modelband.wav")
-    engine.process(mp4, snr_out, RunOptions(hop_samples=hop, overwrite=True, full_band=False, fmt="wav"))
+    options = RunOptions(hop_samples=hop, overwrite=True, full_band=False, fmt="wav", share_identical_crops=share)
+    engine.process(mp4, snr_out, options)
     return {
+        "crops_computed": report.crops_computed,
+        "crops_shared": report.crops_shared,
         "seconds": report.wall_s,
         "windows": report.windows,
         "media_s": report.duration_s,
@@ -126,6 +134,32 @@ def rows(args, work: Path, mp4: Path, model_dir: Path, checkpoint: Path) -> list
         fastest = reduced[-1]
         name = f"(d') ccs-run {fastest}, hop {args.hop_s / 2:g} s"
         out.append((name, [*base, fastest, "--hop", str(hop // 2), *common]))
+    still = [*common[:2], "--mp4", str(still_mp4(mp4)), *common[4:], "--tag=-still"]
+    out += [
+        (f"{STILL} (a) eager PyTorch, all windows in one batch", [*base, "a", "--hop", str(hop), *still]),
+        (f"{STILL} (c) ccs-run fp32, identical crops computed once", [*base, "c", "--hop", str(hop), *still]),
+        (f"{STILL} (c) ccs-run fp32, every crop computed", [*base, "c", "--hop", str(hop), *still, "--no-share"]),
+    ]
+    return out
+
+
+STILL = "[still image]"
+
+
+def still_mp4(mp4: Path) -> Path:
+    """Return the clip's sound under one still picture (its first frame), made the way cover-art videos are:
+    ffmpeg -loop 1 over a PNG, x264 -tune stillimage, the audio stream copied."""
+    import subprocess
+
+    cover, out = mp4.with_name("cover.png"), mp4.with_name("still.mp4")
+    if not out.is_file():
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(mp4), "-frames:v", "1", str(cover)], check=True)
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i", str(cover), "-i", str(mp4)]
+            + ["-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-tune", "stillimage", "-pix_fmt", "yuv420p"]
+            + ["-c:a", "copy", "-shortest", str(out)],
+            check=True,
+        )
     return out
 
 
@@ -140,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hop", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mp4", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--tag", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--no-share", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.variant:
         return _child(args)
@@ -155,10 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     results.update(_tensorrt_row())
     import soundfile as sf
 
-    ref = sf.read(work / "a.wav", always_2d=True)[0].T
+    refs = {
+        False: sf.read(work / "a.wav", always_2d=True)[0].T,
+        True: sf.read(work / "a-still.wav", always_2d=True)[0].T,
+    }
     for name, r in results.items():
         if "snr_wav" in r and not name.startswith("(d')"):  # (d'): another hop, not comparable sample by sample
-            r["snr_db_vs_a"] = snr_db(sf.read(r["snr_wav"], always_2d=True)[0].T, ref)
+            r["snr_db_vs_a"] = snr_db(sf.read(r["snr_wav"], always_2d=True)[0].T, refs[name.startswith(STILL)])
     table = _table(results, args)
     print(table)
     if args.json:
@@ -174,13 +213,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _child(args) -> int:
     work = args.workdir
+    name = f"{args.variant}{args.tag}{'-all' if args.no_share else ''}"
     if args.variant in ("a", "b"):
-        result = torch_variant(args.checkpoint, args.mp4, args.hop, args.variant == "b", work / f"{args.variant}.wav")
+        result = torch_variant(args.checkpoint, args.mp4, args.hop, args.variant == "b", work / f"{name}.wav")
     else:
         precision = "fp32" if args.variant == "c" else args.variant
         backend = "onnxruntime" if args.variant == "c" else "openvino"
-        out = work / f"{args.variant}-{args.hop}.binaural.mp4"
-        result = ccs_run_variant(args.model_dir, args.mp4, args.hop, precision, backend, out)
+        out = work / f"{name}-{args.hop}.binaural.mp4"
+        result = ccs_run_variant(args.model_dir, args.mp4, args.hop, precision, backend, out, not args.no_share)
     print(json.dumps(result))
     return 0
 
@@ -197,6 +237,7 @@ def _tensorrt_row() -> dict:
 def _table(results: dict, args) -> str:
     a = results["(a) eager PyTorch, all windows in one batch"]["seconds"]
     b = results["(b) eager PyTorch, one window at a time"]["seconds"]
+    a_still = results.get(f"{STILL} (a) eager PyTorch, all windows in one batch", {}).get("seconds", a)
     lines = [
         f"{args.seconds:g} s clip, hop {args.hop_s:g} s, full-size model; one process per row, nothing else running",
         "",
@@ -210,9 +251,11 @@ def _table(results: dict, args) -> str:
             continue
         snr = r.get("snr_db_vs_a", float("nan"))
         snr_text = "n/a (other hop)" if name.startswith("(d')") else f"{snr:.1f}"
+        versus = a_still if name.startswith(STILL) else a
+        crops = f" ({r['crops_computed']} crops computed)" if "crops_computed" in r else ""
         lines.append(
-            f"| {name} | {r['seconds']:.2f} | {r['seconds'] / r['media_s']:.3f} | "
-            f"{r['windows'] / r['seconds']:.1f} | {r['rss_mib']:.0f} | {snr_text} | {a / r['seconds']:.2f}x "
+            f"| {name}{crops} | {r['seconds']:.2f} | {r['seconds'] / r['media_s']:.3f} | "
+            f"{r['windows'] / r['seconds']:.1f} | {r['rss_mib']:.0f} | {snr_text} | {versus / r['seconds']:.2f}x "
             f"| {b / r['seconds']:.2f}x |"
         )
     half = next((r for n, r in results.items() if n.startswith("(d')")), None)
@@ -221,6 +264,7 @@ def _table(results: dict, args) -> str:
         ratio = half["seconds"] / same["seconds"]
         hops = f"hop {args.hop_s / 2:g} s costs {ratio:.2f}x the time of hop {args.hop_s:g} s"
         lines += ["", f"{hops} ({half['backend']})"]
+    lines += ["", f"{STILL} rows: the same sound under one still picture; speed-up and SNR vs its own (a) row."]
     return "\n".join(lines)
 
 

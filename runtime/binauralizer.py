@@ -140,6 +140,7 @@ class Binauralizer:
         report.audio_start_s = media.info.audio_start_s
         report.duration_s = result.total_samples / self.config.sample_rate_hz
         report.windows, report.batches = result.windows, result.batches
+        report.crops_computed, report.crops_shared = result.crops_computed, result.crops_shared
         report.wall_s = time.perf_counter() - started
         return report
 
@@ -171,7 +172,8 @@ class Binauralizer:
     ) -> ConsumeResult:
         """Decode (on a producer thread), run each batch, hand the output to ``sink``; return the totals."""
         cfg = self.config
-        items = windows_from(media, plan, cfg, self.backend.max_batch, options.tta, times, original)
+        batch, share = self.backend.max_batch, options.share_identical_crops
+        items = windows_from(media, plan, cfg, batch, options.tta, times, original, share)
         result = consume(threaded(items), self.backend.run, cfg.window_samples, sink.put, times, progress)
         _check_complete(media.path, media.info, result.total_samples / cfg.sample_rate_hz)
         return result
@@ -193,7 +195,8 @@ class Binauralizer:
             raise OptionError("at least one frame is needed")
         times = StageTimes()
         plan, batch = self.window_plan(options), self.backend.max_batch
-        items = produce(iter([stereo]), iter(enumerate(frames)), plan, self.config, batch, options.tta, times)
+        share = options.share_identical_crops
+        items = produce(iter([stereo]), iter(enumerate(frames)), plan, self.config, batch, options.tta, times, share)
         pieces: list[np.ndarray] = []
         consume(items, self.backend.run, self.config.window_samples, pieces.append, times)
         return np.concatenate(pieces, axis=1)

@@ -80,6 +80,9 @@ class RunOptions:
     fmt: str | None = None  # None: a container that can carry the input's video (see binauralizer.output_format)
     overwrite: bool = False
     clip_mode: str = ClipMode.rescale.value
+    # Identical crops (still pictures, repeated frames) go through the visual network once per batch; the
+    # output is bit-identical either way (False only to measure what it saves).
+    share_identical_crops: bool = True
 
     def __post_init__(self) -> None:
         if self.hop_samples is not None and self.hop_samples < 1:

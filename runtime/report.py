@@ -28,6 +28,8 @@ class RunReport:
     wall_s: float = 0.0
     windows: int = 0
     batches: int = 0
+    crops_computed: int = 0  # V-TTA crops the visual network ran on
+    crops_shared: int = 0  # crops identical to one already in their batch: not computed again
     backend: str = ""
     model_sha256: str = ""
     hop_samples: int = 0

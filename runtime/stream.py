@@ -7,6 +7,7 @@ a bounded queue keeps memory flat.
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import time
@@ -34,6 +35,7 @@ class Batch:
     frame_index: np.ndarray  # [B] int64
     next_start: int  # start of the first window not in this batch
     limit: int | None  # the input's length once known: nothing past it is emitted
+    shared_crops: int = 0  # crops of distinct ticks whose pixels equal another's: computed once, not again
 
 
 @dataclass
@@ -79,9 +81,14 @@ def produce(
     batch_size: int,
     tta: bool,
     times: StageTimes,
+    share_identical: bool = True,
 ) -> Iterator[Batch | End]:
     """Yield batches of windows as soon as their audio (stereo [2, n] model-rate chunks) is decoded, then End
-    with the total length."""
+    with the total length.
+
+    ``share_identical``: crops whose pixels are identical (a still picture, repeated frames) enter the batch
+    once and every window that uses them points at that one, so the visual network runs once per distinct
+    picture; the result is the same to the bit (tests/test_visual_reuse.py)."""
     crops = _Frames(frames, config, tta, times)
     w = plan.window_samples
     buf, base, total, eof = np.zeros(0, np.float32), 0, 0, False
@@ -112,10 +119,12 @@ def produce(
             k += 1
         if starts:
             distinct = sorted(set(ticks))
-            frame_arr = np.stack([crops.crop(t) for t in distinct])
-            index = np.array([distinct.index(t) for t in ticks], np.int64)
+            unique, where = _unique([crops.crop(t) for t in distinct], share_identical)
+            index = np.array([where[distinct.index(t)] for t in ticks], np.int64)
             limit = total if eof else None
-            yield Batch(starts, np.stack(monos).astype(np.float32), frame_arr, index, plan.start(k), limit)
+            mono = np.stack(monos).astype(np.float32)
+            shared = len(distinct) - len(unique)
+            yield Batch(starts, mono, np.stack(unique), index, plan.start(k), limit, shared)
             drop = min(plan.start(k), total) - base
             buf, base = buf[drop:], base + drop
         if eof and (total == 0 or k >= plan.count(total)):
@@ -123,6 +132,27 @@ def produce(
                 raise MediaError("zero-length audio")
             yield End(total)
             return
+
+
+def _unique(crops: list[np.ndarray], share: bool) -> tuple[list[np.ndarray], list[int]]:
+    """Return (distinct crops, position of each given crop among them); identical pixels count once.
+
+    Crops are matched by a hash of their bytes and then compared in full, so only truly equal crops are shared.
+    """
+    if not share:
+        return crops, list(range(len(crops)))
+    unique: list[np.ndarray] = []
+    where: list[int] = []
+    by_hash: dict[bytes, list[int]] = {}
+    for crop in crops:
+        candidates = by_hash.setdefault(hashlib.blake2b(crop.tobytes(), digest_size=16).digest(), [])
+        match = next((j for j in candidates if np.array_equal(unique[j], crop)), None)
+        if match is None:
+            match = len(unique)
+            candidates.append(match)
+            unique.append(crop)
+        where.append(match)
+    return unique, where
 
 
 def windows_from(
@@ -133,12 +163,13 @@ def windows_from(
     tta: bool,
     times: StageTimes,
     original: OriginalAudio | None = None,
+    share_identical: bool = True,
 ) -> Iterator[Batch | End]:
     """Yield the batches of windows of a media input (``produce`` over its audio and frame readers); its
     original-rate audio goes to ``original`` when given (full-band output)."""
     chunks = media.audio(config.sample_rate_hz, keep_original=original is not None)
     audio = original.split(chunks) if original is not None else (chunk.model for chunk in chunks)
-    return produce(audio, media.frames(config.fps), plan, config, batch_size, tta, times)
+    return produce(audio, media.frames(config.fps), plan, config, batch_size, tta, times, share_identical)
 
 
 def threaded(items: Iterator, depth: int = QUEUE_DEPTH) -> Iterator:
@@ -182,6 +213,8 @@ class ConsumeResult:
     total_samples: int
     windows: int
     batches: int
+    crops_computed: int = 0  # crops the backend's visual network ran on
+    crops_shared: int = 0  # crops it did not run on because an identical one was in the same batch
 
 
 def consume(
@@ -194,14 +227,15 @@ def consume(
 ) -> ConsumeResult:
     """Run each batch through ``run`` and pass finished model-rate samples to ``on_model``."""
     ola = StreamingOverlapAdd(2, window)
-    windows = batches = 0
+    result = ConsumeResult(0, 0, 0)
     for item in items:
         if isinstance(item, End):
             t0 = time.perf_counter()
             tail = ola.pop(item.total_samples)
             times.overlap_add_s += time.perf_counter() - t0
             on_model(tail)
-            return ConsumeResult(item.total_samples, windows, batches)
+            result.total_samples = item.total_samples
+            return result
         t0 = time.perf_counter()
         out = run(item.frames, item.mono, item.frame_index)
         t1 = time.perf_counter()
@@ -210,8 +244,10 @@ def consume(
         ready = ola.pop(item.next_start if item.limit is None else min(item.next_start, item.limit))
         times.backend_s += t1 - t0
         times.overlap_add_s += time.perf_counter() - t1
-        windows += len(item.starts)
-        batches += 1
+        result.windows += len(item.starts)
+        result.batches += 1
+        result.crops_computed += len(item.frames)
+        result.crops_shared += item.shared_crops
         on_model(ready)
         if progress is not None:
             progress(item.next_start)

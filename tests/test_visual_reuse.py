@@ -1,0 +1,69 @@
+"""No visual work twice: crops with identical pixels go through the visual network once per batch, and the
+output is the same to the bit as computing every one of them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
+from ccstereo.runtime.stream import _unique
+from conftest import write_lossless_video
+
+RATE = 16000
+
+
+def _audio(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    tone = 0.3 * np.sin(2 * np.pi * 330 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+    return np.stack([tone + 0.01 * rng.standard_normal(t.size), 0.5 * tone]).astype(np.float32)
+
+
+def _picture(seed: int, shape=(240, 480, 3)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _run(engine, video, tmp_path, share: bool):
+    out = tmp_path / f"{video.stem}.{share}.wav"
+    options = RunOptions(fmt="wav", full_band=False, share_identical_crops=share, overwrite=True)
+    report = engine.process(video, out, options)
+    return sf.read(out, dtype="float32", always_2d=True)[0], report
+
+
+@pytest.fixture(scope="module")
+def engine(exported):
+    return Binauralizer.load(exported, precision="fp32")
+
+
+def test_a_still_picture_is_computed_once_per_crop_position_and_the_output_is_bit_identical(engine, tmp_path):
+    # Cover art over music: 40 identical frames (4 s at 10 fps).
+    video = write_lossless_video(tmp_path / "still.mkv", [_picture(1)] * 40, _audio(4.0), RATE)
+    shared, with_sharing = _run(engine, video, tmp_path, True)
+    computed, without = _run(engine, video, tmp_path, False)
+    assert np.array_equal(shared, computed)
+    assert without.crops_shared == 0 and without.crops_computed >= without.windows - without.batches
+    # V-TTA cuts 5 different crops of one picture: at most 5 per batch are computed.
+    assert with_sharing.crops_computed <= 5 * with_sharing.batches
+    assert with_sharing.crops_shared == without.crops_computed - with_sharing.crops_computed > 0
+
+
+def test_a_moving_picture_shares_only_frames_that_repeat(engine, tmp_path):
+    # Five different pictures, each held for 1 s (a slideshow): a picture's 10 ticks use 5 crop positions, so
+    # ticks 5 apart share; a 0.5 s hold would share nothing (5 ticks, 5 positions).
+    frames = [_picture(10 + i // 10) for i in range(50)]
+    video = write_lossless_video(tmp_path / "slides.mkv", frames, _audio(5.0, seed=3), RATE)
+    shared, with_sharing = _run(engine, video, tmp_path, True)
+    computed, without = _run(engine, video, tmp_path, False)
+    assert np.array_equal(shared, computed)
+    assert 0 < with_sharing.crops_shared < without.crops_computed
+
+
+def test_crops_that_differ_by_one_pixel_are_not_shared():
+    a = _picture(5, (224, 448, 3))
+    b = a.copy()
+    b[100, 200, 1] ^= 1
+    unique, where = _unique([a, b, a.copy(), b.copy()], True)
+    assert len(unique) == 2 and where == [0, 1, 0, 1]
+    assert _unique([a, a], False)[1] == [0, 1]

@@ -49,6 +49,7 @@ class _Progress:
             console=console,
             disable=quiet or not console.is_terminal,
         )
+        self.count, self.finished = files, 0
         self.files = self.bar.add_task("all files", total=files, stats=f"0/{files} files")
         self.task: Any = None
 
@@ -72,9 +73,8 @@ class _Progress:
         if self.task is not None:
             self.bar.remove_task(self.task)
             self.task = None
-        self.bar.advance(self.files)
-        task = self.bar.tasks[0]
-        self.bar.update(self.files, stats=f"{task.completed:.0f}/{task.total:.0f} files")
+        self.finished += 1
+        self.bar.update(self.files, completed=self.finished, stats=f"{self.finished}/{self.count} files")
 
 
 def _usage_error(message: str) -> typer.Exit:

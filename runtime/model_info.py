@@ -78,20 +78,19 @@ class ModelInfo:
             precision,
             opset,
             props.get("ccstereo.exporter", ""),
-            {k: float(v) for k, v in _json_dict(path, props, "ccstereo.measured_snr_db").items()},
-            {k: float(v) for k, v in _json_dict(path, props, "ccstereo.measured_worst_metric_change").items()},
+            _json_dict(path, props, "ccstereo.measured_snr_db", float),
+            _json_dict(path, props, "ccstereo.measured_worst_metric_change", float),
             _json_dict(path, props, "ccstereo.int8"),
         )
 
 
-def _json_dict(path: Path, props: dict[str, str], key: str) -> dict[str, Any]:
+def _json_dict(path: Path, props: dict[str, str], key: str, value_type=None) -> dict[str, Any]:
+    """Return the JSON object stored under ``key`` ({} when absent), its values made ``value_type`` if given."""
     try:
         value = json.loads(props.get(key, "{}"))
         if not isinstance(value, dict):
             raise TypeError(f"not an object: {value!r}")
-        for v in value.values() if key.startswith("ccstereo.measured_") else ():
-            float(v)
-        return value
+        return value if value_type is None else {k: value_type(v) for k, v in value.items()}
     except (ValueError, AttributeError, TypeError) as exc:
         raise ModelMetadataError(f"{path}: bad {key} metadata") from exc
 

@@ -120,7 +120,8 @@ def produce(
         if starts:
             distinct = sorted(set(ticks))
             unique, where = _unique([crops.crop(t) for t in distinct], share_identical)
-            index = np.array([where[distinct.index(t)] for t in ticks], np.int64)
+            position = dict(zip(distinct, where, strict=True))
+            index = np.array([position[t] for t in ticks], np.int64)
             limit = total if eof else None
             mono = np.stack(monos).astype(np.float32)
             shared = len(distinct) - len(unique)

@@ -29,7 +29,8 @@ def export_once(checkpoint: Path, out: Path, calibrate: tuple[Path, ...] = ()) -
     """Export ``checkpoint`` into ``out`` (fp32 graph verified; bf16 measured and int8 built and measured when
     OpenVINO is installed, int8 calibrated on ``calibrate`` videos, the last third of them held out)."""
     if not (out / "model.onnx").is_file():
-        from ccstereo.export.pipeline import ExportOptions, export_checkpoint
+        from ccstereo.export.options import ExportOptions
+        from ccstereo.export.pipeline import export_checkpoint
 
         options = ExportOptions(out, fp16=True, engine="auto", calibrate=tuple(calibrate))
         export_checkpoint(checkpoint, options, log=lambda _m: None)

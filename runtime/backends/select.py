@@ -158,9 +158,10 @@ def _openvino(model: Path, options: LoadOptions) -> tuple[Backend, str] | None:
     if precision in ("bf16", "fp32"):
         wanted = "bf16" if precision == "bf16" else "f32"
         return build(cpu_onnx, wanted), f"OpenVINO {wanted} (requested)"
-    if int8 is not None and dot is not None and _measured(int8[1], "int8")[0]:
-        why = f"OpenVINO int8 on this CPU's {dot.upper()} ({_measured(int8[1], 'int8')[1]}, at export)"
-        return build(int8[0], "int8", int8[1]), why
+    if int8 is not None and dot is not None:
+        ok, words = _measured(int8[1], "int8")
+        if ok:
+            return build(int8[0], "int8", int8[1]), f"OpenVINO int8 on this CPU's {dot.upper()} ({words}, at export)"
     if openvino_bf16_capable():
         info = read_onnx_info(cpu_onnx)
         ok, words = _measured(info, "bf16")

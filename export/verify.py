@@ -8,38 +8,20 @@ the FP16 graph against FP32, and every paper metric of both against the clip.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ccstereo.config import ModelConfig
-from ccstereo.metrics import evaluate, peak_normalize
 from ccstereo.runtime.frames import crop_box
-from ccstereo.runtime.overlap_add import StreamingOverlapAdd
+from ccstereo.runtime.verification import (  # noqa: F401 - re-exported: the export steps use them from here
+    PAPER_METRICS,
+    VerificationSet,
+    paper_metrics,
+    relative_changes,
+    snr_db,
+)
 from ccstereo.runtime.windows import WindowPlan, cut_windows
-
-PAPER_METRICS = ("stft", "env", "wav", "mag", "phs", "snr")
-
-
-@dataclass(frozen=True)
-class VerificationSet:
-    """Windows of one clip: distinct crops [F, H, W, 3] u8, L+R windows [W, N], frame index, ground truth."""
-
-    name: str
-    crops_u8: np.ndarray
-    mono: np.ndarray
-    frame_index: np.ndarray
-    starts: np.ndarray
-    clip: np.ndarray  # [2, N] ground-truth binaural
-
-    def overlap_average(self, windows: np.ndarray) -> np.ndarray:
-        """Return the overlap-averaged [2, N] signal of window outputs [W, 2, window]."""
-        ola = StreamingOverlapAdd(2, windows.shape[-1])
-        for w, s in zip(windows, self.starts, strict=True):
-            ola.add(int(s), w)
-        return ola.pop(self.clip.shape[1])
 
 
 def _official_windows(clip: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -131,21 +113,3 @@ def run_torch(model, vset: VerificationSet) -> np.ndarray:
             torch.from_numpy(vset.crops_u8), torch.from_numpy(vset.mono), torch.from_numpy(vset.frame_index)
         )
     return out.numpy()
-
-
-def snr_db(test: np.ndarray, reference: np.ndarray) -> float:
-    """Return 10 log10(|reference|^2 / |test - reference|^2) in dB (inf when identical)."""
-    noise = float(np.sum((np.asarray(test, np.float64) - reference) ** 2))
-    return math.inf if noise == 0 else 10 * math.log10(float(np.sum(np.asarray(reference, np.float64) ** 2)) / noise)
-
-
-def paper_metrics(vset: VerificationSet, windows: np.ndarray) -> dict[str, float]:
-    """Return the paper's metrics of overlap-averaged windows against the clip (both peak-normalised)."""
-    pred = peak_normalize(vset.overlap_average(windows))
-    result = evaluate(pred, peak_normalize(vset.clip.astype(np.float64)), 16000)
-    return {k: result[k] for k in PAPER_METRICS}
-
-
-def relative_changes(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    """Return |b - a| / |a| per metric."""
-    return {k: abs(b[k] - a[k]) / max(abs(a[k]), 1e-12) for k in a}

@@ -14,13 +14,14 @@ import numpy as np
 from ccstereo.config import ModelConfig
 from ccstereo.runtime.backends import Backend, load_backend
 from ccstereo.runtime.clipping import ClipGuard
-from ccstereo.runtime.errors import OptionError
+from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError, OptionError
 from ccstereo.runtime.fullband import FullBandCombiner, OriginalAudio
 from ccstereo.runtime.media import MediaError, MediaInfo, MediaInput, open_input, probe
-from ccstereo.runtime.options import LoadOptions, RunOptions
+from ccstereo.runtime.options import LoadOptions, RunOptions, VisualRate
 from ccstereo.runtime.report import RunReport, StageTimes
 from ccstereo.runtime.sink import OutputSink
 from ccstereo.runtime.stream import ConsumeResult, consume, produce, threaded, windows_from
+from ccstereo.runtime.visual_rate import CropTracker, FeatureStore
 from ccstereo.runtime.windows import WindowPlan
 from ccstereo.runtime.writers import FORMATS, MP4_VIDEO_CODECS, OutputError, SameFileError, open_writer, same_file
 
@@ -141,6 +142,7 @@ class Binauralizer:
         report.duration_s = result.total_samples / self.config.sample_rate_hz
         report.windows, report.batches = result.windows, result.batches
         report.crops_computed, report.crops_shared = result.crops_computed, result.crops_shared
+        report.crops_reused, report.visual_rate = result.crops_reused, result.visual_rate
         report.wall_s = time.perf_counter() - started
         return report
 
@@ -173,10 +175,24 @@ class Binauralizer:
         """Decode (on a producer thread), run each batch, hand the output to ``sink``; return the totals."""
         cfg = self.config
         batch, share = self.backend.max_batch, options.share_identical_crops
-        items = windows_from(media, plan, cfg, batch, options.tta, times, original, share)
-        result = consume(threaded(items), self.backend.run, cfg.window_samples, sink.put, times, progress)
+        tracker, store, rate = self._visual_rate(options)
+        items = windows_from(media, plan, cfg, batch, options.tta, times, original, share, tracker)
+        result = consume(threaded(items), self.backend.run, cfg.window_samples, sink.put, times, progress, store)
         _check_complete(media.path, media.info, result.total_samples / cfg.sample_rate_hz)
+        result.visual_rate = rate
         return result
+
+    def _visual_rate(self, options: RunOptions) -> tuple[CropTracker | None, FeatureStore | None, str]:
+        """Return (tracker, feature store, words) for the run's visual rate; (None, None, ...) for the exact
+        rate, or where this backend can only run the whole graph (the words say why)."""
+        rate = options.adaptive_rate()
+        if rate is None:
+            return None, None, VisualRate.exact.value
+        try:
+            runner = self.backend.split()
+        except (BackendUnavailableError, ModelMetadataError) as exc:
+            return None, None, f"exact ({exc})"
+        return CropTracker(rate, self.config.fps, options.tta), FeatureStore(runner), VisualRate.adaptive.value
 
     def process_arrays(
         self, audio: np.ndarray, frames: Sequence[np.ndarray], options: RunOptions | None = None
@@ -195,10 +211,11 @@ class Binauralizer:
             raise OptionError("at least one frame is needed")
         times = StageTimes()
         plan, batch = self.window_plan(options), self.backend.max_batch
-        share = options.share_identical_crops
-        items = produce(iter([stereo]), iter(enumerate(frames)), plan, self.config, batch, options.tta, times, share)
+        share, (tracker, store, _) = options.share_identical_crops, self._visual_rate(options)
+        ticks = iter(enumerate(frames))
+        items = produce(iter([stereo]), ticks, plan, self.config, batch, options.tta, times, share, tracker)
         pieces: list[np.ndarray] = []
-        consume(items, self.backend.run, self.config.window_samples, pieces.append, times)
+        consume(items, self.backend.run, self.config.window_samples, pieces.append, times, None, store)
         return np.concatenate(pieces, axis=1)
 
 

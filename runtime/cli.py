@@ -9,7 +9,15 @@ from typing import Annotated, Any
 
 import typer
 
-from ccstereo.runtime.options import BackendName, ClipMode, LoadOptions, OutputFormat, Precision, RunOptions
+from ccstereo.runtime.options import (
+    BackendName,
+    ClipMode,
+    LoadOptions,
+    OutputFormat,
+    Precision,
+    RunOptions,
+    VisualRate,
+)
 
 app = typer.Typer(add_completion=False, help=__doc__)
 MEDIA_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
@@ -92,6 +100,22 @@ def _one_line(path: Path, exc: BaseException, internal: bool) -> str:
 # The API's defaults are the CLI's (tests/test_cli_options.py checks every flag against its field).
 _LOAD, _RUN = LoadOptions(), RunOptions()
 _BACKEND, _PRECISION, _CLIP = BackendName(_LOAD.backend), Precision(_LOAD.precision), ClipMode(_RUN.clip_mode)
+_VISUAL = VisualRate(_RUN.visual_rate)
+_VisualRateOption = Annotated[
+    VisualRate, typer.Option(help="exact: visual network on every distinct crop | adaptive: only where it changed")
+]
+_ThresholdOption = Annotated[
+    float, typer.Option(min=0, help="adaptive: largest change (grey levels per 56 px tile) that reuses features")
+]
+_TuneOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--tune/--no-tune",
+        help="auto on a CPU: measure the engines again (--tune) or pick by CPU flags (--no-tune); default: the "
+        "engine measured fastest and accurate here, measured once per model and machine",
+    ),
+]
+_StaleOption = Annotated[float, typer.Option(min=0, help="adaptive: oldest features reused, in seconds")]
 
 
 @app.command()
@@ -105,6 +129,7 @@ def main(
     ] = _PRECISION,
     batch_size: Annotated[int | None, typer.Option(min=1, help="windows per backend call")] = _LOAD.batch_size,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: every core)")] = _LOAD.threads,
+    tune: _TuneOption = _LOAD.tune,
     hop_s: Annotated[float | None, typer.Option(help="hop between windows in seconds (default 0.1)")] = None,
     hop_samples: Annotated[
         int | None, typer.Option(help="hop in samples at 16 kHz (1008 = official test)")
@@ -119,6 +144,9 @@ def main(
     clip_mode: Annotated[
         ClipMode, typer.Option(help="rescale (whole file, only if it would clip) | clamp | none; always reported")
     ] = _CLIP,
+    visual_rate: _VisualRateOption = _VISUAL,
+    visual_threshold: _ThresholdOption = _RUN.visual_threshold,
+    visual_max_stale_s: _StaleOption = _RUN.visual_max_stale_s,
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = _RUN.overwrite,
     report: Annotated[Path | None, typer.Option(help="write a JSON report of every file")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
@@ -131,14 +159,12 @@ def main(
     from ccstereo.runtime.binauralizer import Binauralizer
     from ccstereo.runtime.interrupts import Terminated, signals_as_exceptions
 
-    if hop_s is not None and hop_samples is not None:
-        raise _usage_error("give --hop-s or --hop-samples, not both")
-    if hop_s is not None and not hop_s > 0:
-        raise _usage_error(f"--hop-s must be positive, got {hop_s}")
+    _check_hop(hop_s, hop_samples)
     try:
-        load = LoadOptions(backend.value, precision.value, batch_size, threads)
+        load = LoadOptions(backend.value, precision.value, batch_size, threads, tune)
         fmt_name = None if fmt is None else fmt.value
         options = RunOptions(hop_samples, tta, full_band, fmt_name, overwrite, clip_mode.value)
+        options = _with_visual_rate(options, visual_rate, visual_threshold, visual_max_stale_s)
     except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
     try:
@@ -152,6 +178,19 @@ def main(
         raise typer.Exit(143) from None
     if failed:
         raise typer.Exit(1)
+
+
+def _check_hop(hop_s: float | None, hop_samples: int | None) -> None:
+    if hop_s is not None and hop_samples is not None:
+        raise _usage_error("give --hop-s or --hop-samples, not both")
+    if hop_s is not None and not hop_s > 0:
+        raise _usage_error(f"--hop-s must be positive, got {hop_s}")
+
+
+def _with_visual_rate(options: RunOptions, rate: VisualRate, threshold: float, stale_s: float) -> RunOptions:
+    import dataclasses
+
+    return dataclasses.replace(options, visual_rate=rate.value, visual_threshold=threshold, visual_max_stale_s=stale_s)
 
 
 def _run(inputs, out, load, options, hop_s, report, quiet) -> int:
@@ -227,7 +266,11 @@ def _process_one(engine, path: Path, out: Path | None, options, planned: dict[Pa
         typer.echo(f"skipped {path}: {result.output} exists (use --overwrite)", err=True)
     elif not quiet:
         speed = f"{result.duration_s:.1f} s in {result.wall_s:.1f} s, {result.realtime_speed:.1f}x realtime"
-        typer.echo(f"{path} -> {result.output} ({speed})", err=True)
+        saved = result.crops_shared + result.crops_reused
+        visual = f"; visual network skipped on {saved} of {result.windows} windows" if saved else ""
+        typer.echo(f"{path} -> {result.output} ({speed}{visual})", err=True)
+    if result.visual_rate.startswith("exact ("):  # adaptive asked for, but this engine cannot: always said
+        typer.echo(f"{path}: visual rate {result.visual_rate}", err=True)
     if result.clip is not None and result.clip.describe():
         typer.echo(f"{path}: {result.clip.describe()}", err=True)
     return result.to_dict()

@@ -14,13 +14,23 @@ def model_crop(image: np.ndarray, frame_number: int, config: ModelConfig, tta: b
     With V-TTA: resize to 480x240 (Pillow's default filter, bicubic for RGB) and crop at the position
     ``frame_number % 5``; without: resize straight to 448x224, the paper's baseline.
     """
+    return crop_resized(resize_for_model(image, config, tta), frame_number, config, tta)
+
+
+def resize_for_model(image: np.ndarray, config: ModelConfig, tta: bool) -> np.ndarray:
+    """Return the frame resized as the official loader does (480x240 with V-TTA, else 448x224), uint8 RGB."""
     from PIL import Image
 
-    pil = Image.fromarray(image)
+    size = (config.resize_width, config.resize_height) if tta else (config.crop_width, config.crop_height)
+    return np.asarray(Image.fromarray(image).resize(size), dtype=np.uint8)
+
+
+def crop_resized(resized: np.ndarray, frame_number: int, config: ModelConfig, tta: bool) -> np.ndarray:
+    """Return the V-TTA crop of a resized frame (the frame itself without V-TTA)."""
     if not tta:
-        return np.asarray(pil.resize((config.crop_width, config.crop_height)), dtype=np.uint8)
-    resized = pil.resize((config.resize_width, config.resize_height))
-    return np.asarray(resized.crop(crop_box(frame_number, config)), dtype=np.uint8)
+        return resized
+    left, top, right, bottom = crop_box(frame_number, config)
+    return np.ascontiguousarray(resized[top:bottom, left:right])
 
 
 def crop_box(frame_number: int, config: ModelConfig) -> tuple[int, int, int, int]:

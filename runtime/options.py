@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ccstereo.runtime.errors import OptionError
+from ccstereo.runtime.visual_rate import AdaptiveRate
 
 
 class BackendName(str, Enum):
@@ -46,6 +47,13 @@ class ClipMode(str, Enum):
     none = "none"
 
 
+class VisualRate(str, Enum):
+    """How often the visual network runs (see ``ccstereo.runtime.visual_rate``)."""
+
+    exact = "exact"  # on every distinct crop (identical pixels computed once): the official output to the bit
+    adaptive = "adaptive"  # only where the picture changed since its features were computed
+
+
 def _check_choice(name: str, value: str | None, choices: type[Enum]) -> None:
     allowed = [m.value for m in choices]
     if value is not None and value not in allowed:
@@ -60,6 +68,9 @@ class LoadOptions:
     precision: str = Precision.auto.value
     batch_size: int | None = None  # None: the backend's default (32 on the CPU)
     threads: int | None = None  # None: every core
+    # auto on a CPU: None = the engine measured fastest and accurate on this machine (measured once, cached);
+    # True = measure again; False = the CPU-flag rules without measuring speed (see backends/tuning.py)
+    tune: bool | None = None
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, BackendName)
@@ -83,9 +94,21 @@ class RunOptions:
     # Identical crops (still pictures, repeated frames) go through the visual network once per batch; the
     # output is bit-identical either way (False only to measure what it saves).
     share_identical_crops: bool = True
+    visual_rate: str = VisualRate.exact.value
+    # adaptive: reuse a crop position's features while no 56 x 56 pixel tile of its crop has changed by more
+    # than this many grey levels (mean absolute difference), for at most visual_max_stale_s seconds
+    visual_threshold: float = 1.0
+    visual_max_stale_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.hop_samples is not None and self.hop_samples < 1:
             raise OptionError(f"hop of {self.hop_samples} samples must be at least 1")
         _check_choice("output format", self.fmt, OutputFormat)
         _check_choice("clip mode", self.clip_mode, ClipMode)
+        _check_choice("visual rate", self.visual_rate, VisualRate)
+        self.adaptive_rate()  # validates the thresholds
+
+    def adaptive_rate(self) -> AdaptiveRate | None:
+        """Return the adaptive visual rate's settings, or None for the exact rate."""
+        rate = AdaptiveRate(self.visual_threshold, self.visual_max_stale_s)
+        return None if self.visual_rate == VisualRate.exact.value else rate

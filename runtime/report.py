@@ -29,7 +29,9 @@ class RunReport:
     windows: int = 0
     batches: int = 0
     crops_computed: int = 0  # V-TTA crops the visual network ran on
-    crops_shared: int = 0  # crops identical to one already in their batch: not computed again
+    crops_shared: int = 0  # crops identical to one already computed: not computed again (exact)
+    crops_reused: int = 0  # adaptive visual rate: crops that took the features of a similar earlier crop
+    visual_rate: str = "exact"
     backend: str = ""
     model_sha256: str = ""
     hop_samples: int = 0

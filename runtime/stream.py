@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ccstereo.config import ModelConfig
-from ccstereo.runtime.frames import model_crop
+from ccstereo.runtime.frames import crop_resized, resize_for_model
 from ccstereo.runtime.fullband import OriginalAudio
 from ccstereo.runtime.media import MediaError, MediaInput
 from ccstereo.runtime.overlap_add import StreamingOverlapAdd
 from ccstereo.runtime.report import StageTimes
+from ccstereo.runtime.visual_rate import CropTracker, FeatureStore, KeyPlan
 from ccstereo.runtime.windows import WindowPlan
 
 QUEUE_DEPTH = 2
@@ -36,6 +37,7 @@ class Batch:
     next_start: int  # start of the first window not in this batch
     limit: int | None  # the input's length once known: nothing past it is emitted
     shared_crops: int = 0  # crops of distinct ticks whose pixels equal another's: computed once, not again
+    keys: KeyPlan | None = None  # adaptive visual rate: which features each window uses (frame_index unused)
 
 
 @dataclass
@@ -44,7 +46,9 @@ class End:
 
 
 class _Frames:
-    """Crops per tick from a tick-ordered frame iterator; the last frame repeats past the end of the video."""
+    """Crops per tick from a tick-ordered frame iterator; the last frame repeats past the end of the video.
+
+    A decoded picture equal to the previous one (a still image, a repeated frame) is not resized again."""
 
     def __init__(self, ticks: Iterator[tuple[int, np.ndarray]], config: ModelConfig, tta: bool, times: StageTimes):
         self.ticks, self.config, self.tta, self.times = ticks, config, tta, times
@@ -52,6 +56,8 @@ class _Frames:
         self.image: np.ndarray | None = None
         self.exhausted = False
         self.cache: dict[int, np.ndarray] = {}
+        self.resized_from: np.ndarray | None = None
+        self.resized: np.ndarray | None = None
 
     def crop(self, tick: int) -> np.ndarray:
         if tick in self.cache:
@@ -65,12 +71,85 @@ class _Frames:
         t1 = time.perf_counter()
         if self.image is None:
             raise MediaError("no video frame could be decoded")
-        crop = model_crop(self.image, tick + 1, self.config, self.tta)
+        crop = crop_resized(self._resized(self.image), tick + 1, self.config, self.tta)
         self.times.decode_s += t1 - t0
         self.times.preprocess_s += time.perf_counter() - t1
         self.cache = {t: c for t, c in self.cache.items() if t >= tick - 1}
         self.cache[tick] = crop
         return crop
+
+    def _resized(self, image: np.ndarray) -> np.ndarray:
+        last = self.resized_from
+        same = last is not None and (last is image or (last.shape == image.shape and np.array_equal(last, image)))
+        if not same or self.resized is None:
+            self.resized = resize_for_model(image, self.config, self.tta)
+        self.resized_from = image
+        return self.resized
+
+
+class _Audio:
+    """L+R windows of the plan from stereo [2, n] chunks, keeping only the samples later windows need."""
+
+    def __init__(self, chunks: Iterator[np.ndarray], plan: WindowPlan, times: StageTimes) -> None:
+        self.chunks, self.plan, self.times = chunks, plan, times
+        self.buf, self.base, self.total, self.eof = np.zeros(0, np.float32), 0, 0, False
+
+    def window(self, k: int) -> np.ndarray | None:
+        """Return window ``k`` (zero-padded at the end), or None when the input has no window ``k``."""
+        start, w = self.plan.start(k), self.plan.window_samples
+        while not self.eof and self.total < start + w:
+            t0 = time.perf_counter()
+            chunk = next(self.chunks, None)
+            self.times.decode_s += time.perf_counter() - t0
+            if chunk is None:
+                self.eof = True
+                break
+            self.buf = np.concatenate([self.buf, chunk[0] + chunk[1]])
+            self.total += chunk.shape[1]
+        if self.done(k):
+            return None
+        window = self.buf[start - self.base : start - self.base + w]
+        if len(window) < w:  # the zero-padded tail
+            window = np.concatenate([window, np.zeros(w - len(window), np.float32)])
+        return window
+
+    def done(self, k: int) -> bool:
+        return self.eof and (self.total == 0 or k >= self.plan.count(self.total))
+
+    def release_before(self, start: int) -> None:
+        drop = min(start, self.total) - self.base
+        self.buf, self.base = self.buf[drop:], self.base + drop
+
+
+class _Distinct:
+    """The distinct crops of a batch: matched by a hash of their bytes, then compared in full."""
+
+    def __init__(self, share: bool) -> None:
+        self.share = share
+        self.unique: list[np.ndarray] = []
+        self.where: dict[int, int] = {}  # tick -> index into unique
+        self.by_hash: dict[bytes, list[int]] = {}
+
+    def add(self, tick: int, crop: np.ndarray) -> None:
+        match = None
+        if self.share:
+            candidates = self.by_hash.setdefault(hashlib.blake2b(crop.tobytes(), digest_size=16).digest(), [])
+            match = next((j for j in candidates if np.array_equal(self.unique[j], crop)), None)
+        if match is None:
+            match = len(self.unique)
+            self.unique.append(crop)
+            if self.share:
+                candidates.append(match)
+        self.where[tick] = match
+
+    def __len__(self) -> int:
+        return len(self.unique)
+
+
+# A batch of windows that share few distinct pictures (a still image) grows up to this many times the batch
+# size while its distinct crops stay within the batch size: the visual network's share of a batch is what the
+# batch size bounds, and fewer batches compute each still picture's crops fewer times.
+GROW_WHILE_SHARED = 8
 
 
 def produce(
@@ -82,78 +161,82 @@ def produce(
     tta: bool,
     times: StageTimes,
     share_identical: bool = True,
+    tracker: CropTracker | None = None,
 ) -> Iterator[Batch | End]:
     """Yield batches of windows as soon as their audio (stereo [2, n] model-rate chunks) is decoded, then End
     with the total length.
 
     ``share_identical``: crops whose pixels are identical (a still picture, repeated frames) enter the batch
     once and every window that uses them points at that one, so the visual network runs once per distinct
-    picture; the result is the same to the bit (tests/test_visual_reuse.py)."""
-    crops = _Frames(frames, config, tta, times)
-    w = plan.window_samples
-    buf, base, total, eof = np.zeros(0, np.float32), 0, 0, False
-    k = 0
+    picture; the result is the same to the bit (tests/test_visual_reuse.py). ``tracker``: the adaptive visual
+    rate (``runtime.visual_rate``): only crops it marks fresh are computed; batches carry each window's key."""
+    crops, windows, k = _Frames(frames, config, tta, times), _Audio(audio, plan, times), 0
+    most = batch_size * (GROW_WHILE_SHARED if share_identical and tracker is None else 1)
     while True:
         starts: list[int] = []
         monos: list[np.ndarray] = []
         ticks: list[int] = []
-        while len(starts) < batch_size:
-            start = plan.start(k)
-            while not eof and total < start + w:
-                t0 = time.perf_counter()
-                chunk = next(audio, None)
-                times.decode_s += time.perf_counter() - t0
-                if chunk is None:
-                    eof = True
-                    break
-                buf = np.concatenate([buf, chunk[0] + chunk[1]])
-                total += chunk.shape[1]
-            if eof and (total == 0 or k >= plan.count(total)):
+        crop_of: dict[int, np.ndarray] = {}
+        distinct = _Distinct(share_identical)
+        while len(starts) < batch_size or (len(distinct) < batch_size and len(starts) < most):
+            window = windows.window(k)
+            if window is None:
                 break
-            window = buf[start - base : start - base + w]
-            if len(window) < w:  # the zero-padded tail
-                window = np.concatenate([window, np.zeros(w - len(window), np.float32)])
-            starts.append(start)
+            tick = plan.tick(k)
+            if tick not in crop_of:
+                crop_of[tick] = crops.crop(tick)
+                distinct.add(tick, crop_of[tick])
+            starts.append(plan.start(k))
             monos.append(window)
-            ticks.append(plan.tick(k))
+            ticks.append(tick)
             k += 1
         if starts:
-            distinct = sorted(set(ticks))
-            unique, where = _unique([crops.crop(t) for t in distinct], share_identical)
-            position = dict(zip(distinct, where, strict=True))
-            index = np.array([position[t] for t in ticks], np.int64)
-            limit = total if eof else None
-            mono = np.stack(monos).astype(np.float32)
-            shared = len(distinct) - len(unique)
-            yield Batch(starts, mono, np.stack(unique), index, plan.start(k), limit, shared)
-            drop = min(plan.start(k), total) - base
-            buf, base = buf[drop:], base + drop
-        if eof and (total == 0 or k >= plan.count(total)):
-            if total == 0:
+            limit, mono = windows.total if windows.eof else None, np.stack(monos).astype(np.float32)
+            if tracker is None:
+                index = np.array([distinct.where[t] for t in ticks], np.int64)
+                shared = len(distinct.where) - len(distinct)
+                yield Batch(starts, mono, np.stack(distinct.unique), index, plan.start(k), limit, shared)
+            else:
+                frames_u8, keys = _adaptive_visual(ticks, crop_of, tracker, config)
+                yield Batch(starts, mono, frames_u8, keys.window_keys, plan.start(k), limit, keys.shared, keys)
+            windows.release_before(plan.start(k))
+        if windows.done(k):
+            if windows.total == 0:
                 raise MediaError("zero-length audio")
-            yield End(total)
+            yield End(windows.total)
             return
 
 
-def _unique(crops: list[np.ndarray], share: bool) -> tuple[list[np.ndarray], list[int]]:
-    """Return (distinct crops, position of each given crop among them); identical pixels count once.
+def _adaptive_visual(
+    ticks: list[int], crop_of: dict[int, np.ndarray], tracker: CropTracker, config: ModelConfig
+) -> tuple[np.ndarray, KeyPlan]:
+    """Return (the crops to compute, the batch's key plan) as the tracker decides per distinct tick."""
+    new: list[np.ndarray] = []
+    new_keys: list[int] = []
+    key_of: dict[int, int] = {}
+    reused = shared = 0
+    for tick in sorted(set(ticks)):
+        crop = crop_of[tick]
+        decision = tracker.decide(tick, crop)
+        key_of[tick] = decision.key
+        if decision.fresh:
+            new.append(crop)
+            new_keys.append(decision.key)
+        elif decision.exact:
+            shared += 1
+        else:
+            reused += 1
+    frames_u8 = np.stack(new) if new else np.zeros((0, config.crop_height, config.crop_width, 3), np.uint8)
+    window_keys = np.array([key_of[t] for t in ticks], np.int64)
+    return frames_u8, KeyPlan(new_keys, window_keys, tracker.live(), reused, shared)
 
-    Crops are matched by a hash of their bytes and then compared in full, so only truly equal crops are shared.
-    """
-    if not share:
-        return crops, list(range(len(crops)))
-    unique: list[np.ndarray] = []
-    where: list[int] = []
-    by_hash: dict[bytes, list[int]] = {}
-    for crop in crops:
-        candidates = by_hash.setdefault(hashlib.blake2b(crop.tobytes(), digest_size=16).digest(), [])
-        match = next((j for j in candidates if np.array_equal(unique[j], crop)), None)
-        if match is None:
-            match = len(unique)
-            candidates.append(match)
-            unique.append(crop)
-        where.append(match)
-    return unique, where
+
+def _unique(crops: list[np.ndarray], share: bool) -> tuple[list[np.ndarray], list[int]]:
+    """Return (distinct crops, position of each given crop among them); identical pixels count once."""
+    distinct = _Distinct(share)
+    for i, crop in enumerate(crops):
+        distinct.add(i, crop)
+    return distinct.unique, [distinct.where[i] for i in range(len(crops))]
 
 
 def windows_from(
@@ -165,12 +248,14 @@ def windows_from(
     times: StageTimes,
     original: OriginalAudio | None = None,
     share_identical: bool = True,
+    tracker: CropTracker | None = None,
 ) -> Iterator[Batch | End]:
     """Yield the batches of windows of a media input (``produce`` over its audio and frame readers); its
     original-rate audio goes to ``original`` when given (full-band output)."""
     chunks = media.audio(config.sample_rate_hz, keep_original=original is not None)
     audio = original.split(chunks) if original is not None else (chunk.model for chunk in chunks)
-    return produce(audio, media.frames(config.fps), plan, config, batch_size, tta, times, share_identical)
+    frames = media.frames(config.fps)
+    return produce(audio, frames, plan, config, batch_size, tta, times, share_identical, tracker)
 
 
 def threaded(items: Iterator, depth: int = QUEUE_DEPTH) -> Iterator:
@@ -216,6 +301,8 @@ class ConsumeResult:
     batches: int
     crops_computed: int = 0  # crops the backend's visual network ran on
     crops_shared: int = 0  # crops it did not run on because an identical one was in the same batch
+    crops_reused: int = 0  # adaptive visual rate: crops whose features were taken from a similar earlier crop
+    visual_rate: str = "exact"
 
 
 def consume(
@@ -225,8 +312,10 @@ def consume(
     on_model: Callable[[np.ndarray], None],
     times: StageTimes,
     progress: Callable[[int], None] | None = None,
+    store: FeatureStore | None = None,
 ) -> ConsumeResult:
-    """Run each batch through ``run`` and pass finished model-rate samples to ``on_model``."""
+    """Run each batch through ``run`` (or, for adaptive batches, through ``store``) and pass finished
+    model-rate samples to ``on_model``."""
     ola = StreamingOverlapAdd(2, window)
     result = ConsumeResult(0, 0, 0)
     for item in items:
@@ -238,7 +327,13 @@ def consume(
             result.total_samples = item.total_samples
             return result
         t0 = time.perf_counter()
-        out = run(item.frames, item.mono, item.frame_index)
+        if item.keys is None:
+            out = run(item.frames, item.mono, item.frame_index)
+        elif store is not None:
+            out = store.run(item.frames, item.mono, item.keys)
+            result.crops_reused += item.keys.reused
+        else:
+            raise RuntimeError("an adaptive batch reached a consumer without a feature store")
         t1 = time.perf_counter()
         for start, block in zip(item.starts, out, strict=True):
             ola.add(start, block)

@@ -26,6 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_VIDEO = REPO / "samples" / "sample.mp4"  # int8 calibration: other data than the verification clip
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_tuning_cache(tmp_path_factory):
+    """The measured engine choices of this test session go to a folder of its own, never to ~/.cache."""
+    os.environ["CCSTEREO_CACHE_DIR"] = str(tmp_path_factory.mktemp("ccstereo-cache"))
+
+
 @dataclass
 class OfficialFixture:
     clip: np.ndarray  # [2, N] float32 ground-truth binaural

@@ -289,7 +289,8 @@ def test_reduced_precision_on_this_cpu_is_offered_only_as_measured(
         assert (f"openvino-cpu-{precision}" in result.stderr) == (name == precision)
         outs[name] = sf.read(out, dtype="float64", always_2d=True)[0].T
     assert_close_to_reference(outs[precision], outs["fp32"], official.clip, min_snr_db=35.0, rel=0.02)
-    auto = ccs_run(fixture_video, "--model", exported, "--format", "wav", "-o", tmp_path / "auto.wav")
+    # the CPU-flag rules (--no-tune); the measured choice has its own tests (tests/test_tuning.py)
+    auto = ccs_run(fixture_video, "--model", exported, "--no-tune", "--format", "wav", "-o", tmp_path / "auto.wav")
     preferred = "int8" if _reduced_precision_available("int8") is None else "bf16"
     assert auto.returncode == 0 and f"openvino-cpu-{preferred}" in auto.stderr  # the fastest measured path
     if precision == "int8":  # --backend openvino follows the same measured preference

@@ -122,6 +122,7 @@ def test_export_of_a_native_checkpoint_without_verification(official, tmp_path):
 
 def test_int8_without_videos_calibrates_on_the_verification_set_and_says_so(tmp_path):
     import openvino  # noqa: F401 - the cpu extra; a missing install must fail, not skip
+
     torch.manual_seed(3)
     config = ccstereo.ModelConfig(resnet_width=16, aspp_hidden=32)
     native = ccstereo.save_checkpoint(ccstereo.CCStereo(config).eval(), tmp_path / "small.safetensors")

@@ -95,3 +95,15 @@ def test_ccs_export_runs_after_installing_the_export_extra_alone(tmp_path_factor
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "model.onnx").is_file() and (out / "model.fp16.onnx").is_file()
+
+
+def test_adaptive_visual_rate_without_onnx_runs_exact_and_says_why(runtime_env, tmp_path):
+    sample, report = REPO / "samples" / "sample.mp4", tmp_path / "run.json"
+    cli = [str(runtime_env), "-m", "ccstereo.runtime.cli", str(sample), "-o", str(tmp_path / "o.wav"), "-q"]
+    result = subprocess.run([*cli, "--visual-rate", "adaptive", "--report", str(report)], capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    import json
+
+    entry = json.loads(report.read_text())[0]
+    assert entry["visual_rate"].startswith("exact (") and "onnx" in entry["visual_rate"]
+    assert entry["crops_reused"] == 0

@@ -67,3 +67,14 @@ def test_crops_that_differ_by_one_pixel_are_not_shared():
     unique, where = _unique([a, b, a.copy(), b.copy()], True)
     assert len(unique) == 2 and where == [0, 1, 0, 1]
     assert _unique([a, a], False)[1] == [0, 1]
+
+
+def test_a_long_still_picture_is_one_batch_of_five_crops(engine, tmp_path):
+    # 12 s of one picture: ~110 windows, more than a batch (32); with five distinct crops the batch grows (up to
+    # 8 x 32 windows) instead of computing the same five crops again in every batch of 32.
+    video = write_lossless_video(tmp_path / "long-still.mkv", [_picture(4)] * 120, _audio(12.0, seed=5), RATE)
+    shared, with_sharing = _run(engine, video, tmp_path, True)
+    computed, without = _run(engine, video, tmp_path, False)
+    assert np.array_equal(shared, computed)
+    assert with_sharing.windows > 100 and with_sharing.batches == 1 and with_sharing.crops_computed == 5
+    assert without.batches >= 4  # without sharing a batch stays at 32 windows

@@ -9,6 +9,7 @@ import numpy as np
 
 from ccstereo.runtime.backends.protocol import as_feeds
 from ccstereo.runtime.errors import BackendUnavailableError
+from ccstereo.runtime.graph_split import split_window_graph
 from ccstereo.runtime.model_info import ModelInfo, info_from_session, open_onnx_session, read_onnx_info
 
 PROVIDERS = ("tensorrt", "cuda", "cpu")
@@ -33,6 +34,25 @@ def provider_options(kind: str, cache_dir: Path | None, fp16: bool) -> tuple[str
     raise ValueError(f"unknown provider kind {kind!r}; expected one of {PROVIDERS}")
 
 
+def _session_options(threads: int | None, spinning: bool = True):
+    """Return the session options every CPU session of a model uses."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    # The CPU arena stays on: without it every call maps and unmaps its activations afresh (measured on a
+    # 60 s input: 25.1 s without vs 15.4 s with, peak RSS 588 vs 731 MiB; the arena's peak is reached in
+    # the first batches and stays flat in the input's length).
+    options.enable_cpu_mem_arena = True
+    # A memory pattern pre-allocates the whole planned peak of a repeated shape at once (+120 MB at batch
+    # 32, measured); without it, buffers are freed as soon as their last consumer has run.
+    options.enable_mem_pattern = False
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class OnnxRuntimeBackend:
     """Run an exported ``model.onnx`` / ``model.fp16.onnx`` with onnxruntime."""
 
@@ -53,16 +73,7 @@ class OnnxRuntimeBackend:
         available = ort.get_available_providers()
         if name not in available:
             raise BackendUnavailableError(f"onnxruntime provider {name} is not available here (have {available})")
-        session_options = ort.SessionOptions()
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.intra_op_num_threads = threads or os.cpu_count() or 1
-        # The CPU arena stays on: without it every call maps and unmaps its activations afresh (measured on a
-        # 60 s input: 25.1 s without vs 15.4 s with, peak RSS 588 vs 731 MiB; the arena's peak is reached in
-        # the first batches and stays flat in the input's length).
-        session_options.enable_cpu_mem_arena = True
-        # A memory pattern pre-allocates the whole planned peak of a repeated shape at once (+120 MB at batch
-        # 32, measured); without it, buffers are freed as soon as their last consumer has run.
-        session_options.enable_mem_pattern = False
+        session_options = _session_options(threads)
         providers: list = [(name, options)]
         if name != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")  # for the few ops a GPU provider leaves to the host
@@ -70,7 +81,42 @@ class OnnxRuntimeBackend:
         self.info: ModelInfo = info_from_session(model_path, self.session)
         self.name = f"onnxruntime-{provider}-{self.info.precision}"
         self.max_batch = max_batch
+        self._opened = (Path(model_path), threads, providers)
+        self._split: OnnxRuntimeSplit | None = None
+
+    def split(self) -> OnnxRuntimeSplit:
+        """Return the visual and fusion halves of this graph (cut on first use, kept for later runs)."""
+        if self._split is None:
+            self._split = OnnxRuntimeSplit(*self._opened)
+        return self._split
 
     def run(self, frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
         feeds = as_feeds(frames, mono, frame_index)
         return self.session.run(["binaural"], feeds)[0]
+
+
+class OnnxRuntimeSplit:
+    """The exported graph cut at its visual features (``runtime.graph_split``), one session per half, opened
+    with the whole graph's session options and providers."""
+
+    def __init__(self, model_path: Path, threads: int | None, providers: list) -> None:
+        import onnxruntime as ort
+
+        halves = split_window_graph(model_path)
+        # The halves run one after the other: a thread pool that spins after its call would take the cores
+        # from the other half (measured: +15-30 % wall time on 2 cores).
+        options = _session_options(threads, spinning=False)
+        self.visual = ort.InferenceSession(halves.visual, options, providers=providers)
+        self.fusion = ort.InferenceSession(halves.fusion, options, providers=providers)
+        self.feature_name = halves.features
+
+    def features(self, frames: np.ndarray) -> np.ndarray:
+        return self.visual.run(None, {"frames": np.ascontiguousarray(frames, dtype=np.uint8)})[0]
+
+    def fuse(self, features: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
+        feeds = {
+            self.feature_name: np.ascontiguousarray(features),
+            "mono": np.ascontiguousarray(mono, dtype=np.float32),
+            "frame_index": np.ascontiguousarray(frame_index, dtype=np.int64),
+        }
+        return self.fusion.run(["binaural"], feeds)[0]

@@ -14,6 +14,7 @@ import numpy as np
 from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB, offered
 from ccstereo.runtime.backends.protocol import as_feeds
 from ccstereo.runtime.errors import BackendUnavailableError
+from ccstereo.runtime.graph_split import split_window_graph
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
 
 
@@ -102,8 +103,39 @@ class OpenVINOBackend:
         self.output = self.compiled.output(0)
         self.name = f"openvino-cpu-{precision}"
         self.max_batch = max_batch
+        self._opened = (Path(model_path), core, config)
+        self._split: OpenVINOSplit | None = None
+
+    def split(self) -> OpenVINOSplit:
+        """Return the visual and fusion halves of this graph, compiled with the same settings (on first use)."""
+        if self._split is None:
+            self._split = OpenVINOSplit(*self._opened)
+        return self._split
 
     def run(self, frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
         feeds = as_feeds(frames, mono, frame_index)
         result = self.request.infer(feeds)
         return np.array(result[self.output], dtype=np.float32, copy=True)
+
+
+class OpenVINOSplit:
+    """The graph cut at its visual features (``runtime.graph_split``), each half compiled like the whole."""
+
+    def __init__(self, model_path: Path, core, config: dict) -> None:
+        halves = split_window_graph(model_path)
+        self.visual = core.compile_model(core.read_model(halves.visual), "CPU", config).create_infer_request()
+        self.fusion = core.compile_model(core.read_model(halves.fusion), "CPU", config).create_infer_request()
+        self.feature_name = halves.features
+
+    def features(self, frames: np.ndarray) -> np.ndarray:
+        result = self.visual.infer({"frames": np.ascontiguousarray(frames, dtype=np.uint8)})
+        return np.array(next(iter(result.values())), dtype=np.float32, copy=True)
+
+    def fuse(self, features: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
+        feeds = {
+            self.feature_name: np.ascontiguousarray(features, dtype=np.float32),
+            "mono": np.ascontiguousarray(mono, dtype=np.float32),
+            "frame_index": np.ascontiguousarray(frame_index, dtype=np.int64),
+        }
+        result = self.fusion.infer(feeds)
+        return np.array(next(iter(result.values())), dtype=np.float32, copy=True)

@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ccstereo.runtime.model_info import ModelInfo
+from ccstereo.runtime.visual_rate import SplitRunner
 
 
 @runtime_checkable
@@ -19,6 +20,11 @@ class Backend(Protocol):
 
     def run(self, frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
         """Return binaural float32 [W, 2, N]."""
+        ...
+
+    def split(self) -> SplitRunner:
+        """Return the graph's visual and fusion halves (the adaptive visual rate); raise
+        BackendUnavailableError when this engine can only run the whole graph."""
         ...
 
 

@@ -1,8 +1,11 @@
 """Backend selection: which model file and which engine run a given ``--model`` on this machine.
 
 Order for ``--backend auto``: a TensorRT engine built for this GPU; else onnxruntime CUDA with the FP16 graph;
-on a CPU, OpenVINO at a reduced precision when this CPU has the unit for it and the export measured it
-accurate enough (``precision_policy``); else onnxruntime fp32.
+on a CPU with ``--precision auto``, the engine measured fastest among those that reproduce the folder's shipped
+fp32 outputs on this CPU (``tuning``; measured once per machine and cached). Without tuning (``--no-tune``, or no
+verification file): OpenVINO at a reduced precision when this CPU has the unit for it and its accuracy passes
+(``precision_policy``; checked on this CPU when the folder ships verification windows, else as measured at
+export); else onnxruntime fp32.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import importlib.resources
 from pathlib import Path
 
-from ccstereo.runtime.backends.precision_policy import auto_may_pick, describe
+from ccstereo.runtime import verification
+from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB, auto_may_pick, describe, offered
 from ccstereo.runtime.backends.protocol import Backend
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
@@ -50,6 +54,11 @@ def load_backend(model: Path | None, options: LoadOptions | None = None) -> tupl
     if chosen is not None:
         return chosen
     gpu = _cuda_provider_available()
+    folder = _exported_folder(model)
+    if options.backend == options.precision == "auto" and not gpu and options.tune is not False and folder:
+        tuned = _tuned(folder, options)
+        if tuned is not None:
+            return tuned
     if options.backend == "openvino" or (options.backend == "auto" and not gpu and options.precision != "fp32"):
         chosen = _openvino(model, options)
         if chosen is not None:
@@ -59,6 +68,39 @@ def load_backend(model: Path | None, options: LoadOptions | None = None) -> tupl
             f"{options.precision} runs on the CPU through OpenVINO: install '.[cpu]' (bf16 needs a BF16 CPU)"
         )
     return _onnxruntime(model, gpu, options)
+
+
+def _exported_folder(model: Path) -> Path | None:
+    """Return the exported folder ``model`` is (or whose model.onnx it names), or None for a lone graph file."""
+    if model.is_dir():
+        return model
+    return model.parent if model.name == "model.onnx" else None
+
+
+def _tuned(folder: Path, options: LoadOptions) -> tuple[Backend, str] | None:
+    """Return the measured choice (cached or measured now), or None when the folder cannot be measured."""
+    from ccstereo.runtime.backends.tuning import tune
+
+    if not (folder / verification.FILE_NAME).is_file():
+        return None
+    batch = options.batch_size or DEFAULT_CPU_BATCH
+    tuned = tune(folder, batch, options.threads, remeasure=options.tune is True)
+    return tuned.backend, tuned.reason
+
+
+def _checked_here(backend: Backend, model: Path, precision: str, asked: bool) -> tuple[bool, str]:
+    """Return (whether ``backend`` may run, the figures in words) from its run of the verification windows
+    shipped beside ``model`` on this CPU; (True, '') when none are shipped (the export's figure stands).
+
+    Asked for by name, a precision must reach the floor (30 dB); chosen by auto, the auto gate."""
+    folder = model if model.is_dir() else model.parent
+    path = folder / verification.FILE_NAME
+    if not path.is_file():
+        return True, ""
+    shipped = verification.load(path, backend.info.config)
+    accuracy, _ = verification.check(backend.run, shipped, backend.max_batch)
+    ok = offered(accuracy.snr_db) if asked else auto_may_pick(accuracy.snr_db, accuracy.worst_metric_change)
+    return ok, f"{accuracy.words()} vs the shipped fp32 outputs on this CPU"
 
 
 def _tensorrt_choice(model: Path, backend: str) -> tuple[Backend, str] | None:
@@ -152,7 +194,11 @@ def _openvino(model: Path, options: LoadOptions) -> tuple[Backend, str] | None:
             raise BackendUnavailableError(
                 f"{model}: no model.int8.onnx beside it; export with ccs-export --int8 on (and --calibrate VIDEO)"
             )
-        return build(int8[0], "int8", int8[1]), f"OpenVINO int8 (requested; {_measured(int8[1], 'int8')[1]})"
+        chosen = build(int8[0], "int8", int8[1])
+        ok, here = _checked_here(chosen, int8[0], "int8", asked=True)
+        if not ok:
+            raise BackendUnavailableError(f"{int8[0]}: int8 on this CPU: {here} (< {MIN_OFFERED_SNR_DB:g} dB): refused")
+        return chosen, f"OpenVINO int8 (requested; {here or _measured(int8[1], 'int8')[1]})"
     if int8 is not None and int8[0] == cpu_onnx:
         return build(int8[0], "int8", int8[1]), "OpenVINO int8 (an int8 graph was given)"
     if precision in ("bf16", "fp32"):
@@ -160,13 +206,17 @@ def _openvino(model: Path, options: LoadOptions) -> tuple[Backend, str] | None:
         return build(cpu_onnx, wanted), f"OpenVINO {wanted} (requested)"
     if int8 is not None and dot is not None:
         ok, words = _measured(int8[1], "int8")
-        if ok:
-            return build(int8[0], "int8", int8[1]), f"OpenVINO int8 on this CPU's {dot.upper()} ({words}, at export)"
+        chosen = build(int8[0], "int8", int8[1]) if ok else None
+        ok, here = _checked_here(chosen, int8[0], "int8", asked=False) if chosen is not None else (False, "")
+        if ok and chosen is not None:
+            return chosen, f"OpenVINO int8 on this CPU's {dot.upper()} ({here or words + ', at export'})"
     if openvino_bf16_capable():
         info = read_onnx_info(cpu_onnx)
         ok, words = _measured(info, "bf16")
-        if ok:
-            return build(cpu_onnx, "bf16", info), f"OpenVINO bf16 on this CPU's native BF16 ({words}, at export)"
+        chosen = build(cpu_onnx, "bf16", info) if ok else None
+        ok, here = _checked_here(chosen, cpu_onnx, "bf16", asked=False) if chosen is not None else (False, "")
+        if ok and chosen is not None:
+            return chosen, f"OpenVINO bf16 on this CPU's native BF16 ({here or words + ', at export'})"
     if options.backend == "auto":
         return None
     return build(cpu_onnx, "f32"), "OpenVINO f32 (no reduced precision measured accurate enough for auto on this CPU)"

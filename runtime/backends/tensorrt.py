@@ -76,5 +76,9 @@ class TensorRTBackend:
         self.cuda.synchronize()
         return out
 
+    def split(self):
+        """An engine is built for the whole window graph; there are no halves to run apart."""
+        raise BackendUnavailableError("a TensorRT engine runs the whole window graph; use --visual-rate exact")
+
     def close(self) -> None:
         self.cuda.close()

@@ -46,3 +46,31 @@ class TorchBackend:
         with torch.inference_mode():
             out = self.model.forward_windows(*(torch.from_numpy(feeds[k]) for k in ("frames", "mono", "frame_index")))
         return out.numpy()
+
+    def split(self) -> TorchSplit:
+        """Return the visual and fusion halves of ``forward_windows``."""
+        return TorchSplit(self.model)
+
+
+class TorchSplit:
+    """``forward_windows`` in two calls: features of crops, then binaural windows from gathered features."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def features(self, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.uint8))
+            return self.model.visual_features(self.model.normalize_frames(x)).numpy()
+
+    def fuse(self, features: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
+        import torch
+
+        model = self.model
+        with torch.inference_mode():
+            visual = torch.from_numpy(features).index_select(0, torch.from_numpy(frame_index.astype(np.int64)))
+            spec, mono_n, normalizer = model.spectrogram(torch.from_numpy(np.ascontiguousarray(mono, np.float32)))
+            mask = model.mask_from_features(visual, spec)
+            return model.binaural_from_mask(spec, mask, mono_n, normalizer).numpy()

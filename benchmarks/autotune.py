@@ -20,7 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from ccstereo.testing.bench import calibration_videos, export_once, full_size_checkpoint, run_isolated, synthetic_mp4
+from ccstereo.testing.bench import (
+    benchmark_parser,
+    calibration_videos,
+    export_once,
+    full_size_checkpoint,
+    run_isolated,
+    synthetic_mp4,
+)
 
 
 def ensure_verification(folder: Path) -> None:
@@ -52,11 +59,7 @@ def child(model: Path, mp4: Path, out: Path, backend: str, precision: str, cache
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--checkpoint", type=Path)
-    parser.add_argument("--workdir", type=Path)
-    parser.add_argument("--json", type=Path)
+    parser = benchmark_parser(__doc__, 10.0)
     parser.add_argument("--repeats", type=int, default=3, help="rounds over all rows; each row's best is kept")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccstereo.testing.bench import export_once, full_size_checkpoint, run_isolated, snr_db
+from ccstereo.testing.bench import benchmark_parser, export_once, full_size_checkpoint, run_isolated, snr_db
 from ccstereo.testing.real_media import fetch, real_recording
 
 
@@ -71,11 +71,7 @@ def child(model: Path, mp4: Path, out: Path, share: bool, adaptive: bool) -> dic
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--checkpoint", type=Path)
-    parser.add_argument("--workdir", type=Path)
-    parser.add_argument("--json", type=Path)
+    parser = benchmark_parser(__doc__, 60.0)
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

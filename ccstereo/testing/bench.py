@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -75,3 +76,13 @@ def snr_db(test: np.ndarray, ref: np.ndarray) -> float:
     test, ref = np.asarray(test[..., :n], np.float64), np.asarray(ref[..., :n], np.float64)
     noise = np.sum((test - ref) ** 2)
     return float("inf") if noise == 0 else float(10 * np.log10(np.sum(ref**2) / noise))
+
+
+def benchmark_parser(doc: str, seconds: float) -> argparse.ArgumentParser:
+    """Return the options every full-size benchmark takes: --seconds, --checkpoint, --workdir, --json."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=seconds, help="clip length")
+    parser.add_argument("--checkpoint", type=Path, help="default: the official architecture, seeded random weights")
+    parser.add_argument("--workdir", type=Path, help="keeps the export and the clips between runs")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    return parser

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccstereo.runtime.backends.protocol import as_feeds
+from ccstereo.runtime.backends.protocol import as_feeds, fusion_feeds
 from ccstereo.runtime.errors import BackendUnavailableError
 from ccstereo.runtime.graph_split import split_window_graph
 from ccstereo.runtime.model_info import ModelInfo, info_from_session, open_onnx_session, read_onnx_info
@@ -114,9 +114,4 @@ class OnnxRuntimeSplit:
         return self.visual.run(None, {"frames": np.ascontiguousarray(frames, dtype=np.uint8)})[0]
 
     def fuse(self, features: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
-        feeds = {
-            self.feature_name: np.ascontiguousarray(features),
-            "mono": np.ascontiguousarray(mono, dtype=np.float32),
-            "frame_index": np.ascontiguousarray(frame_index, dtype=np.int64),
-        }
-        return self.fusion.run(["binaural"], feeds)[0]
+        return self.fusion.run(["binaural"], fusion_feeds(self.feature_name, features, mono, frame_index))[0]

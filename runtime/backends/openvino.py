@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB, offered
-from ccstereo.runtime.backends.protocol import as_feeds
+from ccstereo.runtime.backends.protocol import as_feeds, fusion_feeds
 from ccstereo.runtime.errors import BackendUnavailableError
 from ccstereo.runtime.graph_split import split_window_graph
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
@@ -132,10 +132,5 @@ class OpenVINOSplit:
         return np.array(next(iter(result.values())), dtype=np.float32, copy=True)
 
     def fuse(self, features: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
-        feeds = {
-            self.feature_name: np.ascontiguousarray(features, dtype=np.float32),
-            "mono": np.ascontiguousarray(mono, dtype=np.float32),
-            "frame_index": np.ascontiguousarray(frame_index, dtype=np.int64),
-        }
-        result = self.fusion.infer(feeds)
+        result = self.fusion.infer(fusion_feeds(self.feature_name, features, mono, frame_index))
         return np.array(next(iter(result.values())), dtype=np.float32, copy=True)

@@ -35,3 +35,12 @@ def as_feeds(frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> d
         "mono": np.ascontiguousarray(mono, dtype=np.float32),
         "frame_index": np.ascontiguousarray(frame_index, dtype=np.int64),
     }
+
+
+def fusion_feeds(feature_name: str, features: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> dict:
+    """Return the inputs of a graph's fusion half (``runtime.graph_split``) as contiguous arrays."""
+    return {
+        feature_name: np.ascontiguousarray(features),
+        "mono": np.ascontiguousarray(mono, dtype=np.float32),
+        "frame_index": np.ascontiguousarray(frame_index, dtype=np.int64),
+    }

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ccstereo.runtime.distributed import ScaleOptions
 from ccstereo.runtime.options import (
     BackendName,
     ClipMode,
@@ -27,7 +28,9 @@ def collect_inputs(paths: list[Path]) -> list[Path]:
     """Return media files: files as given, folders searched (non-recursively) for video files."""
     found: list[Path] = []
     for path in paths:
-        if path.is_dir():
+        if str(path).startswith("@"):
+            found.extend(collect_inputs(_listed(Path(str(path)[1:]))))
+        elif path.is_dir():
             found.extend(
                 sorted(
                     p
@@ -37,6 +40,25 @@ def collect_inputs(paths: list[Path]) -> list[Path]:
             )
         else:
             found.append(path)
+    return found
+
+
+def _listed(listing: Path) -> list[Path]:
+    """Return the paths named by a text file: one path or glob per line (relative to the file), # comments."""
+    import glob
+
+    try:
+        lines = listing.read_text().splitlines()
+    except OSError as exc:
+        raise typer.BadParameter(f"{listing}: cannot read the list: {exc.strerror}") from exc
+    found: list[Path] = []
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        pattern = line if Path(line).is_absolute() else str(listing.parent / line)
+        matches = sorted(glob.glob(pattern, recursive=True))
+        found.extend(Path(m) for m in matches) if matches else found.append(Path(pattern))
     return found
 
 
@@ -101,6 +123,15 @@ def _one_line(path: Path, exc: BaseException, internal: bool) -> str:
 _LOAD, _RUN = LoadOptions(), RunOptions()
 _BACKEND, _PRECISION, _CLIP = BackendName(_LOAD.backend), Precision(_LOAD.precision), ClipMode(_RUN.clip_mode)
 _VISUAL = VisualRate(_RUN.visual_rate)
+_SCALE = ScaleOptions()
+_RayAddressOption = Annotated[
+    str | None, typer.Option(help="join this Ray cluster (host:port) instead of starting one here; implies --ray")
+]
+_WorkersOption = Annotated[
+    int | None, typer.Option(min=1, help="Ray workers (default: cluster CPUs / cpus-per-worker)")
+]
+_CpusOption = Annotated[float, typer.Option(min=0.01, help="CPUs each Ray worker reserves (and its threads)")]
+_GpusOption = Annotated[float, typer.Option(min=0, help="GPUs each Ray worker reserves")]
 _VisualRateOption = Annotated[
     VisualRate, typer.Option(help="exact: visual network on every distinct crop | adaptive: only where it changed")
 ]
@@ -150,14 +181,18 @@ def main(
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = _RUN.overwrite,
     report: Annotated[Path | None, typer.Option(help="write a JSON report of every file")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="spread the files over Ray workers")] = _SCALE.ray,
+    ray_address: _RayAddressOption = _SCALE.ray_address,
+    workers: _WorkersOption = _SCALE.workers,
+    cpus_per_worker: _CpusOption = _SCALE.cpus_per_worker,
+    gpus_per_worker: _GpusOption = _SCALE.gpus_per_worker,
 ) -> None:
-    """Binauralise INPUT... into <stem>.binaural.<ext> beside each input (or in --out).
+    """Binauralise INPUT... into <stem>.binaural.<ext> beside each input (or in --out); INPUT may be a file, a
+    folder or @list.txt (one path or glob per line).
 
     Exit status: 0 all done (or skipped), 1 a file failed, 2 bad usage or model, 130 / 143 interrupted.
     """
     from ccstereo.errors import CCStereoError
-    from ccstereo.runtime.binauralizer import Binauralizer
-    from ccstereo.runtime.interrupts import Terminated, signals_as_exceptions
 
     _check_hop(hop_s, hop_samples)
     try:
@@ -165,19 +200,85 @@ def main(
         fmt_name = None if fmt is None else fmt.value
         options = RunOptions(hop_samples, tta, full_band, fmt_name, overwrite, clip_mode.value)
         options = _with_visual_rate(options, visual_rate, visual_threshold, visual_max_stale_s)
+        scale = ScaleOptions(ray, ray_address, workers, cpus_per_worker, gpus_per_worker)
     except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
+    if _guarded(lambda: _dispatch(inputs, out, model, load, options, hop_s, report, quiet, scale)):
+        raise typer.Exit(1)
+
+
+def _dispatch(inputs, out, model, load, options, hop_s, report, quiet, scale) -> int:
+    """Run the files here, or on Ray with --ray / --ray-address; return how many failed."""
+    from ccstereo.runtime.binauralizer import Binauralizer
+
+    if scale.ray or scale.ray_address:
+        return _run_on_ray(inputs, out, model, load, options, hop_s, report, quiet, scale)
+    return _run(inputs, out, lambda: Binauralizer.load(model, load), options, hop_s, report, quiet)
+
+
+def _guarded(run) -> int:
+    """Return ``run()``; interrupts become exit 130 / 143 with a line that says nothing partial is left."""
+    from ccstereo.runtime.interrupts import Terminated, signals_as_exceptions
+
     try:
         with signals_as_exceptions():
-            failed = _run(inputs, out, lambda: Binauralizer.load(model, load), options, hop_s, report, quiet)
+            return run()
     except KeyboardInterrupt:
         typer.echo("interrupted: no partial output left", err=True)
         raise typer.Exit(130) from None
     except Terminated:
         typer.echo("terminated: no partial output left", err=True)
         raise typer.Exit(143) from None
-    if failed:
-        raise typer.Exit(1)
+
+
+def _run_on_ray(inputs, out, model, load, options, hop_s, report, quiet, scale) -> int:
+    """The --ray path: files to Ray workers; one line per file and a summary; the aggregated report."""
+    import dataclasses
+
+    from ccstereo.errors import CCStereoError
+    from ccstereo.runtime.distributed import run_files
+
+    files = _checked_inputs(inputs, out)
+    try:
+        if hop_s is not None:
+            options = dataclasses.replace(options, hop_samples=round(hop_s * _model_rate(model)))
+
+        def line(entry: dict) -> None:
+            if entry["status"] == "failed":
+                typer.echo(f"error: {entry['error']}", err=True)
+            elif not quiet:
+                again = f", attempt {entry['attempts']}" if entry.get("attempts", 1) > 1 else ""
+                where = f"{entry.get('host')}/{entry.get('backend')}{again}"
+                typer.echo(f"{entry['input']}: {entry['status']} ({where})", err=True)
+
+        with _Progress(len(files), quiet) as bar:  # the files row: one step per finished file
+
+            def finished(entry: dict) -> None:
+                bar.done()
+                line(entry)
+
+            entries, totals = run_files(files, out, model, load, options, scale, finished)
+    except CCStereoError as exc:
+        raise _usage_error(str(exc)) from exc
+    typer.echo(
+        f"files: {totals['ok']} ok, {totals['skipped']} skipped, {totals['failed']} failed ({totals['retried']} "
+        f"retried); {totals['media_hours']:.3f} media hours in {totals['wall_s']:.1f} s = "
+        f"{totals['media_hours_per_wall_hour']:.1f} media hours per wall hour",
+        err=True,
+    )
+    if report is not None:
+        from ccstereo.runtime.writers import atomic_write_text
+
+        atomic_write_text(report, json.dumps({"summary": totals, "files": entries}, indent=2))
+    return totals["failed"]
+
+
+def _model_rate(model: Path | None) -> int:
+    from ccstereo.runtime.backends.select import default_model_path
+    from ccstereo.runtime.model_info import read_onnx_info
+
+    path = default_model_path() if model is None else model
+    return read_onnx_info(path / "model.onnx" if path.is_dir() else path).config.sample_rate_hz
 
 
 def _check_hop(hop_s: float | None, hop_samples: int | None) -> None:

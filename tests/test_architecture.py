@@ -50,7 +50,10 @@ def _imported_by(modules: list[str]) -> set[str]:
 @pytest.mark.parametrize(
     "package, forbidden",
     [
-        ("ccstereo.runtime", ("torch", "onnx", "tensorrt", "ccstereo.export", "ccstereo.model", "ccstereo.train")),
+        (
+            "ccstereo.runtime",
+            ("torch", "onnx", "tensorrt", "ray", "ccstereo.export", "ccstereo.model", "ccstereo.train"),
+        ),
         ("ccstereo.model", ("ccstereo.runtime", "ccstereo.export", "ccstereo.train")),
         ("ccstereo.kernels", ("ccstereo.runtime", "ccstereo.export", "ccstereo.model", "ccstereo.train")),
     ],

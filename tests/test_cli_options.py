@@ -10,6 +10,7 @@ import pytest
 import typer.main
 
 from ccstereo.export.options import ExportOptions
+from ccstereo.runtime.distributed import ScaleOptions
 from ccstereo.runtime.options import LoadOptions, RunOptions
 from ccstereo.train.options import TrainOptions
 
@@ -39,7 +40,7 @@ def _apps():
     from ccstereo.train.cli import app as train_app
 
     return {
-        "ccs-run": (run_app, [LoadOptions(), RunOptions()]),
+        "ccs-run": (run_app, [LoadOptions(), RunOptions(), ScaleOptions()]),
         "ccs-export": (export_app, [ExportOptions(out_dir=None)]),  # type: ignore[arg-type]
         "ccs-train": (train_app, [TrainOptions(None, None, None)]),  # type: ignore[arg-type]
     }

@@ -107,3 +107,11 @@ def test_adaptive_visual_rate_without_onnx_runs_exact_and_says_why(runtime_env, 
     entry = json.loads(report.read_text())[0]
     assert entry["visual_rate"].startswith("exact (") and "onnx" in entry["visual_rate"]
     assert entry["crops_reused"] == 0
+
+
+def test_ray_flag_without_ray_says_how_to_install_it(runtime_env, tmp_path):
+    sample = REPO / "samples" / "sample.mp4"
+    cli = [str(runtime_env), "-m", "ccstereo.runtime.cli", str(sample), "-o", str(tmp_path / "o.wav"), "--ray"]
+    result = subprocess.run(cli, capture_output=True, text=True)
+    assert result.returncode == 2 and "pip install" in result.stderr and "[ray]" in result.stderr
+    assert not (tmp_path / "o.wav").exists()

@@ -1,0 +1,214 @@
+"""Scale-out on Ray: the files of a run spread over worker actors on one machine or a cluster.
+
+Each worker is a Ray actor that loads the model and picks ``auto`` on its own hardware once, then binauralises
+whole files with the one implementation there is (``Binauralizer.process``): atomic output (temporary file +
+rename on the destination's filesystem), skip-existing unless ``--overwrite``, a bad file reported and never
+stopping the job. Files go out largest first, one per idle worker. A worker that dies mid-file (killed process,
+lost node) costs a retry of that file only: the driver starts a new actor in its place, removes the dead
+attempt's temporary file and sends the file again. Ray is imported only here and only when ``--ray`` is given
+(``pip install 'ccstereo-deploy[ray]'``); its own logs stay in its session folder, not on the user's terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccstereo.runtime.errors import OptionError
+from ccstereo.runtime.options import LoadOptions, RunOptions
+
+RAY_MISSING = "--ray needs Ray: pip install 'ccstereo-deploy[ray]' (or pip install -e '.[ray]' in a checkout)"
+
+
+@dataclass(frozen=True)
+class ScaleOptions:
+    """Where and how wide a ``--ray`` run goes."""
+
+    ray: bool = False
+    ray_address: str | None = None  # None with --ray: a Ray started on this machine for the run
+    workers: int | None = None  # None: as many as the cluster's CPUs allow at cpus_per_worker
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    retries: int = 2  # attempts after a worker died mid-file
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise OptionError(f"--workers must be at least 1, got {self.workers}")
+        if not self.cpus_per_worker > 0 or self.gpus_per_worker < 0:
+            raise OptionError("--cpus-per-worker must be > 0 and --gpus-per-worker >= 0")
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise OptionError(RAY_MISSING) from exc
+    return ray
+
+
+class FileWorker:
+    """A Ray actor: one loaded model, whole files in, per-file report dicts out (never raises for a bad file)."""
+
+    def __init__(self, model: str | None, load: LoadOptions) -> None:
+        from ccstereo.runtime.binauralizer import Binauralizer
+
+        self.engine = Binauralizer.load(model, load)
+        self.host, self.pid = socket.gethostname(), os.getpid()
+
+    def describe(self) -> dict:
+        return {"host": self.host, "pid": self.pid, "backend": self.engine.backend.name, "reason": self.engine.reason}
+
+    def process(self, path: str, out: str | None, options: RunOptions) -> dict:
+        from ccstereo.errors import CCStereoError
+
+        started = time.perf_counter()
+        try:
+            entry = self.engine.process(path, out, options).to_dict()
+        except Exception as exc:  # noqa: BLE001 - one bad file is reported, the worker goes on
+            internal = not isinstance(exc, (CCStereoError, OSError, ValueError, MemoryError))
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            message = text if path in text else f"{path}: {text}"
+            if internal:
+                message = f"internal error ({type(exc).__name__}: {message}); please report it with this file"
+            entry = {"input": path, "status": "failed", "error": message, "internal": internal}
+            entry["wall_s"] = round(time.perf_counter() - started, 3)
+        entry.update(host=self.host, pid=self.pid)
+        return entry
+
+
+@dataclass
+class _Attempt:
+    path: Path
+    number: int  # 1 for the first
+
+
+def run_files(
+    files: list[Path],
+    out: Path | None,
+    model: Path | None,
+    load: LoadOptions,
+    options: RunOptions,
+    scale: ScaleOptions,
+    on_file: Callable[[dict], None] = lambda entry: None,
+) -> tuple[list[dict], dict]:
+    """Process ``files`` on Ray workers; return (per-file entries in input order, summary)."""
+    ray = import_ray()
+    started = time.perf_counter()
+    # workers may run elsewhere (a cluster with shared storage): they get absolute paths
+    files = [p.resolve() for p in files]
+    out = None if out is None else Path(os.path.abspath(out))
+    local = {} if scale.ray_address else {"_node_ip_address": "127.0.0.1"}  # a Ray of our own: loopback only
+    ray.init(
+        address=scale.ray_address,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        include_dashboard=False,
+        ignore_reinit_error=True,
+        configure_logging=True,
+        **local,
+    )
+    clashes = _clashing_outputs(files, out, options)
+    for entry in clashes.values():
+        on_file(entry)
+    todo = [p for p in files if p not in clashes]
+    try:
+        start, count = _worker_factory(ray, model, load, scale)
+        entries = _schedule(ray, start, min(count, len(todo)), todo, out, options, scale, on_file) if todo else {}
+    finally:
+        ray.shutdown()
+    entries.update(clashes)
+    return [entries[p] for p in files], summary(list(entries.values()), time.perf_counter() - started)
+
+
+def _clashing_outputs(files: list[Path], out: Path | None, options: RunOptions) -> dict[Path, dict]:
+    """Return a failed entry for every file whose output is another file's (as one process refuses them):
+    workers writing one output at once would leave only the last of them."""
+    from ccstereo.runtime.binauralizer import output_format, output_path
+    from ccstereo.runtime.errors import CCStereoRuntimeError
+    from ccstereo.runtime.media import MediaError, probe
+
+    planned: dict[Path, Path] = {}
+    clashes: dict[Path, dict] = {}
+    for path in files:
+        try:
+            codec = None if options.fmt is not None else probe(path).video_codec
+            target = output_path(path, out, output_format(path, options.fmt, codec, out))
+        except (MediaError, CCStereoRuntimeError, OSError, ValueError):
+            continue  # the worker reports what is wrong with it
+        if target in planned:
+            error = f"{path}: its output {target} is also the output of {planned[target]}"
+            clashes[path] = {"input": str(path), "status": "failed", "error": error, "attempts": 0}
+        else:
+            planned[target] = path
+    return clashes
+
+
+def _worker_factory(ray, model: Path | None, load: LoadOptions, scale: ScaleOptions) -> tuple[Callable, int]:
+    """Return (a function that starts one worker actor, how many workers the run uses)."""
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    count = scale.workers or max(1, int(cpus // scale.cpus_per_worker))
+    # A dead worker is replaced by the driver (a new actor), not restarted by Ray: a task sent to an actor
+    # that is still restarting fails at once, which would count as another attempt of the same file.
+    actor = ray.remote(num_cpus=scale.cpus_per_worker, num_gpus=scale.gpus_per_worker, max_restarts=0)(FileWorker)
+    threads = load.threads or max(1, int(scale.cpus_per_worker))  # a worker uses the CPUs it reserved
+    options = LoadOptions(load.backend, load.precision, load.batch_size, threads, load.tune)
+    return (lambda: actor.remote(None if model is None else str(model), options)), count
+
+
+def _schedule(ray, start, workers: int, files: list[Path], out, options: RunOptions, scale, on_file) -> dict:
+    """Keep every worker busy with one file at a time, largest first; a file whose worker died goes to a new
+    worker (after its temporary output is removed), ``scale.retries`` times at most."""
+    queue = [_Attempt(p, 1) for p in sorted(files, key=_size, reverse=True)]
+    idle = [start() for _ in range(workers)]
+    running: dict = {}  # object ref -> (worker, attempt)
+    entries: dict[Path, dict] = {}
+    while queue or running:
+        while queue and idle:
+            worker, attempt = idle.pop(), queue.pop(0)
+            ref = worker.process.remote(str(attempt.path), None if out is None else str(out), options)
+            running[ref] = (worker, attempt)
+        done, _ = ray.wait(list(running), num_returns=1)
+        worker, attempt = running.pop(done[0])
+        try:
+            entry = ray.get(done[0])
+            idle.append(worker)
+        except ray.exceptions.RayActorError as exc:
+            idle.append(start())
+            _remove_partials(attempt.path, out)
+            if attempt.number <= scale.retries:
+                queue.insert(0, _Attempt(attempt.path, attempt.number + 1))
+                continue
+            entry = {"input": str(attempt.path), "status": "failed", "error": f"{attempt.path}: worker died: {exc}"}
+        entry["attempts"] = attempt.number
+        entries[attempt.path] = entry
+        on_file(entry)
+    return entries
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _remove_partials(source: Path, out: Path | None) -> None:
+    """Remove what a worker that died left of ``source``'s output: its temporary files (``.<stem>.partial-*``)."""
+    folder = source.parent if out is None else (out if out.is_dir() else out.parent)
+    stem = f"{source.stem}.binaural" if out is None or out.is_dir() else out.stem
+    for leftover in folder.glob(f".{stem}.partial-*"):
+        leftover.unlink(missing_ok=True)
+
+
+def summary(entries: list[dict], wall_s: float) -> dict:
+    """Return the run's totals: files ok / skipped / failed, media hours, wall time, media hours per wall hour."""
+    media_h = sum(e.get("duration_s", 0.0) for e in entries if e.get("status") == "ok") / 3600
+    counts = {k: sum(e.get("status") == k for e in entries) for k in ("ok", "skipped", "failed")}
+    retried = sum(e.get("attempts", 1) > 1 for e in entries)
+    rate = media_h / (wall_s / 3600) if wall_s > 0 else 0.0
+    return {**counts, "retried": retried, "media_hours": media_h, "wall_s": wall_s, "media_hours_per_wall_hour": rate}

@@ -1,0 +1,176 @@
+"""ccs-run --ray on a real Ray cluster of two nodes on the loopback address (started with ``ray start`` here):
+the same outputs as one process, the same per-file guarantees, and a worker killed mid-file costs one retry."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("ray")
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "samples" / "sample.mp4"
+RAY = str(Path(sys.executable).with_name("ray"))
+RUN = [sys.executable, "-m", "ccstereo.runtime.cli"]
+# sample-exact comparisons need the same engine and thread count everywhere (a worker uses its reserved CPUs)
+SAME_ENGINE = ["--backend", "onnxruntime", "--precision", "fp32", "--threads", "1", "--no-tune"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head node and one more worker node, both on 127.0.0.1, one CPU each; stopped afterwards."""
+    port = _free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    # Ray >= 2.59 turns token authentication on for clusters started with `ray start`: the nodes and every driver
+    # (ccs-run --ray-address) share a token made for this test, passed in the environment, nothing in ~/.ray.
+    token = secrets.token_hex(32)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    head = [RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1"]
+    head += ["--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
+    started = subprocess.run(head, capture_output=True, text=True, env=env, timeout=180)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        node = [RAY, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1"]
+        joined = subprocess.run(node, capture_output=True, text=True, env=env, timeout=180)
+        assert joined.returncode == 0, joined.stderr[-2000:]
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def _clips(folder: Path, seconds: float = 3.0, count: int = 5) -> list[Path]:
+    """Short different clips cut from the bundled sample with ffmpeg (each its own start)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for i in range(count):
+        out = folder / f"clip{i}.mp4"
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", str(0.7 * i), "-i", str(SAMPLE), "-t", str(seconds)]
+        subprocess.run([*cmd, "-c:v", "libx264", "-c:a", "aac", str(out)], check=True)
+        clips.append(out)
+    return clips
+
+
+def _wav(path: Path) -> np.ndarray:
+    return sf.read(path, dtype="float32", always_2d=True)[0]
+
+
+def test_a_library_on_two_nodes_matches_one_process(cluster, tmp_path):
+    address, env = cluster
+    clips = _clips(tmp_path / "in")
+    corrupt = tmp_path / "in" / "corrupt.mp4"
+    corrupt.write_bytes(SAMPLE.read_bytes()[:3000])  # a cut-off file
+    listing = tmp_path / "list.txt"
+    listing.write_text("# the library\nin/clip*.mp4\nin/corrupt.mp4\n")
+    single, ray_out = tmp_path / "single", tmp_path / "ray"
+    single.mkdir()
+    ray_out.mkdir()
+    common = ["--format", "wav", "--model-band", "-q", *SAME_ENGINE]
+    one = subprocess.run([*RUN, *map(str, clips), "-o", str(single), *common], capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    done = ray_out / "clip0.binaural.wav"
+    done.write_bytes(b"already here")  # an output from an earlier run: skipped, not overwritten
+    report = tmp_path / "run.json"
+    cmd = [*RUN, f"@{listing}", "-o", str(ray_out), *common, "--ray-address", address, "--workers", "2"]
+    result = subprocess.run([*cmd, "--report", str(report)], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 1, result.stderr[-3000:]  # the corrupt file failed; nothing else did
+    assert result.stdout == ""  # Ray's logs stay out of the user's way
+    assert "corrupt.mp4" in result.stderr and "1 failed" in result.stderr
+    data = json.loads(report.read_text())
+    status = {Path(e["input"]).name: e["status"] for e in data["files"]}
+    assert status == {**{c.name: "ok" for c in clips[1:]}, "clip0.mp4": "skipped", "corrupt.mp4": "failed"}
+    assert data["summary"]["ok"] == 4 and data["summary"]["skipped"] == 1 and data["summary"]["failed"] == 1
+    assert done.read_bytes() == b"already here"
+    for clip in clips[1:]:
+        name = f"{clip.stem}.binaural.wav"
+        assert np.array_equal(_wav(ray_out / name), _wav(single / name)), name
+    hosts = {e.get("backend") for e in data["files"] if e["status"] == "ok"}
+    assert hosts == {"onnxruntime-cpu-fp32"}
+    assert not [p for p in ray_out.iterdir() if ".partial-" in p.name]
+
+
+def _worker_pids(busy: bool = False) -> set[int]:
+    """Return the pids of our Ray actors (Ray titles an actor's process ray::FileWorker, and
+    ray::FileWorker.process while it runs that method)."""
+    pattern = "ray::FileWorker.process" if busy else "ray::FileWorker"
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    return {int(p) for p in found}
+
+
+def test_a_worker_killed_mid_file_costs_one_retry_and_nothing_partial(cluster, tmp_path):
+    address, env = cluster
+    # Long enough that the kill lands mid-file: 24 s clips (the sample looped).
+    folder = tmp_path / "in"
+    folder.mkdir()
+    clips = []
+    for i in range(3):
+        out = folder / f"long{i}.mp4"
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-stream_loop", "2", "-i", str(SAMPLE), "-ss", str(0.3 * i)]
+        subprocess.run([*cmd, "-c:v", "libx264", "-c:a", "aac", str(out)], check=True)
+        clips.append(out)
+    out_dir, report = tmp_path / "out", tmp_path / "run.json"
+    out_dir.mkdir()
+    cmd = [*RUN, *map(str, clips), "-o", str(out_dir), "--format", "wav", "--model-band", "-q", *SAME_ENGINE]
+    cmd += ["--ray-address", address, "--workers", "2", "--report", str(report)]
+    earlier = _worker_pids()  # workers of an earlier job may still be exiting: not this job's
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and time.monotonic() < deadline and job.poll() is None:
+        busy = _worker_pids(busy=True) - earlier
+        if busy and any(".partial-" in p.name for p in out_dir.iterdir()):
+            killed = min(busy)
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    stdout, stderr = job.communicate(timeout=600)
+    assert killed is not None, "no worker was caught mid-file"
+    assert job.returncode == 0, stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert data["summary"]["ok"] == 3 and data["summary"]["retried"] >= 1, data["summary"]
+    assert max(e["attempts"] for e in data["files"]) == 2
+    assert not [p for p in out_dir.iterdir() if ".partial-" in p.name]
+    for clip in clips:  # every output complete: as long as its input's sound
+        audio = _wav(out_dir / f"{clip.stem}.binaural.wav")
+        assert abs(len(audio) / 16000 - 24.0) < 0.5 and np.isfinite(audio).all()
+
+
+def test_ray_flags_have_options_fields_and_bad_values_are_usage_errors(tmp_path):
+    bad = subprocess.run([*RUN, str(SAMPLE), "--ray", "--workers", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    copy = tmp_path / "a.mp4"
+    shutil.copy(SAMPLE, copy)
+    listing = tmp_path / "missing.txt"
+    result = subprocess.run([*RUN, f"@{listing}", "--ray"], capture_output=True, text=True)
+    assert result.returncode == 2 and "missing.txt" in result.stderr
+
+
+def test_two_inputs_with_one_output_are_refused_as_in_one_process(cluster, tmp_path):
+    address, env = cluster
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "same.mp4", tmp_path / "b" / "same.mp4"
+    shutil.copy(SAMPLE, first)
+    shutil.copy(SAMPLE, second)
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [*RUN, str(first), str(second), "-o", str(out), "--format", "wav", "-q", *SAME_ENGINE]
+    result = subprocess.run([*cmd, "--ray-address", address], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 1
+    assert f"{second}: its output {out / 'same.binaural.wav'} is also the output of {first}" in result.stderr
+    assert (out / "same.binaural.wav").is_file() and len(list(out.iterdir())) == 1

@@ -112,13 +112,6 @@ def _usage_error(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _one_line(path: Path, exc: BaseException, internal: bool) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if internal:  # a defect of ours, not of the input: still one line, and says so
-        text = f"internal error ({type(exc).__name__}: {text}); please report it with this file"
-    return text if str(path) in text else f"{path}: {text}"
-
-
 # The API's defaults are the CLI's (tests/test_cli_options.py checks every flag against its field).
 _LOAD, _RUN = LoadOptions(), RunOptions()
 _BACKEND, _PRECISION, _CLIP = BackendName(_LOAD.backend), Precision(_LOAD.precision), ClipMode(_RUN.clip_mode)
@@ -341,8 +334,7 @@ def _load_engine(load, options, hop_s: float | None):
 
 def _process_one(engine, path: Path, out: Path | None, options, planned: dict[Path, Path], quiet: bool, bar) -> dict:
     """Run one file and return its report entry; a failure is printed as one line and reported, never raised."""
-    from ccstereo.errors import CCStereoError
-    from ccstereo.runtime.errors import CCStereoRuntimeError
+    from ccstereo.runtime.errors import CCStereoRuntimeError, failure_line
     from ccstereo.runtime.media import probe
 
     started = time.perf_counter()
@@ -356,9 +348,7 @@ def _process_one(engine, path: Path, out: Path | None, options, planned: dict[Pa
         result = engine.process(path, out, options, bar, info)
     except Exception as exc:  # noqa: BLE001 - one failing file never stops the others
         bar.done()
-        # FFmpeg's data errors reach us as ValueError / OSError subclasses: the input's fault, not ours
-        internal = not isinstance(exc, (CCStereoError, OSError, ValueError, MemoryError))
-        message = _one_line(path, exc, internal)
+        message, internal = failure_line(path, exc)
         typer.echo(f"error: {message}", err=True)
         wall_s = round(time.perf_counter() - started, 3)
         return {"input": str(path), "status": "failed", "error": message, "internal": internal, "wall_s": wall_s}

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccstereo.runtime.errors import OptionError
+from ccstereo.runtime.errors import OptionError, failure_line
 from ccstereo.runtime.options import LoadOptions, RunOptions
 
 RAY_MISSING = "--ray needs Ray: pip install 'ccstereo-deploy[ray]' (or pip install -e '.[ray]' in a checkout)"
@@ -60,21 +60,12 @@ class FileWorker:
         self.engine = Binauralizer.load(model, load)
         self.host, self.pid = socket.gethostname(), os.getpid()
 
-    def describe(self) -> dict:
-        return {"host": self.host, "pid": self.pid, "backend": self.engine.backend.name, "reason": self.engine.reason}
-
     def process(self, path: str, out: str | None, options: RunOptions) -> dict:
-        from ccstereo.errors import CCStereoError
-
         started = time.perf_counter()
         try:
             entry = self.engine.process(path, out, options).to_dict()
         except Exception as exc:  # noqa: BLE001 - one bad file is reported, the worker goes on
-            internal = not isinstance(exc, (CCStereoError, OSError, ValueError, MemoryError))
-            text = " ".join(str(exc).split()) or type(exc).__name__
-            message = text if path in text else f"{path}: {text}"
-            if internal:
-                message = f"internal error ({type(exc).__name__}: {message}); please report it with this file"
+            message, internal = failure_line(path, exc)
             entry = {"input": path, "status": "failed", "error": message, "internal": internal}
             entry["wall_s"] = round(time.perf_counter() - started, 3)
         entry.update(host=self.host, pid=self.pid)

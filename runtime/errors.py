@@ -23,3 +23,13 @@ class EngineMismatchError(CCStereoRuntimeError):
 
 class BackendUnavailableError(CCStereoRuntimeError):
     """A backend that cannot run on this machine (missing package, no GPU)."""
+
+
+def failure_line(path, exc: BaseException) -> tuple[str, bool]:
+    """Return (one line naming ``path`` and the cause, whether the cause is a defect of ours rather than of the
+    input). FFmpeg's data errors reach us as ValueError / OSError subclasses: the input's fault, not ours."""
+    internal = not isinstance(exc, (CCStereoError, OSError, ValueError, MemoryError))
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if internal:  # still one line, and says so
+        text = f"internal error ({type(exc).__name__}: {text}); please report it with this file"
+    return (text if str(path) in text else f"{path}: {text}"), internal

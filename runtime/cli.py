@@ -179,6 +179,7 @@ def main(
     workers: _WorkersOption = _SCALE.workers,
     cpus_per_worker: _CpusOption = _SCALE.cpus_per_worker,
     gpus_per_worker: _GpusOption = _SCALE.gpus_per_worker,
+    view: Annotated[bool, typer.Option("--view", help="when done, open the listening page of the last output")] = False,
 ) -> None:
     """Binauralise INPUT... into <stem>.binaural.<ext> beside each input (or in --out); INPUT may be a file, a
     folder or @list.txt (one path or glob per line).
@@ -196,12 +197,32 @@ def main(
         scale = ScaleOptions(ray, ray_address, workers, cpus_per_worker, gpus_per_worker)
     except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
-    if _guarded(lambda: _dispatch(inputs, out, model, load, options, hop_s, report, quiet, scale)):
+    entries = _guarded(lambda: _dispatch(inputs, out, model, load, options, hop_s, report, quiet, scale))
+    if view:
+        _view_last(entries)
+    if any(entry["status"] == "failed" for entry in entries):
         raise typer.Exit(1)
 
 
-def _dispatch(inputs, out, model, load, options, hop_s, report, quiet, scale) -> int:
-    """Run the files here, or on Ray with --ray / --ray-address; return how many failed."""
+def _view_last(entries: list[dict]) -> None:
+    """ccs-run --view: the listening page of the last output written (or found done), until Ctrl-C."""
+    from ccstereo.errors import CCStereoError
+    from ccstereo.runtime.view.cli import serve
+    from ccstereo.runtime.view.page import build_view
+
+    done = [e for e in entries if e["status"] in ("ok", "skipped") and e.get("output")]
+    if not done:
+        typer.echo("--view: no output to show", err=True)
+        return
+    last = done[-1]
+    try:
+        serve(build_view(Path(last["output"]), Path(last["input"]), None, last if last["status"] == "ok" else None))
+    except CCStereoError as exc:
+        typer.echo(f"error: --view: {' '.join(str(exc).split())}", err=True)
+
+
+def _dispatch(inputs, out, model, load, options, hop_s, report, quiet, scale) -> list[dict]:
+    """Run the files here, or on Ray with --ray / --ray-address; return the report entry of every file."""
     from ccstereo.runtime.binauralizer import Binauralizer
 
     if scale.ray or scale.ray_address:
@@ -209,7 +230,7 @@ def _dispatch(inputs, out, model, load, options, hop_s, report, quiet, scale) ->
     return _run(inputs, out, lambda: Binauralizer.load(model, load), options, hop_s, report, quiet)
 
 
-def _guarded(run) -> int:
+def _guarded(run):
     """Return ``run()``; interrupts become exit 130 / 143 with a line that says nothing partial is left."""
     from ccstereo.runtime.interrupts import Terminated, signals_as_exceptions
 
@@ -224,7 +245,7 @@ def _guarded(run) -> int:
         raise typer.Exit(143) from None
 
 
-def _run_on_ray(inputs, out, model, load, options, hop_s, report, quiet, scale) -> int:
+def _run_on_ray(inputs, out, model, load, options, hop_s, report, quiet, scale) -> list[dict]:
     """The --ray path: files to Ray workers; one line per file and a summary; the aggregated report."""
     import dataclasses
 
@@ -263,7 +284,7 @@ def _run_on_ray(inputs, out, model, load, options, hop_s, report, quiet, scale) 
         from ccstereo.runtime.writers import atomic_write_text
 
         atomic_write_text(report, json.dumps({"summary": totals, "files": entries}, indent=2))
-    return totals["failed"]
+    return entries
 
 
 def _model_rate(model: Path | None) -> int:
@@ -287,8 +308,8 @@ def _with_visual_rate(options: RunOptions, rate: VisualRate, threshold: float, s
     return dataclasses.replace(options, visual_rate=rate.value, visual_threshold=threshold, visual_max_stale_s=stale_s)
 
 
-def _run(inputs, out, load, options, hop_s, report, quiet) -> int:
-    """Process every input; return the number of failed files (usage errors raise typer.Exit(2))."""
+def _run(inputs, out, load, options, hop_s, report, quiet) -> list[dict]:
+    """Process every input; return their report entries (usage errors raise typer.Exit(2))."""
     files = _checked_inputs(inputs, out)
     engine, options = _load_engine(load, options, hop_s)
     if not quiet:
@@ -298,7 +319,7 @@ def _run(inputs, out, load, options, hop_s, report, quiet) -> int:
         reports = [_process_one(engine, path, out, options, planned, quiet, bar) for path in files]
     if report is not None:
         _write_report(report, reports)
-    return sum(entry["status"] == "failed" for entry in reports)
+    return reports
 
 
 def _checked_inputs(inputs: list[Path], out: Path | None) -> list[Path]:

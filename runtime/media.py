@@ -87,6 +87,26 @@ def probe(path: str | Path) -> MediaInfo:
         )
 
 
+def read_audio(path: str | Path) -> tuple[int, float, np.ndarray]:
+    """Return (sample rate, time of the first sample, [2, N] float32) of the whole first audio stream of any
+    media file, video or not (a wav, a reference, an output), decoded as ``iter_audio`` does."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{path}: no audio stream")
+        rate = container.streams.audio[0].codec_context.sample_rate or 0
+        if not rate:
+            raise MediaError(f"{path}: the audio stream has no sample rate (corrupt or unsupported)")
+        start_s = _first_audio_time(path, container)
+    pieces = [chunk.model for chunk in iter_audio(path, rate, False)]
+    audio = np.concatenate(pieces, axis=1) if pieces else np.zeros((2, 0), np.float32)
+    if not audio.shape[1]:
+        raise MediaError(f"{path}: zero-length audio")
+    return rate, start_s, audio
+
+
 def stream_duration_s(stream) -> float | None:
     """Return the duration a stream declares for itself (header or Matroska DURATION tag); None if none."""
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:

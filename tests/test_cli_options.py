@@ -16,7 +16,7 @@ from ccstereo.train.options import TrainOptions
 
 # Flags that say what to run on or where results go, not how: they have no options field on purpose.
 NOT_OPTIONS = {
-    "ccs-run": {"inputs", "out", "model", "hop_s", "report", "quiet"},
+    "ccs-run": {"inputs", "out", "model", "hop_s", "report", "quiet", "view"},
     "ccs-export": {"checkpoint", "no_engine"},
     "ccs-train": {"threads"},
 }

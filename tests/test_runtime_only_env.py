@@ -57,7 +57,9 @@ print(backend.name, backend.info.config.ngf)
     assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("module", ["ccstereo.export.cli", "ccstereo.cli_eval", "ccstereo.runtime.cli"])
+@pytest.mark.parametrize(
+    "module", ["ccstereo.export.cli", "ccstereo.cli_eval", "ccstereo.runtime.cli", "ccstereo.runtime.view.cli"]
+)
 def test_cli_help_without_torch(runtime_env, module):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run([str(runtime_env), "-m", module, "--help"], capture_output=True, text=True, env=env)
@@ -115,3 +117,13 @@ def test_ray_flag_without_ray_says_how_to_install_it(runtime_env, tmp_path):
     result = subprocess.run(cli, capture_output=True, text=True)
     assert result.returncode == 2 and "pip install" in result.stderr and "[ray]" in result.stderr
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_ccs_view_page_from_the_runtime_install(runtime_env, tmp_path):
+    """The page, its metrics and its assets come with the plain install (package data included)."""
+    sample, page = REPO / "samples" / "sample.mp4", tmp_path / "page.html"
+    cli = [str(runtime_env), "-m", "ccstereo.runtime.view.cli", str(sample), "--html", str(page)]
+    result = subprocess.run([*cli, "--reference", str(REPO / "samples" / "sample.reference.wav")], capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    text = page.read_text()
+    assert "ccsView" in text and '"metrics":{"stft"' in text and (tmp_path / "page.original.wav").is_file()

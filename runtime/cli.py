@@ -99,6 +99,17 @@ class _Progress:
         stats = f"{done_s:7.1f}/{self.total_s:.1f} s {speed:5.1f}x realtime"
         self.bar.update(self.task, completed=done_s, stats=stats)
 
+    def plan_media(self, total_s: float) -> None:
+        """A row of media seconds over all files (--ray: files finish whole, on other machines)."""
+        self.media = self.bar.add_task("media seconds", total=total_s or None, stats=f"0/{total_s:.0f} s")
+        self.media_total_s, self.media_done_s, self.t0 = total_s, 0.0, time.perf_counter()
+
+    def media_finished(self, seconds: float) -> None:
+        self.media_done_s += seconds
+        speed = self.media_done_s / max(1e-9, time.perf_counter() - self.t0)
+        stats = f"{self.media_done_s:.0f}/{self.media_total_s:.0f} s {speed:5.1f}x realtime"
+        self.bar.update(self.media, completed=self.media_done_s, stats=stats)
+
     def done(self) -> None:
         if self.task is not None:
             self.bar.remove_task(self.task)
@@ -265,13 +276,14 @@ def _run_on_ray(inputs, out, model, load, options, hop_s, report, quiet, scale) 
                 where = f"{entry.get('host')}/{entry.get('backend')}{again}"
                 typer.echo(f"{entry['input']}: {entry['status']} ({where})", err=True)
 
-        with _Progress(len(files), quiet) as bar:  # the files row: one step per finished file
+        with _Progress(len(files), quiet) as bar:  # rows of files and of media seconds, a step per finished file
 
             def finished(entry: dict) -> None:
                 bar.done()
+                bar.media_finished(entry.get("media_s", 0.0))
                 line(entry)
 
-            entries, totals = run_files(files, out, model, load, options, scale, finished)
+            entries, totals = run_files(files, out, model, load, options, scale, finished, bar.plan_media)
     except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
     typer.echo(

@@ -86,14 +86,41 @@ def run_files(
     options: RunOptions,
     scale: ScaleOptions,
     on_file: Callable[[dict], None] = lambda entry: None,
+    on_plan: Callable[[float], None] = lambda media_s: None,
 ) -> tuple[list[dict], dict]:
-    """Process ``files`` on Ray workers; return (per-file entries in input order, summary)."""
+    """Process ``files`` on Ray workers; return (per-file entries in input order, summary).
+
+    ``on_plan`` gets the media seconds of the run once the files are probed; every entry given to ``on_file``
+    carries ``media_s``, the seconds it accounts for (its probed duration; 0 when it could not be probed)."""
     ray = import_ray()
     started = time.perf_counter()
     # workers may run elsewhere (a cluster with shared storage): they get absolute paths
     files = [p.resolve() for p in files]
     out = None if out is None else Path(os.path.abspath(out))
-    local = {} if scale.ray_address else {"_node_ip_address": "127.0.0.1"}  # a Ray of our own: loopback only
+    _init(ray, scale)
+    try:
+        start, count = _worker_factory(ray, model, load, scale)
+        idle = [start() for _ in range(min(count, len(files)))]  # they load the model while the files are probed
+        clashes, durations = _plan(files, out, options)
+        on_plan(sum(durations.values()))
+        for path, entry in clashes.items():
+            on_file(dict(entry, media_s=durations.get(path, 0.0)))
+        todo = [p for p in files if p not in clashes]
+        del idle[len(todo) :]
+        entries = _schedule(ray, start, idle, todo, out, options, scale, _with_media(on_file, durations))
+    finally:
+        ray.shutdown()
+    entries.update(clashes)
+    return [entries[p] for p in files], summary(list(entries.values()), time.perf_counter() - started)
+
+
+def _init(ray, scale: ScaleOptions) -> None:
+    """Join the cluster at ``scale.ray_address``, or start a Ray of our own on 127.0.0.1 for this run: its logs
+    stay in its session folder, and no idle Python workers are started beside ours (two cores are not spare)."""
+    local = {
+        "_node_ip_address": "127.0.0.1",
+        "_system_config": {"enable_worker_prestart": False, "prestart_worker_first_driver": False},
+    }
     ray.init(
         address=scale.ray_address,
         log_to_driver=False,
@@ -101,34 +128,32 @@ def run_files(
         include_dashboard=False,
         ignore_reinit_error=True,
         configure_logging=True,
-        **local,
+        **({} if scale.ray_address else local),
     )
-    clashes = _clashing_outputs(files, out, options)
-    for entry in clashes.values():
-        on_file(entry)
-    todo = [p for p in files if p not in clashes]
-    try:
-        start, count = _worker_factory(ray, model, load, scale)
-        entries = _schedule(ray, start, min(count, len(todo)), todo, out, options, scale, on_file) if todo else {}
-    finally:
-        ray.shutdown()
-    entries.update(clashes)
-    return [entries[p] for p in files], summary(list(entries.values()), time.perf_counter() - started)
 
 
-def _clashing_outputs(files: list[Path], out: Path | None, options: RunOptions) -> dict[Path, dict]:
-    """Return a failed entry for every file whose output is another file's (as one process refuses them):
-    workers writing one output at once would leave only the last of them."""
+def _with_media(on_file: Callable[[dict], None], durations: dict[Path, float]) -> Callable[[dict], None]:
+    def finished(entry: dict) -> None:
+        on_file(dict(entry, media_s=durations.get(Path(entry["input"]), 0.0)))
+
+    return finished
+
+
+def _plan(files: list[Path], out: Path | None, options: RunOptions) -> tuple[dict[Path, dict], dict[Path, float]]:
+    """Probe every file once: return (a failed entry for every file whose output is another file's, as one process
+    refuses them: workers writing one output at once would leave only the last of them; each file's seconds)."""
     from ccstereo.runtime.binauralizer import output_format, output_path
     from ccstereo.runtime.errors import CCStereoRuntimeError
     from ccstereo.runtime.media import MediaError, probe
 
     planned: dict[Path, Path] = {}
     clashes: dict[Path, dict] = {}
+    durations: dict[Path, float] = {}
     for path in files:
         try:
-            codec = None if options.fmt is not None else probe(path).video_codec
-            target = output_path(path, out, output_format(path, options.fmt, codec, out))
+            info = probe(path)
+            durations[path] = info.duration_s
+            target = output_path(path, out, output_format(path, options.fmt, info.video_codec, out))
         except (MediaError, CCStereoRuntimeError, OSError, ValueError):
             continue  # the worker reports what is wrong with it
         if target in planned:
@@ -136,7 +161,7 @@ def _clashing_outputs(files: list[Path], out: Path | None, options: RunOptions) 
             clashes[path] = {"input": str(path), "status": "failed", "error": error, "attempts": 0}
         else:
             planned[target] = path
-    return clashes
+    return clashes, durations
 
 
 def _worker_factory(ray, model: Path | None, load: LoadOptions, scale: ScaleOptions) -> tuple[Callable, int]:
@@ -151,11 +176,10 @@ def _worker_factory(ray, model: Path | None, load: LoadOptions, scale: ScaleOpti
     return (lambda: actor.remote(None if model is None else str(model), options)), count
 
 
-def _schedule(ray, start, workers: int, files: list[Path], out, options: RunOptions, scale, on_file) -> dict:
+def _schedule(ray, start, idle: list, files: list[Path], out, options: RunOptions, scale, on_file) -> dict:
     """Keep every worker busy with one file at a time, largest first; a file whose worker died goes to a new
     worker (after its temporary output is removed), ``scale.retries`` times at most."""
     queue = [_Attempt(p, 1) for p in sorted(files, key=_size, reverse=True)]
-    idle = [start() for _ in range(workers)]
     running: dict = {}  # object ref -> (worker, attempt)
     entries: dict[Path, dict] = {}
     while queue or running:

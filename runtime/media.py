@@ -280,31 +280,51 @@ def iter_tick_frames(path: Path, fps: float, origin_s: float) -> Iterator[tuple[
 
     Each tick gets the frame on screen at that time: the last frame whose presentation time is not later
     (the first frame for ticks before it). Ends after the last frame's ticks; the caller repeats the last one.
+    A frame no tick shows is never converted to RGB, and one whose decoded planes equal the last converted
+    frame's gets that frame's RGB array (the same object: later stages see it is the same picture).
     """
     import av
 
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        shown: np.ndarray | None = None
+        pictures = _Pictures()
+        shown = None  # the decoded frame on screen
         tick = 0
         try:
             for frame in container.decode(stream):
                 t = float(frame.time) if frame.time is not None else tick / fps + origin_s
-                image = _rgb(frame)
-                while shown is not None and origin_s + tick / fps < t - 1e-6:
-                    yield tick, shown
+                while origin_s + tick / fps < t - 1e-6:  # ticks before the first frame show the first frame
+                    yield tick, pictures.rgb(frame if shown is None else shown)
                     tick += 1
-                if shown is None:  # ticks before the first frame show the first frame
-                    while origin_s + tick / fps < t - 1e-6:
-                        yield tick, image
-                        tick += 1
-                shown = image
+                shown = frame
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: corrupt or truncated video ({_reason(exc)})") from exc
         if shown is None:
             raise MediaError(f"{path}: the video stream has no decodable frame")
-        yield tick, shown
+        yield tick, pictures.rgb(shown)
+
+
+class _Pictures:
+    """RGB of decoded frames, converted when first shown; a frame equal, plane for plane, to the last converted
+    one (a still image, a duplicated frame) reuses its array."""
+
+    def __init__(self) -> None:
+        self.frame = None
+        self.key: tuple = ()
+        self.planes: list[np.ndarray] = []
+        self.image: np.ndarray | None = None
+
+    def rgb(self, frame) -> np.ndarray:
+        if frame is self.frame and self.image is not None:
+            return self.image
+        key = (frame.format.name, frame.width, frame.height, getattr(frame, "rotation", 0))
+        planes = [np.frombuffer(plane, np.uint8) for plane in frame.planes]  # views: no copy
+        same = self.image is not None and key == self.key and len(planes) == len(self.planes)
+        if not (same and all(np.array_equal(a, b) for a, b in zip(planes, self.planes, strict=True))):
+            self.image = _rgb(frame)
+        self.frame, self.key, self.planes = frame, key, planes
+        return self.image  # type: ignore[return-value]
 
 
 def _rgb(frame) -> np.ndarray:

@@ -174,3 +174,30 @@ def test_two_inputs_with_one_output_are_refused_as_in_one_process(cluster, tmp_p
     assert result.returncode == 1
     assert f"{second}: its output {out / 'same.binaural.wav'} is also the output of {first}" in result.stderr
     assert (out / "same.binaural.wav").is_file() and len(list(out.iterdir())) == 1
+
+
+def test_progress_counts_media_seconds_as_files_finish(cluster, tmp_path):
+    """The driver's media-seconds row: the run's seconds once probed, then each file's as it finishes."""
+    address, env = cluster
+    clips = _clips(tmp_path / "in", seconds=2.0, count=3)
+    (tmp_path / "in" / "corrupt.mp4").write_bytes(SAMPLE.read_bytes()[:3000])
+    script = (
+        "import json, sys\nfrom pathlib import Path\n"
+        "from ccstereo.runtime.distributed import ScaleOptions, run_files\n"
+        "from ccstereo.runtime.options import LoadOptions, RunOptions\n"
+        "plan, seen = [], []\n"
+        "files = [Path(p) for p in sys.argv[2:]]\n"
+        "run_files(files, Path(sys.argv[1]), None, LoadOptions(threads=1), RunOptions(fmt='wav'),\n"
+        f"          ScaleOptions(ray_address={address!r}), lambda e: seen.append(e['media_s']), plan.append)\n"
+        "print(json.dumps({'plan': plan, 'seen': seen}))\n"
+    )
+    (tmp_path / "out").mkdir()
+    files = [*map(str, clips), str(tmp_path / "in" / "corrupt.mp4")]
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "out"), *files], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    progress = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(progress["plan"]) == 1 and progress["plan"][0] == pytest.approx(3 * 2.0, abs=0.3)  # three 2 s cuts
+    assert len(progress["seen"]) == 4 and sorted(progress["seen"])[0] == 0.0  # the corrupt file: no seconds
+    assert sum(progress["seen"]) == pytest.approx(progress["plan"][0])

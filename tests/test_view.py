@@ -349,3 +349,25 @@ def test_page_data_cannot_close_its_script_element(clips, tmp_path):
     block = html.split('<script type="application/json" id="ccs-data">')[1].split("</script>")[0]
     assert json.loads(block)["title"] == view.data["title"]
     assert "<title>a&lt;/script&gt;" in html
+
+
+def test_html_page_plays_from_disk_in_headless_chromium(clips, tmp_path):
+    """--html: opened as a file (no server), the page finds its media by relative path and plays them."""
+    _chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    page_file = tmp_path / "report.html"
+    write_html(build_view(clips["output"], clips["input"], None, None), page_file, [])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--autoplay-policy=no-user-gesture-required"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_file.as_uri())
+        ready = "document.getElementById('video').readyState >= 2 && ccsView.audios.original.readyState >= 2"
+        _until(page, ready)
+        page.keyboard.press("Space")
+        _until(page, "ccsView.clock().currentTime >= 0.5")
+        heard = page.evaluate("ccsView.audios.binaural.currentTime")
+        browser.close()
+    assert heard > 0.3 and not errors, errors

@@ -121,6 +121,25 @@ def test_a_damaged_int8_graph_is_refused_on_this_cpu_saying_why(bundled_copy, ca
     assert "OpenVINO int8" in engine.reason and "fails the accuracy gate" in engine.reason
 
 
+def test_bf16_asked_by_name_is_checked_on_this_cpu_too(bundled_copy, cache):
+    """--precision bf16 runs the shipped verification windows first, as int8 does: a model.onnx whose weights no
+    longer produce the shipped outputs is refused with its figure, not run."""
+    pytest.importorskip("openvino")
+    import onnx
+    from onnx import numpy_helper
+
+    path = bundled_copy / "model.onnx"
+    proto = onnx.load(str(path))
+    rng = np.random.default_rng(1)
+    for i, tensor in enumerate(proto.graph.initializer):
+        if tensor.data_type == onnx.TensorProto.FLOAT and tensor.dims and np.prod(tensor.dims) > 4096:
+            values = rng.standard_normal(tuple(tensor.dims)).astype(np.float32) * 0.05
+            proto.graph.initializer[i].CopyFrom(numpy_helper.from_array(values, tensor.name))
+    onnx.save(proto, str(path))
+    with pytest.raises(BackendUnavailableError, match=r"bf16 on this CPU: (-?\d+\.\d) dB.*refused"):
+        Binauralizer.load(bundled_copy, backend="openvino", precision="bf16")
+
+
 def test_int8_is_judged_by_what_it_computes_on_this_cpu_not_by_the_export_figure(bundled_copy, cache):
     # The bundled int8 graph measured 53 dB at export on a CPU with VNNI; CPUs without an int8 dot-product unit
     # run another kernel (AVX2's saturating u8 x s8 multiply-add) and may land below the floor.

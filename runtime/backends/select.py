@@ -88,7 +88,7 @@ def _tuned(folder: Path, options: LoadOptions) -> tuple[Backend, str] | None:
     return tuned.backend, tuned.reason
 
 
-def _checked_here(backend: Backend, model: Path, precision: str, asked: bool) -> tuple[bool, str]:
+def _checked_here(backend: Backend, model: Path, asked: bool) -> tuple[bool, str]:
     """Return (whether ``backend`` may run, the figures in words) from its run of the verification windows
     shipped beside ``model`` on this CPU; (True, '') when none are shipped (the export's figure stands).
 
@@ -101,6 +101,23 @@ def _checked_here(backend: Backend, model: Path, precision: str, asked: bool) ->
     accuracy, _ = verification.check(backend.run, shipped, backend.max_batch)
     ok = offered(accuracy.snr_db) if asked else auto_may_pick(accuracy.snr_db, accuracy.worst_metric_change)
     return ok, f"{accuracy.words()} vs the shipped fp32 outputs on this CPU"
+
+
+def _asked(backend: Backend, path: Path, info: ModelInfo, precision: str) -> tuple[Backend, str]:
+    """A reduced precision asked for by name: run it if it reaches the floor on this CPU, else refuse saying why."""
+    ok, here = _checked_here(backend, path, asked=True)
+    if not ok:
+        raise BackendUnavailableError(f"{path}: {precision} on this CPU: {here} (< {MIN_OFFERED_SNR_DB:g} dB): refused")
+    return backend, f"OpenVINO {precision} (requested; {here or _measured(info, precision)[1]})"
+
+
+def _auto_pick(make, path: Path, info: ModelInfo, precision: str) -> tuple[Backend, str] | None:
+    """A reduced precision auto may use: measured accurate enough at export and again on this CPU, or None."""
+    if not _measured(info, precision)[0]:
+        return None
+    backend = make()
+    ok, here = _checked_here(backend, path, asked=False)
+    return (backend, here or f"{_measured(info, precision)[1]}, at export") if ok else None
 
 
 def _tensorrt_choice(model: Path, backend: str) -> tuple[Backend, str] | None:
@@ -194,29 +211,23 @@ def _openvino(model: Path, options: LoadOptions) -> tuple[Backend, str] | None:
             raise BackendUnavailableError(
                 f"{model}: no model.int8.onnx beside it; export with ccs-export --int8 on (and --calibrate VIDEO)"
             )
-        chosen = build(int8[0], "int8", int8[1])
-        ok, here = _checked_here(chosen, int8[0], "int8", asked=True)
-        if not ok:
-            raise BackendUnavailableError(f"{int8[0]}: int8 on this CPU: {here} (< {MIN_OFFERED_SNR_DB:g} dB): refused")
-        return chosen, f"OpenVINO int8 (requested; {here or _measured(int8[1], 'int8')[1]})"
+        return _asked(build(int8[0], "int8", int8[1]), int8[0], int8[1], "int8")
     if int8 is not None and int8[0] == cpu_onnx:
         return build(int8[0], "int8", int8[1]), "OpenVINO int8 (an int8 graph was given)"
-    if precision in ("bf16", "fp32"):
-        wanted = "bf16" if precision == "bf16" else "f32"
-        return build(cpu_onnx, wanted), f"OpenVINO {wanted} (requested)"
+    if precision == "bf16":
+        info = read_onnx_info(cpu_onnx)
+        return _asked(build(cpu_onnx, "bf16", info), cpu_onnx, info, "bf16")
+    if precision == "fp32":
+        return build(cpu_onnx, "f32"), "OpenVINO f32 (requested)"
     if int8 is not None and dot is not None:
-        ok, words = _measured(int8[1], "int8")
-        chosen = build(int8[0], "int8", int8[1]) if ok else None
-        ok, here = _checked_here(chosen, int8[0], "int8", asked=False) if chosen is not None else (False, "")
-        if ok and chosen is not None:
-            return chosen, f"OpenVINO int8 on this CPU's {dot.upper()} ({here or words + ', at export'})"
+        found = _auto_pick(lambda: build(int8[0], "int8", int8[1]), int8[0], int8[1], "int8")
+        if found is not None:
+            return found[0], f"OpenVINO int8 on this CPU's {dot.upper()} ({found[1]})"
     if openvino_bf16_capable():
         info = read_onnx_info(cpu_onnx)
-        ok, words = _measured(info, "bf16")
-        chosen = build(cpu_onnx, "bf16", info) if ok else None
-        ok, here = _checked_here(chosen, cpu_onnx, "bf16", asked=False) if chosen is not None else (False, "")
-        if ok and chosen is not None:
-            return chosen, f"OpenVINO bf16 on this CPU's native BF16 ({here or words + ', at export'})"
+        found = _auto_pick(lambda: build(cpu_onnx, "bf16", info), cpu_onnx, info, "bf16")
+        if found is not None:
+            return found[0], f"OpenVINO bf16 on this CPU's native BF16 ({found[1]})"
     if options.backend == "auto":
         return None
     return build(cpu_onnx, "f32"), "OpenVINO f32 (no reduced precision measured accurate enough for auto on this CPU)"

@@ -371,3 +371,21 @@ def test_html_page_plays_from_disk_in_headless_chromium(clips, tmp_path):
         heard = page.evaluate("ccsView.audios.binaural.currentTime")
         browser.close()
     assert heard > 0.3 and not errors, errors
+
+
+def test_a_video_the_browser_cannot_play_still_gives_sound_switch_and_plots(browser_page):
+    """When the browser cannot decode the picture (its build lacks the codec), the binaural track becomes the
+    clock: play, switch and seek still work and the page says why there is no picture."""
+    page, _ = browser_page
+    page.route(
+        "**/media/video.mp4", lambda route: route.fulfill(status=200, content_type="video/mp4", body=b"\0" * 4096)
+    )
+    page.reload()
+    _until(page, "window.ccsView && ccsView.clock() === ccsView.audios.binaural")
+    assert page.is_visible("#notice") and "cannot play the video" in page.inner_text("#notice")
+    page.keyboard.press("Space")
+    _until(page, "ccsView.clock().currentTime >= 1.0")
+    page.keyboard.press("a")
+    page.wait_for_timeout(300)
+    drift = page.evaluate("ccsView.audios.original.currentTime - ccsView.clock().currentTime")
+    assert abs(drift) <= 0.05 and page.evaluate("ccsView.active()") == "original"

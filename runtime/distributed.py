@@ -3,10 +3,12 @@
 Each worker is a Ray actor that loads the model and picks ``auto`` on its own hardware once, then binauralises
 whole files with the one implementation there is (``Binauralizer.process``): atomic output (temporary file +
 rename on the destination's filesystem), skip-existing unless ``--overwrite``, a bad file reported and never
-stopping the job. Files go out largest first, one per idle worker. A worker that dies mid-file (killed process,
-lost node) costs a retry of that file only: the driver starts a new actor in its place, removes the dead
-attempt's temporary file and sends the file again. Ray is imported only here and only when ``--ray`` is given
-(``pip install 'ccstereo-deploy[ray]'``); its own logs stay in its session folder, not on the user's terminal.
+stopping the job. Files go out largest first, one per idle worker; while a Ray started for the run comes up
+(seconds), the driver process itself works through the queue, and stops taking files when the first worker is
+up. A worker that dies mid-file (killed process, lost node) costs a retry of that file only: the driver starts a
+new actor in its place, removes the dead attempt's temporary file and sends the file again. Ray is imported
+only here and only when ``--ray`` is given (``pip install 'ccstereo-deploy[ray]'``); its own logs stay in its
+session folder, not on the user's terminal.
 """
 
 from __future__ import annotations
@@ -60,10 +62,14 @@ class FileWorker:
         self.engine = Binauralizer.load(model, load)
         self.host, self.pid = socket.gethostname(), os.getpid()
 
-    def process(self, path: str, out: str | None, options: RunOptions) -> dict:
+    def ready(self) -> bool:
+        """Answered once the model is loaded (the actor's constructor has run)."""
+        return True
+
+    def process(self, path: str, out: str | None, options: RunOptions, progress=None) -> dict:
         started = time.perf_counter()
         try:
-            entry = self.engine.process(path, out, options).to_dict()
+            entry = self.engine.process(path, out, options, progress).to_dict()
         except Exception as exc:  # noqa: BLE001 - one bad file is reported, the worker goes on
             message, internal = failure_line(path, exc)
             entry = {"input": path, "status": "failed", "error": message, "internal": internal}
@@ -97,21 +103,89 @@ def run_files(
     # workers may run elsewhere (a cluster with shared storage): they get absolute paths
     files = [p.resolve() for p in files]
     out = None if out is None else Path(os.path.abspath(out))
-    _init(ray, scale)
+    clashes, durations = _plan(files, out, options)
+    on_plan(sum(durations.values()))
+    for path, entry in clashes.items():
+        on_file(dict(entry, media_s=durations.get(path, 0.0)))
+    queue = sorted((p for p in files if p not in clashes), key=_size, reverse=True)
+    finished = _with_media(on_file, durations)
+    # A Ray started here takes seconds to come up: this process works through the queue meanwhile.
+    helper = None if scale.ray_address or not queue else _WhileRayStarts(queue, model, load, out, options, finished)
     try:
+        _init(ray, scale)
         start, count = _worker_factory(ray, model, load, scale)
-        idle = [start() for _ in range(min(count, len(files)))]  # they load the model while the files are probed
-        clashes, durations = _plan(files, out, options)
-        on_plan(sum(durations.values()))
-        for path, entry in clashes.items():
-            on_file(dict(entry, media_s=durations.get(path, 0.0)))
-        todo = [p for p in files if p not in clashes]
-        del idle[len(todo) :]
-        entries = _schedule(ray, start, idle, todo, out, options, scale, _with_media(on_file, durations))
+        idle = [start() for _ in range(min(count, len(queue)))]
+        if idle:  # the first worker up ends the driver's share (one that fails is replaced by _schedule)
+            ray.wait([worker.ready.remote() for worker in idle], num_returns=1)
+        if helper is not None:
+            helper.stop()  # takes no new file; the one it is on is finished beside the workers
+        entries = _schedule(ray, start, idle, helper.rest() if helper else queue, out, options, scale, finished)
+        if helper is not None:
+            entries.update(helper.join())
     finally:
+        if helper is not None:
+            helper.abort()
         ray.shutdown()
     entries.update(clashes)
     return [entries[p] for p in files], summary(list(entries.values()), time.perf_counter() - started)
+
+
+class _AbortedError(Exception):
+    """Raised from the progress hook of the driver's own file to stop it (its output is removed)."""
+
+
+class _WhileRayStarts:
+    """The driver's own worker while a Ray started for the run comes up: a thread that loads the model and takes
+    files from the queue (largest first) until ``stop``; ``abort`` also stops the file it is on, leaving nothing."""
+
+    def __init__(self, queue: list[Path], model, load: LoadOptions, out: Path | None, options, finished) -> None:
+        import threading
+
+        self.queue, self.lock = queue, threading.Lock()
+        self.stopped = self.aborted = False
+        self.entries: dict[Path, dict] = {}
+        self.args = (model, load, out, options, finished)
+        self.thread = threading.Thread(target=self._work, name="ccs-driver-worker", daemon=True)
+        self.thread.start()
+
+    def _next(self) -> Path | None:
+        with self.lock:
+            return None if self.stopped or not self.queue else self.queue.pop(0)
+
+    def _work(self) -> None:
+        model, load, out, options, finished = self.args
+        try:
+            worker = FileWorker(None if model is None else str(model), load)
+        except Exception:  # noqa: BLE001 - the Ray workers load the same model and report what is wrong
+            return
+
+        def progress(done_s: float, wall_s: float) -> None:
+            if self.aborted:
+                raise _AbortedError
+
+        while (path := self._next()) is not None:
+            entry = worker.process(str(path), None if out is None else str(out), options, progress)
+            if self.aborted:
+                return
+            self.entries[path] = dict(entry, attempts=1, worker="driver (while Ray started)")
+            finished(self.entries[path])
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+
+    def rest(self) -> list[Path]:
+        with self.lock:
+            return list(self.queue)
+
+    def join(self) -> dict[Path, dict]:
+        self.thread.join()
+        return self.entries
+
+    def abort(self) -> None:
+        self.stop()
+        self.aborted = True
+        self.thread.join(timeout=60)
 
 
 def _init(ray, scale: ScaleOptions) -> None:
@@ -122,7 +196,7 @@ def _init(ray, scale: ScaleOptions) -> None:
         "_system_config": {"enable_worker_prestart": False, "prestart_worker_first_driver": False},
     }
     ray.init(
-        address=scale.ray_address,
+        address=scale.ray_address or "local",  # "local": always a new Ray, never one found running here
         log_to_driver=False,
         logging_level=logging.ERROR,
         include_dashboard=False,
@@ -177,9 +251,9 @@ def _worker_factory(ray, model: Path | None, load: LoadOptions, scale: ScaleOpti
 
 
 def _schedule(ray, start, idle: list, files: list[Path], out, options: RunOptions, scale, on_file) -> dict:
-    """Keep every worker busy with one file at a time, largest first; a file whose worker died goes to a new
-    worker (after its temporary output is removed), ``scale.retries`` times at most."""
-    queue = [_Attempt(p, 1) for p in sorted(files, key=_size, reverse=True)]
+    """Keep every worker busy with one file at a time, in the order given (largest first); a file whose worker
+    died goes to a new worker (after its temporary output is removed), ``scale.retries`` times at most."""
+    queue = [_Attempt(p, 1) for p in files]
     running: dict = {}  # object ref -> (worker, attempt)
     entries: dict[Path, dict] = {}
     while queue or running:

@@ -1,0 +1,76 @@
+"""ccs-run --ray alone: a Ray of its own on 127.0.0.1 for the run, while the driver works through the queue until the
+first worker is up. Same outputs as one process; an interrupt while the driver is mid-file leaves nothing partial.
+(Its own file: the two-node cluster of test_distributed.py is stopped before these start.)"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("ray")
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "samples" / "sample.mp4"
+RUN = [sys.executable, "-m", "ccstereo.runtime.cli"]
+SAME_ENGINE = ["--backend", "onnxruntime", "--precision", "fp32", "--threads", "1", "--no-tune", "--format", "wav"]
+
+
+def _clips(folder: Path, count: int, seconds: float) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for i in range(count):
+        out = folder / f"clip{i}.mp4"
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", str(0.5 * i), "-i", str(SAMPLE), "-t", str(seconds)]
+        subprocess.run([*cmd, "-c:v", "libx264", "-c:a", "aac", str(out)], check=True)
+        clips.append(out)
+    return clips
+
+
+def test_local_ray_run_matches_one_process_and_the_driver_works_while_ray_starts(tmp_path):
+    clips = _clips(tmp_path / "in", 6, 3.0)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "ray").mkdir()
+    single = subprocess.run([*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "one"), "-q"])
+    assert single.returncode == 0
+    report = tmp_path / "run.json"
+    cmd = [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "ray"), "-q", "--report", str(report)]
+    result = subprocess.run([*cmd, "--ray", "--workers", "1", "--cpus-per-worker", "1"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == ""
+    entries = json.loads(report.read_text())["files"]
+    assert [e["status"] for e in entries] == ["ok"] * len(clips)
+    by_driver = [e for e in entries if str(e.get("worker", "")).startswith("driver")]
+    assert by_driver, "Ray takes seconds to start here: the driver should have done at least one file meanwhile"
+    for clip in clips:
+        name = f"{clip.stem}.binaural.wav"
+        assert np.array_equal(sf.read(tmp_path / "one" / name)[0], sf.read(tmp_path / "ray" / name)[0]), name
+    assert not list((tmp_path / "ray").glob(".*partial*"))
+
+
+def test_interrupt_while_the_driver_works_leaves_no_partial_file(tmp_path):
+    clips = _clips(tmp_path / "in", 3, 6.0)
+    (tmp_path / "out").mkdir()
+    cmd = [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "out"), "--ray", "--workers", "1"]
+    run = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        # wait until the driver is writing its first output (a temporary file beside the target), then Ctrl-C
+        while not list((tmp_path / "out").glob(".*partial*")):
+            assert run.poll() is None and time.monotonic() < deadline, "no output was started"
+            time.sleep(0.05)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=90)
+    finally:
+        run.kill()
+    assert run.returncode == 130, stderr[-2000:]
+    assert "no partial output left" in stderr
+    assert not list((tmp_path / "out").glob(".*partial*"))
+    for done in (tmp_path / "out").glob("*.wav"):  # whatever was finished before the interrupt is whole
+        assert sf.info(str(done)).duration == pytest.approx(6.0, abs=0.1)

@@ -5,10 +5,11 @@ whole files with the one implementation there is (``Binauralizer.process``): ato
 rename on the destination's filesystem), skip-existing unless ``--overwrite``, a bad file reported and never
 stopping the job. Files go out largest first, one per idle worker; while a Ray started for the run comes up
 (seconds), the driver process itself works through the queue, and stops taking files when the first worker is
-up. A worker that dies mid-file (killed process, lost node) costs a retry of that file only: the driver starts a
-new actor in its place, removes the dead attempt's temporary file and sends the file again. Ray is imported
-only here and only when ``--ray`` is given (``pip install 'ccstereo-deploy[ray]'``); its own logs stay in its
-session folder, not on the user's terminal.
+up (the file it is on is finished before the workers start: they share these cores). A worker that dies
+mid-file (killed process, lost node) costs a retry of that file only: the driver starts a new actor in its
+place, removes the dead attempt's temporary file and sends the file again. Ray is imported only here and only
+when ``--ray`` is given (``pip install 'ccstereo-deploy[ray]'``); its own logs stay in its session folder, not
+on the user's terminal.
 """
 
 from __future__ import annotations
@@ -117,11 +118,12 @@ def run_files(
         idle = [start() for _ in range(min(count, len(queue)))]
         if idle:  # the first worker up ends the driver's share (one that fails is replaced by _schedule)
             ray.wait([worker.ready.remote() for worker in idle], num_returns=1)
-        if helper is not None:
-            helper.stop()  # takes no new file; the one it is on is finished beside the workers
+        done: dict[Path, dict] = {}
+        if helper is not None:  # a Ray of our own runs on these same cores: the driver's file first, then Ray's
+            helper.stop()
+            done = helper.join()
         entries = _schedule(ray, start, idle, helper.rest() if helper else queue, out, options, scale, finished)
-        if helper is not None:
-            entries.update(helper.join())
+        entries.update(done)
     finally:
         if helper is not None:
             helper.abort()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ccstereo.runtime.errors import OptionError, failure_line
+from ccstereo.runtime.errors import CCStereoRuntimeError, OptionError, failure_line
 from ccstereo.runtime.options import LoadOptions, RunOptions
 
 RAY_MISSING = "--ray needs Ray: pip install 'ccstereo-deploy[ray]' (or pip install -e '.[ray]' in a checkout)"
@@ -132,7 +132,7 @@ def run_files(
     return [entries[p] for p in files], summary(list(entries.values()), time.perf_counter() - started)
 
 
-class _AbortedError(Exception):
+class _AbortedError(CCStereoRuntimeError):
     """Raised from the progress hook of the driver's own file to stop it (its output is removed)."""
 
 

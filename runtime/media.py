@@ -320,11 +320,12 @@ class _Pictures:
             return self.image
         key = (frame.format.name, frame.width, frame.height, getattr(frame, "rotation", 0))
         planes = [np.frombuffer(plane, np.uint8) for plane in frame.planes]  # views: no copy
-        same = self.image is not None and key == self.key and len(planes) == len(self.planes)
-        if not (same and all(np.array_equal(a, b) for a, b in zip(planes, self.planes, strict=True))):
-            self.image = _rgb(frame)
-        self.frame, self.key, self.planes = frame, key, planes
-        return self.image  # type: ignore[return-value]
+        image = self.image
+        same = image is not None and key == self.key and len(planes) == len(self.planes)
+        if image is None or not (same and all(np.array_equal(a, b) for a, b in zip(planes, self.planes, strict=True))):
+            image = _rgb(frame)
+        self.frame, self.key, self.planes, self.image = frame, key, planes, image
+        return image
 
 
 def _rgb(frame) -> np.ndarray:

@@ -26,6 +26,18 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_VIDEO = REPO / "samples" / "sample.mp4"  # int8 calibration: other data than the verification clip
 
 
+def sample_cuts(folder: Path, count: int, seconds: float, step_s: float) -> list[Path]:
+    """``count`` different short clips cut from the bundled sample by the ffmpeg CLI, starting ``step_s`` apart."""
+    folder.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for i in range(count):
+        out = folder / f"clip{i}.mp4"
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", str(step_s * i), "-i", str(SAMPLE_VIDEO)]
+        subprocess.run([*cmd, "-t", str(seconds), "-c:v", "libx264", "-c:a", "aac", str(out)], check=True)
+        clips.append(out)
+    return clips
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_tuning_cache(tmp_path_factory):
     """The measured engine choices of this test session go to a folder of its own, never to ~/.cache."""

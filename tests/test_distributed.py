@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import sample_cuts
+
 pytest.importorskip("ray")
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample.mp4"
@@ -55,25 +57,13 @@ def cluster(tmp_path_factory):
         subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
 
 
-def _clips(folder: Path, seconds: float = 3.0, count: int = 5) -> list[Path]:
-    """Short different clips cut from the bundled sample with ffmpeg (each its own start)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    clips = []
-    for i in range(count):
-        out = folder / f"clip{i}.mp4"
-        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", str(0.7 * i), "-i", str(SAMPLE), "-t", str(seconds)]
-        subprocess.run([*cmd, "-c:v", "libx264", "-c:a", "aac", str(out)], check=True)
-        clips.append(out)
-    return clips
-
-
 def _wav(path: Path) -> np.ndarray:
     return sf.read(path, dtype="float32", always_2d=True)[0]
 
 
 def test_a_library_on_two_nodes_matches_one_process(cluster, tmp_path):
     address, env = cluster
-    clips = _clips(tmp_path / "in")
+    clips = sample_cuts(tmp_path / "in", 5, 3.0, 0.7)
     corrupt = tmp_path / "in" / "corrupt.mp4"
     corrupt.write_bytes(SAMPLE.read_bytes()[:3000])  # a cut-off file
     listing = tmp_path / "list.txt"
@@ -179,7 +169,7 @@ def test_two_inputs_with_one_output_are_refused_as_in_one_process(cluster, tmp_p
 def test_progress_counts_media_seconds_as_files_finish(cluster, tmp_path):
     """The driver's media-seconds row: the run's seconds once probed, then each file's as it finishes."""
     address, env = cluster
-    clips = _clips(tmp_path / "in", seconds=2.0, count=3)
+    clips = sample_cuts(tmp_path / "in", 3, 2.0, 0.7)
     (tmp_path / "in" / "corrupt.mp4").write_bytes(SAMPLE.read_bytes()[:3000])
     script = (
         "import json, sys\nfrom pathlib import Path\n"

@@ -9,32 +9,20 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import sample_cuts
+
 pytest.importorskip("ray")
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "sample.mp4"
 RUN = [sys.executable, "-m", "ccstereo.runtime.cli"]
 SAME_ENGINE = ["--backend", "onnxruntime", "--precision", "fp32", "--threads", "1", "--no-tune", "--format", "wav"]
 
 
-def _clips(folder: Path, count: int, seconds: float) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    clips = []
-    for i in range(count):
-        out = folder / f"clip{i}.mp4"
-        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", str(0.5 * i), "-i", str(SAMPLE), "-t", str(seconds)]
-        subprocess.run([*cmd, "-c:v", "libx264", "-c:a", "aac", str(out)], check=True)
-        clips.append(out)
-    return clips
-
-
 def test_local_ray_run_matches_one_process_and_the_driver_works_while_ray_starts(tmp_path):
-    clips = _clips(tmp_path / "in", 6, 3.0)
+    clips = sample_cuts(tmp_path / "in", 6, 3.0, 0.5)
     (tmp_path / "one").mkdir()
     (tmp_path / "ray").mkdir()
     single = subprocess.run([*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "one"), "-q"])
@@ -55,7 +43,7 @@ def test_local_ray_run_matches_one_process_and_the_driver_works_while_ray_starts
 
 
 def test_interrupt_while_the_driver_works_leaves_no_partial_file(tmp_path):
-    clips = _clips(tmp_path / "in", 3, 6.0)
+    clips = sample_cuts(tmp_path / "in", 3, 6.0, 0.5)
     (tmp_path / "out").mkdir()
     cmd = [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "out"), "--ray", "--workers", "1"]
     run = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)

@@ -219,7 +219,6 @@ def _plan(files: list[Path], out: Path | None, options: RunOptions) -> tuple[dic
     """Probe every file once: return (a failed entry for every file whose output is another file's, as one process
     refuses them: workers writing one output at once would leave only the last of them; each file's seconds)."""
     from ccstereo.runtime.binauralizer import output_format, output_path
-    from ccstereo.runtime.errors import CCStereoRuntimeError
     from ccstereo.runtime.media import MediaError, probe
 
     planned: dict[Path, Path] = {}

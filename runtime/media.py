@@ -321,8 +321,8 @@ class _Pictures:
         key = (frame.format.name, frame.width, frame.height, getattr(frame, "rotation", 0))
         planes = [np.frombuffer(plane, np.uint8) for plane in frame.planes]  # views: no copy
         image = self.image
-        same = image is not None and key == self.key and len(planes) == len(self.planes)
-        if image is None or not (same and all(np.array_equal(a, b) for a, b in zip(planes, self.planes, strict=True))):
+        same = key == self.key and len(planes) == len(self.planes)
+        if image is None or not same or not all(map(np.array_equal, planes, self.planes)):
             image = _rgb(frame)
         self.frame, self.key, self.planes, self.image = frame, key, planes, image
         return image

@@ -113,11 +113,12 @@ def _asked(backend: Backend, path: Path, info: ModelInfo, precision: str) -> tup
 
 def _auto_pick(make, path: Path, info: ModelInfo, precision: str) -> tuple[Backend, str] | None:
     """A reduced precision auto may use: measured accurate enough at export and again on this CPU, or None."""
-    if not _measured(info, precision)[0]:
+    ok, words = _measured(info, precision)
+    if not ok:
         return None
     backend = make()
     ok, here = _checked_here(backend, path, asked=False)
-    return (backend, here or f"{_measured(info, precision)[1]}, at export") if ok else None
+    return (backend, here or f"{words}, at export") if ok else None
 
 
 def _tensorrt_choice(model: Path, backend: str) -> tuple[Backend, str] | None:

@@ -4,7 +4,7 @@ difference per 0.1 s and the L / R spectrograms. The browser only draws what the
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -67,14 +67,7 @@ class Spectrograms:
     right: str
 
     def to_dict(self) -> dict:
-        return {
-            "rows": self.rows,
-            "columns": self.columns,
-            "top_hz": self.top_hz,
-            "range_db": self.range_db,
-            "left": self.left,
-            "right": self.right,
-        }
+        return asdict(self)
 
 
 def _column_power(x: np.ndarray, n_fft: int, columns: int) -> np.ndarray:
@@ -97,10 +90,12 @@ def _pool_rows(power: np.ndarray, rows: int) -> np.ndarray:
     return np.stack([power[:, a:b].mean(axis=1) for a, b in zip(edges[:-1], edges[1:], strict=True)], axis=1)
 
 
-def spectrograms(stereo: np.ndarray, rate_hz: int, duration_s: float) -> Spectrograms:
-    """L and R spectrograms of ``stereo`` [2, N] over ``duration_s``, SPEC_RANGE_DB below their common peak."""
+def spectrograms(stereo: np.ndarray, rate_hz: int) -> Spectrograms:
+    """L and R spectrograms of ``stereo`` [2, N], SPEC_RANGE_DB below their common peak (at most a column per
+    10 ms, per 64 samples, and SPEC_COLUMNS in all)."""
     n_fft = 512 if rate_hz <= 24000 else 1024
-    columns = int(max(1, min(SPEC_COLUMNS, round(duration_s / 0.01), stereo.shape[1] // 64 or 1)))
+    samples = stereo.shape[1]
+    columns = int(max(1, min(SPEC_COLUMNS, round(samples / rate_hz / 0.01), samples // 64)))
     pooled = [_pool_rows(_column_power(stereo[c].astype(np.float32), n_fft, columns), SPEC_ROWS) for c in range(2)]
     db = [10 * np.log10(p + 1e-20) for p in pooled]
     top = max(float(d.max()) for d in db)

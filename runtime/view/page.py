@@ -62,16 +62,20 @@ def _padded(audio: np.ndarray, rate_hz: int, start_s: float) -> np.ndarray:
     return np.concatenate([np.zeros(audio.shape[:-1] + (lead,), audio.dtype), audio], axis=-1) if lead else audio
 
 
-def _track(view: View, key: str, path: Path, label: str, level: float, start_s: float = 0.0, derived=None) -> None:
-    """Add a playable track: the file itself when a browser plays it, else the decoded audio as a WAV."""
-    if derived is None and path.suffix.lower() in CONTENT_TYPES:
-        name = f"{key}{path.suffix.lower()}"
-        view.files[name] = path
+def _track(view: View, key: str, label: str, served: Path | None, decoded: tuple[int, float, np.ndarray]) -> None:
+    """Add a playable track: the file ``served`` as it is, or else ``decoded`` (rate, start, audio) as a WAV."""
+    rate, start_s, audio = decoded
+    if served is not None:
+        name = f"{key}{served.suffix.lower()}"
+        view.files[name] = served
     else:
-        rate, audio = derived if derived is not None else (0, np.zeros(0))
         name = f"{key}.wav"
         view.derived[name] = (rate, _padded(audio, rate, start_s))
-    view.data["tracks"].append({"id": key, "label": label, "media": name, "level": level})
+    view.data["tracks"].append({"id": key, "label": label, "media": name, "level": analysis.rms(audio)})
+
+
+def _if_playable(path: Path, kinds) -> Path | None:
+    return path if path.suffix.lower() in kinds else None
 
 
 def build_view(output: Path, original: Path | None, reference: Path | None, report: dict | None) -> View:
@@ -89,16 +93,15 @@ def build_view(output: Path, original: Path | None, reference: Path | None, repo
     source = original if original is not None else output
     mix_rate, mix_start, mix = (rate, start_s, audio) if source == output else read_audio(source)
     said = "the input's" if source != output else "the output's L+R, the same"
-    mono = analysis.mono_mix(mix)
     label = f"A: original ({said} mix the model hears, both ears)"
-    _track(view, "original", source, label, analysis.rms(mono), mix_start, (mix_rate, mono))
-    _track(view, "binaural", output, "B: binaural output", analysis.rms(audio))
+    _track(view, "original", label, None, (mix_rate, mix_start, analysis.mono_mix(mix)))
+    _track(view, "binaural", "B: binaural output", _if_playable(output, CONTENT_TYPES), (rate, start_s, audio))
     view.data["ild"] = {"frame_s": analysis.ILD_FRAME_S, "output": analysis.ild_curve(audio, rate)}
-    view.data["spectrograms"] = analysis.spectrograms(audio, rate, audio.shape[1] / rate).to_dict()
+    view.data["spectrograms"] = analysis.spectrograms(audio, rate).to_dict()
     view.data["spectrograms"]["start_s"] = round(start_s, 3)
     if reference is not None:
         ref_rate, ref_start, ref = read_audio(reference)
-        _track(view, "reference", reference, "R: reference", analysis.rms(ref), ref_start, _derived_if(reference, ref))
+        _track(view, "reference", "R: reference", _if_playable(reference, PLAYABLE_AUDIO), (ref_rate, ref_start, ref))
         view.data["ild"]["reference"] = analysis.ild_curve(ref, ref_rate)
         view.data["metrics"] = _metrics(audio, rate, ref, ref_rate)
     gains = analysis.matched_gains({t["id"]: t["level"] for t in view.data["tracks"]})
@@ -106,10 +109,6 @@ def build_view(output: Path, original: Path | None, reference: Path | None, repo
         track["gain"] = round(gains[track["id"]], 6)
     view.data["report"] = report
     return view
-
-
-def _derived_if(path: Path, audio: np.ndarray):
-    return None if path.suffix.lower() in PLAYABLE_AUDIO else (0, audio)
 
 
 def _metrics(pred: np.ndarray, pred_rate: int, ref: np.ndarray, ref_rate: int) -> dict:

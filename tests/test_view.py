@@ -317,9 +317,10 @@ def test_page_in_headless_chromium(browser_page):
     jump = (after[0] - before[0]) - (after[1] - before[1])  # playhead movement beyond the time that passed
     assert abs(jump) <= 0.05, f"A/B switch moved the playhead by {jump * 1000:.0f} ms"
     assert page.evaluate("ccsView.audios.binaural.muted && !ccsView.audios.original.muted")
-    page.wait_for_timeout(300)
-    drift = page.evaluate("ccsView.audios.original.currentTime - ccsView.clock().currentTime")
-    assert abs(drift) <= 0.05, f"the track heard is {drift * 1000:.0f} ms off the picture"
+    # the heard track is brought onto the picture's clock (the page resyncs past 45 ms; a loaded CI host needs
+    # a moment for the audio element's seek): within 50 ms inside 2 s
+    in_sync = "Math.abs(ccsView.audios.original.currentTime - ccsView.clock().currentTime) <= 0.05"
+    _until(page, in_sync, timeout_s=2.0)
     page.keyboard.press("r")
     assert page.evaluate("ccsView.active()") == "reference"
     page.keyboard.press("b")

@@ -231,7 +231,7 @@ def test_ccs_run_view_serves_the_page_of_the_last_output(clips, tmp_path):
         "import sys, urllib.request\n"
         f"open({str(fetched)!r}, 'wb').write(urllib.request.urlopen(sys.argv[1], timeout=30).read())\n"
     )
-    env = dict(os.environ, BROWSER=f"{sys.executable} {browser} %s")
+    env = dict(os.environ, BROWSER=f"{sys.executable} {browser} %s", PYTHONFAULTHANDLER="1")
     run = subprocess.Popen(
         [sys.executable, "-m", "ccstereo.runtime.cli", str(clips["input"]), "-o", str(tmp_path / "o.mp4"), "--view",
          "--quiet"], env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -241,7 +241,11 @@ def test_ccs_run_view_serves_the_page_of_the_last_output(clips, tmp_path):
             assert run.poll() is None and time.monotonic() < deadline, run.stderr.read() if run.stderr else ""
             time.sleep(0.2)
         run.send_signal(signal.SIGINT)
-        _, stderr = run.communicate(timeout=30)
+        try:
+            _, stderr = run.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # say where it is stuck: faulthandler prints every thread on SIGABRT
+            run.send_signal(signal.SIGABRT)
+            pytest.fail(f"no exit 60 s after SIGINT: {run.communicate(timeout=30)[1][-6000:]}")
     finally:
         run.kill()
     assert run.returncode == 0, stderr

@@ -54,10 +54,11 @@ def serve(view: View, port: int = 0, open_browser: bool = True) -> None:
         thread = server.start()  # serving before the browser asks
         typer.echo(f"ccs-view: {server.url}  (Ctrl-C to stop)", err=True)
         try:
-            if open_browser:
+            if open_browser:  # in a thread: a BROWSER command may not return until the browser closes
+                import threading
                 import webbrowser
 
-                webbrowser.open(server.url)
+                threading.Thread(target=webbrowser.open, args=(server.url,), name="ccs-browser", daemon=True).start()
             while thread.is_alive():
                 thread.join(0.5)
         except KeyboardInterrupt:

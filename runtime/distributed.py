@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,37 +100,66 @@ def run_files(
 
     ``on_plan`` gets the media seconds of the run once the files are probed; every entry given to ``on_file``
     carries ``media_s``, the seconds it accounts for (its probed duration; 0 when it could not be probed)."""
-    ray = import_ray()
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise OptionError(RAY_MISSING)
     started = time.perf_counter()
     # workers may run elsewhere (a cluster with shared storage): they get absolute paths
     files = [p.resolve() for p in files]
     out = None if out is None else Path(os.path.abspath(out))
-    clashes, durations = _plan(files, out, options)
-    on_plan(sum(durations.values()))
-    for path, entry in clashes.items():
-        on_file(dict(entry, media_s=durations.get(path, 0.0)))
-    queue = sorted((p for p in files if p not in clashes), key=_size, reverse=True)
-    finished = _with_media(on_file, durations)
-    # A Ray started here takes seconds to come up: this process works through the queue meanwhile.
-    helper = None if scale.ray_address or not queue else _WhileRayStarts(queue, model, load, out, options, finished)
+    # A Ray started here takes seconds to come up: this process loads the model now and works meanwhile.
+    helper = None if scale.ray_address or not files else _WhileRayStarts(model, load, out, options)
+    ray = None
     try:
+        clashes, durations = _plan(files, out, options)
+        on_plan(sum(durations.values()))
+        for path, entry in clashes.items():
+            on_file(dict(entry, media_s=durations.get(path, 0.0)))
+        queue = sorted((p for p in files if p not in clashes), key=_size, reverse=True)
+        finished = _with_media(on_file, durations)
+        if helper is not None:
+            helper.begin(queue, finished)
+        ray = import_ray()
         _init(ray, scale)
-        start, count = _worker_factory(ray, model, load, scale)
-        idle = [start() for _ in range(min(count, len(queue)))]
-        if idle:  # the first worker up ends the driver's share (one that fails is replaced by _schedule)
-            ray.wait([worker.ready.remote() for worker in idle], num_returns=1)
-        done: dict[Path, dict] = {}
-        if helper is not None:  # a Ray of our own runs on these same cores: the driver's file first, then Ray's
-            helper.stop()
-            done = helper.join()
-        entries = _schedule(ray, start, idle, helper.rest() if helper else queue, out, options, scale, finished)
-        entries.update(done)
+        entries = _on_workers(ray, helper, queue, model, load, out, options, scale, finished)
     finally:
         if helper is not None:
             helper.abort()
-        ray.shutdown()
+        if ray is not None:
+            _shutdown(ray, own=not scale.ray_address)
     entries.update(clashes)
     return [entries[p] for p in files], summary(list(entries.values()), time.perf_counter() - started)
+
+
+def _on_workers(ray, helper, queue, model, load, out, options, scale, finished) -> dict[Path, dict]:
+    """Start the workers; once the first is up, the driver finishes its file and the workers take the rest."""
+    start, count = _worker_factory(ray, model, load, scale)
+    idle = [start() for _ in range(min(count, len(queue)))]
+    if idle:  # the first worker up ends the driver's share (one that fails is replaced by _schedule)
+        ray.wait([worker.ready.remote() for worker in idle], num_returns=1)
+    done: dict[Path, dict] = {}
+    if helper is not None:  # a Ray of our own runs on these same cores: the driver's file first, then Ray's
+        helper.stop()
+        done = helper.join()
+    entries = _schedule(ray, start, idle, helper.rest() if helper else queue, out, options, scale, finished)
+    entries.update(done)
+    return entries
+
+
+def _shutdown(ray, own: bool) -> None:
+    """Stop Ray (a Ray of our own: all of it). Its autoscaler monitor, idle on one machine, takes the full second
+    of grace Ray gives it to answer SIGTERM (measured: 1.0 of a 1.1-1.4 s shutdown); it has nothing to save, so
+    it is killed first (through Ray's node object; a Ray without it shuts down the usual way)."""
+    if own:
+        try:
+            node = ray._private.worker._global_node
+            for info in node.all_processes.get(ray._private.ray_constants.PROCESS_TYPE_MONITOR, []):
+                info.process.kill()
+                info.process.wait(timeout=5)
+        except (AttributeError, OSError, subprocess.TimeoutExpired):
+            pass
+    ray.shutdown()
 
 
 class _AbortedError(CCStereoRuntimeError):
@@ -140,22 +170,29 @@ class _WhileRayStarts:
     """The driver's own worker while a Ray started for the run comes up: a thread that loads the model and takes
     files from the queue (largest first) until ``stop``; ``abort`` also stops the file it is on, leaving nothing."""
 
-    def __init__(self, queue: list[Path], model, load: LoadOptions, out: Path | None, options, finished) -> None:
+    def __init__(self, model, load: LoadOptions, out: Path | None, options) -> None:
         import threading
 
-        self.queue, self.lock = queue, threading.Lock()
+        self.queue: list[Path] = []
+        self.lock, self.planned = threading.Lock(), threading.Event()
         self.stopped = self.aborted = False
         self.entries: dict[Path, dict] = {}
-        self.args = (model, load, out, options, finished)
+        self.finished: Callable[[dict], None] = lambda entry: None
+        self.args = (model, load, out, options)
         self.thread = threading.Thread(target=self._work, name="ccs-driver-worker", daemon=True)
         self.thread.start()
+
+    def begin(self, queue: list[Path], finished: Callable[[dict], None]) -> None:
+        """Hand over the queue (probed, largest first): the thread takes files from it once its model is loaded."""
+        self.queue, self.finished = queue, finished
+        self.planned.set()
 
     def _next(self) -> Path | None:
         with self.lock:
             return None if self.stopped or not self.queue else self.queue.pop(0)
 
     def _work(self) -> None:
-        model, load, out, options, finished = self.args
+        model, load, out, options = self.args
         try:
             worker = FileWorker(None if model is None else str(model), load)
         except Exception:  # noqa: BLE001 - the Ray workers load the same model and report what is wrong
@@ -165,12 +202,13 @@ class _WhileRayStarts:
             if self.aborted:
                 raise _AbortedError
 
+        self.planned.wait()
         while (path := self._next()) is not None:
             entry = worker.process(str(path), None if out is None else str(out), options, progress)
             if self.aborted:
                 return
             self.entries[path] = dict(entry, attempts=1, worker="driver (while Ray started)")
-            finished(self.entries[path])
+            self.finished(self.entries[path])
 
     def stop(self) -> None:
         with self.lock:
@@ -187,6 +225,7 @@ class _WhileRayStarts:
     def abort(self) -> None:
         self.stop()
         self.aborted = True
+        self.planned.set()
         self.thread.join(timeout=60)
 
 

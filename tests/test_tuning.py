@@ -208,3 +208,53 @@ def test_a_folder_without_verification_windows_is_not_tuned(bundled_copy, cache)
     engine = Binauralizer.load(bundled_copy)
     assert "tuned" not in engine.reason
     assert not (cache / "tuning").exists()
+
+
+# -- batch sizes and thread counts -------------------------------------------------------------------------------
+def test_timing_batches_give_every_call_its_own_copies_of_the_crops_its_windows_use():
+    shipped = verification.load(BUNDLED / verification.FILE_NAME, read_onnx_info(BUNDLED / "model.onnx").config)
+    vset = shipped.vset
+    for batch in tuning.BATCH_SIZES:
+        calls = tuning.timing_batches(vset, batch)
+        assert [len(mono) for _, mono, _ in calls] == [batch] * (tuning.TIMING_WINDOWS // batch)
+        window = 0
+        for crops, mono, index in calls:
+            assert index.min() == 0 and index.max() == len(crops) - 1  # every crop given is used
+            for j in range(len(mono)):  # window k of the timing set is window k mod W of the shipped set
+                k = window % len(vset.mono)
+                assert np.array_equal(mono[j], vset.mono[k])
+                assert np.array_equal(crops[index[j]], vset.crops_u8[vset.frame_index[k]])
+                window += 1
+            # a repeated window gets its own copy of its crop, as a new picture would: no fewer crops per call
+            assert len(crops) == len({(w // len(vset.mono), vset.frame_index[w % len(vset.mono)])
+                                      for w in range(window - len(mono), window)})  # fmt: skip
+
+
+def test_tuning_times_batch_sizes_unless_one_is_given_and_keeps_the_fastest(bundled_copy, cache):
+    tuned = tuning.tune(bundled_copy, None, None, remeasure=False)
+    timed = [s for s in tuned.settings if s.ms_per_window is not None]
+    assert {s.batch for s in timed} == set(tuning.BATCH_SIZES)  # the bundled model's probe is far inside 15 s
+    assert {s.threads for s in timed} == set(tuning.thread_counts())
+    said = re.search(r"at batch (\d+), (\d+) threads", tuned.reason)
+    assert said, tuned.reason
+    kept = next(s for s in timed if (s.batch, s.threads) == (int(said[1]), int(said[2])))
+    # the kept setting is the fastest, or within the noise margin of it (the default, tried first, wins ties)
+    assert kept.ms_per_window <= min(s.ms_per_window for s in timed) / tuning.NOISE
+    assert tuned.backend.max_batch == kept.batch
+    again = tuning.tune(bundled_copy, None, None, remeasure=False)
+    assert again.cached and again.backend.max_batch == kept.batch
+    given = tuning.tune(bundled_copy, 16, None, remeasure=False)  # --batch-size 16: not searched, not overridden
+    assert not given.cached and given.backend.max_batch == 16
+    assert all(s.batch == 16 for s in given.settings)
+
+
+def test_thread_counts_are_every_cpu_and_one_per_physical_core():
+    import os
+    import subprocess
+
+    lscpu = subprocess.run(["lscpu", "-p=SOCKET,CORE"], capture_output=True, text=True)  # another reading of it
+    if lscpu.returncode != 0:
+        pytest.skip("no lscpu here")
+    cores = {line for line in lscpu.stdout.splitlines() if line and not line.startswith("#")}
+    assert tuning.physical_cores() == len(cores)
+    assert tuning.thread_counts() == sorted({os.cpu_count(), len(cores)}, reverse=True)

@@ -83,8 +83,7 @@ def _tuned(folder: Path, options: LoadOptions) -> tuple[Backend, str] | None:
 
     if not (folder / verification.FILE_NAME).is_file():
         return None
-    batch = options.batch_size or DEFAULT_CPU_BATCH
-    tuned = tune(folder, batch, options.threads, remeasure=options.tune is True)
+    tuned = tune(folder, options.batch_size, options.threads, remeasure=options.tune is True)
     return tuned.backend, tuned.reason
 
 

@@ -1,13 +1,15 @@
-"""Measured choice of the CPU engine (``--backend auto --precision auto`` without a GPU).
+"""Measured choice of the CPU engine and its settings (``--backend auto --precision auto`` without a GPU).
 
 On first use of an exported folder on a machine, every usable candidate — onnxruntime fp32, and with OpenVINO
 installed OpenVINO f32, bf16 (where the CPU has native BF16) and int8 (where the folder has ``model.int8.onnx``)
 — runs the folder's verification windows (``runtime.verification``): that run is its accuracy check on THIS CPU
 and, repeated, its timing. The fastest candidate that passes the auto gate (>= 35 dB vs the shipped fp32 output,
-every paper metric within 2 %) is kept, and the choice is cached in the user cache folder under a key made of
-the model files' sha256, the CPU's model name and flags, and the versions of the libraries that run it — so a
-second run does not measure again, and a changed model file, CPU or library does. ``--tune`` measures again;
-``--no-tune`` uses the flag rules of ``select``.
+every paper metric within 2 %) is kept. Then, unless ``--batch-size`` / ``--threads`` were given, that engine is
+timed at the batch sizes (windows per call) and thread counts worth trying here on windows of the same clip, each
+batch with crops of its own as on real footage, and the fastest setting is kept. The choice is cached in the user
+cache folder under a key made of the model files' sha256, the CPU's model name and flags, and the versions of the
+libraries that run it — so a second run does not measure again, and a changed model file, CPU or library does.
+``--tune`` measures again; ``--no-tune`` uses the flag rules of ``select``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from ccstereo.runtime import verification
 from ccstereo.runtime.backends.precision_policy import AUTO_MIN_SNR_DB, auto_may_pick
@@ -27,8 +32,12 @@ from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.model_info import read_onnx_info
 from ccstereo.runtime.verification import CpuAccuracy, Shipped
 
-PROBE_BUDGET_S = 15.0  # no candidate is started once the probe has taken this long
-CACHE_VERSION = 1
+PROBE_BUDGET_S = 15.0  # no candidate or setting is started once the probe has taken this long
+CACHE_VERSION = 2
+DEFAULT_BATCH = 32  # windows per call when neither --batch-size nor a measurement says otherwise
+BATCH_SIZES = (32, 16, 8)  # tried for the chosen engine when --batch-size is not given (the default first)
+TIMING_WINDOWS = 32  # windows per timed pass of a setting (the largest batch size tried)
+NOISE = 0.98  # a later setting replaces an earlier one (the default is first) only if this much faster
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,48 @@ class Trial:
     accuracy: CpuAccuracy | None
     usable: bool
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A batch size and thread count of the chosen engine, timed on ``TIMING_WINDOWS`` windows."""
+
+    batch: int
+    threads: int
+    ms_per_window: float | None
+    note: str = ""
+
+
+def physical_cores() -> int:
+    """Return the number of physical cores (CPUs sharing a core through SMT count once); os.cpu_count() if unknown."""
+    siblings = set()
+    for path in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology/thread_siblings_list"):
+        try:
+            siblings.add(path.read_text().strip())
+        except OSError:
+            continue
+    return len(siblings) or os.cpu_count() or 1
+
+
+def thread_counts() -> list[int]:
+    """Return the thread counts worth timing: every logical CPU, and one per physical core where they differ."""
+    logical = os.cpu_count() or 1
+    return sorted({logical, min(logical, physical_cores())}, reverse=True)
+
+
+def timing_batches(vset, batch: int, count: int = TIMING_WINDOWS) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Return ``count`` windows of ``vset`` (repeated as needed) cut into calls of ``batch`` windows, each call with
+    only the crops its windows use, and repeated windows with copies of their crops: every call computes as many
+    crops as the runtime's batches do on footage whose every window has a new picture."""
+    copies = -(-count // len(vset.mono))
+    crops = np.concatenate([vset.crops_u8] * copies)
+    index = np.concatenate([vset.frame_index + i * len(vset.crops_u8) for i in range(copies)])[:count]
+    mono = np.concatenate([vset.mono] * copies)[:count]
+    calls = []
+    for lo in range(0, count, batch):
+        used = np.unique(index[lo : lo + batch])
+        calls.append((crops[used], mono[lo : lo + batch], np.searchsorted(used, index[lo : lo + batch])))
+    return calls
 
 
 def cache_dir() -> Path:
@@ -122,7 +173,7 @@ def candidates(folder: Path) -> list[Candidate]:
     return found
 
 
-def cache_key(folder: Path, found: list[Candidate], threads: int | None, batch: int) -> str:
+def cache_key(folder: Path, found: list[Candidate], threads: int | None, batch: int | None) -> str:
     files = {name: _sha256(folder / name) for name in sorted({c.file for c in found} | {verification.FILE_NAME})}
     what = {"files": files, "machine": machine(), "threads": threads, "batch": batch, "v": CACHE_VERSION}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
@@ -162,10 +213,12 @@ class Tuned:
     reason: str
     trials: list[Trial]
     cached: bool
+    settings: list[Setting] = field(default_factory=list)
 
 
-def tune(folder: Path, batch: int, threads: int | None, remeasure: bool, log=None) -> Tuned:
-    """Return the fastest accurate CPU engine for ``folder`` here: from the cache, or measured now.
+def tune(folder: Path, batch: int | None, threads: int | None, remeasure: bool, log=None) -> Tuned:
+    """Return the fastest accurate CPU engine for ``folder`` here, at its fastest batch size and thread count
+    (``batch`` / ``threads`` None: measured; given: kept): from the cache, or measured now.
 
     Raises ModelMetadataError when the folder ships no usable verification file (nothing to measure with)."""
     shipped_path = folder / verification.FILE_NAME
@@ -177,18 +230,20 @@ def tune(folder: Path, batch: int, threads: int | None, remeasure: bool, log=Non
     if not remeasure:
         cached = _read_cache(entry, found)
         if cached is not None:
-            chosen, words = cached
+            chosen, size, count, words = cached
             again = f"{words} (measured here before; --tune measures again)"
-            return Tuned(build(folder, chosen, batch, threads), again, [], True)
-    shipped = verification.load(shipped_path, read_onnx_info(folder / "model.onnx").config)
-    trials, best = _probe(folder, found, shipped, batch, threads, log)
-    words = _words(trials, best[0])
-    _write_cache(entry, best[0].candidate, words, trials)
-    return Tuned(best[1], words, trials, False)
-
-
-def _probe(folder, found, shipped, batch, threads, log) -> tuple[list[Trial], tuple[Trial, Backend]]:
+            return Tuned(build(folder, chosen, size, count), again, [], True)
     started = time.perf_counter()
+    shipped = verification.load(shipped_path, read_onnx_info(folder / "model.onnx").config)
+    trials, best = _probe(folder, found, shipped, batch or DEFAULT_BATCH, threads, log, started)
+    backend, settings, picked = _settings(folder, best, shipped, batch, threads, started, log)
+    words = _words(trials, best[0]) + _setting_words(settings, picked)
+    kept = (picked.batch, picked.threads) if picked else (batch or DEFAULT_BATCH, threads)
+    _write_cache(entry, best[0].candidate, kept, words, trials)
+    return Tuned(backend, words, trials, False, settings)
+
+
+def _probe(folder, found, shipped, batch, threads, log, started) -> tuple[list[Trial], tuple[Trial, Backend]]:
     trials: list[Trial] = []
     best: tuple[Trial, Backend] | None = None
     for candidate in found:
@@ -217,6 +272,62 @@ def _probe(folder, found, shipped, batch, threads, log) -> tuple[list[Trial], tu
     return trials, best
 
 
+def time_setting(run: Callable, vset, batch: int, passes: int = 2) -> float:
+    """Return the best of ``passes`` timings, in ms per window, of ``run`` on ``timing_batches(vset, batch)``."""
+    calls = timing_batches(vset, batch)
+    run(*calls[0])  # first-call allocations at this shape, not timed
+    best = float("inf")
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        for call in calls:
+            run(*call)
+        best = min(best, time.perf_counter() - t0)
+    return 1000 * best / TIMING_WINDOWS
+
+
+def _settings(folder, best, shipped, batch, threads, started, log) -> tuple[Backend, list[Setting], Setting | None]:
+    """Time the chosen engine at every batch size and thread count not given; return (the engine set to the
+    fastest, what was timed, the fastest; None when nothing was to be chosen)."""
+    sizes, counts = [batch] if batch else list(BATCH_SIZES), [threads] if threads else thread_counts()
+    trial, backend = best
+    if len(sizes) * len(counts) == 1:
+        return backend, [], None
+    settings: list[Setting] = []
+    fastest: tuple[Setting, Backend] | None = None
+    for count in counts:
+        engine = backend if count == counts[0] else None
+        for size in sizes:  # started only if its expected time (3 passes at the probe's rate) fits the budget
+            expected = 3 * TIMING_WINDOWS * (trial.ms_per_window or 0) / 1000
+            if time.perf_counter() - started + expected > PROBE_BUDGET_S:
+                settings.append(Setting(size, count, None, f"not tried: the probe's {PROBE_BUDGET_S:g} s were spent"))
+                continue
+            engine = engine or build(folder, trial.candidate, size, count)
+            ms = time_setting(engine.run, shipped.vset, size)
+            setting = Setting(size, count, ms)
+            settings.append(setting)
+            if log is not None:
+                log(f"tuning: {trial.candidate.label} batch {size}, {count} threads: {ms:.1f} ms/window")
+            if fastest is None or ms < NOISE * (fastest[0].ms_per_window or 0):
+                fastest = (setting, engine)
+    if fastest is None:  # no time was left: the engine as probed
+        return backend, settings, None
+    fastest[1].max_batch = fastest[0].batch
+    return fastest[1], settings, fastest[0]
+
+
+def _setting_words(settings: list[Setting], chosen: Setting | None) -> str:
+    if chosen is None:
+        return "" if not settings else f"; batch {DEFAULT_BATCH} ({settings[0].note})"
+    others = ", ".join(
+        f"batch {s.batch} / {s.threads} threads {s.ms_per_window:.1f}"
+        for s in settings
+        if s is not chosen and s.ms_per_window is not None
+    )
+    return f"; at batch {chosen.batch}, {chosen.threads} threads: {chosen.ms_per_window:.1f} ms/window timed alone" + (
+        f" ({others})" if others else ""
+    )
+
+
 def _words(trials: list[Trial], chosen: Trial) -> str:
     base = next((t for t in trials if t.candidate.precision == "fp32" and t.ms_per_window), None)
     speed = ""
@@ -233,21 +344,28 @@ def _words(trials: list[Trial], chosen: Trial) -> str:
     )
 
 
-def _read_cache(entry: Path, found: list[Candidate]) -> tuple[Candidate, str] | None:
-    """Return (candidate, words) from a cache entry, or None when absent, unreadable or not a candidate now."""
+def _read_cache(entry: Path, found: list[Candidate]) -> tuple[Candidate, int, int | None, str] | None:
+    """Return (candidate, batch, threads, words) from a cache entry, or None when absent, unreadable or not a
+    candidate now."""
     try:
         data = json.loads(entry.read_text())
         chosen = Candidate(**data["chosen"])
+        batch, threads = int(data["batch"]), data["threads"]
         words = str(data["words"])
     except (OSError, ValueError, TypeError, KeyError):
         return None
-    return (chosen, words) if chosen in found else None
+    threads_ok = threads is None or (isinstance(threads, int) and threads > 0)
+    if chosen not in found or not 1 <= batch <= 4096 or not threads_ok:
+        return None
+    return chosen, batch, threads, words
 
 
-def _write_cache(entry: Path, chosen: Candidate, words: str, trials: list[Trial]) -> None:
+def _write_cache(entry: Path, chosen: Candidate, kept: tuple[int, int | None], words: str, trials: list[Trial]) -> None:
     """Write the choice atomically; an unwritable cache folder only means measuring again next time."""
     data = {
         "chosen": asdict(chosen),
+        "batch": kept[0],
+        "threads": kept[1],
         "words": words,
         "machine": machine(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -6,7 +6,9 @@
 Rows, each run alone in its own process (peak RSS is that process's):
 (a) eager PyTorch, every window of the clip in one batch (the official evaluation's way; one crop per window);
 (b) eager PyTorch, one window at a time (the older demo scripts' way);
-(c) ccs-run fp32 on onnxruntime CPU, mp4 in -> mp4 out; (c') the same with --visual-rate adaptive (its default
+(c) ccs-run fp32 on onnxruntime CPU, mp4 in -> mp4 out; (c0) ccs-run as it runs by default (backend and
+    precision auto: the engine and settings measured fastest and accurate here; its probe is in the load, not
+    timed, and is cached in the workdir); (c') the same with --visual-rate adaptive (its default
     settings: visual features reused where no 56 px tile of a crop changed by more than 1 grey level in <= 1 s);
 (d) ccs-run in reduced precision on this CPU: OpenVINO bf16 and OpenVINO int8 (visual convolutions in int8,
     calibrated on other synthetic scenes), each mp4 in -> mp4 out, where the CPU supports them;
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -124,6 +127,7 @@ def rows(args, work: Path, mp4: Path, model_dir: Path, checkpoint: Path) -> list
         ("(a) eager PyTorch, all windows in one batch", [*base, "a", "--hop", str(hop), *common]),
         ("(b) eager PyTorch, one window at a time", [*base, "b", "--hop", str(hop), *common]),
         ("(c) ccs-run fp32 (onnxruntime CPU)", [*base, "c", "--hop", str(hop), *common]),
+        ("(c0) ccs-run default (auto: tuned here)", [*base, "auto", "--hop", str(hop), *common]),
         ("(c') ccs-run fp32, --visual-rate adaptive", [*base, "c", "--hop", str(hop), *common, "--adaptive"]),
     ]
     from ccstereo.runtime.backends.openvino import cpu_int8_dot_product, openvino_bf16_capable
@@ -236,8 +240,9 @@ def _child(args) -> int:
     if args.variant in ("a", "b"):
         result = torch_variant(args.checkpoint, args.mp4, args.hop, args.variant == "b", work / f"{name}.wav")
     else:
-        precision = "fp32" if args.variant == "c" else args.variant
-        backend = "onnxruntime" if args.variant == "c" else "openvino"
+        precision = {"c": "fp32", "auto": "auto"}.get(args.variant, args.variant)
+        backend = {"c": "onnxruntime", "auto": "auto"}.get(args.variant, "openvino")
+        os.environ["CCSTEREO_CACHE_DIR"] = str(work / "tuning-cache")  # auto measures once, in this workdir
         out = work / f"{name}-{args.hop}.binaural.mp4"
         rate = "adaptive" if args.adaptive else "exact"
         result = ccs_run_variant(args.model_dir, args.mp4, args.hop, precision, backend, out, not args.no_share, rate)

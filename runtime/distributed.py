@@ -108,10 +108,14 @@ def run_files(
     # workers may run elsewhere (a cluster with shared storage): they get absolute paths
     files = [p.resolve() for p in files]
     out = None if out is None else Path(os.path.abspath(out))
-    # A Ray started here takes seconds to come up: this process loads the model now and works meanwhile.
+    # A Ray started here takes seconds to come up: this process loads the model now and works meanwhile. A running
+    # cluster is joined first: its workers load the model while the files are probed here.
     helper = None if scale.ray_address or not files else _WhileRayStarts(model, load, out, options)
-    ray = None
+    ray = workers = None
     try:
+        if helper is None:
+            ray = import_ray()
+            workers = _up(ray, model, load, scale, len(files))
         clashes, durations = _plan(files, out, options)
         on_plan(sum(durations.values()))
         for path, entry in clashes.items():
@@ -120,9 +124,9 @@ def run_files(
         finished = _with_media(on_file, durations)
         if helper is not None:
             helper.begin(queue, finished)
-        ray = import_ray()
-        _init(ray, scale)
-        entries = _on_workers(ray, helper, queue, model, load, out, options, scale, finished)
+            ray = import_ray()
+            workers = _up(ray, model, load, scale, len(queue))
+        entries = _on_workers(ray, workers, helper, queue, out, options, scale, finished)
     finally:
         if helper is not None:
             helper.abort()
@@ -132,10 +136,17 @@ def run_files(
     return [entries[p] for p in files], summary(list(entries.values()), time.perf_counter() - started)
 
 
-def _on_workers(ray, helper, queue, model, load, out, options, scale, finished) -> dict[Path, dict]:
-    """Start the workers; once the first is up, the driver finishes its file and the workers take the rest."""
+def _up(ray, model, load: LoadOptions, scale: ScaleOptions, files: int) -> tuple[Callable, list]:
+    """Join or start Ray and start the workers (as many as there are files at most); return (a function that
+    starts one more worker, the workers started)."""
+    _init(ray, scale)
     start, count = _worker_factory(ray, model, load, scale)
-    idle = [start() for _ in range(min(count, len(queue)))]
+    return start, [start() for _ in range(min(count, files))]
+
+
+def _on_workers(ray, workers, helper, queue, out, options, scale, finished) -> dict[Path, dict]:
+    """Once the first worker is up, the driver finishes its file (if it works) and the workers take the rest."""
+    start, idle = workers
     if idle:  # the first worker up ends the driver's share (one that fails is replaced by _schedule)
         ray.wait([worker.ready.remote() for worker in idle], num_returns=1)
     done: dict[Path, dict] = {}

@@ -234,7 +234,9 @@ def test_ccs_run_view_serves_the_page_of_the_last_output(clips, tmp_path):
     env = dict(os.environ, BROWSER=f"{sys.executable} {browser} %s", PYTHONFAULTHANDLER="1")
     run = subprocess.Popen(
         [sys.executable, "-m", "ccstereo.runtime.cli", str(clips["input"]), "-o", str(tmp_path / "o.mp4"), "--view",
-         "--quiet"], env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+         "--quiet"], env=env, stderr=subprocess.PIPE, text=True,
+        # started with SIGINT ignored, as a background job of a shell without job control is: Ctrl-C still ends it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
     try:
         deadline = time.monotonic() + 240
         while not fetched.exists() or not fetched.stat().st_size:

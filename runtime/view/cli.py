@@ -48,20 +48,26 @@ def make_server(view: View, folder: Path, port: int = 0) -> ViewServer:
 
 
 def serve(view: View, port: int = 0, open_browser: bool = True) -> None:
-    """Serve the page on 127.0.0.1 until Ctrl-C; the audio made for it lives in a temporary folder, removed after."""
+    """Serve the page on 127.0.0.1 until Ctrl-C or SIGTERM; the audio made for it lives in a temporary folder,
+    removed after. Both signals are taken even where the process started with SIGINT ignored (a background job of
+    a shell without job control), so the folder is never left behind."""
+    from ccstereo.runtime.interrupts import Terminated, signals_as_exceptions
+
     with tempfile.TemporaryDirectory(prefix="ccs-view-") as folder:
         server = make_server(view, Path(folder), port)
         thread = server.start()  # serving before the browser asks
         typer.echo(f"ccs-view: {server.url}  (Ctrl-C to stop)", err=True)
         try:
-            if open_browser:  # in a thread: a BROWSER command may not return until the browser closes
-                import threading
-                import webbrowser
+            with signals_as_exceptions():
+                if open_browser:  # in a thread: a BROWSER command may not return until the browser closes
+                    import threading
+                    import webbrowser
 
-                threading.Thread(target=webbrowser.open, args=(server.url,), name="ccs-browser", daemon=True).start()
-            while thread.is_alive():
-                thread.join(0.5)
-        except KeyboardInterrupt:
+                    opener = threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True)
+                    opener.start()
+                while thread.is_alive():
+                    thread.join(0.5)
+        except (KeyboardInterrupt, Terminated):
             pass
         finally:
             server.shutdown()

@@ -7,6 +7,7 @@ deletes it, so an interrupted or failed run leaves no partial output.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -89,33 +90,83 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 class SoundfileWriter:
-    """Stereo wav (32-bit float) or flac (24-bit) at ``rate_hz``."""
+    """Stereo wav (32-bit float) or flac (24-bit) at ``rate_hz``.
+
+    libsndfile reports a failed write as the bare "System error."; the cause it logged (a full disk, a lost
+    mount) is asked of the open file and put in the one-line error instead.
+    """
 
     def __init__(self, final: Path, rate_hz: int, fmt: str) -> None:
         import soundfile as sf
 
         self.final, self.tmp = final, temporary_path(final)
         subtype = "FLOAT" if fmt == "wav" else "PCM_24"
-        self.file = sf.SoundFile(
-            str(self.tmp), "w", samplerate=rate_hz, channels=2, subtype=subtype, format=fmt.upper()
-        )
+        self.file: Any = None
+        try:
+            self.file = sf.SoundFile(
+                str(self.tmp), "w", samplerate=rate_hz, channels=2, subtype=subtype, format=fmt.upper()
+            )
+        except sf.LibsndfileError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise OutputError(f"{final}: cannot write ({libsndfile_cause(None, exc, self.tmp)})") from exc
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         self.samples = 0
+
+    def _failed(self, exc: Exception) -> OutputError:
+        return OutputError(f"{self.final}: cannot write ({libsndfile_cause(self.file, exc, self.tmp)})")
 
     def write(self, block: np.ndarray) -> None:
         """Write [2, n] float32 samples."""
+        import soundfile as sf
+
         if block.shape[1]:
             data = block.T if self.file.subtype == "FLOAT" else np.clip(block.T, -1.0, 1.0)
-            self.file.write(np.ascontiguousarray(data))
+            try:
+                self.file.write(np.ascontiguousarray(data))
+            except sf.LibsndfileError as exc:
+                raise self._failed(exc) from exc
             self.samples += block.shape[1]
 
     def commit(self) -> Path:
-        self.file.close()
+        import soundfile as sf
+
+        try:
+            cause = libsndfile_cause(self.file, None, self.tmp)  # an error no write call raised
+            self.file.close()
+        except sf.LibsndfileError as exc:
+            raise self._failed(exc) from exc
+        if cause:
+            raise OutputError(f"{self.final}: cannot write ({cause})")
         os.replace(self.tmp, self.final)
         return self.final
 
     def abort(self) -> None:
-        self.file.close()
+        with contextlib.suppress(Exception):  # best effort on the failure path: the file may be unwritable
+            self.file.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def libsndfile_cause(file: Any, exc: Exception | None, path: Path) -> str:
+    """Return why a write to ``path`` failed: "No space left on device" when its file system is full (libsndfile
+    words that as "System error." for wav, and as a FLAC encoder "initialization" error for flac), else
+    libsndfile's own account of the last error on ``file``, else the error's text; "" when none is known."""
+    text = ""
+    try:  # soundfile has no public accessor for the per-file message
+        from soundfile import _ffi, _snd
+
+        if file is not None and not file.closed and _snd.sf_error(file._file):
+            text = _ffi.string(_snd.sf_strerror(file._file)).decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - a private API that may change: fall back on what else is known
+        text = ""
+    if text or exc is not None:
+        with contextlib.suppress(OSError):
+            if os.statvfs(path.parent).f_bavail == 0 and os.strerror(errno.ENOSPC) not in text:
+                text = os.strerror(errno.ENOSPC)
+    if not text and exc is not None:
+        text = getattr(exc, "error_string", None) or str(exc)  # error_string: without the temporary name
+    return " ".join(text.split()).rstrip(".")
 
 
 class MuxWriter:

@@ -282,6 +282,54 @@ def test_full_disk_is_a_clean_error_with_no_temporary_file(tmp_path):
     assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in result.stderr
 
 
+WRITER_ON_FULL_DISK = """
+import os, sys
+from pathlib import Path
+import numpy as np
+from ccstereo.runtime.writers import OutputError, SoundfileWriter
+folder, fmt, fill = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "fill"
+if fill:  # the file system is full before the writer opens its file
+    fd = os.open(folder / "ballast", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, bytes(4096)):
+            pass
+    except OSError:
+        pass
+    os.close(fd)
+writer = None
+try:
+    writer = SoundfileWriter(folder / f"out.{fmt}", 48000, fmt)
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 4800)).astype(np.float32)  # flac cannot shrink it
+    for _ in range(400):
+        writer.write(noise)
+    writer.commit()
+    print("WROTE")
+except OutputError as exc:
+    if writer is not None:
+        writer.abort()
+    print("ERROR", exc)
+(folder / "ballast").unlink(missing_ok=True)
+print("LEFT", sorted(p.name for p in folder.iterdir()))
+"""
+
+
+@pytest.mark.parametrize("fill", ["fill", "write"])
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_audio_writer_names_a_full_disk_and_leaves_nothing(tmp_path, fmt, fill):
+    """libsndfile says only "System error." when a write fails; which writer of ccs-run meets the full disk
+    first varies from run to run, so the audio writer is driven straight into a 256 KiB tmpfs."""
+    small = tmp_path / "small"
+    small.mkdir()
+    unshare = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
+    write = f"{sys.executable} -c '{WRITER_ON_FULL_DISK}' {small} {fmt} {fill}"
+    script = f"mount -t tmpfs -o size=256k tmpfs {small} && {write}"
+    result = subprocess.run([*unshare, "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and "Traceback" not in result.stderr, (result.stdout, result.stderr)
+    assert lines[0].startswith(f"ERROR {small}/out.{fmt}: ") and "No space left on device" in lines[0], lines
+    assert lines[-1] == "LEFT []", lines
+
+
 def test_two_processes_writing_one_output_leave_one_valid_file(tmp_path):
     source = tmp_path / "in.mkv"
     small_video(source, 8.0)

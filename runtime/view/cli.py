@@ -21,12 +21,15 @@ def write_wav(path: Path, rate_hz: int, audio) -> None:
     import numpy as np
     import soundfile as sf
 
-    from ccstereo.runtime.writers import temporary_path
+    from ccstereo.runtime.writers import OutputError, libsndfile_cause, temporary_path
 
     tmp = temporary_path(path)
     try:
         sf.write(str(tmp), np.clip(np.asarray(audio, np.float32).T, -1.0, 1.0), rate_hz, subtype="PCM_16")
         os.replace(tmp, path)
+    except sf.LibsndfileError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({libsndfile_cause(None, exc, tmp)})") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -14,6 +14,7 @@ on the user's terminal.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -58,9 +59,13 @@ def import_ray():
 class FileWorker:
     """A Ray actor: one loaded model, whole files in, per-file report dicts out (never raises for a bad file)."""
 
-    def __init__(self, model: str | None, load: LoadOptions) -> None:
+    def __init__(self, model: str | None, load: LoadOptions, cpus: float | None = None) -> None:
         from ccstereo.runtime.binauralizer import Binauralizer
 
+        if load.threads is None and cpus is not None and int(cpus) < len(os.sched_getaffinity(0)):
+            # a share of this node: as many threads as CPUs reserved; a whole node: the tuned setting, as one
+            # process on it would run (and its tuning cache serves both)
+            load = dataclasses.replace(load, threads=max(1, int(cpus)))
         self.engine = Binauralizer.load(model, load)
         self.host, self.pid = socket.gethostname(), os.getpid()
 
@@ -294,11 +299,17 @@ def _worker_factory(ray, model: Path | None, load: LoadOptions, scale: ScaleOpti
     cpus = ray.cluster_resources().get("CPU", 1.0)
     count = scale.workers or max(1, int(cpus // scale.cpus_per_worker))
     # A dead worker is replaced by the driver (a new actor), not restarted by Ray: a task sent to an actor
-    # that is still restarting fails at once, which would count as another attempt of the same file.
-    actor = ray.remote(num_cpus=scale.cpus_per_worker, num_gpus=scale.gpus_per_worker, max_restarts=0)(FileWorker)
-    threads = load.threads or max(1, int(scale.cpus_per_worker))  # a worker uses the CPUs it reserved
-    options = LoadOptions(load.backend, load.precision, load.batch_size, threads, load.tune)
-    return (lambda: actor.remote(None if model is None else str(model), options)), count
+    # that is still restarting fails at once, which would count as another attempt of the same file. Ray starts
+    # workers at nice 15; ours do the job's work and run at the priority of a process the user starts (at 15, a
+    # worker loading its model beside the driver's own file got no CPU until that file was done).
+    actor = ray.remote(
+        num_cpus=scale.cpus_per_worker,
+        num_gpus=scale.gpus_per_worker,
+        max_restarts=0,
+        runtime_env={"env_vars": {"RAY_worker_niceness": "0"}},
+    )(FileWorker)
+    cpus_each = scale.cpus_per_worker  # a worker uses no more threads than the CPUs it reserved (FileWorker)
+    return (lambda: actor.remote(None if model is None else str(model), load, cpus_each)), count
 
 
 def _schedule(ray, start, idle: list, files: list[Path], out, options: RunOptions, scale, on_file) -> dict:

@@ -14,6 +14,7 @@ on the user's terminal.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -248,19 +249,44 @@ class _WhileRayStarts:
 def _init(ray, scale: ScaleOptions) -> None:
     """Join the cluster at ``scale.ray_address``, or start a Ray of our own on 127.0.0.1 for this run: its logs
     stay in its session folder, and no idle Python workers are started beside ours (two cores are not spare)."""
-    local = {
-        "_node_ip_address": "127.0.0.1",
-        "_system_config": {"enable_worker_prestart": False, "prestart_worker_first_driver": False},
+    settings = {
+        "address": scale.ray_address or "local",  # "local": always a new Ray, never one found running here
+        "log_to_driver": False,
+        "logging_level": logging.ERROR,
+        "include_dashboard": False,
+        "ignore_reinit_error": True,
+        "configure_logging": True,
     }
-    ray.init(
-        address=scale.ray_address or "local",  # "local": always a new Ray, never one found running here
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-        include_dashboard=False,
-        ignore_reinit_error=True,
-        configure_logging=True,
-        **({} if scale.ray_address else local),
-    )
+    if scale.ray_address:
+        ray.init(**settings)
+        return
+    system = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+    with _loopback_only(ray):
+        ray.init(**settings, _node_ip_address="127.0.0.1", _system_config=system)
+
+
+@contextlib.contextmanager
+def _loopback_only(ray):
+    """Keep a Ray started for the run on the loopback interface. Ray (2.60 measured) swaps a node address of
+    127.0.0.1 for the machine's network address, and its GCS, raylet and workers then listen on every interface;
+    with its single-machine setting (the one it uses on macOS and Windows) the node stays on 127.0.0.1 and every
+    server it starts binds there. The setting is read once, when Ray is imported, so the module's copy is set too;
+    both are put back once the node is up (Ray asks its node for the address from then on)."""
+    name = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    before_env, before_flag = os.environ.get(name), getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[name] = "0"  # the processes Ray starts (agents, workers) read it too
+    if before_flag is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if before_env is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before_env
+        if before_flag is not None:
+            constants.ENABLE_RAY_CLUSTER = before_flag
 
 
 def _with_media(on_file: Callable[[dict], None], durations: dict[Path, float]) -> Callable[[dict], None]:

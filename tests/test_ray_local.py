@@ -5,10 +5,12 @@ first worker is up. Same outputs as one process; an interrupt while the driver i
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,67 @@ from conftest import sample_cuts
 pytest.importorskip("ray")
 RUN = [sys.executable, "-m", "ccstereo.runtime.cli"]
 SAME_ENGINE = ["--backend", "onnxruntime", "--precision", "fp32", "--threads", "1", "--no-tune", "--format", "wav"]
+
+
+def _descendants(root: int) -> set[int]:
+    """The pids of ``root`` and every process below it (Ray's GCS, raylet, agents and workers of a run)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return tree
+
+
+def _listening(pids: set[int]) -> set[str]:
+    """The local addresses ("hex-ip:hex-port", as /proc/net/tcp and tcp6 write them) of the TCP sockets that
+    these processes listen on."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.add(fields[1])
+    return found
+
+
+LOOPBACK = ("0100007F:", "0000000000000000FFFF00000100007F:", "00000000000000000000000001000000:")
+
+
+def test_a_ray_started_by_the_run_listens_on_the_loopback_address_only(tmp_path):
+    """Ray 2.60 swaps 127.0.0.1 for the machine's network address and listens on every interface (GCS, raylet,
+    workers: '*'); the run's own Ray must not be reachable from the network."""
+    clips = sample_cuts(tmp_path / "in", 3, 3.0, 0.5)
+    (tmp_path / "out").mkdir()
+    cmd = [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "out"), "-q", "--ray", "--workers", "1"]
+    run = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    seen: set[str] = set()
+    try:
+        while run.poll() is None:
+            seen |= _listening(_descendants(run.pid))
+            time.sleep(0.1)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 0, stderr[-2000:]
+    assert len(seen) >= 3, f"Ray's servers were not seen listening: {seen}"  # GCS, raylet, a worker at least
+    assert all(address.startswith(LOOPBACK) for address in seen), sorted(seen)
 
 
 def test_local_ray_run_matches_one_process_and_the_driver_works_while_ray_starts(tmp_path):

@@ -260,7 +260,11 @@ def _init(ray, scale: ScaleOptions) -> None:
     if scale.ray_address:
         ray.init(**settings)
         return
-    system = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+    # Ray starts workers at nice 15; a Ray of our own runs them at the priority of the process the user started
+    # (at 15, a worker loading its model beside the driver's own file got no CPU until that file was done). A
+    # cluster's workers keep the cluster's setting: the driver does no work there. (Asking for nice 0 per actor, as
+    # a runtime_env variable, cost 0.5-0.9 s more per worker start: a worker process of its own environment.)
+    system = {"enable_worker_prestart": False, "prestart_worker_first_driver": False, "worker_niceness": 0}
     with _loopback_only(ray):
         ray.init(**settings, _node_ip_address="127.0.0.1", _system_config=system)
 
@@ -325,15 +329,8 @@ def _worker_factory(ray, model: Path | None, load: LoadOptions, scale: ScaleOpti
     cpus = ray.cluster_resources().get("CPU", 1.0)
     count = scale.workers or max(1, int(cpus // scale.cpus_per_worker))
     # A dead worker is replaced by the driver (a new actor), not restarted by Ray: a task sent to an actor
-    # that is still restarting fails at once, which would count as another attempt of the same file. Ray starts
-    # workers at nice 15; ours do the job's work and run at the priority of a process the user starts (at 15, a
-    # worker loading its model beside the driver's own file got no CPU until that file was done).
-    actor = ray.remote(
-        num_cpus=scale.cpus_per_worker,
-        num_gpus=scale.gpus_per_worker,
-        max_restarts=0,
-        runtime_env={"env_vars": {"RAY_worker_niceness": "0"}},
-    )(FileWorker)
+    # that is still restarting fails at once, which would count as another attempt of the same file.
+    actor = ray.remote(num_cpus=scale.cpus_per_worker, num_gpus=scale.gpus_per_worker, max_restarts=0)(FileWorker)
     cpus_each = scale.cpus_per_worker  # a worker uses no more threads than the CPUs it reserved (FileWorker)
     return (lambda: actor.remote(None if model is None else str(model), load, cpus_each)), count
 

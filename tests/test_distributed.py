@@ -192,12 +192,10 @@ def test_a_worker_killed_mid_file_costs_one_retry_and_nothing_partial(cluster, t
         busy = _worker_pids(busy=True) - earlier
         if busy and any(".partial-" in p.name for p in out_dir.iterdir()):
             killed = min(busy)
-            nice = os.getpriority(os.PRIO_PROCESS, killed)  # Ray's default for workers is 15
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.2)
     stdout, stderr = job.communicate(timeout=600)
     assert killed is not None, "no worker was caught mid-file"
-    assert nice == os.getpriority(os.PRIO_PROCESS, 0), "a worker runs at the priority of the process that started it"
     assert job.returncode == 0, stderr[-3000:]
     data = json.loads(report.read_text())
     assert data["summary"]["ok"] == 3 and data["summary"]["retried"] >= 1, data["summary"]

@@ -64,7 +64,7 @@ def _listening(pids: set[int]) -> set[str]:
 LOOPBACK = ("0100007F:", "0000000000000000FFFF00000100007F:", "00000000000000000000000001000000:")
 
 
-def test_a_ray_started_by_the_run_listens_on_the_loopback_address_only(tmp_path):
+def test_a_ray_started_by_the_run_listens_on_the_loopback_address_only_and_runs_at_our_priority(tmp_path):
     """Ray 2.60 swaps 127.0.0.1 for the machine's network address and listens on every interface (GCS, raylet,
     workers: '*'); the run's own Ray must not be reachable from the network."""
     clips = sample_cuts(tmp_path / "in", 3, 3.0, 0.5)
@@ -72,9 +72,17 @@ def test_a_ray_started_by_the_run_listens_on_the_loopback_address_only(tmp_path)
     cmd = [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "out"), "-q", "--ray", "--workers", "1"]
     run = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     seen: set[str] = set()
+    nice: set[int] = set()
     try:
         while run.poll() is None:
-            seen |= _listening(_descendants(run.pid))
+            tree = _descendants(run.pid)
+            seen |= _listening(tree)
+            for pid in tree:  # our worker actors (Ray titles their processes ray::FileWorker)
+                try:
+                    if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::FileWorker"):
+                        nice.add(os.getpriority(os.PRIO_PROCESS, pid))
+                except OSError:
+                    continue
             time.sleep(0.1)
         _, stderr = run.communicate(timeout=60)
     finally:
@@ -82,6 +90,8 @@ def test_a_ray_started_by_the_run_listens_on_the_loopback_address_only(tmp_path)
     assert run.returncode == 0, stderr[-2000:]
     assert len(seen) >= 3, f"Ray's servers were not seen listening: {seen}"  # GCS, raylet, a worker at least
     assert all(address.startswith(LOOPBACK) for address in seen), sorted(seen)
+    # Ray starts workers at nice 15: beside the driver's own file, a worker loading its model got no CPU
+    assert nice == {os.getpriority(os.PRIO_PROCESS, 0)}, "a worker runs at the priority of the process that started it"
 
 
 def test_local_ray_run_matches_one_process_and_the_driver_works_while_ray_starts(tmp_path):

@@ -64,7 +64,7 @@ def _listening(pids: set[int]) -> set[str]:
 LOOPBACK = ("0100007F:", "0000000000000000FFFF00000100007F:", "00000000000000000000000001000000:")
 
 
-def test_a_ray_started_by_the_run_listens_on_the_loopback_address_only_and_runs_at_our_priority(tmp_path):
+def test_a_ray_started_by_the_run_listens_on_loopback_only_runs_at_our_priority_and_starts_no_monitors(tmp_path):
     """Ray 2.60 swaps 127.0.0.1 for the machine's network address and listens on every interface (GCS, raylet,
     workers: '*'); the run's own Ray must not be reachable from the network."""
     clips = sample_cuts(tmp_path / "in", 3, 3.0, 0.5)
@@ -73,16 +73,19 @@ def test_a_ray_started_by_the_run_listens_on_the_loopback_address_only_and_runs_
     run = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     seen: set[str] = set()
     nice: set[int] = set()
+    helpers: set[bytes] = set()
     try:
         while run.poll() is None:
             tree = _descendants(run.pid)
             seen |= _listening(tree)
             for pid in tree:  # our worker actors (Ray titles their processes ray::FileWorker)
                 try:
-                    if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::FileWorker"):
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if cmdline.startswith(b"ray::FileWorker"):
                         nice.add(os.getpriority(os.PRIO_PROCESS, pid))
                 except OSError:
                     continue
+                helpers |= {name for name in (b"monitor.py", b"log_monitor.py") if b"/" + name in cmdline}
             time.sleep(0.1)
         _, stderr = run.communicate(timeout=60)
     finally:
@@ -92,6 +95,8 @@ def test_a_ray_started_by_the_run_listens_on_the_loopback_address_only_and_runs_
     assert all(address.startswith(LOOPBACK) for address in seen), sorted(seen)
     # Ray starts workers at nice 15: beside the driver's own file, a worker loading its model got no CPU
     assert nice == {os.getpriority(os.PRIO_PROCESS, 0)}, "a worker runs at the priority of the process that started it"
+    # one fixed node: no autoscaler monitor, and no log monitor (worker logs are not forwarded to the driver)
+    assert not helpers, f"Ray started {helpers} for a run of one machine"
 
 
 def test_local_ray_run_matches_one_process_and_the_driver_works_while_ray_starts(tmp_path):

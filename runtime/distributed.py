@@ -209,9 +209,12 @@ class _WhileRayStarts:
             return None if self.stopped or not self.queue else self.queue.pop(0)
 
     def _work(self) -> None:
+        from ccstereo.runtime.backends.onnxruntime import sleeping_threads
+
         model, load, out, options = self.args
         try:
-            worker = FileWorker(None if model is None else str(model), load)
+            with sleeping_threads():  # Ray starts on these same cores meanwhile
+                worker = FileWorker(None if model is None else str(model), load)
         except Exception:  # noqa: BLE001 - the Ray workers load the same model and report what is wrong
             return
 

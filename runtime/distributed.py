@@ -19,7 +19,6 @@ import dataclasses
 import logging
 import os
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,7 +136,7 @@ def run_files(
         if helper is not None:
             helper.abort()
         if ray is not None:
-            _shutdown(ray, own=not scale.ray_address)
+            ray.shutdown()  # a Ray of our own: all of it
     entries.update(clashes)
     return [entries[p] for p in files], summary(list(entries.values()), time.perf_counter() - started)
 
@@ -162,21 +161,6 @@ def _on_workers(ray, workers, helper, queue, out, options, scale, finished) -> d
     entries = _schedule(ray, start, idle, helper.rest() if helper else queue, out, options, scale, finished)
     entries.update(done)
     return entries
-
-
-def _shutdown(ray, own: bool) -> None:
-    """Stop Ray (a Ray of our own: all of it). Its autoscaler monitor, idle on one machine, takes the full second
-    of grace Ray gives it to answer SIGTERM (measured: 1.0 of a 1.1-1.4 s shutdown); it has nothing to save, so
-    it is killed first (through Ray's node object; a Ray without it shuts down the usual way)."""
-    if own:
-        try:
-            node = ray._private.worker._global_node
-            for info in node.all_processes.get(ray._private.ray_constants.PROCESS_TYPE_MONITOR, []):
-                info.process.kill()
-                info.process.wait(timeout=5)
-        except (AttributeError, OSError, subprocess.TimeoutExpired):
-            pass
-    ray.shutdown()
 
 
 class _AbortedError(CCStereoRuntimeError):

@@ -108,14 +108,11 @@ class SoundfileWriter:
             )
         except sf.LibsndfileError as exc:
             self.tmp.unlink(missing_ok=True)
-            raise OutputError(f"{final}: cannot write ({libsndfile_cause(None, exc, self.tmp)})") from exc
+            raise write_error(final, None, exc, self.tmp) from exc
         except BaseException:
             self.tmp.unlink(missing_ok=True)
             raise
         self.samples = 0
-
-    def _failed(self, exc: Exception) -> OutputError:
-        return OutputError(f"{self.final}: cannot write ({libsndfile_cause(self.file, exc, self.tmp)})")
 
     def write(self, block: np.ndarray) -> None:
         """Write [2, n] float32 samples."""
@@ -126,7 +123,7 @@ class SoundfileWriter:
             try:
                 self.file.write(np.ascontiguousarray(data))
             except sf.LibsndfileError as exc:
-                raise self._failed(exc) from exc
+                raise write_error(self.final, self.file, exc, self.tmp) from exc
             self.samples += block.shape[1]
 
     def commit(self) -> Path:
@@ -136,7 +133,7 @@ class SoundfileWriter:
             cause = libsndfile_cause(self.file, None, self.tmp)  # an error no write call raised
             self.file.close()
         except sf.LibsndfileError as exc:
-            raise self._failed(exc) from exc
+            raise write_error(self.final, self.file, exc, self.tmp) from exc
         if cause:
             raise OutputError(f"{self.final}: cannot write ({cause})")
         os.replace(self.tmp, self.final)
@@ -146,6 +143,11 @@ class SoundfileWriter:
         with contextlib.suppress(Exception):  # best effort on the failure path: the file may be unwritable
             self.file.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def write_error(final: Path, file: Any, exc: Exception, path: Path) -> OutputError:
+    """The one-line error of a libsndfile write to ``path`` (the temporary file of ``final``) that failed."""
+    return OutputError(f"{final}: cannot write ({libsndfile_cause(file, exc, path)})")
 
 
 def libsndfile_cause(file: Any, exc: Exception | None, path: Path) -> str:

@@ -21,7 +21,7 @@ def write_wav(path: Path, rate_hz: int, audio) -> None:
     import numpy as np
     import soundfile as sf
 
-    from ccstereo.runtime.writers import OutputError, libsndfile_cause, temporary_path
+    from ccstereo.runtime.writers import temporary_path, write_error
 
     tmp = temporary_path(path)
     try:
@@ -29,7 +29,7 @@ def write_wav(path: Path, rate_hz: int, audio) -> None:
         os.replace(tmp, path)
     except sf.LibsndfileError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({libsndfile_cause(None, exc, tmp)})") from exc
+        raise write_error(path, None, exc, tmp) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -222,7 +222,8 @@ def save_checkpoint(model: CCStereo, path: str | Path, extra: Mapping[str, str] 
     if extra:
         meta["extra"] = json.dumps(dict(extra), sort_keys=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    from ccstereo.atomic import writing
+
+    with writing(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path

@@ -162,6 +162,7 @@ def get_metadata(proto: onnx.ModelProto, path: Path) -> ModelInfo:
 def save_onnx(proto: onnx.ModelProto, path: Path) -> None:
     """Check and write ``proto`` atomically (temporary file + rename)."""
     onnx.checker.check_model(proto, full_check=False)
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
+    from ccstereo.atomic import writing
+
+    with writing(path) as tmp:
+        onnx.save(proto, str(tmp))

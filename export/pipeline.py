@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ccstereo.atomic import publish
 from ccstereo.checkpoint import load_checkpoint
 from ccstereo.export import cpu_precisions, onnx_graph, verify
 from ccstereo.export import fp16 as fp16_mod
@@ -108,8 +109,8 @@ def export_checkpoint(checkpoint: Path, options: ExportOptions, log=print) -> di
         result = _export_into(checkpoint, options, staging, log, (can_build, gpu_reason, build_engine))
         report = replace(result, seconds=round(time.perf_counter() - started, 1)).to_dict()
         (staging / "export_report.json").write_text(json.dumps(report, indent=2, default=str))
-        for item in staging.iterdir():
-            item.replace(out_dir / item.name)
+        for item in staging.iterdir():  # each file of the folder appears whole (written in the staging folder)
+            publish(item, out_dir / item.name)
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -10,6 +10,7 @@ import fcntl
 import logging
 from pathlib import Path
 
+from ccstereo.atomic import write_bytes
 from ccstereo.config import ModelConfig
 from ccstereo.runtime.backends.cuda_device import query_device
 from ccstereo.runtime.engine_cache import BatchProfile, EngineKey, write_sidecar
@@ -96,15 +97,11 @@ def build_engine(
             raise RuntimeError(f"{onnx_path}: TensorRT engine build failed (see the log above)")
         merged = builder_config.create_timing_cache(cached)
         merged.combine(builder_config.get_timing_cache(), False)
-        tmp = cache_path.with_name(cache_path.name + ".tmp")
-        tmp.write_bytes(bytes(merged.serialize()))
-        tmp.replace(cache_path)
+        write_bytes(cache_path, bytes(merged.serialize()))
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
     plan = out_dir / key.plan_name()
-    tmp = plan.with_name(plan.name + ".tmp")
-    tmp.write_bytes(bytes(serialized))
-    tmp.replace(plan)
+    write_bytes(plan, bytes(serialized))
     write_sidecar(plan, key, model_metadata)
     return plan

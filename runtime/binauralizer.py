@@ -23,7 +23,17 @@ from ccstereo.runtime.sink import OutputSink
 from ccstereo.runtime.stream import ConsumeResult, consume, produce, threaded, windows_from
 from ccstereo.runtime.visual_rate import CropTracker, FeatureStore
 from ccstereo.runtime.windows import WindowPlan
-from ccstereo.runtime.writers import FORMATS, MP4_VIDEO_CODECS, OutputError, SameFileError, open_writer, same_file
+from ccstereo.runtime.writers import (
+    AAC_RATES_HZ,
+    FORMATS,
+    MP4_VIDEO_CODECS,
+    VIDEO_FORMATS,
+    OutputError,
+    SameFileError,
+    can_copy_video,
+    open_writer,
+    same_file,
+)
 
 __all__ = ["Binauralizer", "LoadOptions", "RunOptions", "output_format", "output_path"]
 
@@ -32,8 +42,9 @@ TRUNCATION_TOLERANCE_S = 0.5
 
 def output_format(source: Path, fmt: str | None, video_codec: str | None = None, out: Path | None = None) -> str:
     """Return the output format: ``fmt``; else the extension of an output file named by ``out``; else the
-    input's own mkv/mov container, mp4 for video codecs mp4 carries, or Matroska (which carries any codec:
-    vp8, theora, ...), so the video is always a stream copy."""
+    input's own mkv/mov container, mp4 for video codecs mp4 carries, else the first of Matroska and QuickTime whose
+    muxer takes a copy of this video (vp8, theora: mkv; a PNG cover picture: mov). Where none does (wmv2), mp4,
+    and the writer re-encodes the picture (``MuxWriter``; the report says so)."""
     named = None if out is None or _is_folder(out) else out.suffix.lower().lstrip(".")
     if named is not None and named not in FORMATS:
         raise OutputError(f"{out}: unknown output extension; name a .{' / .'.join(FORMATS)} file or give --format")
@@ -46,11 +57,20 @@ def output_format(source: Path, fmt: str | None, video_codec: str | None = None,
     if named is not None:
         return named
     ext = source.suffix.lower().lstrip(".")
-    if ext in ("mkv", "mov"):
-        return ext
-    if video_codec is None or video_codec in MP4_VIDEO_CODECS:
-        return "mp4"
-    return "mkv"
+    if video_codec is None:
+        return ext if ext in ("mkv", "mov") else "mp4"
+    order = [ext] if ext in ("mkv", "mov") else []
+    order += (["mp4"] if video_codec in MP4_VIDEO_CODECS else []) + ["mkv", "mov"]
+    return next((f for f in dict.fromkeys(order) if can_copy_video(source, f)), "mp4")
+
+
+def output_rate_hz(final: Path, input_rate_hz: int) -> int:
+    """Return the full-band output's sample rate: the input's, unless the output's codec cannot take it (AAC: the
+    nearest rate it has above, else its highest, 96 kHz); lossless formats keep any rate."""
+    if final.suffix.lower().lstrip(".") not in VIDEO_FORMATS or input_rate_hz in AAC_RATES_HZ:
+        return input_rate_hz
+    above = [r for r in AAC_RATES_HZ if r >= input_rate_hz]
+    return min(above) if above else max(AAC_RATES_HZ)
 
 
 def output_path(source: Path, out: Path | None, fmt: str) -> Path:
@@ -128,7 +148,7 @@ class Binauralizer:
             report.status = "skipped"
             return report
         plan = self.window_plan(options)
-        rate = media.info.audio_rate_hz if options.full_band else self.config.sample_rate_hz
+        rate = output_rate_hz(final, media.info.audio_rate_hz) if options.full_band else self.config.sample_rate_hz
         sink, original = self._sink(media, final, rate, options, report.times)
         try:
             seconds = _in_seconds(progress, self.config.sample_rate_hz, started)
@@ -138,6 +158,7 @@ class Binauralizer:
             sink.abort()
             raise
         report.hop_samples, report.output_rate_hz, report.clip = plan.hop_samples, rate, sink.guard.report
+        report.video_note = getattr(sink.guard.writer, "reencoded", None) or ""
         report.audio_start_s = media.info.audio_start_s
         report.duration_s = result.total_samples / self.config.sample_rate_hz
         report.windows, report.batches = result.windows, result.batches
@@ -156,10 +177,10 @@ class Binauralizer:
         def writer():
             return open_writer(final, media.path, rate, fmt, start)
 
-        guard = ClipGuard(writer, options.clip_mode, final, fmt not in ("flac",))
+        guard = ClipGuard(writer, options.clip_mode, final, fmt not in ("flac",), lossy=fmt in VIDEO_FORMATS)
         if not options.full_band:
             return OutputSink(guard, times), None
-        original = OriginalAudio()
+        original = OriginalAudio(None if rate == media.info.audio_rate_hz else rate)
         return OutputSink(guard, times, FullBandCombiner(self.config.sample_rate_hz, rate, original)), original
 
     def _stream(

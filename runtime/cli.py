@@ -21,45 +21,6 @@ from ccstereo.runtime.options import (
 )
 
 app = typer.Typer(add_completion=False, help=__doc__)
-MEDIA_SUFFIXES = {".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
-
-
-def collect_inputs(paths: list[Path]) -> list[Path]:
-    """Return media files: files as given, folders searched (non-recursively) for video files."""
-    found: list[Path] = []
-    for path in paths:
-        if str(path).startswith("@"):
-            found.extend(collect_inputs(_listed(Path(str(path)[1:]))))
-        elif path.is_dir():
-            found.extend(
-                sorted(
-                    p
-                    for p in path.iterdir()
-                    if p.suffix.lower() in MEDIA_SUFFIXES and ".binaural." not in p.name and not p.name.startswith(".")
-                )
-            )
-        else:
-            found.append(path)
-    return found
-
-
-def _listed(listing: Path) -> list[Path]:
-    """Return the paths named by a text file: one path or glob per line (relative to the file), # comments."""
-    import glob
-
-    try:
-        lines = listing.read_text().splitlines()
-    except OSError as exc:
-        raise typer.BadParameter(f"{listing}: cannot read the list: {exc.strerror}") from exc
-    found: list[Path] = []
-    for raw in lines:
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        pattern = line if Path(line).is_absolute() else str(listing.parent / line)
-        matches = sorted(glob.glob(pattern, recursive=True))
-        found.extend(Path(m) for m in matches) if matches else found.append(Path(pattern))
-    return found
 
 
 class _Progress:
@@ -150,13 +111,16 @@ _TuneOption = Annotated[
         "engine measured fastest and accurate here, measured once per model and machine",
     ),
 ]
+_OutOption = Annotated[
+    str | None, typer.Option("-o", "--out", help="output file, or folder (an existing one, or ending in /)")
+]
 _StaleOption = Annotated[float, typer.Option(min=0, help="adaptive: oldest features reused, in seconds")]
 
 
 @app.command()
 def main(
     inputs: Annotated[list[Path], typer.Argument(help="video files or folders")],
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="output file, or folder for several")] = None,
+    out: _OutOption = None,
     model: Annotated[Path | None, typer.Option(help="exported folder, .onnx or .plan (default: bundled)")] = None,
     backend: Annotated[BackendName, typer.Option(help="engine (auto: the fastest usable here)")] = _BACKEND,
     precision: Annotated[
@@ -200,6 +164,7 @@ def main(
     from ccstereo.errors import CCStereoError
 
     _check_hop(hop_s, hop_samples)
+    out_path = _out_path(out)
     try:
         load = LoadOptions(backend.value, precision.value, batch_size, threads, tune)
         fmt_name = None if fmt is None else fmt.value
@@ -208,11 +173,25 @@ def main(
         scale = ScaleOptions(ray, ray_address, workers, cpus_per_worker, gpus_per_worker)
     except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
-    entries = _guarded(lambda: _dispatch(inputs, out, model, load, options, hop_s, report, quiet, scale))
+    entries = _guarded(lambda: _dispatch(inputs, out_path, model, load, options, hop_s, report, quiet, scale))
     if view:
         _view_last(entries)
     if any(entry["status"] == "failed" for entry in entries):
         raise typer.Exit(1)
+
+
+def _out_path(text: str | None) -> Path | None:
+    """Return -o as a path; one ending in / names a folder, which must exist (Path() would drop the slash)."""
+    if text is None:
+        return None
+    if text.endswith(("/", "\\")) and not Path(text).is_dir():
+        raise _usage_error(f"{_shown(text)}: output folder does not exist")
+    return Path(text)
+
+
+def _shown(text: object) -> str:
+    """Return a path as one printable line (a newline in a file name must not split an error message)."""
+    return str(text).encode("unicode_escape").decode("ascii") if not str(text).isprintable() else str(text)
 
 
 def _view_last(entries: list[dict]) -> None:
@@ -251,9 +230,9 @@ def _guarded(run):
     except KeyboardInterrupt:
         typer.echo("interrupted: no partial output left", err=True)
         raise typer.Exit(130) from None
-    except Terminated:
-        typer.echo("terminated: no partial output left", err=True)
-        raise typer.Exit(143) from None
+    except Terminated as ended:
+        typer.echo(f"terminated ({ended.name}): no partial output left", err=True)
+        raise typer.Exit(128 + ended.signum) from None
 
 
 def _run_on_ray(inputs, out, model, load, options, hop_s, report, quiet, scale) -> list[dict]:
@@ -263,7 +242,8 @@ def _run_on_ray(inputs, out, model, load, options, hop_s, report, quiet, scale) 
     from ccstereo.errors import CCStereoError
     from ccstereo.runtime.distributed import run_files
 
-    files = _checked_inputs(inputs, out)
+    files = _checked_inputs(inputs, out, options.fmt)
+    _planned(files, out, options.fmt, report)  # every path it writes, checked before any work
     try:
         if hop_s is not None:
             options = dataclasses.replace(options, hop_samples=round(hop_s * _model_rate(model)))
@@ -321,31 +301,64 @@ def _with_visual_rate(options: RunOptions, rate: VisualRate, threshold: float, s
 
 
 def _run(inputs, out, load, options, hop_s, report, quiet) -> list[dict]:
-    """Process every input; return their report entries (usage errors raise typer.Exit(2))."""
-    files = _checked_inputs(inputs, out)
+    """Process every input; return their report entries (usage errors raise typer.Exit(2)).
+
+    Every path the run writes is planned and checked before any work (``write_plan``)."""
+    files = _checked_inputs(inputs, out, options.fmt)
+    planned, writes = _planned(files, out, options.fmt, report)
     engine, options = _load_engine(load, options, hop_s)
     if not quiet:
         typer.echo(f"backend: {engine.backend.name} ({engine.reason})", err=True)
-    planned: dict[Path, Path] = {}  # output -> the input that writes it in this run
     with _Progress(len(files), quiet) as bar:
-        reports = [_process_one(engine, path, out, options, planned, quiet, bar) for path in files]
+        reports = [_process_one(engine, item, out, options, quiet, bar) for item in planned]
     if report is not None:
         _write_report(report, reports)
     return reports
 
 
-def _checked_inputs(inputs: list[Path], out: Path | None) -> list[Path]:
-    """Return the media files to process; raise typer.Exit(2) for what cannot be a valid run."""
-    from ccstereo.runtime.writers import same_file
+def _planned(files: list[Path], out: Path | None, fmt: str | None, report: Path | None):
+    """Return (every file probed with its output claimed, the run's WritePlan); a report or an -o file that
+    cannot be written, or names an input or an output, is bad usage: nothing has been done yet."""
+    from ccstereo.runtime.write_plan import WritePlan, plan_files
+    from ccstereo.runtime.writers import OutputError
 
-    files = collect_inputs(inputs)
+    writes = WritePlan(files)
+    planned = plan_files(files, out, fmt, writes)
+    for item in planned:
+        single = out is not None and not out.is_dir()
+        if single and isinstance(item.error, OutputError):  # the -o the user gave cannot be written
+            raise _usage_error(_shown(item.error))
+    if report is not None:
+        try:
+            writes.claim(report, "--report")
+        except OutputError as exc:
+            raise _usage_error(_shown(exc)) from exc
+    writes.tidy()
+    return planned, writes
+
+
+def _checked_inputs(inputs: list[Path], out: Path | None, fmt: str | None = None) -> list[Path]:
+    """Return the media files to process; raise typer.Exit(2) for what cannot be a valid run."""
+    from ccstereo.runtime.binauralizer import output_format
+    from ccstereo.runtime.errors import OptionError
+    from ccstereo.runtime.inputs import collect_inputs
+    from ccstereo.runtime.writers import OutputError, same_file
+
+    try:
+        files = collect_inputs(inputs)
+    except OptionError as exc:
+        raise _usage_error(str(exc)) from exc
     if not files:
         raise _usage_error("no input media found")
     if len(files) > 1 and out is not None and not out.is_dir():
-        raise _usage_error(f"{out}: with several inputs --out must be an existing folder")
+        raise _usage_error(f"{_shown(out)}: with several inputs --out must be an existing folder")
+    try:  # an -o file's extension and --format must agree and name a format we write
+        output_format(files[0], fmt, None, out)
+    except OutputError as exc:
+        raise _usage_error(_shown(exc)) from exc
     for path in files:
         if out is not None and not out.is_dir() and same_file(path, out):
-            raise _usage_error(f"{path}: -o names the input itself; the output would overwrite it")
+            raise _usage_error(f"{_shown(path)}: -o names the input itself; the output would overwrite it")
     return files
 
 
@@ -365,38 +378,40 @@ def _load_engine(load, options, hop_s: float | None):
     return engine, options
 
 
-def _process_one(engine, path: Path, out: Path | None, options, planned: dict[Path, Path], quiet: bool, bar) -> dict:
-    """Run one file and return its report entry; a failure is printed as one line and reported, never raised."""
-    from ccstereo.runtime.errors import CCStereoRuntimeError, failure_line
-    from ccstereo.runtime.media import probe
+def _process_one(engine, item, out: Path | None, options, quiet: bool, bar) -> dict:
+    """Run one planned file and return its report entry; a failure is printed as one line and reported, never
+    raised."""
+    from ccstereo.runtime.errors import failure_line
 
-    started = time.perf_counter()
+    started, path = time.perf_counter(), item.path
     try:
-        info = probe(path)  # once per file: the progress bar, the output plan and the run share it
-        bar.start(path.name, info.duration_s)
-        target = engine.plan_output(path, out, options, info)
-        if target in planned:
-            raise CCStereoRuntimeError(f"{path}: its output {target} is also the output of {planned[target]}")
-        planned[target] = path
-        result = engine.process(path, out, options, bar, info)
+        if item.error is not None:
+            raise item.error
+        bar.start(path.name, item.info.duration_s)
+        result = engine.process(path, out, options, bar, item.info)
     except Exception as exc:  # noqa: BLE001 - one failing file never stops the others
         bar.done()
-        message, internal = failure_line(path, exc)
+        message, internal = failure_line(path, exc)  # one line: white space (a newline in a name too) folded
         typer.echo(f"error: {message}", err=True)
         wall_s = round(time.perf_counter() - started, 3)
         return {"input": str(path), "status": "failed", "error": message, "internal": internal, "wall_s": wall_s}
     bar.done()
     if result.status == "skipped":
-        typer.echo(f"skipped {path}: {result.output} exists (use --overwrite)", err=True)
+        typer.echo(f"skipped {_shown(path)}: {_shown(result.output)} exists (use --overwrite)", err=True)
     elif not quiet:
         speed = f"{result.duration_s:.1f} s in {result.wall_s:.1f} s, {result.realtime_speed:.1f}x realtime"
         saved = result.crops_shared + result.crops_reused
         visual = f"; visual network skipped on {saved} of {result.windows} windows" if saved else ""
-        typer.echo(f"{path} -> {result.output} ({speed}{visual})", err=True)
+        typer.echo(f"{_shown(path)} -> {_shown(result.output)} ({speed}{visual})", err=True)
     if result.visual_rate.startswith("exact ("):  # adaptive asked for, but this engine cannot: always said
-        typer.echo(f"{path}: visual rate {result.visual_rate}", err=True)
+        typer.echo(f"{_shown(path)}: visual rate {result.visual_rate}", err=True)
+    if result.video_note:
+        typer.echo(f"{_shown(path)}: video {result.video_note}", err=True)
+    if result.status == "ok" and result.full_band and item.info.audio_rate_hz not in (0, result.output_rate_hz):
+        rates = f"{item.info.audio_rate_hz} Hz -> {result.output_rate_hz} Hz"
+        typer.echo(f"{_shown(path)}: the output's codec cannot take the input's rate: resampled ({rates})", err=True)
     if result.clip is not None and result.clip.describe():
-        typer.echo(f"{path}: {result.clip.describe()}", err=True)
+        typer.echo(f"{_shown(path)}: {result.clip.describe()}", err=True)
     return result.to_dict()
 
 

@@ -8,6 +8,10 @@ them through silently:
   full scale. Blocks go to the writer as they come and are also spooled to a float32 file beside the output;
   if the peak ended above full scale the writer starts again from the spool, scaled. The common case costs
   one extra disk write, the rare case one extra encode; memory stays flat either way.
+  A lossy output (AAC) overshoots what it was given (a full-scale square wave decodes 1.5 dB above its input),
+  so there the measure is the DECODED file's true peak (4x oversampled, ITU-R BS.1770 practice): above
+  ``LOSSY_TRUE_PEAK_DBTP`` (-1 dBTP, EBU R128) the file is written again from the spool, scaled to fit, and
+  measured again.
 - ``clamp``: samples beyond full scale are clamped (counted in the report).
 - ``none``: written as computed (float wav keeps them; formats that cannot hold them clamp; counted).
 """
@@ -31,6 +35,11 @@ from ccstereo.runtime.writers import temporary_path
 CLIP_MODES = tuple(m.value for m in ClipMode)
 # Target peak after rescaling: a little below 1.0 so a lossy encoder's overshoot stays below full scale too.
 RESCALE_PEAK = 0.98
+LOSSY_TRUE_PEAK_DBTP = -1.0
+# A lossy output is decoded and measured only when its input peaks above this (AAC's overshoot stays well under
+# the 3 dB between it and the limit); quieter outputs cost nothing extra.
+LOSSY_CHECK_ABOVE = 10 ** (-4.0 / 20)
+_OVERSAMPLING = 4
 _SPOOL_BLOCK = 1 << 16
 
 
@@ -38,6 +47,10 @@ class Writer(Protocol):
     def write(self, block: np.ndarray) -> None: ...
     def commit(self) -> Path: ...
     def abort(self) -> None: ...
+
+
+class LossyWriter(Writer, Protocol):
+    def finish(self) -> Path: ...
 
 
 @dataclass
@@ -49,12 +62,19 @@ class ClipReport:
     samples_over: int = 0  # samples (per channel, counted separately) with |x| > 1.0 as computed
     action: str = "none"  # none | rescaled | clamped | kept (mode none: left above full scale)
     gain_db: float = 0.0
+    true_peak_dbtp: float | None = None  # lossy outputs: the decoded file's true peak, when it was measured
 
     def describe(self) -> str | None:
         """Return one sentence for the user when the level was acted on or left over full scale."""
-        if self.action == "rescaled":
+        if self.action == "rescaled" and self.peak <= 1.0:
             return (
-                f"output peaked at {self.peak:.2f} (above full scale): scaled by {self.gain_db:.1f} dB "
+                f"the encoded output's true peak would exceed {LOSSY_TRUE_PEAK_DBTP:g} dBTP: scaled by "
+                f"{self.gain_db:.1f} dB to {self.true_peak_dbtp:.1f} dBTP (--clip-mode none to change)"
+            )
+        if self.action == "rescaled":
+            decoded = "" if self.true_peak_dbtp is None else f" (decoded: {self.true_peak_dbtp:.1f} dBTP)"
+            return (
+                f"output peaked at {self.peak:.2f} (above full scale): scaled by {self.gain_db:.1f} dB{decoded} "
                 "(--clip-mode clamp or none to change)"
             )
         if self.action == "clamped":
@@ -68,10 +88,16 @@ class ClipGuard:
     """A writer wrapper that applies the clip mode; ``commit`` returns the final path."""
 
     def __init__(
-        self, open_writer: Callable[[], Writer], mode: str, final: Path, holds_over_full_scale: bool = True
+        self,
+        open_writer: Callable[[], Writer],
+        mode: str,
+        final: Path,
+        holds_over_full_scale: bool = True,
+        lossy: bool = False,
     ) -> None:
-        """``holds_over_full_scale``: whether the format stores |x| > 1 (float wav, AAC) or clamps (flac)."""
-        self.holds = holds_over_full_scale
+        """``holds_over_full_scale``: whether the format stores |x| > 1 (float wav, AAC) or clamps (flac);
+        ``lossy``: an encoder that overshoots (AAC), whose decoded output is measured (``LossyWriter``)."""
+        self.holds, self.lossy = holds_over_full_scale, lossy
         if mode not in CLIP_MODES:
             raise OptionError(f"unknown clip mode {mode!r}; choose one of {', '.join(CLIP_MODES)}")
         self.open_writer, self.report = open_writer, ClipReport(mode)
@@ -110,9 +136,24 @@ class ClipGuard:
             r.action = "kept" if self.holds else "clamped"
         elif r.samples_over and self.spool is not None:
             self._rewrite_scaled(RESCALE_PEAK / r.peak)
+        if self.lossy and self.spool is not None and r.peak * 10 ** (r.gain_db / 20) > LOSSY_CHECK_ABOVE:
+            self._fit_true_peak()
         final = self.writer.commit()
         self._drop_spool()
         return final
+
+    def _fit_true_peak(self) -> None:
+        """Measure the decoded output; while its true peak exceeds the limit, write it again scaled to fit."""
+        limit = 10 ** (LOSSY_TRUE_PEAK_DBTP / 20)
+        gain = 10 ** (self.report.gain_db / 20)
+        for _ in range(4):
+            writer: LossyWriter = self.writer  # type: ignore[assignment]
+            peak = decoded_true_peak(writer.finish())
+            self.report.true_peak_dbtp = 20 * math.log10(max(peak, 1e-12))
+            if peak <= limit:
+                return
+            gain *= 0.995 * limit / peak  # a little under: the encoder's overshoot moves with the level
+            self._rewrite_scaled(gain)
 
     def _rewrite_scaled(self, gain: float) -> None:
         assert self.spool is not None and self.spool_path is not None and self.writer is not None
@@ -141,3 +182,23 @@ class ClipGuard:
                 self.writer.abort()
         finally:
             self._drop_spool()
+
+
+def decoded_true_peak(path: Path) -> float:
+    """Return the true peak (linear) of a file's first audio track as a player decodes it: every channel
+    resampled to 4x its rate (ITU-R BS.1770's oversampling) and the largest magnitude taken."""
+    import av
+
+    peak = 0.0
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        resampler = None
+        for frame in (*container.decode(stream), None):
+            if frame is not None and resampler is None:
+                rate = frame.sample_rate * _OVERSAMPLING
+                resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
+            if resampler is None:
+                break
+            for out in resampler.resample(frame):
+                peak = max(peak, float(np.abs(out.to_ndarray()).max(initial=0.0)))
+    return peak

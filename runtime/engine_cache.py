@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ccstereo.atomic import write_text
 from ccstereo.config import ModelConfig
 from ccstereo.runtime.errors import EngineMismatchError
 
@@ -83,11 +84,8 @@ def sidecar_path(plan: Path) -> Path:
 def write_sidecar(plan: Path, key: EngineKey, model_metadata: dict[str, str]) -> Path:
     """Write ``<plan>.json``: the engine key and the ONNX model's ccstereo.* metadata."""
     path = sidecar_path(plan)
-    tmp = path.with_name(path.name + ".tmp")
     payload = {"key": json.loads(key.to_json()), "model": dict(model_metadata)}
-    tmp.write_text(json.dumps(payload, sort_keys=True, indent=2))
-    tmp.replace(path)
-    return path
+    return write_text(path, json.dumps(payload, sort_keys=True, indent=2))
 
 
 def read_sidecar(plan: Path) -> tuple[EngineKey, dict[str, str]]:

@@ -18,7 +18,9 @@ class OriginalAudio:
     on, so the combiner always finds the original audio it needs by the time the model's output arrives.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rate_hz: int | None = None) -> None:
+        """``rate_hz``: the output's rate, when it differs from the input's (a codec that cannot take that)."""
+        self.rate_hz = rate_hz
         self.pieces: collections.deque[np.ndarray] = collections.deque()  # append / popleft are thread-safe
 
     def split(self, chunks: Iterator[AudioChunk]) -> Iterator[np.ndarray]:

@@ -6,6 +6,7 @@ chosen by presentation time (so variable frame rate and any fps work), rotated f
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +50,42 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(text).split())[:200]
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular_file(path: Path) -> None:
+    """Raise MediaError naming what ``path`` is when it is not a regular file that can be read."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise MediaError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read it ({exc.strerror})") from exc
+    for test, kind in _KINDS:
+        if test(mode):
+            raise MediaError(f"{path}: is {kind}, not a media file (give a regular file)")
+
+
+def picture_stream(container):
+    """Return the video stream that is the picture: the first that is not an attached picture (cover art stored
+    before the film), else the first (a song whose only picture is its cover)."""
+    import av
+
+    videos = list(container.streams.video)
+    films = [v for v in videos if not v.disposition & av.stream.Disposition.attached_pic]
+    return (films or videos)[0]
+
+
 def probe(path: str | Path) -> MediaInfo:
     """Return stream facts of ``path``; raise MediaError when it lacks audio or video or is empty."""
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"{path}: no such file")
+    _check_regular_file(path)
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: zero-length file")
     with _open(path) as container:
@@ -61,7 +93,7 @@ def probe(path: str | Path) -> MediaInfo:
             raise MediaError(f"{path}: no audio stream")
         if not container.streams.video:
             raise MediaError(f"{path}: no video stream (the model needs the picture)")
-        audio, video = container.streams.audio[0], container.streams.video[0]
+        audio, video = container.streams.audio[0], picture_stream(container)
         duration = container.duration / 1_000_000 if container.duration else None
         audio_duration = stream_duration_s(audio)
         if audio_duration is not None and audio_duration <= 0 and not duration:
@@ -91,8 +123,7 @@ def read_audio(path: str | Path) -> tuple[int, float, np.ndarray]:
     """Return (sample rate, time of the first sample, [2, N] float32) of the whole first audio stream of any
     media file, video or not (a wav, a reference, an output), decoded as ``iter_audio`` does."""
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"{path}: no such file")
+    _check_regular_file(path)
     with _open(path) as container:
         if not container.streams.audio:
             raise MediaError(f"{path}: no audio stream")
@@ -115,9 +146,13 @@ def stream_duration_s(stream) -> float | None:
     if tag:
         try:
             h, m, sec = str(tag).split(":")
-            return int(h) * 3600 + int(m) * 60 + float(sec)
+            value = int(h) * 3600 + int(m) * 60 + float(sec)
         except ValueError:
             return None
+        # FFmpeg's Matroska muxer writes the track's END time there: a track starting at 1.5 s that lasts 2.5 s
+        # says 4.0 s. A tag beyond the start is read as an end (at worst a length read as shorter: lenient).
+        start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        return value - start if 0 < start < value else value
     return None
 
 
@@ -174,8 +209,45 @@ class _Timeline:
         return [pcm]
 
 
+# An encoder pads its last frame with silence to a whole frame (AAC: 1024 samples, plus priming); a container
+# says where the sound ends, but this FFmpeg's decoders return the padding too. Decoded audio beyond the stream's
+# declared length by at most this many samples is that padding and is dropped; more means the declaration is
+# wrong, and everything decoded is kept.
+MAX_END_PADDING = 4096
+
+
+class _Tail:
+    """Holds back decoded samples beyond the declared length; drops them at the end if they stay padding-sized."""
+
+    def __init__(self, declared_s: float | None) -> None:
+        self.declared_s = declared_s
+        self.limit: int | None = None
+        self.emitted = 0
+        self.held: list[np.ndarray] = []
+
+    def pass_on(self, pcm: np.ndarray, rate: int) -> list[np.ndarray]:
+        """Return what may be emitted of ``pcm`` now."""
+        if self.declared_s is None:
+            return [pcm]
+        if self.limit is None:
+            self.limit = round(self.declared_s * rate)
+        room = max(0, self.limit - self.emitted)
+        keep, extra = pcm[:, :room], pcm[:, room:]
+        self.emitted += keep.shape[1]
+        if extra.shape[1]:
+            self.held.append(extra)
+        if sum(h.shape[1] for h in self.held) > MAX_END_PADDING:  # not padding: the declared length is wrong
+            released, self.held, self.declared_s = self.held, [], None
+            return [keep, *released]
+        return [keep]
+
+
 def iter_audio(
-    path: Path, model_rate_hz: int, keep_original: bool, declared_end_s: float | None = None
+    path: Path,
+    model_rate_hz: int,
+    keep_original: bool,
+    declared_end_s: float | None = None,
+    original_rate_hz: int | None = None,
 ) -> Iterator[AudioChunk]:
     """Yield the audio as stereo float32 chunks at ``model_rate_hz`` (and at the input rate if asked).
 
@@ -191,8 +263,13 @@ def iter_audio(
         # A mono track is duplicated (L = R = x, so L + R = 2x) instead of FFmpeg's -3 dB pan to stereo.
         layout = "mono" if stream.codec_context.channels == 1 else "stereo"
         timeline = _Timeline(path, declared_end_s)
+        tail = _Tail(declared_end_s)
         to_float: tuple[tuple, av.AudioResampler] | None = None  # layout/format only, at the input rate
         to_model = av.AudioResampler(format="fltp", layout=layout, rate=model_rate_hz)
+        # the original-rate copy at another rate, when the output's codec cannot take the input's
+        to_out = (
+            None if original_rate_hz is None else av.AudioResampler(format="fltp", layout=layout, rate=original_rate_hz)
+        )
         try:
             for frame in container.decode(stream):
                 if not frame.samples or not frame.sample_rate:
@@ -206,11 +283,30 @@ def iter_audio(
                 if not np.isfinite(pcm).all():
                     at = (timeline.samples / timeline.rate) if timeline.rate else 0.0
                     raise MediaError(f"{path}: the audio holds NaN or infinite samples (from about {at:.2f} s)")
-                for piece in timeline.place(time_s, frame.sample_rate, pcm):
-                    yield _chunk(to_model, piece, frame.sample_rate, piece if keep_original else None)
-            yield AudioChunk(_stereo(_cat(to_model.resample(None))), None)
+                for piece in (
+                    p
+                    for placed in timeline.place(time_s, frame.sample_rate, pcm)
+                    for p in tail.pass_on(placed, frame.sample_rate)
+                ):
+                    original = None if not keep_original else _resampled(to_out, piece, frame.sample_rate)
+                    yield _chunk(to_model, piece, frame.sample_rate, original)
+            rest = None if to_out is None else _stereo(_cat(to_out.resample(None)))
+            yield AudioChunk(_stereo(_cat(to_model.resample(None))), rest)
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: corrupt or truncated audio ({_reason(exc)})") from exc
+
+
+def _resampled(resampler, pcm: np.ndarray, rate: int) -> np.ndarray:
+    """Return ``pcm`` [C, n] at ``rate`` through ``resampler`` (None: as it is)."""
+    import av
+
+    if resampler is None or not pcm.shape[1]:
+        return pcm
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(pcm, np.float32), format="fltp", layout="mono" if pcm.shape[0] == 1 else "stereo"
+    )
+    frame.sample_rate = rate
+    return _cat(resampler.resample(frame))
 
 
 def _cat(frames) -> np.ndarray:
@@ -257,9 +353,12 @@ class MediaInput:
     def path(self) -> Path:
         return self.info.path
 
-    def audio(self, model_rate_hz: int, keep_original: bool) -> Iterator[AudioChunk]:
-        """The audio at the model rate (and at its own rate when ``keep_original``), on its own timeline."""
-        return iter_audio(self.path, model_rate_hz, keep_original, self.info.audio_duration_s)
+    def audio(
+        self, model_rate_hz: int, keep_original: bool, original_rate_hz: int | None = None
+    ) -> Iterator[AudioChunk]:
+        """The audio at the model rate (and at its own rate, or ``original_rate_hz``, when ``keep_original``), on
+        its own timeline."""
+        return iter_audio(self.path, model_rate_hz, keep_original, self.info.audio_duration_s, original_rate_hz)
 
     def frames(self, fps: float) -> Iterator[tuple[int, np.ndarray]]:
         """The picture on screen at each ``fps`` tick from the first audio sample on."""
@@ -286,7 +385,7 @@ def iter_tick_frames(path: Path, fps: float, origin_s: float) -> Iterator[tuple[
     import av
 
     with _open(path) as container:
-        stream = container.streams.video[0]
+        stream = picture_stream(container)
         stream.thread_type = "AUTO"
         pictures = _Pictures()
         shown = None  # the decoded frame on screen

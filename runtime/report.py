@@ -40,6 +40,7 @@ class RunReport:
     output_rate_hz: int = 0
     audio_start_s: float = 0.0  # where the output audio starts on the input's timeline (kept in the output)
     clip: ClipReport | None = None
+    video_note: str = ""  # set when the picture could not be copied as it is (why, and what it became)
     times: StageTimes = field(default_factory=StageTimes)
 
     @property

@@ -252,7 +252,8 @@ def windows_from(
 ) -> Iterator[Batch | End]:
     """Yield the batches of windows of a media input (``produce`` over its audio and frame readers); its
     original-rate audio goes to ``original`` when given (full-band output)."""
-    chunks = media.audio(config.sample_rate_hz, keep_original=original is not None)
+    keep = original is not None
+    chunks = media.audio(config.sample_rate_hz, keep_original=keep, original_rate_hz=original and original.rate_hz)
     audio = original.split(chunks) if original is not None else (chunk.model for chunk in chunks)
     frames = media.frames(config.fps)
     return produce(audio, frames, plan, config, batch_size, tta, times, share_identical, tracker)

@@ -9,19 +9,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ccstereo.atomic import WriteError, partial_path, publish, write_text
 from ccstereo.runtime.errors import CCStereoRuntimeError
+from ccstereo.runtime.media import picture_stream
 from ccstereo.runtime.options import OutputFormat
 
 FORMATS = tuple(f.value for f in OutputFormat)
 AUDIO_FORMATS = (OutputFormat.wav.value, OutputFormat.flac.value)
 VIDEO_FORMATS = tuple(f for f in FORMATS if f not in AUDIO_FORMATS)
 _AUDIO_CODEC = {"mp4": "aac", "mov": "aac", "mkv": "aac"}
+REENCODE = "H.264 (libx264, CRF 18)"  # a picture no container of ours can carry as a copy
+# The sample rates the AAC encoder takes (MPEG-4 Audio sampling frequency indices 0-12).
+AAC_RATES_HZ = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 _CONTAINER = {"mp4": "mp4", "mov": "mov", "mkv": "matroska"}
 # Video codecs the mp4 muxer carries as a stream copy; anything else (vp8, theora, ffv1, ...) goes to Matroska.
 MP4_VIDEO_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1", "vp9", "mpeg2video", "mpeg1video"})
@@ -43,50 +48,21 @@ def same_file(a: Path, b: Path) -> bool:
         return Path(os.path.realpath(a)) == Path(os.path.realpath(b))
 
 
-def new_file_mode() -> int:
-    """Return the permission bits a newly created file gets under this process's umask (0o666 & ~umask)."""
-    try:  # Linux >= 4.7 reports the umask without changing it
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def temporary_path(final: Path, suffix: str | None = None) -> Path:
-    """Return a fresh temporary path beside ``final`` with the same extension (checks the folder is writable).
-
-    mkstemp creates the file 0600; it gets the mode the umask gives a new file, because the rename that
-    publishes it keeps the mode and outputs must be readable where a plain new file would be.
-    """
-    folder = final.parent
-    if not folder.is_dir():
-        raise OutputError(f"{folder}: output folder does not exist")
+    """Return a fresh temporary file beside ``final`` (``ccstereo.atomic``'s one scheme); OutputError when the
+    folder is missing or not writable."""
     try:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{final.stem}.partial-", suffix=final.suffix if suffix is None else suffix, dir=folder
-        )
-    except OSError as exc:
-        raise OutputError(f"{folder}: output folder is not writable ({exc.strerror})") from exc
-    try:
-        os.fchmod(fd, new_file_mode())
-    finally:
-        os.close(fd)
-    return Path(name)
+        return partial_path(final, suffix)
+    except WriteError as exc:
+        raise OutputError(str(exc)) from exc
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
-    tmp = temporary_path(path)
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        write_text(path, text)
+    except WriteError as exc:
+        raise OutputError(str(exc)) from exc
 
 
 class SoundfileWriter:
@@ -136,7 +112,7 @@ class SoundfileWriter:
             raise write_error(self.final, self.file, exc, self.tmp) from exc
         if cause:
             raise OutputError(f"{self.final}: cannot write ({cause})")
-        os.replace(self.tmp, self.final)
+        publish(self.tmp, self.final)
         return self.final
 
     def abort(self) -> None:
@@ -182,31 +158,69 @@ class MuxWriter:
         import av
 
         self.final, self.tmp, self.rate = final, temporary_path(final), rate_hz
-        # The audio keeps its place on the input's timeline (a track starting 1.5 s after the picture still does).
-        self.start = round(start_s * rate_hz)
         try:
             self.src = av.open(str(source))
         except BaseException:
             self.tmp.unlink(missing_ok=True)
             raise
-        in_video = self.src.streams.video[0]
+        in_video = picture_stream(self.src)
+        # The audio keeps its place on the input's timeline (a track starting 1.5 s after the picture still does).
+        # A timeline that starts before 0 (an MPEG-TS whose clock wrapped past 2^33 ticks) is moved, both streams
+        # alike, to start at 0: an mp4 edit list would otherwise hide everything before 0.
+        base = in_video.time_base or Fraction(1, 90000)
+        video_start = float(in_video.start_time * base) if in_video.start_time is not None else 0.0
+        self.shift_s = max(0.0, -min(start_s, video_start))
+        self.video_shift = round(self.shift_s / base) if self.shift_s else 0
+        self.start = round((start_s + self.shift_s) * rate_hz)
         self.out = av.open(str(self.tmp), mode="w", format=_CONTAINER[fmt])
+        self.reencoded: str | None = None  # why the picture was re-encoded, when it was
         try:
             self.video = _copy_stream(self.out, in_video)
+            self.packets = self.src.demux(in_video)
         except (ValueError, av.error.FFmpegError) as exc:
-            self.abort()
-            raise OutputError(
-                f"{final}: cannot copy the {in_video.codec_context.name} video into {fmt}: {exc}"
-            ) from exc
+            try:  # no container of ours carries this codec (wmv2, ...): the picture is re-encoded, and said so
+                self.video, self.packets = self._reencode(in_video)
+            except (ValueError, av.error.FFmpegError) as again:
+                self.abort()
+                raise OutputError(
+                    f"{final}: cannot copy the {in_video.codec_context.name} video into {fmt} ({exc}) nor "
+                    f"re-encode it ({again})"
+                ) from again
+            self.reencoded = f"{in_video.codec_context.name} cannot be copied into {fmt}: re-encoded as {REENCODE}"
         self.audio: Any = self.out.add_stream(_AUDIO_CODEC[fmt], rate=rate_hz, layout="stereo")
-        self.packets = self.src.demux(in_video)
         self.pending: Any = None
         self.samples = 0
-        self.video_start = in_video.start_time or 0
+
+    def _reencode(self, in_video):
+        """Return (an H.264 stream, its packets from the input's decoded frames, on the output's timeline)."""
+        context = in_video.codec_context
+        stream = self.out.add_stream("libx264", rate=in_video.average_rate or 25)
+        stream.width, stream.height = (
+            max(2, context.width - context.width % 2),
+            max(2, context.height - context.height % 2),
+        )
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = in_video.time_base
+        stream.codec_context.options = {"crf": "18", "preset": "veryfast"}
+        in_video.thread_type = "AUTO"
+
+        def packets():
+            for frame in self.src.decode(in_video):
+                if frame.pts is None:
+                    continue
+                image = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
+                image.pts, image.time_base = frame.pts + self.video_shift, in_video.time_base
+                yield from stream.encode(image)
+            yield from stream.encode(None)
+
+        return stream, packets()
 
     def _mux_video_until(self, t_s: float | None) -> None:
         for packet in self._video_packets(t_s):
             packet.stream = self.video
+            if self.video_shift and self.reencoded is None:  # re-encoded frames were placed already
+                packet.pts = None if packet.pts is None else packet.pts + self.video_shift
+                packet.dts = None if packet.dts is None else packet.dts + self.video_shift
             self.out.mux(packet)
 
     def _video_packets(self, t_s: float | None):
@@ -217,7 +231,8 @@ class MuxWriter:
                 return
             if packet.dts is None and packet.size == 0:  # demuxer flush packet
                 continue
-            time = float(packet.dts * packet.time_base) if packet.dts is not None else None
+            shift = self.shift_s if self.reencoded is None else 0.0
+            time = float(packet.dts * packet.time_base) + shift if packet.dts is not None else None
             if t_s is not None and time is not None and time > t_s:
                 self.pending = packet
                 return
@@ -237,19 +252,49 @@ class MuxWriter:
         self._mux_video_until((self.start + self.samples) / self.rate)
 
     def commit(self) -> Path:
+        """Finish the file and move it into place; return the final path."""
+        publish(self.finish(), self.final)
+        return self.final
+
+    def finish(self) -> Path:
+        """Flush the encoder and close the temporary file (not yet published); return its path. Idempotent."""
+        if getattr(self, "finished", False):
+            return self.tmp
+        end = self.start + self.samples  # the last real sample, in the audio stream's 1/rate time base
         for packet in self.audio.encode(None):
+            # PyAV pads the encoder's last frame with silence to a whole frame (1024 samples for AAC); the last
+            # packet says how much of it is real, so the file ends where the sound does.
+            if packet.pts is not None and packet.duration and packet.pts + packet.duration > end > packet.pts:
+                packet.duration = end - packet.pts
             self.out.mux(packet)
         self._mux_video_until(None)
         self.out.close()
         self.src.close()
-        os.replace(self.tmp, self.final)
-        return self.final
+        self.finished = True
+        return self.tmp
 
     def abort(self) -> None:
         for handle in ("out", "src"):
             with contextlib.suppress(Exception):  # best effort on the failure path
                 getattr(self, handle).close()
         self.tmp.unlink(missing_ok=True)
+
+
+def can_copy_video(source: Path, fmt: str) -> bool:
+    """Return whether ``fmt``'s muxer takes a stream copy of ``source``'s video beside an AAC track (a header is
+    written to memory: the muxer's own answer, not a list of ours)."""
+    import io
+
+    import av
+
+    try:
+        with av.open(str(source)) as src, av.open(io.BytesIO(), mode="w", format=_CONTAINER[fmt]) as out:
+            _copy_stream(out, picture_stream(src))
+            out.add_stream(_AUDIO_CODEC[fmt], rate=48000, layout="stereo")
+            out.start_encoding()
+        return True
+    except (ValueError, av.error.FFmpegError, IndexError):
+        return False
 
 
 def _copy_stream(out, template):

@@ -140,6 +140,23 @@ def test_int8_dot_product_detection_from_cpuinfo():
     assert cpu_int8_dot_product("") is None
 
 
+def test_cpu_flag_override_decides_the_policy_on_both_sides(monkeypatch):
+    """$CCSTEREO_CPU_FLAGS replaces the probed flags for both questions the policy asks (int8 unit, native BF16)."""
+    from ccstereo.runtime import cpu_features
+
+    monkeypatch.setenv("CCSTEREO_CPU_FLAGS", "none")
+    assert cpu_features.int8_dot_product() is None and cpu_features.native_bf16() is False
+    monkeypatch.setenv("CCSTEREO_CPU_FLAGS", "avx2, avx512_vnni avx512_bf16")
+    assert cpu_features.int8_dot_product() == "avx512_vnni" and cpu_features.native_bf16() is True
+    monkeypatch.setenv("CCSTEREO_CPU_FLAGS", "amx_int8")
+    assert cpu_features.int8_dot_product() == "amx_int8" and cpu_features.native_bf16() is False
+    monkeypatch.delenv("CCSTEREO_CPU_FLAGS")
+    lines = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")]
+    real = set(lines[0].split(":", 1)[1].split()) if lines else set()
+    expected = next((f for f in ("amx_int8", "avx512_vnni", "avx_vnni") if f in real), None)
+    assert cpu_features.int8_dot_product() == expected  # unset: this CPU's own flags
+
+
 def _placed(times_s, rate=1000, n=100, declared_end_s=None):
     from ccstereo.runtime.media import _Timeline
 

@@ -154,6 +154,20 @@ def test_int8_is_judged_by_what_it_computes_on_this_cpu_not_by_the_export_figure
             Binauralizer.load(bundled_copy, backend="openvino", precision="int8")
 
 
+def test_tuning_candidates_follow_the_cpu_override_on_both_sides(bundled_copy, monkeypatch):
+    """bf16 is timed only where the policy sees native BF16; the key of the cached choice changes with the
+    override, so a choice made under one set of flags is never reused under another."""
+    pytest.importorskip("openvino")
+    keys = {}
+    for flags, has_bf16 in (("none", False), ("avx512_bf16", True)):
+        monkeypatch.setenv("CCSTEREO_CPU_FLAGS", flags)
+        found = tuning.candidates(bundled_copy)
+        assert (tuning.Candidate("openvino", "bf16", "model.onnx") in found) is has_bf16
+        assert found[0] == tuning.Candidate("onnxruntime", "fp32", "model.onnx")
+        keys[flags] = tuning.cache_key(bundled_copy, found[:1], None, None)
+    assert keys["none"] != keys["avx512_bf16"]
+
+
 # -- measured choice and its cache ----------------------------------------------------------------------------
 def test_tuning_keeps_the_fastest_accurate_engine_and_caches_it(bundled_copy, cache):
     first = tuning.tune(bundled_copy, 32, None, remeasure=False)

@@ -237,6 +237,55 @@ def wrong_extension(folder: Path) -> Path:
     return mkv.rename(folder / "really_mkv.mp4")
 
 
+# -- round 2: container quirks and timestamps -------------------------------------------------------------------
+def mkv_audio_late(folder: Path) -> Path:
+    """Matroska, audio 1.5 s after the picture: ffmpeg writes the track's END time in its DURATION tag."""
+    src = _av(folder, "late_src.mkv", *video_src(4.0, rate=10), *tone_src(2.5), *X264, *AAC)
+    late = ("-itsoffset", "1.5", "-i", str(src), "-map", "0:v", "-map", "1:a", "-c", "copy")
+    path = _av(folder, "late_audio.mkv", "-i", str(src), *late)
+    src.unlink()
+    return path
+
+
+def far_start_mkv(folder: Path) -> Path:
+    """Every stream starts 10000 s into the file's clock (a cut of a long recording)."""
+    src = _av(folder, "src.mkv", *video_src(2.0, rate=10), *tone_src(2.0), *X264, *AAC)
+    path = _av(folder, "far_start.mkv", "-i", str(src), "-c", "copy", "-output_ts_offset", "10000")
+    src.unlink()
+    return path
+
+
+def ts_clock_wrap(folder: Path) -> Path:
+    """MPEG-TS whose 33-bit 90 kHz clock wraps 3.7 s in (it starts at 95440 s of 95443.7)."""
+    return _av(folder, "wrap.ts", *video_src(6.0), *tone_src(6.0), *X264, *AAC, "-output_ts_offset", "95440")
+
+
+def alac_with_cover(folder: Path) -> Path:
+    """An ALAC .m4a song whose only picture is its cover art (a PNG attached picture)."""
+    cover = _av(folder, "cover.png", *video_src(1.0, "64x64", 1), "-frames:v", "1")
+    maps = ("-map", "0", "-map", "1", "-c:a", "alac", "-c:v", "png", "-disposition:v", "attached_pic")
+    path = _av(folder, "song.m4a", *tone_src(2.0), "-i", str(cover), *maps)
+    cover.unlink()
+    return path
+
+
+def hevc_in_mov_with_timecode(folder: Path) -> Path:
+    """A camera-style QuickTime file: HEVC tagged hvc1, PCM audio and a timecode data track."""
+    tags = ("-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1", "-c:a", "pcm_s16le")
+    tags += ("-timecode", "01:00:00:00")
+    return _av(folder, "camera.mov", *video_src(1.5), *tone_src(1.5, 48000), *tags)
+
+
+def cover_first_mp4(folder: Path) -> Path:
+    """An mp4 with cover art (an mjpeg attached picture, mapped before the film) beside its film."""
+    cover = _av(folder, "cover.jpg", *video_src(1.0, "64x64", 1), "-frames:v", "1")
+    maps = ("-map", "2", "-map", "0:v", "-map", "1:a", "-c:v:0", "mjpeg", "-disposition:v:0", "attached_pic")
+    sources = (*video_src(1.5), *tone_src(1.5), "-i", str(cover))
+    path = _av(folder, "cover_first.mp4", *sources, *maps, "-c:v:1", "libx264", "-preset", "ultrafast", *AAC)
+    cover.unlink()
+    return path
+
+
 def _copy_as(builder: Callable[[Path], Path], name: str) -> Callable[[Path], Path]:
     def build(folder: Path) -> Path:
         return builder(folder).rename(folder / name)
@@ -282,4 +331,25 @@ def cases() -> list[Case]:
         Case("video_only", video_only, "error", ("no audio stream",)),
         Case("header_overwritten", header_overwritten, "error", ("unreadable",)),
         Case("nan_inf_float_audio", non_finite_float_audio, "error", ("NaN",)),
+        *round_two(),
+    ]
+
+
+def round_two() -> list[Case]:
+    """Cases of the second hostile corpus (container quirks, timestamps, codecs no default container carries)."""
+    return [
+        Case("mkv_audio_late_duration_tag", mkv_audio_late),
+        Case("mkv_clock_starts_at_10000s", far_start_mkv),
+        Case("mpegts_33bit_clock_wrap", ts_clock_wrap),
+        Case("pcm_192k_mkv", _simple("hi.mkv", *X264, "-c:a", "pcm_s24le", audio_rate=192000)),
+        Case("wmv2_wmav2_asf", _simple("film.wmv", "-c:v", "wmv2", "-c:a", "wmav2")),
+        Case("alac_m4a_cover_art", alac_with_cover),
+        Case("mts_uppercase_name", _copy_as(_simple("cam.ts", *X264, *AAC), "CAMERA.MTS")),
+        Case("h263_aac_3gp", _simple("phone.3gp", "-c:v", "h263", "-s", "176x144", "-c:a", "aac", "-ar", "16000")),
+        Case("flv_h264_mp3", _simple("stream.flv", *X264, "-c:a", "libmp3lame", "-ar", "44100")),
+        Case("nut_ffv1_pcm", _simple("archive.nut", *LOSSLESS)),
+        Case("mpeg2_ps_vob", _simple("dvd.vob", "-c:v", "mpeg2video", "-c:a", "mp2", "-f", "vob", audio_rate=48000)),
+        Case("hevc_mov_timecode", hevc_in_mov_with_timecode),
+        Case("mp4_cover_art_and_film", cover_first_mp4),
+        Case("aac_8k_2.05s", _simple("k8.mp4", *X264, *AAC, "-ac", "1", seconds=2.05, audio_rate=8000)),
     ]

@@ -91,9 +91,10 @@ def _resume(opts: TrainOptions, model: CCStereo, optimizer) -> tuple[int, float]
 
 def _save(opts: TrainOptions, model: CCStereo, optimizer, step: int, best: float) -> None:
     save_checkpoint(model, opts.out / "last.safetensors", extra={"step": str(step)})
-    tmp = opts.out / "train_state.pt.tmp"
-    torch.save({"optimizer": optimizer.state_dict(), "step": step, "best_stft": best}, tmp)
-    tmp.replace(opts.out / "train_state.pt")
+    from ccstereo.atomic import writing
+
+    with writing(opts.out / "train_state.pt") as tmp:
+        torch.save({"optimizer": optimizer.state_dict(), "step": step, "best_stft": best}, tmp)
 
 
 def train(opts: TrainOptions, log=print) -> dict:

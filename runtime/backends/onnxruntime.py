@@ -55,7 +55,11 @@ def _session_options(threads: int | None, spinning: bool = True):
     """Return the session options every CPU session of a model uses."""
     import onnxruntime as ort
 
+    # Errors only: onnxruntime's warnings (its telemetry id not saved under a read-only HOME, unused initialisers)
+    # say nothing a user can act on, and must not reach a --quiet run's terminal.
+    ort.set_default_logger_severity(3)
     options = ort.SessionOptions()
+    options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     # The CPU arena stays on: without it every call maps and unmaps its activations afresh (measured on a

@@ -13,43 +13,20 @@ import numpy as np
 
 from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB, offered
 from ccstereo.runtime.backends.protocol import as_feeds, fusion_feeds
+from ccstereo.runtime.cpu_features import int8_dot_product, native_bf16
 from ccstereo.runtime.errors import BackendUnavailableError
 from ccstereo.runtime.graph_split import split_window_graph
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
 
 
 def openvino_bf16_capable() -> bool:
-    """Return True when OpenVINO is installed and the CPU plugin reports native BF16."""
-    try:
-        import openvino as ov
-    except ImportError:
-        return False
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
-INT8_DOT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # strongest first
+    """Return whether the policy may treat this CPU as BF16-native (``cpu_features.native_bf16``)."""
+    return native_bf16()
 
 
 def cpu_int8_dot_product(cpuinfo: str | None = None) -> str | None:
-    """Return the CPU's int8 dot-product extension (avx512_vnni, avx_vnni, amx_int8) or None.
-
-    Without one, int8 convolutions are no faster than bf16/fp32 ones, so ``auto`` does not pick int8.
-    Reads /proc/cpuinfo (Linux); elsewhere returns None.
-    """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-                cpuinfo = fh.read()
-        except OSError:
-            return None
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[-1].split())
-    for flag in INT8_DOT_FLAGS:
-        if flag in flags:
-            return flag
-    return None
+    """Return the CPU's int8 dot-product extension or None (``cpu_features.int8_dot_product``)."""
+    return int8_dot_product(cpuinfo)
 
 
 class OpenVINOBackend:

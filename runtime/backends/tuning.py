@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ccstereo.atomic import write_text
 from ccstereo.runtime import verification
 from ccstereo.runtime.backends.precision_policy import AUTO_MIN_SNR_DB, auto_may_pick
 from ccstereo.runtime.backends.protocol import Backend
+from ccstereo.runtime.cpu_features import overridden_flags
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.model_info import read_onnx_info
 from ccstereo.runtime.verification import CpuAccuracy, Shipped
@@ -141,11 +143,17 @@ def machine() -> dict[str, str]:
         "cpu": cpu,
         "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest(),
         "cores": str(os.cpu_count()),
+        "policy_flags": _overridden(),  # $CCSTEREO_CPU_FLAGS changes the candidates
         "onnxruntime": onnxruntime.__version__,
         "openvino": ov_version,
         "numpy": numpy.__version__,
         "ccstereo": ccstereo.__version__,
     }
+
+
+def _overridden() -> str:
+    forced = overridden_flags()
+    return "as probed" if forced is None else " ".join(sorted(forced)) or "none"
 
 
 def _sha256(path: Path) -> str:
@@ -377,8 +385,6 @@ def _write_cache(entry: Path, chosen: Candidate, kept: tuple[int, int | None], w
     }
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        part = entry.with_name(f".{entry.name}.{os.getpid()}.part")
-        part.write_text(json.dumps(data, indent=2))
-        part.replace(entry)
-    except OSError:
+        write_text(entry, json.dumps(data, indent=2))
+    except OSError:  # WriteError included
         pass

@@ -3,7 +3,6 @@ instant, and see where the sound sits (left-right level difference, L / R spectr
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -21,12 +20,13 @@ def write_wav(path: Path, rate_hz: int, audio) -> None:
     import numpy as np
     import soundfile as sf
 
+    from ccstereo.atomic import publish
     from ccstereo.runtime.writers import temporary_path, write_error
 
     tmp = temporary_path(path)
     try:
         sf.write(str(tmp), np.clip(np.asarray(audio, np.float32).T, -1.0, 1.0), rate_hz, subtype="PCM_16")
-        os.replace(tmp, path)
+        publish(tmp, path)
     except sf.LibsndfileError as exc:
         tmp.unlink(missing_ok=True)
         raise write_error(path, None, exc, tmp) from exc
@@ -80,22 +80,38 @@ def serve(view: View, port: int = 0, open_browser: bool = True) -> None:
 def write_html(view: View, page: Path, given: list[Path]) -> list[Path]:
     """Write the page as one self-contained HTML file (media by relative path); the audio it needs beyond the
     given files goes beside it as ``<page>.<name>.wav``. Return what was written."""
-    from ccstereo.runtime.writers import atomic_write_text, same_file
+    from ccstereo.runtime.writers import atomic_write_text
 
     folder = page.parent
-    if not folder.is_dir():
-        raise ViewError(f"{folder}: output folder does not exist")
     written = [folder / f"{page.stem}.{name}" for name in view.derived]
-    for target in [page, *written]:
-        clash = next((p for p in given if same_file(p, target)), None)
-        if clash is not None:
-            raise ViewError(f"{target}: is one of the given files ({clash}); writing it would destroy it")
+    plan = html_plan(page, given)
+    for target in written:
+        _claim(plan, target, "a page's audio")
     urls = {name: relative_url(path, folder) for name, path in view.files.items()}
     for target, (name, (rate, audio)) in zip(written, view.derived.items(), strict=True):
         write_wav(target, rate, audio)
         urls[name] = relative_url(target, folder)
     atomic_write_text(page, render(view, urls))
     return [page, *written]
+
+
+def html_plan(page: Path, given: list[Path]):
+    """Return the WritePlan of ``--html PAGE`` (checked before any work): the page may not be a given file, a
+    folder, or lie in a folder that is missing or not writable."""
+    from ccstereo.runtime.write_plan import WritePlan
+
+    plan = WritePlan([p for p in given if p.exists()])
+    _claim(plan, page, "--html")
+    return plan
+
+
+def _claim(plan, path: Path, role: str) -> None:
+    from ccstereo.runtime.writers import OutputError
+
+    try:
+        plan.claim(path, role)
+    except OutputError as exc:
+        raise ViewError(str(exc)) from exc
 
 
 @app.command()
@@ -115,6 +131,8 @@ def main(
 
     given = [p for p in (output, original, reference, report) if p is not None]
     try:
+        if html is not None:
+            html_plan(html, given)  # before any work: the page may not destroy a given file
         entry = report_entry(report, output) if report is not None else None
         view = build_view(output, original, reference, entry)
         if html is not None:

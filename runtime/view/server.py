@@ -133,6 +133,16 @@ class ViewServer(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.server_port}/"
 
+    def handle_error(self, request, client_address) -> None:
+        """A browser drops connections on every seek (reset while the request is read or the headers go out):
+        that is not an error. Anything else is one line on stderr, not the stdlib's traceback."""
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            return
+        sys.stderr.write(f"ccs-view: request from {client_address[0]} failed: {type(error).__name__}: {error}\n")
+
     def host_allowed(self, host: str) -> bool:
         """Only requests addressed to this loopback server (a web page elsewhere cannot rebind a name to us)."""
         return host in (f"{LOOPBACK}:{self.server_port}", f"localhost:{self.server_port}")

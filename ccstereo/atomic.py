@@ -1,0 +1,152 @@
+"""The one way the project writes a file: into a temporary beside it, then a rename; never a half-written file.
+
+Every temporary has one name scheme, ``.<final stem>.partial-<host>-<pid>-<start>-<random><suffix>``: the host
+(a short hash of its name), the writing process and that process's start time (clock ticks since boot, from
+/proc) say who made it, so a later run can prove a temporary stale — written on this host by a process that no
+longer exists (or whose number now belongs to a process started at another time) — and remove it
+(``remove_stale_partials``). A temporary of another host, or of a live process, is never touched.
+
+Only stdlib: every layer (model checkpoints, export, runtime outputs, caches, pages) uses this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from ccstereo.errors import CCStereoError
+
+PARTIAL_MARK = ".partial-"
+_PARTIAL = re.compile(r"^\.(?P<stem>.*)\.partial-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)-[0-9a-z]+")
+
+
+class WriteError(CCStereoError, OSError):
+    """A file that cannot be written where it was asked for (missing or unwritable folder, a full disk)."""
+
+
+def _host() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Return the start time of process ``pid`` in clock ticks since boot (/proc/PID/stat field 22), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:  # the command name (field 2) may hold spaces and parentheses: split after its closing one
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def new_file_mode() -> int:
+    """Return the permission bits a newly created file gets under this process's umask (0o666 & ~umask)."""
+    try:  # Linux >= 4.7 reports the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def partial_path(final: Path, suffix: str | None = None) -> Path:
+    """Create and return an empty temporary file beside ``final`` (its extension, or ``suffix``).
+
+    It gets the mode a plain new file gets under the umask: the rename that publishes it keeps the mode.
+    Raises WriteError when the folder is missing or not writable."""
+    final = Path(final)
+    folder = final.parent
+    if not folder.is_dir():
+        raise WriteError(f"{folder}: output folder does not exist")
+    me = os.getpid()
+    stem = f".{final.stem}{PARTIAL_MARK}{_host()}-{me}-{_start_ticks(me) or 0}-"
+    tail = final.suffix if suffix is None else suffix
+    for _ in range(100):
+        path = folder / f"{stem}{secrets.token_hex(4)}{tail}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, new_file_mode())
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise WriteError(f"{folder}: output folder is not writable ({exc.strerror})") from exc
+        os.close(fd)
+        return path
+    raise WriteError(f"{folder}: no free temporary name for {final.name}")
+
+
+def publish(tmp: Path, final: Path) -> Path:
+    """Move the finished temporary ``tmp`` onto ``final`` in one step; return ``final``."""
+    os.replace(tmp, final)
+    return Path(final)
+
+
+@contextlib.contextmanager
+def writing(final: Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path for ``final``; published when the block ends normally, removed otherwise."""
+    tmp = partial_path(final, suffix)
+    try:
+        yield tmp
+        publish(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(final: Path, data: bytes) -> Path:
+    """Write ``data`` to ``final`` atomically; a full disk is a WriteError naming the file."""
+    try:
+        with writing(final) as tmp:
+            tmp.write_bytes(data)
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(f"{final}: cannot write ({exc.strerror or exc})") from exc
+    return Path(final)
+
+
+def write_text(final: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``final`` atomically."""
+    return write_bytes(final, text.encode("utf-8"))
+
+
+def partial_owner(path: Path) -> tuple[str, int, int] | None:
+    """Return (host hash, pid, start ticks) from a temporary's name, or None when it is not one of ours."""
+    match = _PARTIAL.match(Path(path).name)
+    if match is None:
+        return None
+    return match["host"], int(match["pid"]), int(match["start"])
+
+
+def is_stale(path: Path) -> bool:
+    """Return whether ``path`` is a temporary of ours whose writer is provably gone (this host, process dead)."""
+    owner = partial_owner(path)
+    if owner is None or owner[0] != _host():
+        return False
+    _, pid, start = owner
+    running = _start_ticks(pid)
+    return running is None or (start != 0 and running != start)
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove the stale temporaries (``is_stale``) in ``folder``; return what was removed. Never raises."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if PARTIAL_MARK in entry.name and entry.is_file() and not entry.is_symlink() and is_stale(entry):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed.append(entry)
+    return removed

@@ -1,0 +1,33 @@
+"""The ``ccs-run`` command: its signal handling is in place before anything heavy is imported.
+
+Until a run starts work (``cli._guarded`` installs the handlers that remove temporary files), nothing has been
+written, so Ctrl-C, SIGTERM or a closed terminal end the command at once with one line and 128 + the signal —
+not a KeyboardInterrupt traceback from the middle of an import (typer, numpy, PyAV: the first ~0.2 s).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+
+def _before_work(signum: int, _frame) -> None:
+    os.write(2, f"interrupted ({signal.Signals(signum).name}) before any work: nothing written\n".encode())
+    os._exit(128 + signum)
+
+
+def quiet_libraries() -> None:
+    """Environment defaults for the libraries a run loads (a user's own setting wins): onnxruntime's telemetry
+    off (it uploads, and under a read-only HOME it prints a warning even with --quiet)."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+def ccs_run() -> None:
+    """Run ccs-run's typer app with early signals handled."""
+    quiet_libraries()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) != signal.SIG_IGN:  # nohup / an ignored SIGINT stay as they were
+            signal.signal(sig, _before_work)
+    from ccstereo.runtime.cli import app
+
+    app()

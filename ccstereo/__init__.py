@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ccstereo.config import ConfigError, ModelConfig
-
 __version__ = "0.1.0"
 
 __all__ = [
@@ -23,6 +21,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ConfigError": "ccstereo.config",
+    "ModelConfig": "ccstereo.config",
     "load_checkpoint": "ccstereo.checkpoint",
     "save_checkpoint": "ccstereo.checkpoint",
     "CheckpointError": "ccstereo.checkpoint",

@@ -190,8 +190,10 @@ def _out_path(text: str | None) -> Path | None:
 
 
 def _shown(text: object) -> str:
-    """Return a path as one printable line (a newline in a file name must not split an error message)."""
-    return str(text).encode("unicode_escape").decode("ascii") if not str(text).isprintable() else str(text)
+    """Return a path or message as one printable line (a newline in a file name must not split it)."""
+    from ccstereo.runtime.errors import printable
+
+    return printable(text)
 
 
 def _view_last(entries: list[dict]) -> None:

@@ -25,11 +25,18 @@ class BackendUnavailableError(CCStereoRuntimeError):
     """A backend that cannot run on this machine (missing package, no GPU)."""
 
 
+def printable(text: object) -> str:
+    """Return ``text`` with control characters (a newline in a file name) written as escapes; other characters,
+    non-ASCII letters included, as they are."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def failure_line(path, exc: BaseException) -> tuple[str, bool]:
     """Return (one line naming ``path`` and the cause, whether the cause is a defect of ours rather than of the
     input). FFmpeg's data errors reach us as ValueError / OSError subclasses: the input's fault, not ours."""
     internal = not isinstance(exc, (CCStereoError, OSError, ValueError, MemoryError))
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    shown = printable(path)
+    text = " ".join(str(exc).replace(str(path), shown).split()) or type(exc).__name__
     if internal:  # still one line, and says so
         text = f"internal error ({type(exc).__name__}: {text}); please report it with this file"
-    return (text if str(path) in text else f"{path}: {text}"), internal
+    return (text if shown in text else f"{shown}: {text}"), internal

@@ -32,6 +32,8 @@ class WritePlan:
         path = Path(path)
         if path.is_dir():
             raise OutputError(f"{path}: {role} names a folder; give a file name")
+        if path.exists() and not path.is_file():  # a device or a pipe: the rename would replace the node itself
+            raise OutputError(f"{path}: {role} names a special file (device, pipe or socket); give a regular file")
         folder = path.parent
         if not folder.is_dir():
             raise OutputError(f"{folder}: folder does not exist ({role} {path})")

@@ -353,3 +353,118 @@ def round_two() -> list[Case]:
         Case("mp4_cover_art_and_film", cover_first_mp4),
         Case("aac_8k_2.05s", _simple("k8.mp4", *X264, *AAC, "-ac", "1", seconds=2.05, audio_rate=8000)),
     ]
+
+
+# -- situations: the media is fine, what is around it is not ---------------------------------------------------
+@dataclass(frozen=True)
+class Situation:
+    """A ccs-run call in an odd setting. ``make(folder)`` builds it and returns (arguments, environment changes
+    (None removes a variable), files whose bytes must survive). ``expect``: ok | usage (exit 2) | error (exit 1),
+    with ``words`` in the one error line."""
+
+    name: str
+    category: str  # special-file | writer-path | environment
+    make: Callable[[Path], tuple[list[str], dict[str, str | None], list[Path]]]
+    expect: str = "ok"
+    words: tuple[str, ...] = ()
+
+
+def _clip(folder: Path, name: str = "clip.mp4") -> Path:
+    return h264_aac_mp4(folder, name, 1.0)
+
+
+def _fifo(folder: Path):
+    import os
+
+    os.mkfifo(folder / "live.mp4")
+    return [str(folder / "live.mp4")], {}, []
+
+
+def _dangling(folder: Path):
+    (folder / "gone.mp4").symlink_to(folder / "deleted.mp4")
+    return [str(folder / "gone.mp4")], {}, []
+
+
+def _loop(folder: Path):
+    (folder / "a.mp4").symlink_to(folder / "b.mp4")
+    (folder / "b.mp4").symlink_to(folder / "a.mp4")
+    return [str(folder / "a.mp4")], {}, []
+
+
+def _folder_named_like_media(folder: Path):
+    (folder / "film.mp4").mkdir()
+    return [str(folder / "film.mp4")], {}, []
+
+
+def _report_is_hard_link_of_input(folder: Path):
+    import os
+
+    clip = _clip(folder)
+    os.link(clip, folder / "report.json")
+    return [str(clip), "--report", str(folder / "report.json")], {}, [clip]
+
+
+def _report_is_a_pipe(folder: Path):
+    import os
+
+    clip = _clip(folder)
+    os.mkfifo(folder / "report.json")
+    return [str(clip), "--report", str(folder / "report.json")], {}, [clip]
+
+
+def _output_is_a_pipe(folder: Path):
+    import os
+
+    clip = _clip(folder)
+    os.mkfifo(folder / "out.wav")
+    return [str(clip), "-o", str(folder / "out.wav")], {}, [clip]
+
+
+def _output_through_a_linked_folder(folder: Path):
+    clip = _clip(folder)
+    (folder / "outs").mkdir()
+    (folder / "link").symlink_to(folder / "outs")
+    return [str(clip), "-o", str(folder / "link") + "/"], {}, [clip]
+
+
+def _output_in_a_missing_folder(folder: Path):
+    clip = _clip(folder)
+    return [str(clip), "-o", str(folder / "no" / "such" / "out.mp4")], {}, [clip]
+
+
+def _missing_tmpdir(folder: Path):
+    return [str(_clip(folder)), "--quiet"], {"TMPDIR": str(folder / "no-tmp")}, []
+
+
+def _c_locale_non_ascii(folder: Path):
+    clip = _clip(folder, "Straße 日本.mp4")
+    return [str(clip), "--quiet"], {"LC_ALL": "C", "LANG": "C"}, [clip]
+
+
+def _read_only_home(folder: Path):
+    return [str(_clip(folder)), "--quiet"], {"HOME": "/proc/nonexistent", "CCSTEREO_CACHE_DIR": None}, []
+
+
+def _cache_is_a_file(folder: Path):
+    (folder / "cache").write_text("a file where a folder should be")
+    env = {"XDG_CACHE_HOME": str(folder / "cache"), "CCSTEREO_CACHE_DIR": None}
+    return [str(_clip(folder)), "--quiet"], env, []
+
+
+def situations() -> list[Situation]:
+    """Return the odd settings ccs-run must meet with a valid output or one clean line (never a destroyed file)."""
+    return [
+        Situation("fifo_input", "special-file", _fifo, "error", ("pipe",)),
+        Situation("dangling_symlink", "special-file", _dangling, "error", ("no such file",)),
+        Situation("symlink_loop", "special-file", _loop, "error", ("symbolic links",)),
+        Situation("folder_named_like_media", "special-file", _folder_named_like_media, "usage", ("no input media",)),
+        Situation("report_hard_link_of_input", "writer-path", _report_is_hard_link_of_input, "usage", ("input",)),
+        Situation("report_is_a_pipe", "writer-path", _report_is_a_pipe, "usage", ("special file",)),
+        Situation("output_is_a_pipe", "writer-path", _output_is_a_pipe, "usage", ("special file",)),
+        Situation("output_folder_through_symlink", "writer-path", _output_through_a_linked_folder),
+        Situation("output_in_missing_folder", "writer-path", _output_in_a_missing_folder, "usage", ("does not exist",)),
+        Situation("missing_tmpdir", "environment", _missing_tmpdir),
+        Situation("c_locale_non_ascii_name", "environment", _c_locale_non_ascii),
+        Situation("read_only_home", "environment", _read_only_home),
+        Situation("cache_home_is_a_file", "environment", _cache_is_a_file),
+    ]

@@ -327,7 +327,7 @@ def precision_runs(fixture_video, exported, official, tmp_path_factory):
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_reduced_precision_asked_by_name_runs_or_is_refused_with_its_figure(precision_runs, precision):
+def test_reduced_precision_on_this_cpu_is_offered_only_as_measured(precision_runs, precision):
     """Asked by name, a reduced precision runs on ANY CPU (OpenVINO emulates a missing unit) unless this CPU's
     check measured it below the 30 dB floor; then it is refused saying its figure, and nothing is written."""
     code, stderr, snr, change = precision_runs[precision]
@@ -411,34 +411,14 @@ def _export_passes(exported: Path, precision: str) -> bool:
 
 def test_backend_openvino_follows_the_same_preference(fixture_video, exported, precision_runs, tmp_path):
     """--backend openvino with precision auto uses the same flag rules; with no unit it runs f32."""
-    plain = ccs_run_env(
-        NO_UNIT,
-        fixture_video,
-        "--model",
-        exported,
-        "--backend",
-        "openvino",
-        "--format",
-        "wav",
-        "-o",
-        tmp_path / "none.wav",
-    )
+
+    def run(flags, *how):
+        return ccs_run_env(flags, fixture_video, "--model", exported, *how, "--format", "wav", "-o", tmp_path / "o.wav",
+                           "--overwrite")  # fmt: skip
+
+    plain = run(NO_UNIT, "--backend", "openvino")
     assert plain.returncode == 0 and _chosen(plain.stderr) == "openvino-cpu-f32", plain.stderr
-    every = ccs_run_env(
-        EVERY_UNIT, fixture_video, "--model", exported, "--no-tune", "--format", "wav", "-o", tmp_path / "auto.wav"
-    )
-    ov = ccs_run_env(
-        EVERY_UNIT,
-        fixture_video,
-        "--model",
-        exported,
-        "--backend",
-        "openvino",
-        "--format",
-        "wav",
-        "-o",
-        tmp_path / "ov.wav",
-    )
+    every, ov = run(EVERY_UNIT, "--no-tune"), run(EVERY_UNIT, "--backend", "openvino")
     assert ov.returncode == 0 and every.returncode == 0, ov.stderr + every.stderr
     auto_choice = _chosen(every.stderr)
     expected = auto_choice if auto_choice.startswith("openvino") else "openvino-cpu-f32"

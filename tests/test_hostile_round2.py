@@ -416,3 +416,20 @@ def test_odd_settings_end_in_an_output_or_one_clean_line(tmp_path, name):
     for fifo in (tmp_path / "report.json", tmp_path / "out.wav"):
         if name in ("report_is_a_pipe", "output_is_a_pipe") and fifo.exists():
             assert stat.S_ISFIFO(fifo.stat().st_mode)  # still the pipe it was
+
+
+@pytest.mark.parametrize("spelling", ["same", "dot", "symlink", "hardlink"])
+@pytest.mark.parametrize("victim", ["output", "input"])
+def test_ccs_view_html_cannot_overwrite_a_given_file(tmp_path, victim, spelling):
+    """ccs-view --html PAGE where PAGE is the output or the original (any spelling): refused, bytes intact."""
+    source = plain(tmp_path)
+    assert ccs_run(source, "--quiet").returncode == 0
+    output = tmp_path / "in.binaural.mp4"
+    target = output if victim == "output" else source
+    page = _spellings(target, tmp_path)[spelling]
+    before = {p: p.read_bytes() for p in (source, output)}
+    view = [sys.executable, "-m", "ccstereo.runtime.view.cli", str(output), "--input", str(source), "--html", str(page)]
+    result = subprocess.run(view, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    one_line_error(result)
+    assert all(p.read_bytes() == data for p, data in before.items()) and leftovers(tmp_path) == []

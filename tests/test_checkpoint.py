@@ -8,12 +8,12 @@ import torch
 
 import ccstereo
 from ccstereo.checkpoint import CheckpointError, official_key_to_native
-from conftest import STATE_DICT_TSV
+from conftest import STATE_DICT_TSV, skip_or_fail
 
 
 def test_every_used_official_key_maps_to_a_model_parameter():
     if not STATE_DICT_TSV.is_file():
-        pytest.skip(f"{STATE_DICT_TSV} not found")
+        skip_or_fail(f"{STATE_DICT_TSV} not found")
     rows = list(csv.reader(STATE_DICT_TSV.open(), delimiter="\t"))
     model_keys = ccstereo.CCStereo().state_dict()
     used = [r for r in rows if r[3] == "yes"]

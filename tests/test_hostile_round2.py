@@ -264,10 +264,26 @@ def test_stale_partial_files_of_dead_runs_are_removed_and_live_ones_kept(tmp_pat
     assert not stale.exists() and not reused.exists() and live.exists() and foreign.exists()
 
 
-@pytest.mark.parametrize("delay_s", [0.1, 0.2, 0.4])
+def _handlers_in_place(pid: int) -> bool:
+    """Whether ccs-run's own handlers are installed: SIGHUP is caught (Python itself catches only SIGINT)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught & (1 << (signal.SIGHUP - 1)))
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.2, 0.4])
 def test_ctrl_c_while_starting_is_one_line(tmp_path, delay_s):
+    """From the moment the command's code runs (its handlers are in place a few ms after the interpreter
+    starts), Ctrl-C during imports and option parsing ends it with one line, no traceback."""
     source = plain(tmp_path)
     proc = subprocess.Popen([*ENTRY, str(source), "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not (seen := _handlers_in_place(proc.pid)) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.001)
+    assert seen, "the command never installed its signal handlers"
     time.sleep(delay_s)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -84,3 +84,29 @@ def real_clips(cache: Path) -> list[tuple[str, Path, Path]]:
             Path(str(mp4) + ".part.mp4").replace(mp4)
         clips.append((name, mp4, wav))
     return clips
+
+
+def long_real_clip(cache: Path, seconds: float) -> Path:
+    """Return an mp4 of ``seconds`` of real footage: every FOOTAGE clip (scaled to 640x360 at 30 fps) one after
+    another, looped as needed, with real recordings as its sound (AAC); made once in ``cache``."""
+    media = fetch(cache)
+    reel, mp4 = cache / "reel.mkv", cache / f"real-{seconds:g}s.mp4"
+    if not reel.is_file():
+        inputs: list[str] = []
+        chain = ""
+        for i, (_, file, used) in enumerate(FOOTAGE):
+            inputs += ["-t", str(used), "-i", str(media / file)]
+            chain += f"[{i}:v]scale=640:360:force_original_aspect_ratio=decrease,pad=640:360:(ow-iw)/2:(oh-ih)/2,"
+            chain += f"setsar=1,fps=30,format=yuv420p[v{i}];"
+        chain += "".join(f"[v{i}]" for i in range(len(FOOTAGE))) + f"concat=n={len(FOOTAGE)}:v=1:a=0[out]"
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", *inputs, "-filter_complex", chain, "-map", "[out]"]
+        subprocess.run([*cmd, "-c:v", "ffv1", str(reel) + ".part.mkv"], check=True)
+        Path(str(reel) + ".part.mkv").replace(reel)
+    if not mp4.is_file():
+        wav = real_recording(media, seconds, cache / f"real-{seconds:g}s.sound.wav")
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(reel), "-i", str(wav)]
+        cmd += ["-map", "0:v:0", "-map", "1:a:0", "-t", str(seconds), "-c:v", "libx264", "-crf", "20", "-bf", "2"]
+        cmd += ["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k", str(mp4) + ".part.mp4"]
+        subprocess.run(cmd, check=True)
+        Path(str(mp4) + ".part.mp4").replace(mp4)
+    return mp4

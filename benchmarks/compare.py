@@ -130,12 +130,12 @@ def rows(args, work: Path, mp4: Path, model_dir: Path, checkpoint: Path) -> list
         ("(c0) ccs-run default (auto: tuned here)", [*base, "auto", "--hop", str(hop), *common]),
         ("(c') ccs-run fp32, --visual-rate adaptive", [*base, "c", "--hop", str(hop), *common, "--adaptive"]),
     ]
-    from ccstereo.runtime.backends.openvino import cpu_int8_dot_product, openvino_bf16_capable
+    from ccstereo.runtime.cpu_features import int8_dot_product, native_bf16
 
     reduced = []
-    if openvino_bf16_capable():
+    if native_bf16():
         reduced.append("bf16")
-    if cpu_int8_dot_product() is not None and (model_dir / "model.int8.onnx").is_file():
+    if int8_dot_product() is not None and (model_dir / "model.int8.onnx").is_file():
         reduced.append("int8")
     for precision in reduced:
         out.append((f"(d) ccs-run {precision} (OpenVINO CPU)", [*base, precision, "--hop", str(hop), *common]))

@@ -147,16 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     by_lib = {p: matmul_gflops(p) for p in ("fp32", "bf16", "int8")}
     peak = {p: max(v.values()) if v else float("nan") for p, v in by_lib.items()}
     from ccstereo.runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from ccstereo.runtime.backends.openvino import OpenVINOBackend, cpu_int8_dot_product, openvino_bf16_capable
+    from ccstereo.runtime.backends.openvino import OpenVINOBackend
+    from ccstereo.runtime.cpu_features import int8_dot_product, native_bf16
 
     results = bench_backend(OnnxRuntimeBackend(model_dir / "model.onnx"), args.batches, args.reps, flops)
     try:
         results += bench_backend(OpenVINOBackend(model_dir / "model.onnx", "f32"), args.batches, args.reps, flops)
     except Exception as exc:  # noqa: BLE001 - OpenVINO missing: the onnxruntime rows still stand
         print(f"OpenVINO f32 skipped: {exc}", file=sys.stderr)
-    if openvino_bf16_capable():
+    if native_bf16():
         results += bench_backend(OpenVINOBackend(model_dir / "model.onnx", "bf16"), args.batches, args.reps, flops)
-    if cpu_int8_dot_product() and (model_dir / "model.int8.onnx").is_file():
+    if int8_dot_product() and (model_dir / "model.int8.onnx").is_file():
         results += bench_backend(OpenVINOBackend(model_dir / "model.int8.onnx", "int8"), args.batches, args.reps, flops)
     libs = "; ".join(f"{p}: " + ", ".join(f"{k} {v:.0f}" for k, v in by_lib[p].items()) for p in by_lib)
     lines = [

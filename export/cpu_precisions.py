@@ -16,8 +16,8 @@ from ccstereo.export import int8 as int8_mod
 from ccstereo.export import onnx_graph, verify
 from ccstereo.export.errors import ExportError
 from ccstereo.export.options import ExportOptions
-from ccstereo.runtime.backends.openvino import openvino_bf16_capable
 from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB
+from ccstereo.runtime.cpu_features import native_bf16
 
 HELD_OUT_WINDOWS = 96  # per held-out calibration video
 
@@ -97,7 +97,7 @@ def measure(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, option
         if options.int8 == "on":
             raise ExportError(f"--int8 on: {reason}") from None
         return CpuPrecisions(Bf16Result(False, reason), Int8Result(False, reason))
-    native = openvino_bf16_capable()
+    native = native_bf16()
     accuracy = _accuracy(vset, fp32, _run_compiled(_openvino_cpu(fp32_path, "bf16"), _vset_feeds(vset)))
     runtime = f"openvino {ov.__version__} CPU, INFERENCE_PRECISION_HINT=bf16"
     bf16 = Bf16Result(True, runtime=runtime, native_bf16=native, accuracy=accuracy)

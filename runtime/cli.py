@@ -326,8 +326,8 @@ def _planned(files: list[Path], out: Path | None, fmt: str | None, report: Path 
 
     writes = WritePlan(files)
     planned = plan_files(files, out, fmt, writes)
+    single = out is not None and not out.is_dir()
     for item in planned:
-        single = out is not None and not out.is_dir()
         if single and isinstance(item.error, OutputError):  # the -o the user gave cannot be written
             raise _usage_error(_shown(item.error))
     if report is not None:
@@ -390,7 +390,7 @@ def _process_one(engine, item, out: Path | None, options, quiet: bool, bar) -> d
         if item.error is not None:
             raise item.error
         bar.start(path.name, item.info.duration_s)
-        result = engine.process(path, out, options, bar, item.info)
+        result = engine.process(path, item.target, options, bar, item.info)  # planned once, not again
     except Exception as exc:  # noqa: BLE001 - one failing file never stops the others
         bar.done()
         message, internal = failure_line(path, exc)  # one line: white space (a newline in a name too) folded

@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ccstereo.atomic import WriteError, partial_path, remove_stale_partials
+from ccstereo.atomic import partial_path, remove_stale_partials
 from ccstereo.errors import CCStereoError
 from ccstereo.runtime.media import MediaInfo
-from ccstereo.runtime.writers import OutputError, SameFileError, same_file
+from ccstereo.runtime.writers import OutputError, SameFileError
 
 
 @dataclass
@@ -24,8 +24,12 @@ class WritePlan:
     """The inputs of a run (read only) and the paths it will write, each with the role it was claimed for."""
 
     inputs: list[Path]
-    claimed: list[tuple[Path, str]] = field(default_factory=list)
+    claimed: dict[tuple, tuple[Path, str]] = field(default_factory=dict)  # identity -> (path, role)
     writable: set[str] = field(default_factory=set)  # folders a temporary file was made in and removed
+
+    def __post_init__(self) -> None:
+        # identities, not paths: one lookup per check whatever the number of inputs (a folder of thousands)
+        self.sources = {_identity(p): p for p in self.inputs}
 
     def check(self, path: Path, role: str) -> None:
         """Raise OutputError (SameFileError for an input) when ``path`` cannot be written as ``role``."""
@@ -38,12 +42,12 @@ class WritePlan:
         if not folder.is_dir():
             raise OutputError(f"{folder}: folder does not exist ({role} {path})")
         self._check_writable(folder, f"{role} {path}")
-        for source in self.inputs:
-            if same_file(source, path):
-                raise SameFileError(f"{path}: {role} names the input {source}; writing it would destroy the input")
-        for other, other_role in self.claimed:
-            if same_file(other, path):
-                raise OutputError(f"{path}: {role} is also the {other_role}; give them different names")
+        key = _identity(path)
+        if key in self.sources:
+            source = self.sources[key]
+            raise SameFileError(f"{path}: {role} names the input {source}; writing it would destroy the input")
+        if key in self.claimed:
+            raise OutputError(f"{path}: {role} is also the {self.claimed[key][1]}; give them different names")
 
     def _check_writable(self, folder: Path, what: str) -> None:
         """Make and remove a temporary file in ``folder`` (as root, access() says yes even where a write fails)."""
@@ -52,21 +56,30 @@ class WritePlan:
             return
         try:
             partial_path(folder / "write-check").unlink()
-        except (WriteError, OSError) as exc:
-            cause = str(exc).split("(", 1)[-1].rstrip(")") if isinstance(exc, WriteError) else exc.strerror
-            raise OutputError(f"{folder}: folder is not writable ({cause}; {what})") from exc
+        except OSError as exc:  # WriteError included: it names the folder and the cause
+            raise OutputError(f"{exc} ({what})") from exc
         self.writable.add(key)
 
     def claim(self, path: Path, role: str) -> Path:
         """Check ``path`` (``check``) and record it as written by this run; return it."""
         self.check(path, role)
-        self.claimed.append((Path(path), role))
+        self.claimed[_identity(path)] = (Path(path), role)
         return Path(path)
 
     def tidy(self) -> list[Path]:
         """Remove the provably stale temporaries (of dead runs on this host) in every folder this run writes."""
-        folders = {os.path.realpath(p.parent) for p, _ in self.claimed}
+        folders = {os.path.realpath(p.parent) for p, _ in self.claimed.values()}
         return [removed for folder in sorted(folders) for removed in remove_stale_partials(Path(folder))]
+
+
+def _identity(path: Path) -> tuple:
+    """Return what makes two spellings one file (``writers.same_file``'s rule as a key): device and inode of an
+    existing file (hard links, symlinks), the resolved path of one not yet there (``./``, ``..``)."""
+    try:
+        st = os.stat(path)
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.realpath(path))
 
 
 @dataclass(frozen=True)

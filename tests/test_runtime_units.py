@@ -129,15 +129,15 @@ def test_tick_frames_follow_presentation_time_at_any_fps(tmp_path):
 
 
 def test_int8_dot_product_detection_from_cpuinfo():
-    from ccstereo.runtime.backends.openvino import cpu_int8_dot_product
+    from ccstereo.runtime.cpu_features import int8_dot_product
 
     zen5 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx_vnni avx512_bf16 avx512_vnni\n"
     sapphire = "flags\t\t: avx512f avx512_vnni amx_bf16 amx_tile amx_int8\n"
     haswell = "flags\t\t: fpu sse4_2 avx avx2 fma\n"
-    assert cpu_int8_dot_product(zen5) == "avx512_vnni"
-    assert cpu_int8_dot_product(sapphire) == "amx_int8"
-    assert cpu_int8_dot_product(haswell) is None
-    assert cpu_int8_dot_product("") is None
+    assert int8_dot_product(zen5) == "avx512_vnni"
+    assert int8_dot_product(sapphire) == "amx_int8"
+    assert int8_dot_product(haswell) is None
+    assert int8_dot_product("") is None
 
 
 def test_cpu_flag_override_decides_the_policy_on_both_sides(monkeypatch):

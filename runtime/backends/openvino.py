@@ -13,20 +13,10 @@ import numpy as np
 
 from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB, offered
 from ccstereo.runtime.backends.protocol import as_feeds, fusion_feeds
-from ccstereo.runtime.cpu_features import int8_dot_product, native_bf16
+from ccstereo.runtime.cpu_features import native_bf16
 from ccstereo.runtime.errors import BackendUnavailableError
 from ccstereo.runtime.graph_split import split_window_graph
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
-
-
-def openvino_bf16_capable() -> bool:
-    """Return whether the policy may treat this CPU as BF16-native (``cpu_features.native_bf16``)."""
-    return native_bf16()
-
-
-def cpu_int8_dot_product(cpuinfo: str | None = None) -> str | None:
-    """Return the CPU's int8 dot-product extension or None (``cpu_features.int8_dot_product``)."""
-    return int8_dot_product(cpuinfo)
 
 
 class OpenVINOBackend:
@@ -69,7 +59,7 @@ class OpenVINOBackend:
                 )
         core = ov.Core()
         # The int8 graph's floating-point part runs as the export measured it: bf16 where the CPU has it.
-        hint = precision if precision != "int8" else ("bf16" if openvino_bf16_capable() else "f32")
+        hint = precision if precision != "int8" else ("bf16" if native_bf16() else "f32")
         config = {
             "INFERENCE_PRECISION_HINT": hint,
             "PERFORMANCE_HINT": "LATENCY",

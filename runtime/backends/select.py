@@ -189,7 +189,8 @@ def _openvino(model: Path, options: LoadOptions) -> tuple[Backend, str] | None:
     dot-product unit and the export measured it accurate enough, else bf16 where the CPU has native BF16 and it
     measured accurate enough; else onnxruntime (auto) or OpenVINO f32 (--backend openvino).
     """
-    from ccstereo.runtime.backends.openvino import OpenVINOBackend, cpu_int8_dot_product, openvino_bf16_capable
+    from ccstereo.runtime.backends.openvino import OpenVINOBackend
+    from ccstereo.runtime.cpu_features import int8_dot_product, native_bf16
 
     try:
         import openvino  # noqa: F401
@@ -202,7 +203,7 @@ def _openvino(model: Path, options: LoadOptions) -> tuple[Backend, str] | None:
     def build(path: Path, hint: str, info: ModelInfo | None = None) -> OpenVINOBackend:
         return OpenVINOBackend(path, hint, options.batch_size or DEFAULT_CPU_BATCH, options.threads, info)
 
-    dot = cpu_int8_dot_product()
+    dot = int8_dot_product()
     # An int8 graph is looked for when asked, when auto could pick it, or to see whether the given file is one.
     look_for_int8 = precision == "int8" or (precision == "auto" and (dot is not None or model.is_file()))
     int8 = _int8_graph(model) if look_for_int8 else None
@@ -223,7 +224,7 @@ def _openvino(model: Path, options: LoadOptions) -> tuple[Backend, str] | None:
         found = _auto_pick(lambda: build(int8[0], "int8", int8[1]), int8[0], int8[1], "int8")
         if found is not None:
             return found[0], f"OpenVINO int8 on this CPU's {dot.upper()} ({found[1]})"
-    if openvino_bf16_capable():
+    if native_bf16():
         info = read_onnx_info(cpu_onnx)
         found = _auto_pick(lambda: build(cpu_onnx, "bf16", info), cpu_onnx, info, "bf16")
         if found is not None:

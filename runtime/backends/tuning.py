@@ -166,7 +166,7 @@ def _sha256(path: Path) -> str:
 
 def candidates(folder: Path) -> list[Candidate]:
     """Return the engines worth timing for ``folder`` on this machine, the fp32 baseline first."""
-    from ccstereo.runtime.backends.openvino import openvino_bf16_capable
+    from ccstereo.runtime.cpu_features import native_bf16
 
     found = [Candidate("onnxruntime", "fp32", "model.onnx")]
     try:
@@ -175,7 +175,7 @@ def candidates(folder: Path) -> list[Candidate]:
         return found
     if (folder / "model.int8.onnx").is_file():
         found.append(Candidate("openvino", "int8", "model.int8.onnx"))
-    if openvino_bf16_capable():
+    if native_bf16():
         found.append(Candidate("openvino", "bf16", "model.onnx"))
     found.append(Candidate("openvino", "f32", "model.onnx"))
     return found

@@ -189,3 +189,31 @@ OFFICIAL_NAMES = {
     "amp": "amp_dist",
     "phase": "phase_dist",
 }
+
+
+def segment_ild_db(x: np.ndarray, sample_rate_hz: int = 16000, segment_s: float = 0.5, floor: float = 1e-10):
+    """Return (ILD in dB per ``segment_s`` segment, + = left louder; energy per segment) of binaural [2, N]."""
+    x = np.asarray(x, np.float64)
+    seg = int(segment_s * sample_rate_hz)
+    count = x.shape[1] // seg
+    energy = (x[:, : count * seg].reshape(2, count, seg) ** 2).sum(axis=2)
+    return 10.0 * np.log10((energy[0] + floor) / (energy[1] + floor)), energy.sum(axis=0)
+
+
+def direction_scores(pred: np.ndarray, truth: np.ndarray, sample_rate_hz: int = 16000, min_ild_db: float = 1.0):
+    """Direction measures of a binaural ``pred`` against ``truth`` ([2, N] each), on 0.5 s segments that carry
+    sound: which side louder agrees where the truth's |ILD| >= ``min_ild_db`` (overall, truth-left, truth-right
+    as (agreeing, counted) pairs), and both ILD series for correlation across clips."""
+    ild_p, energy = segment_ild_db(pred, sample_rate_hz)
+    ild_t, _ = segment_ild_db(truth, sample_rate_hz)
+    live = energy > 1e-4 * max(float(energy.max()), 1e-20)
+    decided = live & (np.abs(ild_t) >= min_ild_db)
+    agree = np.sign(ild_p) == np.sign(ild_t)
+    left, right = decided & (ild_t > 0), decided & (ild_t < 0)
+    return {
+        "all": (int((agree & decided).sum()), int(decided.sum())),
+        "left": (int((agree & left).sum()), int(left.sum())),
+        "right": (int((agree & right).sum()), int(right.sum())),
+        "ild_pred": ild_p[live],
+        "ild_truth": ild_t[live],
+    }

@@ -16,7 +16,12 @@ def main(
     clips: Annotated[int, typer.Option(help="number of clips")] = 10,
     seconds: Annotated[float, typer.Option(help="clip length in seconds")] = 10.0,
     seed: Annotated[int, typer.Option(help="random seed (scenes are deterministic per seed)")] = 0,
-    hrtf: Annotated[str, typer.Option(help="kemar (slab, MIT KEMAR) | fabian | kemar-ssr (Debian SSR)")] = "kemar",
+    hrtf: Annotated[
+        str, typer.Option(help="kemar (slab, MIT KEMAR) | fabian | kemar-ssr (Debian SSR); a,b = one per clip")
+    ] = "kemar",
+    kind: Annotated[str, typer.Option(help="shapes | real-train | real-eval (photographed objects, real footage)")] = (
+        "shapes"
+    ),
     mp4: Annotated[bool, typer.Option("--mp4/--no-mp4", help="also write <id>.mp4 per clip")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -27,8 +32,8 @@ def main(
     if clips < 1 or seconds < 1.0:
         raise typer.BadParameter("need at least one clip of at least 1 s")
     try:
-        write_dataset(out, clips, seconds, seed, hrtf, mp4, log=(lambda _m: None) if quiet else typer.echo)
-    except CCStereoError as exc:
+        write_dataset(out, clips, seconds, seed, hrtf, mp4, log=(lambda _m: None) if quiet else typer.echo, kind=kind)
+    except (CCStereoError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 

@@ -80,25 +80,47 @@ def write_dataset(
     mp4: bool = True,
     rate_hz: int = 16000,
     log=print,
+    kind: str = "shapes",
 ) -> Path:
-    """Render ``clips`` scenes of ``seconds`` into ``out``; deterministic for a given seed."""
+    """Render ``clips`` scenes of ``seconds`` into ``out``; deterministic for a given seed.
+
+    ``hrtf`` names one head or several separated by commas (each clip draws one). ``kind`` is ``shapes``
+    (coloured shapes over drawn backgrounds) or ``real-train`` / ``real-eval`` (photographed objects over real
+    pictures and footage, real recordings, rooms: ``ccstereo.synth.real_scene``, from that side's assets).
+    """
     import soundfile as sf
     from PIL import Image
 
-    hrirs = load_hrtf(hrtf, rate_hz)
+    heads = [load_hrtf(name.strip(), rate_hz) for name in hrtf.split(",")]
+    assets = None
+    if kind in ("real-train", "real-eval"):
+        from ccstereo.synth.real_assets import load_assets
+
+        assets = load_assets(kind.removeprefix("real-"))
+    elif kind != "shapes":
+        raise ValueError(f"unknown scene kind {kind!r}: shapes, real-train or real-eval")
     out.mkdir(parents=True, exist_ok=True)
     (out / "binaural_audios").mkdir(exist_ok=True)
-    meta = {"seed": seed, "seconds": seconds, "hrtf": hrtf, "rate_hz": rate_hz, "fps": FPS, "clips": {}}
+    meta = {"seed": seed, "seconds": seconds, "hrtf": hrtf, "kind": kind, "rate_hz": rate_hz, "fps": FPS, "clips": {}}
     ids = []
     for i in range(clips):
         cid = clip_id(i)
         rng = np.random.default_rng([seed, i])
-        audio, frames, info = render_scene(rng, seconds, hrirs)
+        hrirs = heads[int(rng.integers(len(heads)))] if len(heads) > 1 else heads[0]
+        if assets is None:
+            audio, frames, info = render_scene(rng, seconds, hrirs)
+        else:
+            from ccstereo.synth.real_scene import render_real_scene
+
+            audio, frames, info = render_real_scene(rng, seconds, hrirs, assets)
         sf.write(out / "binaural_audios" / f"{cid}.wav", audio.T, rate_hz, subtype="FLOAT")
         frame_dir = out / "frames" / f"{cid}.mp4"
         frame_dir.mkdir(parents=True, exist_ok=True)
         for k, image in enumerate(frames):
-            Image.fromarray(image).save(frame_dir / f"{k + 1:06d}.png", compress_level=1)
+            if "jpeg_quality" in info:  # compression artefacts are part of a real-looking scene
+                Image.fromarray(image).save(frame_dir / f"{k + 1:06d}.jpg", quality=info["jpeg_quality"])
+            else:
+                Image.fromarray(image).save(frame_dir / f"{k + 1:06d}.png", compress_level=1)
         if mp4:
             write_clip_mp4(out / f"{cid}.mp4", frames, audio, rate_hz, seconds)
         meta["clips"][cid] = info

@@ -26,6 +26,12 @@ def main(
     lr_visual: Annotated[float, typer.Option(help="5e-5 for a pretrained trunk (paper)")] = _OPTS.lr_visual,
     lr_audio: Annotated[float, typer.Option()] = _OPTS.lr_audio,
     scl_weight: Annotated[float, typer.Option(help="lambda of the SCL loss")] = _OPTS.scl_weight,
+    mirror: Annotated[
+        bool, typer.Option("--mirror/--no-mirror", help="half the segments mirrored: picture flipped, ears swapped")
+    ] = _OPTS.mirror,
+    objectness_weight: Annotated[
+        float, typer.Option(help="auxiliary objectness loss weight (data with object boxes: real scenes)")
+    ] = _OPTS.objectness_weight,
     bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast on CPU (AVX512-BF16 or AMX)")] = _OPTS.bf16,
     resnet_width: Annotated[int, typer.Option(help="ResNet-18 stem width (64 = official)")] = _CONFIG.resnet_width,
     aspp_hidden: Annotated[int, typer.Option(help="ASPP branch width (256 = official)")] = _CONFIG.aspp_hidden,
@@ -54,6 +60,8 @@ def main(
         lr_visual,
         lr_audio,
         scl_weight,
+        mirror=mirror,
+        objectness_weight=objectness_weight,
         bf16=bf16,
         seed=seed,
         val_every=val_every,

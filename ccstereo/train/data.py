@@ -44,6 +44,21 @@ class Clip:
     clip_id: str
     audio: np.ndarray  # [2, N] float32 at the model rate
     frames: np.ndarray  # [T, resize_h, resize_w, 3] uint8, frame k at time k / fps
+    boxes: list | None = None  # per frame, the sounding objects' [x0, y0, x1, y1] (ccs-synth real scenes)
+
+
+def _scene_boxes(root: Path, clip_id: str, frame_size: tuple[int, int], size: tuple[int, int]) -> list | None:
+    """Return the clip's per-frame sounding-object boxes from ``metadata.json``, scaled to ``size``, if any."""
+    import json
+
+    meta = root / "metadata.json"
+    if not meta.is_file():
+        return None
+    info = json.loads(meta.read_text()).get("clips", {}).get(clip_id, {})
+    if "boxes" not in info:
+        return None
+    sx, sy = size[0] / frame_size[0], size[1] / frame_size[1]
+    return [[(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in tick] for tick in info["boxes"]]
 
 
 def load_clip(root: Path, clip_id: str, config: ModelConfig) -> Clip:
@@ -70,8 +85,10 @@ def load_clip(root: Path, clip_id: str, config: ModelConfig) -> Clip:
     frames = []
     for f in files:
         image = Image.open(f).convert("RGB")
+        frame_size = image.size
         frames.append(np.asarray(image if image.size == size else image.resize(size), dtype=np.uint8))
-    return Clip(clip_id, np.ascontiguousarray(audio), np.stack(frames))
+    boxes = _scene_boxes(root, clip_id, frame_size, size)
+    return Clip(clip_id, np.ascontiguousarray(audio), np.stack(frames), boxes)
 
 
 @dataclass
@@ -79,18 +96,38 @@ class TrainBatch:
     frames: np.ndarray  # [B, 224, 448, 3] uint8, frame at the segment centre
     prev_frames: np.ndarray  # [B, 224, 448, 3] uint8, the frame before it
     binaural: np.ndarray  # [B, 2, window] float32
+    objectness: np.ndarray | None = None  # [B, grid_h, grid_w] share of each cell a sounding object covers
+    mirrored: np.ndarray | None = None  # [B] bool: picture flipped and ears swapped
+
+
+def objectness_map(boxes, x: int, y: int, config: ModelConfig) -> np.ndarray:
+    """Return the [grid_h, grid_w] share of each visual-grid cell of the crop at (x, y) that ``boxes`` cover."""
+    h, w = config.crop_height, config.crop_width
+    mask = np.zeros((h, w), np.float32)
+    for x0, y0, x1, y1 in boxes:
+        c0, c1 = int(np.clip(round(x0 - x), 0, w)), int(np.clip(round(x1 - x), 0, w))
+        r0, r1 = int(np.clip(round(y0 - y), 0, h)), int(np.clip(round(y1 - y), 0, h))
+        mask[r0:r1, c0:c1] = 1.0
+    gh, gw = config.visual_grid
+    return mask.reshape(gh, h // gh, gw, w // gw).mean(axis=(1, 3))
 
 
 class SegmentSampler:
     """Random 0.63 s segments, the frame at their centre and the previous one, a random 448x224 crop (the
-    same for both frames) and brightness/colour jitter."""
+    same for both frames) and brightness/colour jitter.
 
-    def __init__(self, clips: list[Clip], config: ModelConfig, seed: int) -> None:
+    ``mirror``: half of the segments are mirrored — the picture flipped left-right AND the target's ears
+    swapped, so that the model sees every scene on both sides (left/right symmetry by construction of the data).
+    Clips with object boxes (ccs-synth real scenes) also give the objectness target of each crop.
+    """
+
+    def __init__(self, clips: list[Clip], config: ModelConfig, seed: int, mirror: bool = False) -> None:
         usable = [c for c in clips if c.audio.shape[1] > config.window_samples]
         if not usable:
             raise DatasetError(f"no clip is longer than one window ({config.window_samples} samples)")
-        self.clips, self.config = usable, config
+        self.clips, self.config, self.mirror = usable, config, mirror
         self.rng = np.random.default_rng(seed)
+        self.with_boxes = all(c.boxes is not None for c in usable)
 
     def _jitter(self, images: np.ndarray) -> np.ndarray:
         brightness = self.rng.uniform(0.75, 1.25)
@@ -99,7 +136,7 @@ class SegmentSampler:
 
     def batch(self, size: int) -> TrainBatch:
         cfg = self.config
-        frames, prev, audio = [], [], []
+        frames, prev, audio, targets, flips = [], [], [], [], []
         for _ in range(size):
             clip = self.clips[int(self.rng.integers(len(self.clips)))]
             start = int(self.rng.integers(0, clip.audio.shape[1] - cfg.window_samples + 1))
@@ -109,7 +146,21 @@ class SegmentSampler:
             y = int(self.rng.integers(0, cfg.resize_height - cfg.crop_height + 1))
             pair = clip.frames[[tick, max(tick - 1, 0)], y : y + cfg.crop_height, x : x + cfg.crop_width]
             pair = self._jitter(pair)
+            sound = clip.audio[:, start : start + cfg.window_samples]
+            target = objectness_map(clip.boxes[tick], x, y, cfg) if self.with_boxes else None
+            flip = self.mirror and bool(self.rng.random() < 0.5)
+            if flip:
+                pair, sound = pair[:, :, ::-1], sound[::-1]
+                target = target[:, ::-1] if target is not None else None
             frames.append(pair[0])
             prev.append(pair[1])
-            audio.append(clip.audio[:, start : start + cfg.window_samples])
-        return TrainBatch(np.stack(frames), np.stack(prev), np.stack(audio).astype(np.float32))
+            audio.append(sound)
+            targets.append(target)
+            flips.append(flip)
+        return TrainBatch(
+            np.ascontiguousarray(np.stack(frames)),
+            np.ascontiguousarray(np.stack(prev)),
+            np.ascontiguousarray(np.stack(audio), dtype=np.float32),
+            np.ascontiguousarray(np.stack(targets)) if self.with_boxes else None,
+            np.array(flips),
+        )

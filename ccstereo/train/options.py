@@ -22,6 +22,8 @@ class TrainOptions:
     scl_weight: float = 0.1
     amp_weight: float = 0.005  # weight of the magnitude loss in the official trainer
     phase_weight: float = 1.0
+    mirror: bool = True  # half the segments flipped left-right with the ears swapped
+    objectness_weight: float = 0.5  # auxiliary objectness loss, on data with object boxes (real scenes)
     bf16: bool = False
     seed: int = 0
     val_every: int = 500

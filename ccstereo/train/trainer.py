@@ -28,9 +28,18 @@ class StepLosses:
     amp: float
     phase: float
     scl: float
+    objectness: float = 0.0
 
 
-def compute_losses(model: CCStereo, batch: TrainBatch, opts: TrainOptions, gen: torch.Generator):
+def objectness_head(model: CCStereo) -> torch.nn.Module:
+    """A 1x1 convolution from the visual features to one objectness logit per grid cell. It exists only in
+    training (it teaches the trunk where the sounding objects are); it is not part of the model or its export."""
+    return torch.nn.Conv2d(model.config.img_dim, 1, 1)
+
+
+def compute_losses(
+    model: CCStereo, batch: TrainBatch, opts: TrainOptions, gen: torch.Generator, head: torch.nn.Module | None = None
+):
     """Return (total loss tensor, StepLosses) for one batch."""
     b = batch.frames.shape[0]
     frames = torch.from_numpy(np.concatenate([batch.frames, batch.prev_frames]))
@@ -61,22 +70,27 @@ def compute_losses(model: CCStereo, batch: TrainBatch, opts: TrainOptions, gen: 
         if use_scl
         else torch.zeros(())
     )
+    objectness = torch.zeros(())
+    if head is not None and batch.objectness is not None and opts.objectness_weight > 0:
+        logits = head(v.float()).squeeze(1)
+        objectness = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.objectness))
     total = mse + opts.amp_weight * amp + opts.phase_weight * phs + opts.scl_weight * scl
-    parts = (float(x.detach()) for x in (total, mse, amp, phs, scl))
+    total = total + opts.objectness_weight * objectness
+    parts = (float(x.detach()) for x in (total, mse, amp, phs, scl, objectness))
     return total, StepLosses(*parts)
 
 
-def _optimizer(model: CCStereo, opts: TrainOptions) -> torch.optim.Optimizer:
+def _optimizer(model: CCStereo, opts: TrainOptions, head: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(
         [
-            {"params": list(model.visual.parameters()), "lr": opts.lr_visual},
+            {"params": list(model.visual.parameters()) + list(head.parameters()), "lr": opts.lr_visual},
             {"params": [p for n, p in model.named_parameters() if not n.startswith("visual.")], "lr": opts.lr_audio},
         ],
         betas=(0.9, 0.999),
     )
 
 
-def _resume(opts: TrainOptions, model: CCStereo, optimizer) -> tuple[int, float]:
+def _resume(opts: TrainOptions, model: CCStereo, optimizer, head: torch.nn.Module) -> tuple[int, float]:
     state_path, last = opts.out / "train_state.pt", opts.out / "last.safetensors"
     if not (opts.resume and state_path.is_file() and last.is_file()):
         return 0, float("inf")
@@ -86,15 +100,18 @@ def _resume(opts: TrainOptions, model: CCStereo, optimizer) -> tuple[int, float]
     model.load_state_dict(loaded.state_dict())
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
+    if "objectness_head" in state:
+        head.load_state_dict(state["objectness_head"])
     return int(state["step"]), float(state["best_stft"])
 
 
-def _save(opts: TrainOptions, model: CCStereo, optimizer, step: int, best: float) -> None:
+def _save(opts: TrainOptions, model: CCStereo, optimizer, head: torch.nn.Module, step: int, best: float) -> None:
     save_checkpoint(model, opts.out / "last.safetensors", extra={"step": str(step)})
     from ccstereo.atomic import writing
 
     with writing(opts.out / "train_state.pt") as tmp:
-        torch.save({"optimizer": optimizer.state_dict(), "step": step, "best_stft": best}, tmp)
+        state = {"optimizer": optimizer.state_dict(), "step": step, "best_stft": best}
+        torch.save({**state, "objectness_head": head.state_dict()}, tmp)
 
 
 def train(opts: TrainOptions, log=print) -> dict:
@@ -113,9 +130,10 @@ def train(opts: TrainOptions, log=print) -> dict:
     model = CCStereo(cfg)
     if opts.bf16:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(model, opts)
-    step, best = _resume(opts, model, optimizer)
-    sampler = SegmentSampler(train_clips, cfg, opts.seed + step)
+    head = objectness_head(model)
+    optimizer = _optimizer(model, opts, head)
+    step, best = _resume(opts, model, optimizer, head)
+    sampler = SegmentSampler(train_clips, cfg, opts.seed + step, mirror=opts.mirror)
     gen = torch.Generator().manual_seed(opts.seed + step)
     log_path = opts.out / "train_log.csv"
     new_log = not log_path.exists() or step == 0
@@ -123,7 +141,7 @@ def train(opts: TrainOptions, log=print) -> dict:
     with log_path.open("w" if new_log else "a", newline="") as fh:
         writer = csv.writer(fh)
         if new_log:
-            writer.writerow(["step", "loss", "mse", "amp", "phase", "scl", "s_per_step"])
+            writer.writerow(["step", "loss", "mse", "amp", "phase", "scl", "objectness", "s_per_step"])
         window: list[StepLosses] = []
         tick = time.perf_counter()
         bases = [opts.lr_visual, opts.lr_audio]
@@ -132,7 +150,7 @@ def train(opts: TrainOptions, log=print) -> dict:
             decay = (1.0 - step / opts.steps) ** 0.9  # the official polynomial schedule, stateless for resume
             for group, base in zip(optimizer.param_groups, bases, strict=True):
                 group["lr"] = base * decay
-            loss, parts = compute_losses(model, sampler.batch(opts.batch_size), opts, gen)
+            loss, parts = compute_losses(model, sampler.batch(opts.batch_size), opts, gen, head)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -142,13 +160,14 @@ def train(opts: TrainOptions, log=print) -> dict:
                 mean = {k: float(np.mean([getattr(w, k) for w in window])) for k in asdict(window[0])}
                 per_step = (time.perf_counter() - tick) / len(window)
                 writer.writerow(
-                    [step, *(round(mean[k], 6) for k in ("total", "mse", "amp", "phase", "scl")), round(per_step, 3)]
+                    [step, *(round(mean[k], 6) for k in ("total", "mse", "amp", "phase", "scl", "objectness"))]
+                    + [round(per_step, 3)]
                 )
                 fh.flush()
                 history.append({"step": step, **mean})
                 log(
                     f"step {step}/{opts.steps} loss {mean['total']:.4f} (mse {mean['mse']:.4f} phase "
-                    f"{mean['phase']:.3f} scl {mean['scl']:.3f}) {per_step:.2f} s/step"
+                    f"{mean['phase']:.3f} scl {mean['scl']:.3f} obj {mean['objectness']:.3f}) {per_step:.2f} s/step"
                 )
                 window, tick = [], time.perf_counter()
             if step % opts.val_every == 0 or step == opts.steps:
@@ -160,7 +179,7 @@ def train(opts: TrainOptions, log=print) -> dict:
                     if scores["stft"] < best:
                         best = scores["stft"]
                         save_checkpoint(model, opts.out / "best.safetensors", extra={"step": str(step)})
-                _save(opts, model, optimizer, step, best)
+                _save(opts, model, optimizer, head, step, best)
     summary = {"steps": step, "best_val_stft": best, "history": history[-5:]}
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

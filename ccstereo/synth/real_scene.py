@@ -1,0 +1,250 @@
+"""A real-looking audio-visual scene: photographed objects over real footage or photographs, real recordings,
+a measured head and a room.
+
+- Picture: a background photograph seen through a slowly panning/zooming camera, or real footage; zero to two
+  sounding objects (photographed cut-outs) moving or still, and up to three objects that make no sound.
+- Sound: each sounding object plays its own recording (when the stamp has one), a voice, an instrument or an
+  everyday sound; it is rendered through the head's HRIRs at the azimuth of the object's image position, with
+  early reflections and a diffuse tail when the scene has a room.
+- A scene with no sounding object shows its sound straight ahead (azimuth 0): a sound nobody sees stays centred.
+- Frames are stored as JPEG at a random quality (compression artefacts).
+
+``boxes`` give each tick's sounding-object boxes (x0, y0, x1, y1 in the 480 x 240 frame): the objectness
+target of training.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import fftconvolve, resample_poly
+
+from ccstereo.synth.hrtf import HRIRSet
+from ccstereo.synth.real_assets import Assets, Stamp
+from ccstereo.synth.scene import FPS, HEIGHT, WIDTH, azimuth_deg, binauralize
+
+
+@dataclass
+class Placed:
+    image: object  # PIL RGBA image, already scaled
+    y: int
+    x_track: np.ndarray  # centre x per tick
+    sounding: bool
+    name: str
+
+
+@functools.lru_cache(maxsize=512)
+def _stamp_image(path: Path):
+    from PIL import Image
+
+    image = Image.open(path).convert("RGBA")
+    box = image.getchannel("A").point(lambda a: 255 if a > 16 else 0).getbbox()
+    return image.crop(box) if box else image
+
+
+@functools.lru_cache(maxsize=256)
+def _recording(path: Path, rate_hz: int) -> np.ndarray:
+    import soundfile as sf
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    if rate != rate_hz:
+        g = gcd(rate, rate_hz)
+        mono = resample_poly(mono, rate_hz // g, rate // g).astype(np.float32)
+    mono = mono - float(np.mean(mono))
+    return mono / (float(np.max(np.abs(mono))) or 1.0)
+
+
+def _looped(rng: np.random.Generator, paths: list[Path], n: int, rate_hz: int) -> np.ndarray:
+    """Return ``n`` samples: recordings from ``paths`` one after another with short gaps."""
+    out = np.zeros(n, np.float32)
+    pos = int(rng.integers(0, rate_hz // 3))
+    while pos < n:
+        clip = _recording(paths[int(rng.integers(len(paths)))], rate_hz)
+        seg = clip[: n - pos] * rng.uniform(0.5, 1.0)
+        out[pos : pos + len(seg)] += seg
+        pos += len(seg) + int(rng.integers(rate_hz // 20, rate_hz // 2))
+    return out
+
+
+def object_sound(rng: np.random.Generator, stamp: Stamp | None, assets: Assets, n: int, rate_hz: int) -> np.ndarray:
+    """Return one object's sound: its own recording, else a voice, an instrument or an everyday sound."""
+    if stamp is not None and stamp.sound is not None and rng.random() < 0.7:
+        return _looped(rng, [stamp.sound], n, rate_hz)
+    kind = rng.choice(["voice", "instrument", "everyday"], p=[0.45, 0.35, 0.2])
+    if kind == "voice" and (stamp is None or not stamp.voices or rng.random() < 0.5):
+        voices = assets.voices()
+        return _looped(rng, [voices[int(rng.integers(len(voices)))]], n, rate_hz)
+    if kind == "voice":
+        return _looped(rng, list(stamp.voices), n, rate_hz)
+    pool = list(assets.instruments if kind == "instrument" else assets.sounds())
+    return _looped(rng, [pool[int(rng.integers(len(pool)))]], n, rate_hz)
+
+
+def _photo_frames(rng: np.random.Generator, path: Path, ticks: int) -> list:
+    """A photograph seen through a camera that pans and zooms slowly (one PIL image per tick)."""
+    from PIL import Image
+
+    photo = Image.open(path).convert("RGB")
+    scale = max(WIDTH / photo.width, HEIGHT / photo.height) * rng.uniform(1.15, 1.6)
+    photo = photo.resize((int(photo.width * scale) + 1, int(photo.height * scale) + 1), Image.Resampling.BILINEAR)
+    zoom = rng.uniform(0.85, 1.0, size=2)  # view size as a share of the photo, start and end
+    centre = rng.uniform(0.35, 0.65, size=(2, 2))
+    frames = []
+    for k in range(ticks):
+        a = k / max(ticks - 1, 1)
+        z = zoom[0] + (zoom[1] - zoom[0]) * a
+        w, h = photo.width * z, photo.width * z * HEIGHT / WIDTH
+        h = min(h, photo.height)
+        cx = (centre[0, 0] + (centre[1, 0] - centre[0, 0]) * a) * photo.width
+        cy = (centre[0, 1] + (centre[1, 1] - centre[0, 1]) * a) * photo.height
+        x0, y0 = np.clip(cx - w / 2, 0, photo.width - w), np.clip(cy - h / 2, 0, photo.height - h)
+        frames.append(photo.resize((WIDTH, HEIGHT), Image.Resampling.BILINEAR, box=(x0, y0, x0 + w, y0 + h)))
+    return frames
+
+
+@functools.lru_cache(maxsize=4)
+def _decoded(path: Path) -> tuple[list, float]:
+    """Every frame of a video, fitted to the scene size, and its frame rate (decoded once per process)."""
+    import av
+    from PIL import Image, ImageOps
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [
+            ImageOps.fit(f.to_image(), (WIDTH, HEIGHT), Image.Resampling.BILINEAR) for f in container.decode(stream)
+        ]
+        return frames, float(stream.average_rate or 30)
+
+
+def _footage_frames(rng: np.random.Generator, path: Path, ticks: int) -> list:
+    """``ticks`` frames of real footage at 10 fps, from a random start, looped, mirrored or not."""
+    from PIL import ImageOps
+
+    decoded, rate = _decoded(path)
+    step = rate / FPS
+    start = rng.uniform(0, max(len(decoded) - 1, 1))
+    flip = rng.random() < 0.5
+    frames = []
+    for k in range(ticks):
+        image = decoded[int(start + k * step) % len(decoded)]
+        frames.append(ImageOps.mirror(image) if flip else image)
+    return frames
+
+
+def _track(rng: np.random.Generator, ticks: int, half: float) -> np.ndarray:
+    lo, hi = half, WIDTH - half
+    t = np.arange(ticks) / FPS
+    mode = rng.random()
+    if mode < 0.35:  # still
+        return np.full(ticks, rng.uniform(lo, hi))
+    if mode < 0.7:  # sweep between two points
+        a, b = rng.uniform(lo, hi, size=2)
+        return a + (b - a) * t / max(t[-1], 1e-9)
+    centre = rng.uniform(lo, hi)
+    amp = rng.uniform(0, min(centre - lo, hi - centre))
+    return centre + amp * np.sin(2 * np.pi * t / rng.uniform(2.0, 8.0) + rng.uniform(0, 2 * np.pi))
+
+
+def _place(rng: np.random.Generator, stamp: Stamp, ticks: int, sounding: bool) -> Placed:
+    from PIL import ImageOps
+
+    image = _stamp_image(stamp.image)
+    height = rng.uniform(55, 150) if sounding else rng.uniform(35, 130)
+    scale = min(height / image.height, 200 / image.width)
+    image = image.resize((max(4, int(image.width * scale)), max(4, int(image.height * scale))))
+    if rng.random() < 0.5:
+        image = ImageOps.mirror(image)
+    y = int(rng.integers(image.height // 2, max(image.height // 2 + 1, HEIGHT - image.height // 2)))
+    return Placed(image, y, _track(rng, ticks, image.width / 2), sounding, stamp.name)
+
+
+def _box(p: Placed, k: int) -> tuple[int, int, int, int]:
+    x0, y0 = int(round(p.x_track[k] - p.image.width / 2)), int(p.y - p.image.height // 2)
+    return x0, y0, x0 + p.image.width, y0 + p.image.height
+
+
+def _room(rng: np.random.Generator, dry: np.ndarray, azimuths: np.ndarray, hrirs: HRIRSet) -> np.ndarray:
+    """Direct sound plus early reflections (from other azimuths, delayed) and a decaying diffuse tail."""
+    rate = hrirs.rate_hz
+    out = binauralize(dry, azimuths, hrirs)
+    for _ in range(int(rng.integers(2, 6))):
+        delay = int(rng.uniform(0.002, 0.025) * rate)
+        shifted = np.concatenate([np.zeros(delay, np.float32), dry[: len(dry) - delay]])
+        offset = rng.choice([-1, 1]) * rng.uniform(30, 120)
+        az = (azimuths + offset + 180.0) % 360.0 - 180.0
+        out += rng.uniform(0.15, 0.5) * binauralize(shifted, az, hrirs)
+    t60 = rng.uniform(0.2, 0.9)
+    n = int(t60 * rate)
+    decay = np.exp(-6.9 * np.arange(n) / n) * rng.uniform(0.01, 0.04)
+    onset = int(0.02 * rate)
+    for ear in range(2):
+        tail = rng.standard_normal(n) * decay
+        tail[:onset] = 0.0
+        out[ear] += fftconvolve(dry, tail)[: len(dry)].astype(np.float32)
+    return out
+
+
+def _paste(frames: list, placed: list[Placed]) -> list[np.ndarray]:
+    out = []
+    for k, frame in enumerate(frames):
+        image = frame.copy()
+        for p in placed:
+            x0, y0, _, _ = _box(p, k)
+            image.paste(p.image, (x0, y0), p.image)
+        out.append(np.asarray(image))
+    return out
+
+
+def render_real_scene(
+    rng: np.random.Generator, seconds: float, hrirs: HRIRSet, assets: Assets
+) -> tuple[np.ndarray, list[np.ndarray], dict]:
+    """Return (binaural [2, n] at the HRIR rate, RGB frames at 10 fps, description with per-tick boxes)."""
+    rate, n = hrirs.rate_hz, int(seconds * hrirs.rate_hz)
+    ticks = int(np.ceil(seconds * FPS)) + 1
+    use_footage = assets.footage and rng.random() < 0.35
+    if use_footage:
+        background = assets.footage[int(rng.integers(len(assets.footage)))]
+        frames = _footage_frames(rng, background, ticks)
+    else:
+        background = assets.backgrounds[int(rng.integers(len(assets.backgrounds)))]
+        frames = _photo_frames(rng, background, ticks)
+    count = int(rng.choice([0, 1, 2], p=[0.12, 0.63, 0.25]))
+    picks = rng.choice(len(assets.stamps), size=count + int(rng.integers(0, 4)), replace=False)
+    placed = [_place(rng, assets.stamps[int(i)], ticks, j < count) for j, i in enumerate(picks)]
+    rng.shuffle(placed)  # sounding objects are not always drawn on top
+    blocks = int(np.ceil(n / (0.1 * rate))) + 2
+    ticks_at = np.minimum(np.arange(blocks), ticks - 1)
+    room = rng.random() < 0.6
+    audio = np.zeros((2, n), np.float32)
+    sources = [p for p in placed if p.sounding] or [None]
+    by_name = {s.name: s for s in assets.stamps}
+    for p in sources:
+        az = azimuth_deg(p.x_track[ticks_at]) if p is not None else np.zeros(blocks)
+        dry = object_sound(rng, by_name[p.name] if p else None, assets, n, rate) * rng.uniform(0.5, 1.0)
+        audio += _room(rng, dry, az, hrirs) if room else binauralize(dry, az, hrirs)
+    audio *= 0.5 / max(float(np.max(np.abs(audio))), 1e-9)
+    info = {
+        "kind": "real",
+        "background": background.parents[2].name if background.parent.name == "images" else background.name,
+        "footage": bool(use_footage),
+        "objects": [
+            {
+                "stamp": p.name,
+                "sounding": p.sounding,
+                "azimuth_start_deg": float(azimuth_deg(p.x_track[0])),
+                "azimuth_end_deg": float(azimuth_deg(p.x_track[-1])),
+            }
+            for p in placed
+        ],
+        "centred": count == 0,
+        "room": room,
+        "hrtf": hrirs.name,
+        "jpeg_quality": int(rng.integers(35, 96)),
+        "boxes": [[list(_box(p, k)) for p in placed if p.sounding] for k in range(ticks)],
+    }
+    return audio, _paste(frames, placed), info

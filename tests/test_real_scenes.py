@@ -1,0 +1,187 @@
+"""Real scenes: the training data's geometry (left in the picture is left in the ears), the mirror augmentation,
+the objectness target, the train/eval split of the real assets, and the bundled default model on real-looking
+scenes it never saw (objects on both sides, a sound nobody sees stays centred, a mirrored picture gives the
+ear-swapped sound)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ccstereo.config import ModelConfig
+from ccstereo.metrics import direction_scores, segment_ild_db
+from tests.conftest import skip_or_fail
+
+CFG = ModelConfig()
+
+
+@pytest.fixture(scope="module")
+def assets():
+    from ccstereo.synth.real_assets import AssetsUnavailableError, load_assets
+
+    try:
+        return {side: load_assets(side) for side in ("train", "eval")}
+    except (AssetsUnavailableError, OSError) as exc:
+        skip_or_fail(f"real assets cannot be fetched here: {exc}")
+
+
+@pytest.fixture(scope="module")
+def eval_scenes(tmp_path_factory, assets):
+    """Twelve real-eval scenes (assets training never used) rendered with a head the default was not trained on."""
+    from ccstereo.synth.dataset import write_dataset
+
+    folder = tmp_path_factory.mktemp("real-eval")
+    write_dataset(folder, 12, 6.0, 4242, "kemar-ssr", mp4=False, log=lambda _m: None, kind="real-eval")
+    return folder
+
+
+def test_train_and_eval_assets_never_meet_and_reserved_sources_are_never_read(assets):
+    from ccstereo.synth.real_assets import RESERVED
+
+    train, held = assets["train"], assets["eval"]
+    for kind in ("backgrounds", "footage", "instruments"):
+        a, b = set(getattr(train, kind)), set(getattr(held, kind))
+        assert a and b and not a & b, kind
+    stamp_names = [{s.name.removesuffix("_mirror") for s in side.stamps} for side in (train, held)]
+    assert stamp_names[0] and stamp_names[1] and not stamp_names[0] & stamp_names[1]
+    assert not set(train.voices()) & set(held.voices()) and not set(train.sounds()) & set(held.sounds())
+    every = [*train.backgrounds, *train.footage, *train.instruments, *train.voices(), *(s.image for s in train.stamps)]
+    assert not [p for p in every if any(r in str(p).lower() for r in RESERVED)]
+    assert len(train.stamps) > 300 and len(train.sounds()) > 50 and len(train.voices()) > 1000
+
+
+def test_a_real_scene_is_heard_on_the_side_its_object_is_seen(assets):
+    """Independent of the renderer's bookkeeping: the object's box in the picture against the truth's ILD."""
+    from ccstereo.synth.hrtf import load_hrtf
+    from ccstereo.synth.real_scene import render_real_scene
+
+    head = load_hrtf("kemar")
+    checked = 0
+    for seed in range(60):
+        audio, frames, info = render_real_scene(np.random.default_rng(seed), 4.0, head, assets["train"])
+        boxes = info["boxes"]
+        if info["room"] or any(len(b) != 1 for b in boxes):
+            continue
+        ild, energy = segment_ild_db(audio)
+        for s, value in enumerate(ild):
+            x0, _, x1, _ = boxes[min(5 * s + 2, len(boxes) - 1)]
+            offset = (x0 + x1) / 2 - frames[0].shape[1] / 2  # pixels right of the picture's centre
+            if abs(offset) > 60 and energy[s] > 1e-3 * energy.max():
+                assert np.sign(value) == -np.sign(offset), (seed, s, value, offset)
+                checked += 1
+    assert checked >= 10
+
+
+def test_a_scene_without_a_visible_source_is_centred(assets):
+    from ccstereo.synth.hrtf import load_hrtf
+    from ccstereo.synth.real_scene import render_real_scene
+
+    head = load_hrtf("fabian")
+    found = 0
+    for seed in range(80):
+        audio, _, info = render_real_scene(np.random.default_rng(seed), 3.0, head, assets["train"])
+        if info["centred"]:
+            assert not any(info["boxes"])
+            ild, energy = segment_ild_db(audio)
+            assert np.mean(np.abs(ild[energy > 1e-3 * energy.max()])) < 1.0
+            found += 1
+    assert found >= 2
+
+
+def _asymmetric_clip():
+    """A clip whose picture is red on its left half and whose sound is louder in the left ear."""
+    from ccstereo.train.data import Clip
+
+    frames = np.zeros((30, CFG.resize_height, CFG.resize_width, 3), np.uint8)
+    frames[:, :, : CFG.resize_width // 2, 0] = 255
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(3 * CFG.sample_rate_hz).astype(np.float32)
+    audio = np.stack([noise, 0.25 * noise])
+    boxes = [[(10.0, 20.0, 150.0, 120.0)] for _ in range(30)]  # an object on the left
+    return Clip("x", audio, frames, boxes)
+
+
+def test_a_mirrored_segment_flips_the_picture_and_swaps_the_ears():
+    from ccstereo.train.data import SegmentSampler
+
+    batch = SegmentSampler([_asymmetric_clip()], CFG, seed=3, mirror=True).batch(64)
+    red_left = batch.frames[:, :, :100, 0].mean(axis=(1, 2)) > 128
+    red_right = batch.frames[:, :, -100:, 0].mean(axis=(1, 2)) > 128
+    loud_left = (batch.binaural[:, 0] ** 2).sum(-1) > (batch.binaural[:, 1] ** 2).sum(-1)
+    object_left = batch.objectness[:, :, :7].sum((1, 2)) > batch.objectness[:, :, 7:].sum((1, 2))
+    assert (red_left ^ red_right).all()
+    assert (red_left == loud_left).all() and (red_left == object_left).all()  # what is seen left is heard left
+    assert 16 < red_right.sum() < 48  # about half mirrored
+    plain = SegmentSampler([_asymmetric_clip()], CFG, seed=3, mirror=False).batch(16)
+    assert (plain.frames[:, :, :100, 0].mean(axis=(1, 2)) > 128).all()
+
+
+def test_objectness_map_is_the_share_of_each_cell_the_boxes_cover():
+    from ccstereo.train.data import objectness_map
+
+    gh, gw = CFG.visual_grid
+    cell_h, cell_w = CFG.crop_height // gh, CFG.crop_width // gw
+    x, y = 16, 8  # crop offset in the frame
+    target = objectness_map([(x + cell_w, y, x + 3 * cell_w, y + cell_h + cell_h // 2)], x, y, CFG)
+    expected = np.zeros((gh, gw))
+    expected[0, 1:3] = 1.0
+    expected[1, 1:3] = 0.5
+    np.testing.assert_allclose(target, expected, atol=1e-6)
+    assert objectness_map([], x, y, CFG).sum() == 0
+
+
+def _default_on(eval_scenes):
+    import json
+
+    from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
+    from ccstereo.train.data import load_clip
+
+    engine = Binauralizer.load(None, backend="onnxruntime", precision="fp32")
+    meta = json.loads((eval_scenes / "metadata.json").read_text())
+    for cid in sorted(meta["clips"]):
+        clip = load_clip(eval_scenes, cid, CFG)
+        pred = engine.process_arrays(clip.audio, clip.frames, RunOptions())
+        flipped = engine.process_arrays(clip.audio[::-1].copy(), clip.frames[:, :, ::-1].copy(), RunOptions())
+        yield meta["clips"][cid], clip.audio, pred, flipped
+
+
+@pytest.fixture(scope="module")
+def default_outputs(eval_scenes):
+    return list(_default_on(eval_scenes))
+
+
+# Tolerances, stated: a mirrored picture's output ILD against minus the original's, over every 0.5 s segment
+# that carries sound, correlates >= MIRROR_CORRELATION and differs by <= MIRROR_ILD_DB on average; a sound nobody
+# sees comes out within CENTRED_ILD_DB of centre; the side is right in >= SIDE_ACCURACY of the segments on EACH side.
+MIRROR_CORRELATION, MIRROR_ILD_DB, CENTRED_ILD_DB, SIDE_ACCURACY = 0.9, 1.0, 1.0, 0.75
+
+
+def test_the_default_model_hears_a_mirrored_picture_as_the_ear_swapped_sound(default_outputs):
+    a, b = [], []
+    for _, _, pred, flipped in default_outputs:
+        ild, energy = segment_ild_db(pred)
+        ild_m, _ = segment_ild_db(flipped)
+        live = energy > 1e-4 * energy.max()
+        a.append(ild[live])
+        b.append(-ild_m[live])
+    a, b = np.concatenate(a), np.concatenate(b)
+    assert np.corrcoef(a, b)[0, 1] >= MIRROR_CORRELATION
+    assert np.mean(np.abs(a - b)) <= MIRROR_ILD_DB
+
+
+def test_the_default_model_places_real_objects_on_both_sides_and_keeps_unseen_sound_centred(default_outputs):
+    agree = {"left": [0, 0], "right": [0, 0]}
+    centred = []
+    for info, truth, pred, flipped in default_outputs:
+        if info["centred"]:
+            ild, energy = segment_ild_db(pred)
+            centred.append(np.mean(np.abs(ild[energy > 1e-4 * energy.max()])))
+            continue
+        for out, gt in ((pred, truth), (flipped, truth[::-1])):
+            scores = direction_scores(out, gt)
+            for side in agree:
+                agree[side][0] += scores[side][0]
+                agree[side][1] += scores[side][1]
+    for side, (good, counted) in agree.items():
+        assert counted >= 20 and good / counted >= SIDE_ACCURACY, (side, good, counted)
+    assert centred and max(centred) <= CENTRED_ILD_DB, centred

@@ -10,7 +10,7 @@ import pytest
 
 from ccstereo.config import ModelConfig
 from ccstereo.metrics import direction_scores, segment_ild_db
-from tests.conftest import skip_or_fail
+from conftest import skip_or_fail
 
 CFG = ModelConfig()
 

@@ -1,8 +1,9 @@
 """Measured head-related impulse responses on the horizontal plane, resampled to the model rate.
 
-- ``kemar``: MIT KEMAR as shipped in PyPI ``slab`` (training default).
-- ``fabian``: the FABIAN manikin shipped by Debian's ``soundscaperenderer-common`` (held-out evaluation).
-- ``kemar-ssr``: the TU Berlin KEMAR of the same Debian package.
+- ``kemar``: MIT KEMAR as shipped in PyPI ``slab`` (training).
+- ``fabian``: the FABIAN head-and-torso shipped by Debian's ``soundscaperenderer-common`` (training of the
+  real-scene default model; the held-out head of the earlier shapes-only model).
+- ``kemar-ssr``: the TU Berlin KEMAR of the same Debian package (held out: ``benchmarks/real_scenes.py``).
 
 Azimuth convention: degrees counter-clockwise from the front, so +90 is the listener's left.
 """

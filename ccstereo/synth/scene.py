@@ -168,6 +168,13 @@ def render_scene(rng: np.random.Generator, seconds: float, hrirs: HRIRSet) -> tu
         ],
         "reverb": reverb,
         "hrtf": hrirs.name,
+        "boxes": [  # per tick, every object's box (all of them sound): the objectness target of training
+            [
+                [int(o.x_track[k] - o.size / 2), o.y - o.size // 2, int(o.x_track[k] + o.size / 2), o.y + o.size // 2]
+                for o in objects
+            ]
+            for k in range(ticks)
+        ],
         "fov_deg": FOV_DEG,
     }
     return audio, frames, info

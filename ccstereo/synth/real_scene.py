@@ -169,22 +169,30 @@ def _box(p: Placed, k: int) -> tuple[int, int, int, int]:
 
 
 def _room(rng: np.random.Generator, dry: np.ndarray, azimuths: np.ndarray, hrirs: HRIRSet) -> np.ndarray:
-    """Direct sound plus early reflections (from other azimuths, delayed) and a decaying diffuse tail."""
+    """Direct sound plus early reflections and a decaying diffuse tail, for a listener midway between the side
+    walls: reflections come in pairs, one from each side at the same angle, strength and delay,
+    so they widen the sound without moving it — a source straight ahead stays centred."""
     rate = hrirs.rate_hz
     out = binauralize(dry, azimuths, hrirs)
-    for _ in range(int(rng.integers(2, 6))):
-        delay = int(rng.uniform(0.002, 0.025) * rate)
-        shifted = np.concatenate([np.zeros(delay, np.float32), dry[: len(dry) - delay]])
-        offset = rng.choice([-1, 1]) * rng.uniform(30, 120)
-        az = (azimuths + offset + 180.0) % 360.0 - 180.0
-        out += rng.uniform(0.15, 0.5) * binauralize(shifted, az, hrirs)
+    for _ in range(int(rng.integers(1, 4))):
+        delay = rng.uniform(0.002, 0.025)
+        offset, gain = rng.uniform(30, 120), rng.uniform(0.1, 0.35)
+        for sign in (-1.0, 1.0):
+            d = int(delay * rate)
+            shifted = np.concatenate([np.zeros(d, np.float32), dry[: len(dry) - d]])
+            az = (sign * (np.abs(azimuths) + offset) + 180.0) % 360.0 - 180.0
+            out += gain * binauralize(shifted, az, hrirs)
+    # diffuse tail: weaker than the direct sound, and largely common to both ears (two ears 17 cm apart hear a
+    # diffuse field coherently at low frequencies); independent tails per ear would move narrow-band sounds by
+    # several dB at random
     t60 = rng.uniform(0.2, 0.9)
     n = int(t60 * rate)
-    decay = np.exp(-6.9 * np.arange(n) / n) * rng.uniform(0.01, 0.04)
-    onset = int(0.02 * rate)
+    decay = np.exp(-6.9 * np.arange(n) / n) * rng.uniform(0.003, 0.012)
+    decay[: int(0.02 * rate)] = 0.0
+    coherence = rng.uniform(0.7, 0.9)
+    common = rng.standard_normal(n)
     for ear in range(2):
-        tail = rng.standard_normal(n) * decay
-        tail[:onset] = 0.0
+        tail = (coherence * common + np.sqrt(1 - coherence**2) * rng.standard_normal(n)) * decay
         out[ear] += fftconvolve(dry, tail)[: len(dry)].astype(np.float32)
     return out
 

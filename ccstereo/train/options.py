@@ -22,7 +22,7 @@ class TrainOptions:
     scl_weight: float = 0.1
     amp_weight: float = 0.005  # weight of the magnitude loss in the official trainer
     phase_weight: float = 1.0
-    mirror: bool = True  # half the segments flipped left-right with the ears swapped
+    mirror: bool = False  # half the segments flipped left-right with the ears swapped (--mirror)
     objectness_weight: float = 0.5  # auxiliary objectness loss, on data with object boxes (real scenes)
     bf16: bool = False
     seed: int = 0

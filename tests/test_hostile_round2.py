@@ -226,9 +226,18 @@ def _long(tmp_path: Path) -> Path:
     return hostile._simple("long.mkv", *hostile.X264, *hostile.AAC, seconds=40.0, size="160x96", rate=10)(tmp_path)
 
 
+def _as_from_a_terminal() -> None:
+    """Start the command as a terminal would, with SIGINT and SIGHUP at their defaults — also when this suite
+    itself runs under nohup or as a background job (which ignore them, and ccs-run leaves ignored signals so)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_a_closed_terminal_sighup_leaves_no_partial_file(tmp_path):
     source = _long(tmp_path)
-    proc = subprocess.Popen([*ENTRY, str(source), "--quiet"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*ENTRY, str(source), "--quiet"], stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal
+    )
     deadline = time.time() + 60
     while not leftovers(tmp_path) and time.time() < deadline:  # wait until it is writing
         time.sleep(0.05)
@@ -279,7 +288,9 @@ def test_ctrl_c_while_starting_is_one_line(tmp_path, delay_s):
     """From the moment the command's code runs (its handlers are in place a few ms after the interpreter
     starts), Ctrl-C during imports and option parsing ends it with one line, no traceback."""
     source = plain(tmp_path)
-    proc = subprocess.Popen([*ENTRY, str(source), "--quiet"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*ENTRY, str(source), "--quiet"], stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal
+    )
     deadline = time.time() + 30
     while not (seen := _handlers_in_place(proc.pid)) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.001)

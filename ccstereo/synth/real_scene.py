@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from math import gcd
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import fftconvolve, resample_poly
+from scipy.signal import fftconvolve
 
 from ccstereo.synth.hrtf import HRIRSet
 from ccstereo.synth.real_assets import Assets, Stamp
 from ccstereo.synth.scene import FPS, HEIGHT, WIDTH, azimuth_deg, binauralize
+from ccstereo.synth.sources import load_recording
 
 
 @dataclass
@@ -46,25 +46,12 @@ def _stamp_image(path: Path):
     return image.crop(box) if box else image
 
 
-@functools.lru_cache(maxsize=256)
-def _recording(path: Path, rate_hz: int) -> np.ndarray:
-    import soundfile as sf
-
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    mono = data.mean(axis=1)
-    if rate != rate_hz:
-        g = gcd(rate, rate_hz)
-        mono = resample_poly(mono, rate_hz // g, rate // g).astype(np.float32)
-    mono = mono - float(np.mean(mono))
-    return mono / (float(np.max(np.abs(mono))) or 1.0)
-
-
 def _looped(rng: np.random.Generator, paths: list[Path], n: int, rate_hz: int) -> np.ndarray:
     """Return ``n`` samples: recordings from ``paths`` one after another with short gaps."""
     out = np.zeros(n, np.float32)
     pos = int(rng.integers(0, rate_hz // 3))
     while pos < n:
-        clip = _recording(paths[int(rng.integers(len(paths)))], rate_hz)
+        clip = load_recording(paths[int(rng.integers(len(paths)))], rate_hz)
         seg = clip[: n - pos] * rng.uniform(0.5, 1.0)
         out[pos : pos + len(seg)] += seg
         pos += len(seg) + int(rng.integers(rate_hz // 20, rate_hz // 2))

@@ -21,7 +21,9 @@ scenes() {  # scenes(folder, seed, kind, clips, extra...): once
 # 1. Real-looking scenes (two processes: one per core): photographed objects over real pictures and footage, real
 #    recordings, two measured heads (MIT KEMAR from slab, FABIAN from Debian's SSR), paired wall reflections and a
 #    coherent tail in 60 %, JPEG artefacts; assets of the "train" side only. 120 coloured-shape scenes beside them.
-scenes "$run/data_a" 2000 real-train 150 --no-mp4 & scenes "$run/data_b" 2001 real-train 150 --no-mp4 & wait
+scenes "$run/data_a" 2000 real-train 150 --no-mp4 & first=$!
+scenes "$run/data_b" 2001 real-train 150 --no-mp4 & second=$!
+wait "$first" && wait "$second"  # either failing stops the recipe
 scenes "$run/shapes" 1000 shapes 120 --no-mp4
 [ -f "$run/real/metadata.json" ] || python -m ccstereo.synth.combine "$run/real" "$run/data_a" "$run/data_b"
 [ -f "$run/mix/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix" "$run/data_a" "$run/data_b" "$run/shapes"

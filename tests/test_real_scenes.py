@@ -44,10 +44,10 @@ def test_train_and_eval_assets_never_meet_and_reserved_sources_are_never_read(as
         assert a and b and not a & b, kind
     stamp_names = [{s.name.removesuffix("_mirror") for s in side.stamps} for side in (train, held)]
     assert stamp_names[0] and stamp_names[1] and not stamp_names[0] & stamp_names[1]
-    assert not set(train.voices()) & set(held.voices()) and not set(train.sounds()) & set(held.sounds())
-    every = [*train.backgrounds, *train.footage, *train.instruments, *train.voices(), *(s.image for s in train.stamps)]
+    assert not set(train.voices) & set(held.voices) and not set(train.sounds) & set(held.sounds)
+    every = [*train.backgrounds, *train.footage, *train.instruments, *train.voices, *(s.image for s in train.stamps)]
     assert not [p for p in every if any(r in str(p).lower() for r in RESERVED)]
-    assert len(train.stamps) > 300 and len(train.sounds()) > 50 and len(train.voices()) > 1000
+    assert len(train.stamps) > 300 and len(train.sounds) > 50 and len(train.voices) > 1000
 
 
 def test_a_real_scene_is_heard_on_the_side_its_object_is_seen(assets):

@@ -119,9 +119,11 @@ class Assets:
     footage: tuple[Path, ...]  # real videos
     instruments: tuple[Path, ...]  # sonic-pi recordings
 
+    @functools.cached_property
     def voices(self) -> tuple[Path, ...]:
         return tuple(v for s in self.stamps for v in s.voices)
 
+    @functools.cached_property
     def sounds(self) -> tuple[Path, ...]:
         return tuple(s.sound for s in self.stamps if s.sound is not None)
 
@@ -149,7 +151,7 @@ def _backgrounds(mate: Path, plasma: Path) -> list[Path]:
     return [p for p in pictures if "Elephants_" not in p.name]  # one copy of each picture
 
 
-def _picture_name(path: Path) -> str:
+def picture_name(path: Path) -> str:
     """A background's name: the wallpaper's folder for Plasma's (whose files are named by size)."""
     return path.parents[2].name if path.parent.name == "images" else path.name
 
@@ -163,7 +165,7 @@ def load_assets(which: str, root: Path | None = None) -> Assets:
     stamps_dir = _debian("tuxpaint-stamps-default", root) / "usr/share/tuxpaint/stamps"
     mate, plasma = _debian("mate-backgrounds", root), _debian("plasma-workspace-wallpapers", root)
     stamps = [s for s in _stamps(stamps_dir) if side(s.name) == which]
-    backgrounds = [p for p in _backgrounds(mate, plasma) if side(_picture_name(p)) == which]
+    backgrounds = [p for p in _backgrounds(mate, plasma) if side(picture_name(p)) == which]
     sonic_pi = _debian("sonic-pi-samples", root) / "usr/share/sonic-pi/samples"
     instruments = sorted(p for p in sonic_pi.glob("*.flac") if side(p.name) == which)
     # footage: four clips only, so the benchmark keeps one whole clip (face_noface.mov) out of training

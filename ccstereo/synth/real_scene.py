@@ -23,7 +23,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from ccstereo.synth.hrtf import HRIRSet
-from ccstereo.synth.real_assets import Assets, Stamp
+from ccstereo.synth.real_assets import Assets, Stamp, picture_name
 from ccstereo.synth.scene import FPS, HEIGHT, WIDTH, azimuth_deg, binauralize
 from ccstereo.synth.sources import load_recording
 
@@ -34,7 +34,7 @@ class Placed:
     y: int
     x_track: np.ndarray  # centre x per tick
     sounding: bool
-    name: str
+    stamp: Stamp
 
 
 @functools.lru_cache(maxsize=512)
@@ -64,11 +64,11 @@ def object_sound(rng: np.random.Generator, stamp: Stamp | None, assets: Assets, 
         return _looped(rng, [stamp.sound], n, rate_hz)
     kind = rng.choice(["voice", "instrument", "everyday"], p=[0.45, 0.35, 0.2])
     if kind == "voice" and (stamp is None or not stamp.voices or rng.random() < 0.5):
-        voices = assets.voices()
+        voices = assets.voices
         return _looped(rng, [voices[int(rng.integers(len(voices)))]], n, rate_hz)
     if kind == "voice":
         return _looped(rng, list(stamp.voices), n, rate_hz)
-    pool = list(assets.instruments if kind == "instrument" else assets.sounds())
+    pool = list(assets.instruments if kind == "instrument" else assets.sounds)
     return _looped(rng, [pool[int(rng.integers(len(pool)))]], n, rate_hz)
 
 
@@ -147,7 +147,7 @@ def _place(rng: np.random.Generator, stamp: Stamp, ticks: int, sounding: bool) -
     if rng.random() < 0.5:
         image = ImageOps.mirror(image)
     y = int(rng.integers(image.height // 2, max(image.height // 2 + 1, HEIGHT - image.height // 2)))
-    return Placed(image, y, _track(rng, ticks, image.width / 2), sounding, stamp.name)
+    return Placed(image, y, _track(rng, ticks, image.width / 2), sounding, stamp)
 
 
 def _box(p: Placed, k: int) -> tuple[int, int, int, int]:
@@ -217,19 +217,18 @@ def render_real_scene(
     room = rng.random() < 0.6
     audio = np.zeros((2, n), np.float32)
     sources = [p for p in placed if p.sounding] or [None]
-    by_name = {s.name: s for s in assets.stamps}
     for p in sources:
         az = azimuth_deg(p.x_track[ticks_at]) if p is not None else np.zeros(blocks)
-        dry = object_sound(rng, by_name[p.name] if p else None, assets, n, rate) * rng.uniform(0.5, 1.0)
+        dry = object_sound(rng, p.stamp if p else None, assets, n, rate) * rng.uniform(0.5, 1.0)
         audio += _room(rng, dry, az, hrirs) if room else binauralize(dry, az, hrirs)
     audio *= 0.5 / max(float(np.max(np.abs(audio))), 1e-9)
     info = {
         "kind": "real",
-        "background": background.parents[2].name if background.parent.name == "images" else background.name,
+        "background": picture_name(background),
         "footage": bool(use_footage),
         "objects": [
             {
-                "stamp": p.name,
+                "stamp": p.stamp.name,
                 "sounding": p.sounding,
                 "azimuth_start_deg": float(azimuth_deg(p.x_track[0])),
                 "azimuth_end_deg": float(azimuth_deg(p.x_track[-1])),

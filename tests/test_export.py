@@ -303,3 +303,35 @@ def test_calibration_spreads_over_many_long_videos(tmp_path):
     ]
     batches = batches_from_videos(videos, ModelConfig(), 24)  # 8 per video from ~110 windows each
     assert sum(len(b.mono) for b in batches) == 24
+
+
+def test_an_export_is_recovered_into_a_trainable_model(exported, official):
+    """model_from_onnx undoes the BatchNorm fold: eval output equals the checkpoint's, every BN is the identity."""
+    from ccstereo.model.from_onnx import model_from_onnx
+
+    recovered = model_from_onnx(exported / "model.onnx")
+    original = ccstereo.load_checkpoint(official.checkpoint)
+    assert recovered.config == original.config
+    index = np.arange(len(official.windows), dtype=np.int64)
+    args = (torch.from_numpy(official.crops_u8), torch.from_numpy(official.windows), torch.from_numpy(index))
+    with torch.no_grad():
+        ref, ours = original.forward_windows(*args).numpy(), recovered.forward_windows(*args).numpy()
+    assert np.abs(ours - ref).max() <= 1e-5 * np.abs(ref).max()
+    norms = [m for m in recovered.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(float((m.running_var + m.eps - 1).abs().max()) < 1e-6 for m in norms)
+
+
+def test_only_our_fp32_export_is_recovered(exported, tmp_path):
+    from ccstereo.checkpoint import CheckpointError
+    from ccstereo.model.from_onnx import model_from_onnx
+
+    with pytest.raises(CheckpointError, match="fp16.*fp32 model.onnx"):
+        model_from_onnx(exported / "model.fp16.onnx")
+    foreign = onnx.load(str(exported / "model.onnx"))
+    del foreign.metadata_props[:]
+    onnx.save(foreign, str(tmp_path / "foreign.onnx"))
+    with pytest.raises(CheckpointError, match="foreign.onnx: no ccstereo.config"):
+        model_from_onnx(tmp_path / "foreign.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a graph")
+    with pytest.raises(CheckpointError, match="junk.onnx: not a readable ONNX"):
+        model_from_onnx(tmp_path / "junk.onnx")

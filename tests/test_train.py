@@ -148,3 +148,46 @@ def test_spatial_shuffle_permutes_positions_only():
     assert not torch.equal(s, v)
     assert torch.equal(s.sort(dim=-1).values.flatten(2).sort(-1).values, v.flatten(2).sort(-1).values)
     assert torch.equal(s.mean(dim=(2, 3)), v.mean(dim=(2, 3)))
+
+
+def test_warm_start_from_an_onnx_export_keeps_it_exactly(tiny_dataset, tmp_path):
+    """--init model.onnx --frozen-bn: with zero learning rates, two steps leave the exported model unchanged (the
+    weights came back from the graph and no BatchNorm statistic moved); without --frozen-bn it is refused."""
+    from ccstereo.config import ModelConfig
+    from ccstereo.train.trainer import TrainOptions, train
+
+    cfg = ModelConfig(resnet_width=16, aspp_hidden=32)
+    torch.manual_seed(5)
+    source = ccstereo.CCStereo(cfg)
+    with torch.no_grad():  # BatchNorm statistics far from the identity, as after training
+        for m in source.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.3, 3.0)
+    ccstereo.save_checkpoint(source, tmp_path / "source.safetensors")
+    cmd = [sys.executable, "-m", "ccstereo.export.cli", str(tmp_path / "source.safetensors"), "-o", str(tmp_path / "x")]
+    result = subprocess.run(cmd + ["--no-fp16", "--no-verify", "--int8", "off"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    base = dict(
+        data=tiny_dataset,
+        train_split=tiny_dataset / "splits/split1/train.txt",
+        steps=2,
+        batch_size=2,
+        lr_visual=0.0,
+        lr_audio=0.0,
+        val_every=1000,
+        init=tmp_path / "x" / "model.onnx",
+        config=cfg,
+    )
+    with pytest.raises(ValueError, match="model.onnx: .*--frozen-bn"):
+        train(TrainOptions(out=tmp_path / "refused", **base), log=lambda _m: None)
+    train(TrainOptions(out=tmp_path / "run", frozen_bn=True, **base), log=lambda _m: None)
+    trained = ccstereo.load_checkpoint(tmp_path / "run" / "last.safetensors")
+    rng = np.random.default_rng(0)
+    frames = torch.from_numpy(rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8))
+    mono = torch.from_numpy((rng.standard_normal((2, 10080)) * 0.1).astype(np.float32))
+    index = torch.tensor([0, 1])
+    with torch.no_grad():
+        ref = source.eval().forward_windows(frames, mono, index).numpy()
+        out = trained.forward_windows(frames, mono, index).numpy()
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()

@@ -33,6 +33,12 @@ def main(
         float, typer.Option(help="auxiliary objectness loss weight (data with object boxes: real scenes)")
     ] = _OPTS.objectness_weight,
     bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast on CPU (AVX512-BF16 or AMX)")] = _OPTS.bf16,
+    init: Annotated[
+        Path | None, typer.Option(help="start from these weights: .safetensors, official .pth, or our fp32 .onnx")
+    ] = _OPTS.init,
+    frozen_bn: Annotated[
+        bool, typer.Option("--frozen-bn/--train-bn", help="keep BatchNorm statistics as loaded (needed for .onnx)")
+    ] = _OPTS.frozen_bn,
     resnet_width: Annotated[int, typer.Option(help="ResNet-18 stem width (64 = official)")] = _CONFIG.resnet_width,
     aspp_hidden: Annotated[int, typer.Option(help="ASPP branch width (256 = official)")] = _CONFIG.aspp_hidden,
     val_every: Annotated[int, typer.Option()] = _OPTS.val_every,
@@ -63,6 +69,8 @@ def main(
         mirror=mirror,
         objectness_weight=objectness_weight,
         bf16=bf16,
+        init=init,
+        frozen_bn=frozen_bn,
         seed=seed,
         val_every=val_every,
         val_clips=val_clips,

@@ -25,6 +25,8 @@ class TrainOptions:
     mirror: bool = False  # half the segments flipped left-right with the ears swapped (--mirror)
     objectness_weight: float = 0.5  # auxiliary objectness loss, on data with object boxes (real scenes)
     bf16: bool = False
+    init: Path | None = None  # start from these weights (native .safetensors, official .pth, or our fp32 .onnx)
+    frozen_bn: bool = False  # BatchNorm statistics stay as loaded (required for an .onnx init: its BNs are folded)
     seed: int = 0
     val_every: int = 500
     val_clips: int = 8

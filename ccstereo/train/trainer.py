@@ -105,6 +105,22 @@ def _resume(opts: TrainOptions, model: CCStereo, optimizer, head: torch.nn.Modul
     return int(state["step"]), float(state["best_stft"])
 
 
+def _warm_start(opts: TrainOptions, model: CCStereo) -> None:
+    """Load the --init weights into a fresh run (a resumed run keeps its own)."""
+    assert opts.init is not None
+    if opts.init.suffix == ".onnx":
+        if not opts.frozen_bn:
+            raise ValueError(f"{opts.init}: an ONNX export has its BatchNorms folded; train from it with --frozen-bn")
+        from ccstereo.model.from_onnx import model_from_onnx
+
+        loaded = model_from_onnx(opts.init)
+    else:
+        loaded = load_checkpoint(opts.init)
+    if loaded.config != model.config:
+        raise ValueError(f"{opts.init}: its config differs from the requested one (--resnet-width, --aspp-hidden)")
+    model.load_state_dict(loaded.state_dict())
+
+
 def _save(opts: TrainOptions, model: CCStereo, optimizer, head: torch.nn.Module, step: int, best: float) -> None:
     save_checkpoint(model, opts.out / "last.safetensors", extra={"step": str(step)})
     from ccstereo.atomic import writing
@@ -133,6 +149,8 @@ def train(opts: TrainOptions, log=print) -> dict:
     head = objectness_head(model)
     optimizer = _optimizer(model, opts, head)
     step, best = _resume(opts, model, optimizer, head)
+    if step == 0 and opts.init is not None:
+        _warm_start(opts, model)
     sampler = SegmentSampler(train_clips, cfg, opts.seed + step, mirror=opts.mirror)
     gen = torch.Generator().manual_seed(opts.seed + step)
     log_path = opts.out / "train_log.csv"
@@ -147,6 +165,10 @@ def train(opts: TrainOptions, log=print) -> dict:
         bases = [opts.lr_visual, opts.lr_audio]
         while step < opts.steps:
             model.train()
+            if opts.frozen_bn:
+                for module in model.modules():
+                    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                        module.eval()
             decay = (1.0 - step / opts.steps) ** 0.9  # the official polynomial schedule, stateless for resume
             for group, base in zip(optimizer.param_groups, bases, strict=True):
                 group["lr"] = base * decay

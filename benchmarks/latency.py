@@ -124,6 +124,7 @@ def bench_backend(backend, batches: list[int], reps: int, flops: float) -> list[
         rows.append(
             {
                 "backend": backend.name,
+                "precision": backend.precision,
                 "batch": b,
                 "p50_ms": 1e3 * p50,
                 "p95_ms": 1e3 * p95,
@@ -152,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results = bench_backend(OnnxRuntimeBackend(model_dir / "model.onnx"), args.batches, args.reps, flops)
     try:
-        results += bench_backend(OpenVINOBackend(model_dir / "model.onnx", "f32"), args.batches, args.reps, flops)
+        results += bench_backend(OpenVINOBackend(model_dir / "model.onnx", "fp32"), args.batches, args.reps, flops)
     except Exception as exc:  # noqa: BLE001 - OpenVINO missing: the onnxruntime rows still stand
-        print(f"OpenVINO f32 skipped: {exc}", file=sys.stderr)
+        print(f"OpenVINO fp32 skipped: {exc}", file=sys.stderr)
     if native_bf16():
         results += bench_backend(OpenVINOBackend(model_dir / "model.onnx", "bf16"), args.batches, args.reps, flops)
     if int8_dot_product() and (model_dir / "model.int8.onnx").is_file():
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for r in results:
         # int8 rows: the graph's counted operations (int8 visual convolutions, the rest bf16) vs the int8 matmul
-        ref = peak["fp32"] if r["backend"].endswith(("fp32", "f32")) else peak[r["backend"].rsplit("-", 1)[-1]]
+        ref = peak[r["precision"]]
         r["pct_of_matmul"] = 100 * r["gflops"] / ref
         lines.append(
             f"| {r['backend']} | {r['batch']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "

@@ -12,6 +12,7 @@ Only stdlib: every layer (model checkpoints, export, runtime outputs, caches, pa
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import re
@@ -146,6 +147,29 @@ def remove_stale_partials(folder: Path) -> list[Path]:
         return removed
     for entry in entries:
         if PARTIAL_MARK in entry.name and entry.is_file() and not entry.is_symlink() and is_stale(entry):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+def writer_id() -> tuple[str, int]:
+    """Return (host hash, pid) of this process: whose temporaries are whose (``remove_partials_of``)."""
+    return _host(), os.getpid()
+
+
+def remove_partials_of(final: Path, writer: tuple[str, int]) -> list[Path]:
+    """Remove the temporaries of ``final`` that the process ``writer`` (``writer_id``) left, e.g. a worker that
+    died mid-file; another process's temporaries are never touched. Return what was removed. Never raises."""
+    final = Path(final)
+    removed = []
+    try:
+        entries = list(final.parent.glob(f".{glob.escape(final.stem)}{PARTIAL_MARK}*"))
+    except (OSError, ValueError):
+        return removed
+    for entry in entries:
+        owner = partial_owner(entry)
+        if owner is not None and owner[:2] == tuple(writer) and entry.is_file() and not entry.is_symlink():
             with contextlib.suppress(OSError):
                 entry.unlink()
                 removed.append(entry)

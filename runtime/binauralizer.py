@@ -144,6 +144,7 @@ class Binauralizer:
         final = self.plan_output(media.path, out, options, media.info)
         report = RunReport(str(media.path), str(final), "ok", backend=self.backend.name, model_sha256=self.model_sha256)
         report.tta, report.full_band = options.tta, options.full_band
+        report.input_rate_hz = media.info.audio_rate_hz
         if final.exists() and not options.overwrite:
             report.status = "skipped"
             return report

@@ -16,14 +16,10 @@ def _before_work(signum: int, _frame) -> None:
     os._exit(128 + signum)
 
 
-def quiet_libraries() -> None:
-    """Environment defaults for the libraries a run loads (a user's own setting wins): onnxruntime's telemetry
-    off (it uploads, and under a read-only HOME it prints a warning even with --quiet)."""
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-
-
 def ccs_run() -> None:
     """Run ccs-run's typer app with early signals handled."""
+    from ccstereo.runtime.options import quiet_libraries
+
     quiet_libraries()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) != signal.SIG_IGN:  # nohup / an ignored SIGINT stay as they were

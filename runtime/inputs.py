@@ -82,3 +82,23 @@ def _listed(listing: Path) -> list[Path]:
         matches = sorted(glob.glob(pattern, recursive=True))
         found.extend(Path(m) for m in matches) if matches else found.append(Path(pattern))
     return found
+
+
+def check_run_paths(inputs: list[Path], out: Path | None, fmt: str | None) -> list[Path]:
+    """Return the media files of a run; raise OptionError / OutputError for what cannot be a valid run: no media,
+    several inputs into one -o file, an -o whose extension and --format disagree, an -o that is an input."""
+    from ccstereo.runtime.binauralizer import output_format
+    from ccstereo.runtime.errors import printable
+    from ccstereo.runtime.writers import SameFileError, same_file
+
+    files = collect_inputs(inputs)
+    if not files:
+        raise OptionError("no input media found")
+    single = out is not None and not out.is_dir()
+    if len(files) > 1 and single:
+        raise OptionError(f"{printable(out)}: with several inputs --out must be an existing folder")
+    output_format(files[0], fmt, None, out)  # an -o file's extension and --format must agree and name a format we write
+    for path in files:
+        if single and same_file(path, out):
+            raise SameFileError(f"{printable(path)}: -o names the input itself; the output would overwrite it")
+    return files

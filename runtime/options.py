@@ -112,3 +112,11 @@ class RunOptions:
         """Return the adaptive visual rate's settings, or None for the exact rate."""
         rate = AdaptiveRate(self.visual_threshold, self.visual_max_stale_s)
         return None if self.visual_rate == VisualRate.exact.value else rate
+
+
+def quiet_libraries() -> None:
+    """Environment defaults for the libraries a run loads (a user's own setting wins): onnxruntime's telemetry
+    off (it uploads, and under a read-only HOME it prints a warning even with --quiet)."""
+    import os
+
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

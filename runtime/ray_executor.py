@@ -63,7 +63,7 @@ class FileWorker:
 
     def __init__(self, model: str | None, load: LoadOptions, cpus: float | None = None) -> None:
         from ccstereo.runtime.binauralizer import Binauralizer
-        from ccstereo.runtime.entry import quiet_libraries
+        from ccstereo.runtime.options import quiet_libraries
 
         quiet_libraries()  # a worker on another node does not inherit the driver's environment
         if load.threads is None and cpus is not None and int(cpus) < len(os.sched_getaffinity(0)):
@@ -111,6 +111,8 @@ class RayExecutor:
                 results[job.path] = failed(job, job.error)
                 events.finished(results[job.path])
         queue = sorted((j for j in jobs if j.error is None), key=_size, reverse=True)
+        if not queue:  # nothing a worker could do: no Ray started for it
+            return [results[job.path] for job in jobs]
         # A Ray started here takes seconds to come up: this process loads the model now and works meanwhile. A
         # running cluster is joined at once: its workers load the model while this process waits.
         helper = None if self.scale.ray_address or not queue else _WhileRayStarts(self.model, self.load)

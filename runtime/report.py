@@ -37,6 +37,7 @@ class RunReport:
     hop_samples: int = 0
     tta: bool = True
     full_band: bool = True
+    input_rate_hz: int = 0  # the input's audio rate (probed)
     output_rate_hz: int = 0
     audio_start_s: float = 0.0  # where the output audio starts on the input's timeline (kept in the output)
     clip: ClipReport | None = None

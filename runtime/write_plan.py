@@ -83,8 +83,8 @@ def _identity(path: Path) -> tuple:
 
 
 @dataclass(frozen=True)
-class PlannedFile:
-    """One input of a run, probed once: its stream facts and output, or why it cannot be run."""
+class FileJob:
+    """One file of a run, resolved once (before any work): its probe and planned output, or why it cannot run."""
 
     path: Path
     info: MediaInfo | None = None
@@ -92,7 +92,7 @@ class PlannedFile:
     error: Exception | None = None
 
 
-def plan_files(files: list[Path], out: Path | None, fmt: str | None, writes: WritePlan) -> list[PlannedFile]:
+def plan_files(files: list[Path], out: Path | None, fmt: str | None, writes: WritePlan) -> list[FileJob]:
     """Probe every file and claim its output in ``writes``; a file that cannot be probed or whose output cannot be
     written carries its error (it fails alone; the others run)."""
     from ccstereo.runtime.binauralizer import output_format, output_path
@@ -104,7 +104,7 @@ def plan_files(files: list[Path], out: Path | None, fmt: str | None, writes: Wri
             info = probe(path)
             target = output_path(path, out, output_format(path, fmt, info.video_codec, out))
             writes.claim(target, f"output of {path}")
-            planned.append(PlannedFile(path, info, target))
+            planned.append(FileJob(path, info, target))
         except (CCStereoError, OSError, ValueError) as exc:
-            planned.append(PlannedFile(path, error=exc))
+            planned.append(FileJob(path, error=exc))
     return planned

@@ -173,3 +173,31 @@ def fixture_video(official, tmp_path_factory) -> Path:
 
     frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((FIXTURE_DIR / "frames").glob("*.png"))]
     return write_lossless_video(tmp_path_factory.mktemp("video") / "fixture.mkv", frames, official.clip, 16000)
+
+
+# Tests by size: "system" tests run whole programs or real outside systems (the ccs-run command, a Ray cluster, a
+# headless browser, a fresh virtual environment, a full export or a training run, hostile media through ffmpeg);
+# every other test is a "unit" test of one piece in this process. `pytest -m unit` is the fast loop (~1 min).
+SYSTEM_MODULES = {
+    "test_ccs_run",
+    "test_default_model",
+    "test_distributed",
+    "test_export",
+    "test_fuzz",
+    "test_hostile_media",
+    "test_hostile_round2",
+    "test_ray_local",
+    "test_real_scenes",
+    "test_runtime_only_env",
+    "test_train",
+    "test_tuning",
+    "test_untrusted_models",
+    "test_view",
+    "test_visual_rate",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        item.add_marker(pytest.mark.system if module in SYSTEM_MODULES else pytest.mark.unit)

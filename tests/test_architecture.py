@@ -67,7 +67,7 @@ def test_imports_go_one_way(package, forbidden):
 def test_the_run_path_starts_without_scipy():
     """scipy.signal takes ~0.85 s to import (0.94 of 0.99 s of the runtime's imports, measured): every ccs-run and
     every Ray worker would pay it at start, for one evaluation metric."""
-    run_path = ["ccstereo.runtime.cli", "ccstereo.runtime.binauralizer", "ccstereo.runtime.distributed"]
+    run_path = ["ccstereo.runtime.cli", "ccstereo.runtime.binauralizer", "ccstereo.runtime.ray_executor"]
     assert not {m for m in _imported_by(run_path) if m == "scipy" or m.startswith("scipy.")}
 
 
@@ -142,3 +142,72 @@ def test_one_atomic_writer_moves_every_product_file_into_place():
     outside = [hit for p in product if p.name != "atomic.py" for hit in _renames(p)]
     assert not outside, f"files moved into place outside ccstereo/atomic.py: {outside}"
     assert _renames(root / "ccstereo" / "atomic.py")  # the helper itself does (the check can see a rename)
+
+
+def test_results_and_failures_are_built_by_the_jobs_layer_alone():
+    """No module of the runtime builds a dict-shaped result or failure entry (``"status": ...``): a file's outcome is
+    a ``jobs.FileResult`` and its dict is ``FileResult.to_dict``, the one report schema."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "runtime"
+    found = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            keys = node.keys if isinstance(node, ast.Dict) else []
+            if any(isinstance(k, ast.Constant) and k.value == "status" for k in keys):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not found, found
+
+
+def test_ray_is_named_in_the_ray_executor_alone():
+    """Every Ray-specific call and patch is in runtime/ray_executor.py; the rest of the runtime never imports ray."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "runtime"
+    found = []
+    for path in root.rglob("*.py"):
+        if path.name == "ray_executor.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "ray" or n.startswith("ray.") for n in names):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not found, found
+
+
+COMMAND = ("cli", "cli_options", "console", "entry", "view")  # parse, show, exit (ccs-run, ccs-view)
+JOBS = ("jobs", "ray_executor")  # files -> FileResult, here or on Ray
+
+
+def _runtime_imports():
+    """(module, a runtime module it imports) for every import in runtime/, those inside functions included."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "runtime"
+    for path in sorted(root.rglob("*.py")):
+        name = ".".join(path.relative_to(root).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ccstereo.runtime"):
+                target = node.module.removeprefix("ccstereo.runtime").lstrip(".")
+                yield name, target if target else node.names[0].name
+
+
+def _in(module: str, layer: tuple[str, ...]) -> bool:
+    return module.split(".")[0] in layer
+
+
+def test_layers_are_imported_downwards_only():
+    """command (cli, console, view) -> jobs (jobs, ray_executor) -> API and pipeline -> engines: nothing below the
+    command layer imports it, and nothing below the jobs layer imports the jobs layer."""
+    pairs = list(_runtime_imports())
+    assert len(pairs) > 50  # the walk really read the runtime
+    up = [f"{a} imports {b}" for a, b in pairs if _in(b, COMMAND) and not _in(a, COMMAND)]
+    up += [f"{a} imports {b}" for a, b in pairs if _in(b, JOBS) and not _in(a, COMMAND + JOBS)]
+    assert not up, up

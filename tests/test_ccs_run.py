@@ -160,7 +160,7 @@ def test_one_failing_file_does_not_stop_the_others(exported, tmp_path):
     report = tmp_path / "run.json"
     result = ccs_run(bad, good, "--model", exported, "--format", "wav", "--report", report, "--quiet")
     assert result.returncode == 1
-    entries = {Path(e["input"]).name: e for e in json.loads(report.read_text())}
+    entries = {Path(e["input"]).name: e for e in json.loads(report.read_text())["files"]}
     assert entries["good.mp4"]["status"] == "ok" and entries["bad.mp4"]["status"] == "failed"
     assert (tmp_path / "good.binaural.wav").is_file() and not (tmp_path / "bad.binaural.wav").exists()
     good_entry = entries["good.mp4"]
@@ -410,18 +410,18 @@ def _export_passes(exported: Path, precision: str) -> bool:
 
 
 def test_backend_openvino_follows_the_same_preference(fixture_video, exported, precision_runs, tmp_path):
-    """--backend openvino with precision auto uses the same flag rules; with no unit it runs f32."""
+    """--backend openvino with precision auto uses the same flag rules; with no unit it runs fp32."""
 
     def run(flags, *how):
         return ccs_run_env(flags, fixture_video, "--model", exported, *how, "--format", "wav", "-o", tmp_path / "o.wav",
                            "--overwrite")  # fmt: skip
 
     plain = run(NO_UNIT, "--backend", "openvino")
-    assert plain.returncode == 0 and _chosen(plain.stderr) == "openvino-cpu-f32", plain.stderr
+    assert plain.returncode == 0 and _chosen(plain.stderr) == "openvino-cpu-fp32", plain.stderr
     every, ov = run(EVERY_UNIT, "--no-tune"), run(EVERY_UNIT, "--backend", "openvino")
     assert ov.returncode == 0 and every.returncode == 0, ov.stderr + every.stderr
     auto_choice = _chosen(every.stderr)
-    expected = auto_choice if auto_choice.startswith("openvino") else "openvino-cpu-f32"
+    expected = auto_choice if auto_choice.startswith("openvino") else "openvino-cpu-fp32"
     assert _chosen(ov.stderr) == expected, (ov.stderr, every.stderr)
 
 

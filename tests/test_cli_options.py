@@ -10,8 +10,8 @@ import pytest
 import typer.main
 
 from ccstereo.export.options import ExportOptions
-from ccstereo.runtime.distributed import ScaleOptions
 from ccstereo.runtime.options import LoadOptions, RunOptions
+from ccstereo.runtime.ray_executor import ScaleOptions
 from ccstereo.train.options import TrainOptions
 
 # Flags that say what to run on or where results go, not how: they have no options field on purpose.

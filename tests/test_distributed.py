@@ -156,15 +156,15 @@ def test_a_library_on_two_nodes_matches_one_process(cluster, tmp_path):
     for clip in clips[1:]:
         name = f"{clip.stem}.binaural.wav"
         assert np.array_equal(_wav(ray_out / name), _wav(single / name)), name
-    hosts = {e.get("backend") for e in data["files"] if e["status"] == "ok"}
-    assert hosts == {"onnxruntime-cpu-fp32"}
+    engines = {e.get("engine") for e in data["files"] if e["status"] == "ok"}
+    assert engines == {"onnxruntime-cpu-fp32"}
     assert not [p for p in ray_out.iterdir() if ".partial-" in p.name]
 
 
 def _worker_pids(busy: bool = False) -> set[int]:
     """Return the pids of our Ray actors (Ray titles an actor's process ray::FileWorker, and
-    ray::FileWorker.process while it runs that method)."""
-    pattern = "ray::FileWorker.process" if busy else "ray::FileWorker"
+    ray::FileWorker.run while it runs that method)."""
+    pattern = "ray::FileWorker.run" if busy else "ray::FileWorker"
     found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
     return {int(p) for p in found}
 
@@ -228,7 +228,8 @@ def test_two_inputs_with_one_output_are_refused_as_in_one_process(cluster, tmp_p
     cmd = [*RUN, str(first), str(second), "-o", str(out), "--format", "wav", "-q", *SAME_ENGINE]
     result = cluster.run([*cmd, "--ray-address", address], timeout=600)
     assert result.returncode == 1
-    assert f"{second}: its output {out / 'same.binaural.wav'} is also the output of {first}" in result.stderr
+    clash = f"{out / 'same.binaural.wav'}: output of {second} is also the output of {first}"
+    assert clash in result.stderr, result.stderr
     assert (out / "same.binaural.wav").is_file() and len(list(out.iterdir())) == 1
 
 
@@ -239,12 +240,16 @@ def test_progress_counts_media_seconds_as_files_finish(cluster, tmp_path):
     (tmp_path / "in" / "corrupt.mp4").write_bytes(SAMPLE.read_bytes()[:3000])
     script = (
         "import json, sys\nfrom pathlib import Path\n"
-        "from ccstereo.runtime.distributed import ScaleOptions, run_files\n"
+        "from ccstereo.runtime.jobs import Events, plan_jobs, run_files\n"
         "from ccstereo.runtime.options import LoadOptions, RunOptions\n"
+        "from ccstereo.runtime.ray_executor import RayExecutor, ScaleOptions\n"
         "plan, seen = [], []\n"
-        "files = [Path(p) for p in sys.argv[2:]]\n"
-        "run_files(files, Path(sys.argv[1]), None, LoadOptions(threads=1), RunOptions(fmt='wav'),\n"
-        f"          ScaleOptions(ray_address={address!r}), lambda e: seen.append(e['media_s']), plan.append)\n"
+        "class Heard(Events):\n"
+        "    def planned(self, jobs): plan.append(sum(j.info.duration_s for j in jobs if j.info))\n"
+        "    def finished(self, result): seen.append(result.media_s)\n"
+        "jobs = plan_jobs([Path(p) for p in sys.argv[2:]], Path(sys.argv[1]), 'wav').jobs\n"
+        f"executor = RayExecutor(None, LoadOptions(threads=1), ScaleOptions(ray_address={address!r}))\n"
+        "run_files(jobs, RunOptions(fmt='wav'), executor, Heard())\n"
         "print(json.dumps({'plan': plan, 'seen': seen}))\n"
     )
     (tmp_path / "out").mkdir()

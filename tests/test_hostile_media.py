@@ -120,7 +120,7 @@ def test_audio_starting_after_the_picture_keeps_its_place(tmp_path):
     assert video_packets(out) == video_packets(source)
     report_path = tmp_path / "r.json"
     assert ccs_run(source, "--quiet", "--format", "wav", "--report", report_path).returncode == 0
-    entry = json.loads(report_path.read_text())[0]
+    entry = json.loads(report_path.read_text())["files"][0]
     wav, rate = sf.read(tmp_path / "late.binaural.wav")
     # a wav cannot carry a start offset: it starts at the audio's first sample and the report says where that is
     assert entry["audio_start_s"] + int(np.abs(wav).sum(axis=1).argmax()) / rate == pytest.approx(2.5, abs=0.01)
@@ -211,7 +211,7 @@ def test_full_scale_input_never_clips_silently(tmp_path):
         out = tmp_path / f"{mode}.wav"
         result = ccs_run(source, "-o", out, "--clip-mode", mode, "--report", report)
         assert result.returncode == 0, result.stderr
-        entry = json.loads(report.read_text())[0]["clip"]
+        entry = json.loads(report.read_text())["files"][0]["clip"]
         wav, _ = sf.read(out, always_2d=True)
         peaks[mode] = np.abs(wav).max()
         assert entry["peak"] > 1.0 and entry["samples_over"] > 0
@@ -227,7 +227,7 @@ def test_full_scale_input_never_clips_silently(tmp_path):
     quiet = hostile.h264_aac_mp4(tmp_path, "quiet.mp4", seconds=1.0)
     report = tmp_path / "quiet.json"
     assert ccs_run(quiet, "--format", "wav", "--report", report, "--quiet").returncode == 0
-    assert json.loads(report.read_text())[0]["clip"]["action"] == "none"  # nothing to do: untouched
+    assert json.loads(report.read_text())["files"][0]["clip"]["action"] == "none"  # nothing to do: untouched
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])

@@ -106,7 +106,7 @@ def test_adaptive_visual_rate_without_onnx_runs_exact_and_says_why(runtime_env, 
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     import json
 
-    entry = json.loads(report.read_text())[0]
+    entry = json.loads(report.read_text())["files"][0]
     assert entry["visual_rate"].startswith("exact (") and "onnx" in entry["visual_rate"]
     assert entry["crops_reused"] == 0
 

@@ -254,7 +254,12 @@ def test_ccs_run_view_serves_the_page_of_the_last_output(clips, tmp_path):
     assert "ccs-view: http://127.0.0.1:" in stderr
     page = fetched.read_text()
     data = json.loads(page.split('id="ccs-data">')[1].split("</script>")[0])
-    assert data["title"] == "o.mp4" and data["report"]["status"] == "ok" and data["report"]["backend"]
+    assert (
+        data["title"] == "o.mp4"
+        and data["report"]["status"] == "ok"
+        and data["report"]["engine"]
+        and data["report"]["precision"]
+    )
 
 
 # ---- the page in a real browser ---------------------------------------------------------------------------------

@@ -185,7 +185,7 @@ def test_ccs_run_visual_rate_flag_and_report(tmp_path):
     flags = ["--visual-rate", "adaptive", "--visual-threshold", "4", "--visual-max-stale-s", "2"]
     result = subprocess.run([*cmd, *flags, "--report", str(report)], capture_output=True)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    entry = json.loads(report.read_text())[0]
+    entry = json.loads(report.read_text())["files"][0]
     assert entry["visual_rate"] == "adaptive" and entry["crops_reused"] > 0
     assert entry["crops_computed"] + entry["crops_reused"] == entry["windows"]
     bad = subprocess.run([*cmd, "--visual-rate", "fast"], capture_output=True, text=True)

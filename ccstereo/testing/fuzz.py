@@ -8,7 +8,6 @@ a traceback is re-run one case per process to pin the culprit, which is saved as
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ccstereo.runtime.jobs import read_report
 from ccstereo.testing.hostile import AAC, X264, ffmpeg, tone_src, video_src
 
 # Outcomes; the first two are correct behaviour, every other one is a defect.
@@ -140,7 +140,7 @@ def _ccs_run(files: list[Path], out_dir: Path, model: Path | None, timeout_s: fl
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         return None, err, []
-    entries = json.loads(report.read_text()) if report.is_file() else []
+    entries = read_report(report) if report.is_file() else []
     return done.returncode, done.stderr, entries
 
 

@@ -100,6 +100,7 @@ class OnnxRuntimeBackend:
             providers.append("CPUExecutionProvider")  # for the few ops a GPU provider leaves to the host
         self.session = open_onnx_session(model_path, session_options, providers)
         self.info: ModelInfo = info_from_session(model_path, self.session)
+        self.precision = self.info.precision
         self.name = f"onnxruntime-{provider}-{self.info.precision}"
         self.max_batch = max_batch
         self._opened = (Path(model_path), threads, providers)

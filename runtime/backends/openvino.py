@@ -1,5 +1,5 @@
 """OpenVINO backend for CPUs: the exported FP32 graph run with an inference-precision hint (bf16 on AMX/AVX512-BF16
-CPUs, f32 elsewhere), or the int8 graph (``model.int8.onnx``: QDQ visual convolutions, fused by OpenVINO into
+CPUs, fp32 elsewhere), or the int8 graph (``model.int8.onnx``: QDQ visual convolutions, fused by OpenVINO into
 VNNI/AMX int8 kernels). A reduced precision is offered only as measured at export (metadata
 ``ccstereo.measured_snr_db``) and never below 30 dB binaural SNR vs fp32.
 """
@@ -20,7 +20,7 @@ from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
 
 
 class OpenVINOBackend:
-    """Run ``model.onnx`` with OpenVINO's CPU plugin at 'bf16' or 'f32', or ``model.int8.onnx`` as 'int8'."""
+    """Run ``model.onnx`` with OpenVINO's CPU plugin at 'bf16' or 'fp32', or ``model.int8.onnx`` as 'int8'."""
 
     def __init__(
         self,
@@ -30,7 +30,7 @@ class OpenVINOBackend:
         threads: int | None = None,
         info: ModelInfo | None = None,
     ) -> None:
-        """``precision``: 'bf16' or 'f32' for an fp32 graph, 'int8' for an int8 graph (``model.int8.onnx``).
+        """``precision``: 'bf16' or 'fp32' for an fp32 graph, 'int8' for an int8 graph (``model.int8.onnx``).
 
         ``info``: the model's metadata when the caller has already read it (saves a second read)."""
         try:
@@ -38,12 +38,12 @@ class OpenVINOBackend:
         except ImportError as exc:
             raise BackendUnavailableError("openvino is not installed (pip install '.[cpu]')") from exc
         self.info = info if info is not None else read_onnx_info(model_path)
-        if precision not in ("bf16", "f32", "int8"):
-            raise ValueError(f"OpenVINO precision must be bf16, f32 or int8, not {precision!r}")
+        if precision not in ("bf16", "fp32", "int8"):
+            raise ValueError(f"OpenVINO precision must be bf16, fp32 or int8, not {precision!r}")
         if (precision == "int8") != (self.info.precision == "int8"):
             raise BackendUnavailableError(
                 f"{model_path}: a {self.info.precision} graph cannot run as {precision} "
-                "(int8 runs model.int8.onnx, bf16/f32 run model.onnx)"
+                "(int8 runs model.int8.onnx, bf16/fp32 run model.onnx)"
             )
         if precision in ("bf16", "int8"):
             measured = self.info.measured_snr_db.get(precision)
@@ -59,7 +59,9 @@ class OpenVINOBackend:
                 )
         core = ov.Core()
         # The int8 graph's floating-point part runs as the export measured it: bf16 where the CPU has it.
-        hint = precision if precision != "int8" else ("bf16" if native_bf16() else "f32")
+        hint = {"bf16": "bf16", "fp32": "f32", "int8": "bf16" if native_bf16() else "f32"}[
+            precision
+        ]  # OpenVINO's names
         config = {
             "INFERENCE_PRECISION_HINT": hint,
             "PERFORMANCE_HINT": "LATENCY",
@@ -68,7 +70,7 @@ class OpenVINOBackend:
         self.compiled = core.compile_model(core.read_model(str(model_path)), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.output = self.compiled.output(0)
-        self.name = f"openvino-cpu-{precision}"
+        self.name, self.precision = f"openvino-cpu-{precision}", precision
         self.max_batch = max_batch
         self._opened = (Path(model_path), core, config)
         self._split: OpenVINOSplit | None = None

@@ -14,7 +14,8 @@ from ccstereo.runtime.visual_rate import SplitRunner
 class Backend(Protocol):
     """Runs the exported window graph: (frames u8 [F,224,448,3], mono f32 [W,N], frame_index i64 [W])."""
 
-    name: str
+    name: str  # engine-device-precision, for people; programs read the fields
+    precision: str  # what it computes in: fp32 | fp16 | bf16 | int8
     max_batch: int
     info: ModelInfo  # the model's config, checkpoint hash, precision and measured accuracy
 

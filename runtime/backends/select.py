@@ -187,7 +187,7 @@ def _openvino(model: Path, options: LoadOptions) -> tuple[Backend, str] | None:
 
     Precision auto (with --backend auto or openvino): int8 (model.int8.onnx) where the CPU has an int8
     dot-product unit and the export measured it accurate enough, else bf16 where the CPU has native BF16 and it
-    measured accurate enough; else onnxruntime (auto) or OpenVINO f32 (--backend openvino).
+    measured accurate enough; else onnxruntime (auto) or OpenVINO fp32 (--backend openvino).
     """
     from ccstereo.runtime.backends.openvino import OpenVINOBackend
     from ccstereo.runtime.cpu_features import int8_dot_product, native_bf16
@@ -219,7 +219,7 @@ def _openvino(model: Path, options: LoadOptions) -> tuple[Backend, str] | None:
         info = read_onnx_info(cpu_onnx)
         return _asked(build(cpu_onnx, "bf16", info), cpu_onnx, info, "bf16")
     if precision == "fp32":
-        return build(cpu_onnx, "f32"), "OpenVINO f32 (requested)"
+        return build(cpu_onnx, "fp32"), "OpenVINO fp32 (requested)"
     if int8 is not None and dot is not None:
         found = _auto_pick(lambda: build(int8[0], "int8", int8[1]), int8[0], int8[1], "int8")
         if found is not None:
@@ -231,4 +231,4 @@ def _openvino(model: Path, options: LoadOptions) -> tuple[Backend, str] | None:
             return found[0], f"OpenVINO bf16 on this CPU's native BF16 ({found[1]})"
     if options.backend == "auto":
         return None
-    return build(cpu_onnx, "f32"), "OpenVINO f32 (no reduced precision measured accurate enough for auto on this CPU)"
+    return build(cpu_onnx, "fp32"), "OpenVINO fp32 (no reduced precision measured accurate enough for auto on this CPU)"

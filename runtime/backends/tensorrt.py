@@ -47,6 +47,7 @@ class TensorRTBackend:
             raise BackendUnavailableError(f"{self.plan}: TensorRT could not deserialise the engine")
         self.context = self.engine.create_execution_context()
         self.max_batch = built.profile.max_batch
+        self.precision = built.precision
         self.name = f"tensorrt-{built.precision}"
         self.cuda = CudaBuffers()
         n = self.info.config.window_samples

@@ -20,7 +20,7 @@ class TorchBackend:
     def __init__(self, model, info: ModelInfo, max_batch: int = 32) -> None:
         self.model = model.eval()
         self.info = info
-        self.name = "torch-cpu-fp32"
+        self.name, self.precision = "torch-cpu-fp32", "fp32"
         self.max_batch = max_batch
 
     @classmethod

@@ -1,7 +1,7 @@
 """Measured choice of the CPU engine and its settings (``--backend auto --precision auto`` without a GPU).
 
 On first use of an exported folder on a machine, every usable candidate — onnxruntime fp32, and with OpenVINO
-installed OpenVINO f32, bf16 (where the CPU has native BF16) and int8 (where the folder has ``model.int8.onnx``)
+installed OpenVINO fp32, bf16 (where the CPU has native BF16) and int8 (where the folder has ``model.int8.onnx``)
 — runs the folder's verification windows (``runtime.verification``): that run is its accuracy check on THIS CPU
 and, repeated, its timing. The fastest candidate that passes the auto gate (>= 35 dB vs the shipped fp32 output,
 every paper metric within 2 %) is kept. Then, unless ``--batch-size`` / ``--threads`` were given, that engine is
@@ -177,7 +177,7 @@ def candidates(folder: Path) -> list[Candidate]:
         found.append(Candidate("openvino", "int8", "model.int8.onnx"))
     if native_bf16():
         found.append(Candidate("openvino", "bf16", "model.onnx"))
-    found.append(Candidate("openvino", "f32", "model.onnx"))
+    found.append(Candidate("openvino", "fp32", "model.onnx"))
     return found
 
 

@@ -134,16 +134,16 @@ def _metrics(pred: np.ndarray, pred_rate: int, ref: np.ndarray, ref_rate: int) -
 
 
 def report_entry(report_file: Path, output: Path) -> dict:
-    """Return the entry of ``output`` in a ccs-run --report file (one process: a list; --ray: {"files": [...]})."""
+    """Return the entry of ``output`` in a ccs-run --report file (``jobs.read_report``: one schema, local or Ray)."""
+    from ccstereo.runtime.jobs import read_report
     from ccstereo.runtime.writers import same_file
 
     try:
-        loaded = json.loads(report_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        entries = read_report(report_file)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise ViewError(f"{report_file}: cannot read the report ({' '.join(str(exc).split())})") from exc
-    entries = loaded.get("files", []) if isinstance(loaded, dict) else loaded
-    for entry in entries if isinstance(entries, list) else []:
-        named = entry.get("output") if isinstance(entry, dict) else None
+    for entry in entries:
+        named = entry.get("output")
         if isinstance(named, str) and same_file(Path(named), output):
             return entry
     raise ViewError(f"{report_file}: has no entry for {output}")

@@ -236,13 +236,12 @@
 
   function reportRows(r) {
     if (!r) return [["report", "none given (ccs-run --report run.json, then ccs-view --report run.json)"]];
-    const engine = String(r.backend || "");
     const rtf = r.duration_s > 0 ? r.wall_s / r.duration_s : null;
     const c = r.clip;
     const clip = c ? `${c.mode}: peak ${Number(c.peak).toFixed(3)}, ${c.action}${c.gain_db ? ` (${c.gain_db} dB)` : ""}` : "none";
     return [
       ["input", r.input], ["output", r.output], ["status", r.status],
-      ["backend", engine], ["precision", engine.split("-").pop() || "?"],
+      ["engine", r.engine], ["precision", r.precision],
       ["model sha256", String(r.model_sha256 || "").slice(0, 16)],
       ["media", `${Number(r.duration_s).toFixed(2)} s`], ["wall", `${Number(r.wall_s).toFixed(2)} s`],
       ["RTF", rtf === null ? "?" : `${rtf.toFixed(3)} (${(1 / rtf).toFixed(1)}x real time)`],

@@ -1,0 +1,97 @@
+"""Two exported models side by side on the same file and engine: is the new default as fast as the old one?
+
+    python benchmarks/model_speed.py OLD NEW [--media samples/sample.mp4] [--rounds 5] [--backends onnxruntime openvino]
+
+Both models are loaded once per engine (the engine and precision fixed, the same for both: ``auto`` could pick
+differently for each), then the file is binauralised OLD, NEW, OLD, NEW... ``--rounds`` times each, interleaved so
+that a machine that slows down or speeds up during the run affects both alike; the figure is the ratio of the
+medians of the wall times (NEW / OLD; < 1 is faster). Prints a markdown table; ``--json`` writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+ENGINES = {  # engine -> (precision, graph file)
+    "onnxruntime": ("fp32", "model.onnx"),
+    "openvino": ("fp32", "model.onnx"),
+    "openvino-int8": ("int8", "model.int8.onnx"),
+}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def time_pair(old: Path, new: Path, media: Path, engine: str, rounds: int, threads: int | None) -> dict:
+    from ccstereo.runtime.binauralizer import Binauralizer
+    from ccstereo.runtime.options import RunOptions
+
+    precision, graph = ENGINES[engine]
+    backend = engine.split("-")[0]
+    loaded = {
+        name: Binauralizer.load(folder / graph, backend=backend, precision=precision, threads=threads, tune=False)
+        for name, folder in (("old", old), ("new", new))
+    }
+    options = RunOptions(fmt="wav", overwrite=True, full_band=False)
+    walls: dict[str, list[float]] = {"old": [], "new": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, engine_ in loaded.items():  # warm-up, untimed
+            engine_.process(media, Path(tmp) / f"{name}.wav", options)
+        for _ in range(rounds):
+            for name, engine_ in loaded.items():
+                started = time.perf_counter()
+                engine_.process(media, Path(tmp) / f"{name}.wav", options)
+                walls[name].append(time.perf_counter() - started)
+    old_s, new_s = statistics.median(walls["old"]), statistics.median(walls["new"])
+    return {
+        "engine": loaded["new"].backend.name,
+        "old_s": old_s,
+        "new_s": new_s,
+        "ratio": new_s / old_s,
+        "walls": walls,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("old", type=Path, help="exported model folder (model.onnx, model.int8.onnx)")
+    parser.add_argument("new", type=Path)
+    parser.add_argument("--media", type=Path, default=REPO / "samples" / "sample.mp4")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    rows = []
+    for engine in args.engines:
+        try:
+            rows.append(time_pair(args.old, args.new, args.media, engine, args.rounds, args.threads))
+        except Exception as exc:  # noqa: BLE001 - an engine missing here: the other rows still stand
+            print(f"{engine}: skipped ({' '.join(str(exc).split())[:200]})", file=sys.stderr)
+    print(f"CPU: {cpu_name()}; {args.media.name}, median of {args.rounds} interleaved runs each\n")
+    print("| engine | old s | new s | new / old |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['engine']} | {r['old_s']:.3f} | {r['new_s']:.3f} | {r['ratio']:.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": cpu_name(), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The options of ``ccs-run`` as typer annotations; their defaults are the API's (``LoadOptions``, ``RunOptions``,
+``ScaleOptions``; tests/test_cli_options.py checks every flag against its field)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ccstereo.runtime.options import BackendName, ClipMode, LoadOptions, Precision, RunOptions, VisualRate
+from ccstereo.runtime.ray_executor import ScaleOptions
+
+LOAD, RUN = LoadOptions(), RunOptions()
+BACKEND, PRECISION, CLIP = BackendName(LOAD.backend), Precision(LOAD.precision), ClipMode(RUN.clip_mode)
+VISUAL = VisualRate(RUN.visual_rate)
+SCALE = ScaleOptions()
+RayAddressOption = Annotated[
+    str | None, typer.Option(help="join this Ray cluster (host:port) instead of starting one here; implies --ray")
+]
+WorkersOption = Annotated[int | None, typer.Option(min=1, help="Ray workers (default: cluster CPUs / cpus-per-worker)")]
+CpusOption = Annotated[float, typer.Option(min=0.01, help="CPUs each Ray worker reserves (and its threads)")]
+GpusOption = Annotated[float, typer.Option(min=0, help="GPUs each Ray worker reserves")]
+VisualRateOption = Annotated[
+    VisualRate, typer.Option(help="exact: visual network on every distinct crop | adaptive: only where it changed")
+]
+ThresholdOption = Annotated[
+    float, typer.Option(min=0, help="adaptive: largest change (grey levels per 56 px tile) that reuses features")
+]
+TuneOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--tune/--no-tune",
+        help="auto on a CPU: measure the engines again (--tune) or pick by CPU flags (--no-tune); default: the "
+        "engine measured fastest and accurate here, measured once per model and machine",
+    ),
+]
+OutOption = Annotated[
+    str | None, typer.Option("-o", "--out", help="output file, or folder (an existing one, or ending in /)")
+]
+StaleOption = Annotated[float, typer.Option(min=0, help="adaptive: oldest features reused, in seconds")]

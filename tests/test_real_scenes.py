@@ -156,9 +156,10 @@ def default_outputs(eval_scenes):
 # that carries sound, correlates >= MIRROR_CORRELATION and differs by <= MIRROR_ILD_DB on average; a sound nobody
 # sees comes out within CENTRED_ILD_DB of centre; the side is right in >= SIDE_ACCURACY of the segments on EACH side.
 MIRROR_CORRELATION, MIRROR_ILD_DB, CENTRED_ILD_DB, SIDE_ACCURACY = 0.9, 1.0, 1.0, 0.75
-# The bundled default (trained on coloured shapes) does not meet them yet — issue 24 is open; measured with
-# benchmarks/real_scenes.py: mirror correlation 0.78, centred |ILD| 4.7 dB, objects on the right 61 %. Strict:
-# the day a default passes, these marks fail and must go.
+# The bundled default does not meet them yet — issue 24 is open. The real-scene default of 2026-12-04 (the shapes
+# model fine-tuned on real scenes) on these scenes: mirror correlation 0.88, left-hand objects 73 % (54 of 74);
+# benchmarks/real_scenes.py (40 scenes): mirror 0.96, left 83 % / right 76 %, centred |ILD| 4.2 dB. Strict: the
+# day a default passes, these marks fail and must go.
 NOT_YET = pytest.mark.xfail(
     strict=True, raises=AssertionError, reason="issue 24: the bundled default does not hear real scenes yet"
 )

@@ -35,7 +35,7 @@ from ccstereo.runtime.model_info import read_onnx_info
 from ccstereo.runtime.verification import CpuAccuracy, Shipped
 
 PROBE_BUDGET_S = 15.0  # no candidate or setting is started once the probe has taken this long
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: OpenVINO fp32 is spelled fp32 (was f32)
 DEFAULT_BATCH = 32  # windows per call when neither --batch-size nor a measurement says otherwise
 BATCH_SIZES = (32, 16, 8)  # tried for the chosen engine when --batch-size is not given (the default first)
 TIMING_WINDOWS = 32  # windows per timed pass of a setting (the largest batch size tried)
@@ -45,7 +45,7 @@ NOISE = 0.98  # a later setting replaces an earlier one (the default is first) o
 @dataclass(frozen=True)
 class Candidate:
     backend: str  # onnxruntime | openvino
-    precision: str  # fp32 (onnxruntime) | f32 | bf16 | int8 (OpenVINO)
+    precision: str  # fp32 | bf16 | int8 (bf16 and int8: OpenVINO)
     file: str  # the graph it runs, in the exported folder
 
     @property

@@ -143,21 +143,18 @@ def run_job(engine, job: FileJob, options: RunOptions, progress=None, worker: st
     from ccstereo.runtime.errors import failure_line
 
     started, cpu = time.perf_counter(), time.process_time()
-    media_s = job.info.duration_s if job.info is not None else 0.0
-    where = {"host": socket.gethostname(), "pid": os.getpid(), "worker": worker}
-    where.update(engine=engine.backend.name, precision=engine.backend.precision)
+    result = FileResult(str(job.path), "failed", host=socket.gethostname(), pid=os.getpid(), worker=worker)
+    result.engine, result.precision = engine.backend.name, engine.backend.precision
+    result.media_s = job.info.duration_s if job.info is not None else 0.0
     try:
         if job.error is not None:
             raise job.error
         run = engine.process(job.path, job.target, options, progress, job.info)  # probed once, not again
+        result.input, result.status, result.output, result.run = run.input, run.status, run.output, run
     except Exception as exc:  # noqa: BLE001 - one failing file never stops the others
-        message, internal = failure_line(job.path, exc)
-        return FileResult(
-            str(job.path), "failed", None, message, internal, media_s, _since(started), _cpu(cpu), **where
-        )
-    return FileResult(
-        run.input, run.status, run.output, None, False, media_s, _since(started), _cpu(cpu), run=run, **where
-    )
+        result.error, result.internal = failure_line(job.path, exc)
+    result.wall_s, result.cpu_s = _since(started), _cpu(cpu)
+    return result
 
 
 def _since(started: float) -> float:

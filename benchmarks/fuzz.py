@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 
+from ccstereo.testing.bench import cpu_name
 from ccstereo.testing.fuzz import DEFECTS, generate, make_seeds, run_cases
 
 
@@ -49,7 +49,7 @@ def main() -> int:
     wall = time.perf_counter() - started
     counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in ("ok", "clean-error", *DEFECTS)}
     slowest = max(results, key=lambda r: r.seconds)
-    print(f"cases: {len(results)}, seed {args.seed}, wall {wall:.0f} s, CPU: {_cpu()}\n")
+    print(f"cases: {len(results)}, seed {args.seed}, wall {wall:.0f} s, CPU: {cpu_name()}\n")
     print("| outcome | cases |\n|---|---|")
     for outcome, count in counts.items():
         print(f"| {outcome} | {count} |")
@@ -90,16 +90,6 @@ def _save_reproducer(folder: Path, cases: Path, result) -> None:
         shutil.copy(path, folder / path.name)
     with open(folder / "README.txt", "a") as notes:
         notes.write(f"{result.name}: {result.outcome}; from {result.seed_file} by {result.mutation}: {result.detail}\n")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

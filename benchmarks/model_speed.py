@@ -1,6 +1,6 @@
 """Two exported models side by side on the same file and engine: is the new default as fast as the old one?
 
-    python benchmarks/model_speed.py OLD NEW [--media samples/sample.mp4] [--rounds 5] [--backends onnxruntime openvino]
+    python benchmarks/model_speed.py OLD NEW [--media samples/sample.mp4] [--rounds 5] [--engines onnxruntime openvino openvino-int8]
 
 Both models are loaded once per engine (the engine and precision fixed, the same for both: ``auto`` could pick
 differently for each), then the file is binauralised OLD, NEW, OLD, NEW... ``--rounds`` times each, interleaved so
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ccstereo.testing.bench import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,16 +27,6 @@ ENGINES = {  # engine -> (precision, graph file)
     "openvino": ("fp32", "model.onnx"),
     "openvino-int8": ("int8", "model.int8.onnx"),
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def time_pair(old: Path, new: Path, media: Path, engine: str, rounds: int, threads: int | None) -> dict:

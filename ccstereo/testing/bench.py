@@ -86,3 +86,16 @@ def benchmark_parser(doc: str, seconds: float) -> argparse.ArgumentParser:
     parser.add_argument("--workdir", type=Path, help="keeps the export and the clips between runs")
     parser.add_argument("--json", type=Path, help="write the rows here")
     return parser
+
+
+def cpu_name() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (a figure says which CPU it came from)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

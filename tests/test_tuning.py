@@ -13,6 +13,7 @@ import pytest
 
 from ccstereo.runtime import verification
 from ccstereo.runtime.backends import tuning
+from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB
 from ccstereo.runtime.binauralizer import Binauralizer
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.model_info import read_onnx_info
@@ -114,7 +115,9 @@ def test_a_damaged_int8_graph_is_refused_on_this_cpu_saying_why(bundled_copy, ca
     with pytest.raises(BackendUnavailableError, match=r"int8 on this CPU: (-?\d+\.\d) dB.*refused") as refused:
         Binauralizer.load(bundled_copy, backend="openvino", precision="int8")
     figure = float(re.search(r"int8 on this CPU: (-?\d+\.\d) dB", str(refused.value)).group(1))
-    assert figure < 10 < intact  # scrambled weights: noise, whatever the export's metadata still claims
+    # scrambled visual weights: far below the intact graph and the floor, whatever the export's metadata still claims
+    # (not noise: the audio path is intact, so the output still resembles the fp32 one; 14 dB with today's default)
+    assert figure < MIN_OFFERED_SNR_DB and figure < intact - 20, (figure, intact)
     # tuned auto measures it too, finds it fails the gate, and runs something that passes
     engine = Binauralizer.load(bundled_copy)
     assert "int8" not in engine.backend.name
@@ -141,7 +144,7 @@ def test_bf16_asked_by_name_is_checked_on_this_cpu_too(bundled_copy, cache):
 
 
 def test_int8_is_judged_by_what_it_computes_on_this_cpu_not_by_the_export_figure(bundled_copy, cache):
-    # The bundled int8 graph measured 53 dB at export on a CPU with VNNI; CPUs without an int8 dot-product unit
+    # The bundled int8 graph measured >= 40 dB at export on a CPU with VNNI; CPUs without an int8 dot-product unit
     # run another kernel (AVX2's saturating u8 x s8 multiply-add) and may land below the floor.
     pytest.importorskip("openvino")
     here = _int8_here(bundled_copy)

@@ -1,6 +1,7 @@
 """Two exported models side by side on the same file and engine: is the new default as fast as the old one?
 
-    python benchmarks/model_speed.py OLD NEW [--media samples/sample.mp4] [--rounds 5] [--engines onnxruntime openvino openvino-int8]
+    python benchmarks/model_speed.py OLD NEW [--media samples/sample.mp4] [--rounds 5]
+                                     [--engines onnxruntime openvino openvino-int8]
 
 Both models are loaded once per engine (the engine and precision fixed, the same for both: ``auto`` could pick
 differently for each), then the file is binauralised OLD, NEW, OLD, NEW... ``--rounds`` times each, interleaved so

@@ -73,10 +73,10 @@ def main(
         options = RunOptions(hop_samples, tta, full_band, fmt_name, overwrite, clip_mode.value, **visual)
         options = dataclasses.replace(options, visual_max_stale_s=visual_max_stale_s)
         scale = ScaleOptions(ray, ray_address, workers, cpus_per_worker, gpus_per_worker)
-        plan = _plan(inputs, _out_path(out), options.fmt, report, hop_s, hop_samples)
+        jobs = _plan(inputs, _out_path(out), options.fmt, report, hop_s, hop_samples)
     except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
-    results, summary = _guarded(lambda: _run(plan, (model, load, scale), options, hop_s, quiet))
+    results, summary = _guarded(lambda: _run(jobs, (model, load, scale), options, hop_s, quiet))
     _finish(results, summary, report, view)
 
 
@@ -115,14 +115,14 @@ def _plan(inputs: list[Path], out: Path | None, fmt: str | None, report: Path | 
     from ccstereo.runtime.writers import OutputError
 
     files = check_run_paths(inputs, out, fmt)
-    plan = plan_jobs(files, out, fmt, report)
-    for job in plan.jobs:
+    jobs = plan_jobs(files, out, fmt, report)
+    for job in jobs:
         if out is not None and not out.is_dir() and isinstance(job.error, OutputError):
             raise job.error  # the one -o the user gave cannot be written
-    return plan
+    return jobs
 
 
-def _run(plan, where: tuple, options, hop_s, quiet: bool):
+def _run(jobs, where: tuple, options, hop_s, quiet: bool):
     """Run the planned jobs here or on Ray (``where``: model, LoadOptions, ScaleOptions), showing them; return
     (results, summary)."""
     from ccstereo.errors import CCStereoError
@@ -149,7 +149,7 @@ def _run(plan, where: tuple, options, hop_s, quiet: bool):
     except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
     with ConsoleEvents(quiet, on_ray) as events:
-        results, summary = run_files(plan.jobs, options, executor, events)
+        results, summary = run_files(jobs, options, executor, events)
     if on_ray or (len(results) > 1 and not quiet):
         say(summary.line())
     return results, summary

@@ -114,15 +114,7 @@ class Executor(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Plan:
-    """A run resolved before any work: its jobs and every path it writes."""
-
-    jobs: list[FileJob]
-    writes: WritePlan
-
-
-def plan_jobs(files: list[Path], out: Path | None, fmt: str | None, report: Path | None = None) -> Plan:
+def plan_jobs(files: list[Path], out: Path | None, fmt: str | None, report: Path | None = None) -> list[FileJob]:
     """Probe every file once and claim its output (and ``report``) in one ``WritePlan``; a file that cannot be
     probed or written carries its error (it fails alone). Raises OutputError when ``report`` cannot be written."""
     from ccstereo.runtime.write_plan import plan_files
@@ -132,7 +124,7 @@ def plan_jobs(files: list[Path], out: Path | None, fmt: str | None, report: Path
     if report is not None:
         writes.claim(report, "--report")
     writes.tidy()
-    return Plan(jobs, writes)
+    return jobs
 
 
 def run_job(engine, job: FileJob, options: RunOptions, progress=None, worker: str = "local") -> FileResult:

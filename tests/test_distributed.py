@@ -247,7 +247,7 @@ def test_progress_counts_media_seconds_as_files_finish(cluster, tmp_path):
         "class Heard(Events):\n"
         "    def planned(self, jobs): plan.append(sum(j.info.duration_s for j in jobs if j.info))\n"
         "    def finished(self, result): seen.append(result.media_s)\n"
-        "jobs = plan_jobs([Path(p) for p in sys.argv[2:]], Path(sys.argv[1]), 'wav').jobs\n"
+        "jobs = plan_jobs([Path(p) for p in sys.argv[2:]], Path(sys.argv[1]), 'wav')\n"
         f"executor = RayExecutor(None, LoadOptions(threads=1), ScaleOptions(ray_address={address!r}))\n"
         "run_files(jobs, RunOptions(fmt='wav'), executor, Heard())\n"
         "print(json.dumps({'plan': plan, 'seen': seen}))\n"

@@ -22,17 +22,40 @@ class Terminated(BaseException):  # noqa: N818 - named for the signal, like Keyb
         return signal.Signals(self.signum).name
 
 
+class Arrived:
+    """Which ending signal has arrived, if any. A signal's exception raised inside a C extension's import or
+    callback can come out as another error (onnxruntime's import turns it into ``ImportError: initialization
+    failed``); :meth:`translate` turns such an error back into the interrupt it was."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def exception(self) -> BaseException:
+        return KeyboardInterrupt() if self.signum == signal.SIGINT else Terminated(self.signum or signal.SIGTERM)
+
+    @contextmanager
+    def translate(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception:
+            if self.signum is None:
+                raise
+            raise self.exception() from None
+
+
 @contextmanager
-def signals_as_exceptions() -> Iterator[None]:
+def signals_as_exceptions() -> Iterator[Arrived]:
     """Raise KeyboardInterrupt on SIGINT and Terminated on SIGTERM / SIGHUP; later signals are ignored while the
-    first one unwinds, so a second Ctrl-C cannot interrupt the removal of temporary files."""
+    first one unwinds, so a second Ctrl-C cannot interrupt the removal of temporary files. Any other error that
+    comes out of the block after a signal arrived is that signal's exception (see :class:`Arrived`)."""
+    arrived = Arrived()
+    _ACTIVE.append(arrived)
 
     def handler(signum: int, _frame) -> None:
         for sig in ENDING:
             signal.signal(sig, signal.SIG_IGN)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise Terminated(signum)
+        arrived.signum = signum
+        raise arrived.exception()
 
     previous = {}
     for sig in ENDING:
@@ -40,7 +63,20 @@ def signals_as_exceptions() -> Iterator[None]:
             continue  # started under nohup: a closed terminal must not end the run
         previous[sig] = signal.signal(sig, handler)
     try:
-        yield
+        with arrived.translate():
+            yield arrived
     finally:
+        _ACTIVE.remove(arrived)
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+_ACTIVE: list[Arrived] = []
+
+
+def raise_if_signalled() -> None:
+    """Raise the ending signal's exception if one arrived while :func:`signals_as_exceptions` is active: for a
+    handler that turns errors into results, so a signal turned into another error still ends the run."""
+    for arrived in _ACTIVE:
+        if arrived.signum is not None:
+            raise arrived.exception() from None

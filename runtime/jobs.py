@@ -133,6 +133,7 @@ def run_job(engine, job: FileJob, options: RunOptions, progress=None, worker: st
     import socket
 
     from ccstereo.runtime.errors import failure_line
+    from ccstereo.runtime.interrupts import raise_if_signalled
 
     started, cpu = time.perf_counter(), time.process_time()
     result = FileResult(str(job.path), "failed", host=socket.gethostname(), pid=os.getpid(), worker=worker)
@@ -144,6 +145,7 @@ def run_job(engine, job: FileJob, options: RunOptions, progress=None, worker: st
         run = engine.process(job.path, job.target, options, progress, job.info)  # probed once, not again
         result.input, result.status, result.output, result.run = run.input, run.status, run.output, run
     except Exception as exc:  # noqa: BLE001 - one failing file never stops the others
+        raise_if_signalled()  # an interrupt that a C extension turned into another error still ends the run
         result.error, result.internal = failure_line(job.path, exc)
     result.wall_s, result.cpu_s = _since(started), _cpu(cpu)
     return result

@@ -187,15 +187,20 @@ def _long_input(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_interrupt_leaves_nothing_and_exits_promptly(tmp_path, sig, code):
     source = _long_input(tmp_path)
-    process = subprocess.Popen([*RUN, str(source), "--quiet"], stderr=subprocess.PIPE, text=True)
+    log = tmp_path.parent / f"{tmp_path.name}.stderr"  # a file, not a pipe: a full pipe would stall the run
+    with log.open("w") as stderr:
+        process = subprocess.Popen([*RUN, str(source), "--quiet"], stderr=stderr, text=True)
     deadline = time.monotonic() + 60
     while not partials(tmp_path) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
-    assert partials(tmp_path), "the run never started writing"
+    if not partials(tmp_path):
+        process.kill()
+        pytest.fail(f"the run never started writing (exit {process.wait()}): {log.read_text()[-3000:]}")
     time.sleep(1.0)  # well inside the run: decoding, inference and encoding all in flight
     sent = time.monotonic()
     process.send_signal(sig)
-    _out, err = process.communicate(timeout=30)
+    process.wait(timeout=30)
+    err = log.read_text()
     assert process.returncode == code, err
     assert time.monotonic() - sent < 10
     assert partials(tmp_path) == [] and not list(tmp_path.glob("*.binaural.*"))

@@ -1,6 +1,7 @@
 """Reduced CPU precisions, measured at export on this CPU against the fp32 graph: OpenVINO bf16 of
 ``model.onnx``, and ``model.int8.onnx`` (quantised visual convolutions) built, measured and kept only when it
-passes ``precision_policy``'s floor. The figures go into the model files' metadata for the runtime's ``auto``.
+passes ``precision_policy``'s floor. Each is built as the runtime builds it (``backends.choose``: the same
+candidates, the same OpenVINO settings). The figures go into the model files' metadata for the runtime's ``auto``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ccstereo.export import int8 as int8_mod
 from ccstereo.export import onnx_graph, verify
 from ccstereo.export.errors import ExportError
 from ccstereo.export.options import ExportOptions
+from ccstereo.runtime.backends.choose import Candidate, build
 from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB
 from ccstereo.runtime.cpu_features import native_bf16
 
@@ -98,7 +100,9 @@ def measure(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, option
             raise ExportError(f"--int8 on: {reason}") from None
         return CpuPrecisions(Bf16Result(False, reason), Int8Result(False, reason))
     native = native_bf16()
-    accuracy = _accuracy(vset, fp32, _run_compiled(_openvino_cpu(fp32_path, "bf16"), _vset_feeds(vset)))
+    bf16_engine = _openvino_cpu(fp32_path, "bf16")
+    accuracy = _accuracy(vset, fp32, bf16_engine.run(vset.crops_u8, vset.mono, vset.frame_index))
+    del bf16_engine
     runtime = f"openvino {ov.__version__} CPU, INFERENCE_PRECISION_HINT=bf16"
     bf16 = Bf16Result(True, runtime=runtime, native_bf16=native, accuracy=accuracy)
     log(f"bf16 on this CPU (OpenVINO) vs FP32: binaural SNR {accuracy.binaural_snr_db:.1f} dB")
@@ -107,20 +111,9 @@ def measure(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, option
     return CpuPrecisions(bf16, _int8(config, fp32_path, vset, fp32, options, "bf16" if native else "f32", log))
 
 
-def _openvino_cpu(path: Path, hint: str):
-    """Return ``path`` compiled by OpenVINO's CPU plugin with the given inference-precision hint."""
-    import openvino as ov
-
-    core = ov.Core()
-    return core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
-
-
-def _run_compiled(compiled, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    return np.asarray(compiled(feeds)[compiled.output(0)], np.float32)
-
-
-def _vset_feeds(vset) -> dict[str, np.ndarray]:
-    return {"frames": vset.crops_u8, "mono": vset.mono, "frame_index": vset.frame_index}
+def _openvino_cpu(path: Path, precision: str):
+    """Return the runtime's OpenVINO engine for ``path`` at ``precision`` (bf16 of the fp32 graph, or int8)."""
+    return build(path.parent, Candidate("openvino", precision, path.name))
 
 
 def _accuracy(vset, fp32: np.ndarray, test: np.ndarray) -> Accuracy:
@@ -130,7 +123,7 @@ def _accuracy(vset, fp32: np.ndarray, test: np.ndarray) -> Accuracy:
     return Accuracy(snr, mt, change, max(change.values()))
 
 
-def _held_out_snr(fp32_path: Path, int8_compiled, videos, config: ModelConfig) -> dict[str, float]:
+def _held_out_snr(fp32_path: Path, int8_engine, videos, config: ModelConfig) -> dict[str, float]:
     """Return per held-out video the windows' binaural SNR of the int8 graph (OpenVINO) vs fp32 (onnxruntime)."""
     import onnxruntime as ort
 
@@ -139,7 +132,7 @@ def _held_out_snr(fp32_path: Path, int8_compiled, videos, config: ModelConfig) -
     for video in videos:
         batches = int8_mod.batches_from_videos([video], config, HELD_OUT_WINDOWS)
         ref = np.concatenate([session.run(["binaural"], b.feeds())[0] for b in batches])
-        low = np.concatenate([_run_compiled(int8_compiled, b.feeds()) for b in batches])
+        low = np.concatenate([int8_engine.run(b.frames, b.mono, b.frame_index) for b in batches])
         result[Path(video).name] = verify.snr_db(low, ref)
     return result
 
@@ -167,10 +160,10 @@ def _int8(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, options:
     batches, source, held = _calibration(config, vset, options)
     path = fp32_path.with_name("model.int8.onnx")
     summary = int8_mod.quantize(fp32_path, batches, path)
-    compiled = _openvino_cpu(path, hint)
-    accuracy = _accuracy(vset, fp32, _run_compiled(compiled, _vset_feeds(vset)))
-    held_out = _held_out_snr(fp32_path, compiled, held, config) if held else {}
-    del compiled  # releases the file before it may be rewritten or removed below
+    engine = _openvino_cpu(path, "int8")
+    accuracy = _accuracy(vset, fp32, engine.run(vset.crops_u8, vset.mono, vset.frame_index))
+    held_out = _held_out_snr(fp32_path, engine, held, config) if held else {}
+    del engine  # releases the file before it may be rewritten or removed below
     snr = min([accuracy.binaural_snr_db, *held_out.values()])
     runtime = f"OpenVINO CPU, int8 convolutions, the rest with INFERENCE_PRECISION_HINT={hint}"
     result = Int8Result(True, "", summary, source, runtime, accuracy, held_out, snr)

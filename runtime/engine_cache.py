@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ccstereo.atomic import write_text
 from ccstereo.config import ModelConfig
+from ccstereo.runtime.backends.protocol import DEFAULT_BATCH
 from ccstereo.runtime.errors import EngineMismatchError
 
 SIDECAR_SUFFIX = ".json"
@@ -22,7 +23,7 @@ class BatchProfile:
     """Optimisation profile of the dynamic batch (windows W, and distinct frames F with the same bounds)."""
 
     min_batch: int = 1
-    opt_batch: int = 32
+    opt_batch: int = DEFAULT_BATCH
     max_batch: int = 128
 
     def __post_init__(self) -> None:

@@ -66,7 +66,7 @@ class LoadOptions:
 
     backend: str = BackendName.auto.value
     precision: str = Precision.auto.value
-    batch_size: int | None = None  # None: the backend's default (32 on the CPU)
+    batch_size: int | None = None  # None: measured by the tuner, else backends.protocol.DEFAULT_BATCH
     threads: int | None = None  # None: every core
     # auto on a CPU: None = the engine measured fastest and accurate on this machine (measured once, cached);
     # True = measure again; False = the CPU-flag rules without measuring speed (see backends/tuning.py)

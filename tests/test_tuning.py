@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ccstereo.runtime import verification
-from ccstereo.runtime.backends import tuning
+from ccstereo.runtime.backends import choose, tuning
 from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB
 from ccstereo.runtime.binauralizer import Binauralizer
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
@@ -164,9 +164,9 @@ def test_tuning_candidates_follow_the_cpu_override_on_both_sides(bundled_copy, m
     keys = {}
     for flags, has_bf16 in (("none", False), ("avx512_bf16", True)):
         monkeypatch.setenv("CCSTEREO_CPU_FLAGS", flags)
-        found = tuning.candidates(bundled_copy)
-        assert (tuning.Candidate("openvino", "bf16", "model.onnx") in found) is has_bf16
-        assert found[0] == tuning.Candidate("onnxruntime", "fp32", "model.onnx")
+        found = choose.cpu_candidates(bundled_copy)
+        assert (choose.Candidate("openvino", "bf16", "model.onnx") in found) is has_bf16
+        assert found[0] == choose.Candidate("onnxruntime", "fp32", "model.onnx")
         keys[flags] = tuning.cache_key(bundled_copy, found[:1], None, None)
     assert keys["none"] != keys["avx512_bf16"]
 
@@ -257,11 +257,12 @@ def test_tuning_times_batch_sizes_unless_one_is_given_and_keeps_the_fastest(bund
     kept = next(s for s in timed if (s.batch, s.threads) == (int(said[1]), int(said[2])))
     # the kept setting is the fastest, or within the noise margin of it (the default, tried first, wins ties)
     assert kept.ms_per_window <= min(s.ms_per_window for s in timed) / tuning.NOISE
-    assert tuned.backend.max_batch == kept.batch
+    assert tuned.batch == kept.batch
     again = tuning.tune(bundled_copy, None, None, remeasure=False)
-    assert again.cached and again.backend.max_batch == kept.batch
+    assert again.cached and again.batch == kept.batch
+    assert Binauralizer.load(bundled_copy).backend.max_batch == kept.batch  # the run's engine is built with it
     given = tuning.tune(bundled_copy, 16, None, remeasure=False)  # --batch-size 16: not searched, not overridden
-    assert not given.cached and given.backend.max_batch == 16
+    assert not given.cached and given.batch == 16
     assert all(s.batch == 16 for s in given.settings)
 
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ccstereo.synth.scene import CENTRED_SHARE
+
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
@@ -22,6 +24,9 @@ def main(
     kind: Annotated[str, typer.Option(help="shapes | real-train | real-eval (photographed objects, real footage)")] = (
         "shapes"
     ),
+    centred_share: Annotated[
+        float, typer.Option(help="real kinds: share of scenes with no sounding object in the picture")
+    ] = CENTRED_SHARE,
     mp4: Annotated[bool, typer.Option("--mp4/--no-mp4", help="also write <id>.mp4 per clip")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -32,7 +37,17 @@ def main(
     if clips < 1 or seconds < 1.0:
         raise typer.BadParameter("need at least one clip of at least 1 s")
     try:
-        write_dataset(out, clips, seconds, seed, hrtf, mp4, log=(lambda _m: None) if quiet else typer.echo, kind=kind)
+        write_dataset(
+            out,
+            clips,
+            seconds,
+            seed,
+            hrtf,
+            mp4,
+            log=(lambda _m: None) if quiet else typer.echo,
+            kind=kind,
+            centred_share=centred_share,
+        )
     except (CCStereoError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ccstereo.synth.hrtf import load_hrtf
-from ccstereo.synth.scene import FPS, render_scene
+from ccstereo.synth.scene import CENTRED_SHARE, FPS, render_scene
 
 
 def clip_id(index: int) -> str:
@@ -81,12 +81,14 @@ def write_dataset(
     rate_hz: int = 16000,
     log=print,
     kind: str = "shapes",
+    centred_share: float = CENTRED_SHARE,
 ) -> Path:
     """Render ``clips`` scenes of ``seconds`` into ``out``; deterministic for a given seed.
 
     ``hrtf`` names one head or several separated by commas (each clip draws one). ``kind`` is ``shapes``
     (coloured shapes over drawn backgrounds) or ``real-train`` / ``real-eval`` (photographed objects over real
     pictures and footage, real recordings, rooms: ``ccstereo.synth.real_scene``, from that side's assets).
+    ``centred_share`` is the share of real scenes with no sounding object in the picture (sound straight ahead).
     """
     import soundfile as sf
     from PIL import Image
@@ -99,9 +101,14 @@ def write_dataset(
         assets = load_assets(kind.removeprefix("real-"))
     elif kind != "shapes":
         raise ValueError(f"unknown scene kind {kind!r}: shapes, real-train or real-eval")
+    if not 0.0 <= centred_share <= 1.0:
+        raise ValueError(f"the centred share is a fraction from 0 to 1, not {centred_share}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "binaural_audios").mkdir(exist_ok=True)
-    meta = {"seed": seed, "seconds": seconds, "hrtf": hrtf, "kind": kind, "rate_hz": rate_hz, "fps": FPS, "clips": {}}
+    meta = {"seed": seed, "seconds": seconds, "hrtf": hrtf, "kind": kind, "rate_hz": rate_hz, "fps": FPS}
+    if assets is not None and centred_share != CENTRED_SHARE:
+        meta["centred_share"] = centred_share
+    meta["clips"] = {}
     ids = []
     for i in range(clips):
         cid = clip_id(i)
@@ -112,7 +119,7 @@ def write_dataset(
         else:
             from ccstereo.synth.real_scene import render_real_scene
 
-            audio, frames, info = render_real_scene(rng, seconds, hrirs, assets)
+            audio, frames, info = render_real_scene(rng, seconds, hrirs, assets, centred_share)
         sf.write(out / "binaural_audios" / f"{cid}.wav", audio.T, rate_hz, subtype="FLOAT")
         frame_dir = out / "frames" / f"{cid}.mp4"
         frame_dir.mkdir(parents=True, exist_ok=True)

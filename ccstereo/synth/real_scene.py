@@ -24,7 +24,7 @@ from scipy.signal import fftconvolve
 
 from ccstereo.synth.hrtf import HRIRSet
 from ccstereo.synth.real_assets import Assets, Stamp, picture_name
-from ccstereo.synth.scene import FPS, HEIGHT, WIDTH, azimuth_deg, binauralize
+from ccstereo.synth.scene import CENTRED_SHARE, FPS, HEIGHT, WIDTH, azimuth_deg, binauralize
 from ccstereo.synth.sources import load_recording
 
 
@@ -196,9 +196,10 @@ def _paste(frames: list, placed: list[Placed]) -> list[np.ndarray]:
 
 
 def render_real_scene(
-    rng: np.random.Generator, seconds: float, hrirs: HRIRSet, assets: Assets
+    rng: np.random.Generator, seconds: float, hrirs: HRIRSet, assets: Assets, centred_share: float = CENTRED_SHARE
 ) -> tuple[np.ndarray, list[np.ndarray], dict]:
-    """Return (binaural [2, n] at the HRIR rate, RGB frames at 10 fps, description with per-tick boxes)."""
+    """Return (binaural [2, n] at the HRIR rate, RGB frames at 10 fps, description with per-tick boxes).
+    ``centred_share`` of the scenes have no sounding object (the rest: one object 63 : two objects 25)."""
     rate, n = hrirs.rate_hz, int(seconds * hrirs.rate_hz)
     ticks = int(np.ceil(seconds * FPS)) + 1
     use_footage = assets.footage and rng.random() < 0.35
@@ -208,7 +209,8 @@ def render_real_scene(
     else:
         background = assets.backgrounds[int(rng.integers(len(assets.backgrounds)))]
         frames = _photo_frames(rng, background, ticks)
-    count = int(rng.choice([0, 1, 2], p=[0.12, 0.63, 0.25]))
+    rest = 1.0 - centred_share
+    count = int(rng.choice([0, 1, 2], p=[centred_share, 0.63 * rest / 0.88, 0.25 * rest / 0.88]))
     picks = rng.choice(len(assets.stamps), size=count + int(rng.integers(0, 4)), replace=False)
     placed = [_place(rng, assets.stamps[int(i)], ticks, j < count) for j, i in enumerate(picks)]
     rng.shuffle(placed)  # sounding objects are not always drawn on top

@@ -13,6 +13,7 @@ from ccstereo.synth.hrtf import HRIRSet
 from ccstereo.synth.sources import source_signal
 
 WIDTH, HEIGHT, FPS = 480, 240, 10
+CENTRED_SHARE = 0.12  # real scenes with no sounding object in the picture (sound straight ahead)
 FOV_DEG = 90.0  # horizontal field of view: the image's left edge is +45 deg (left), the right edge -45 deg
 BLOCK_S = 0.1  # HRIR update period; consecutive blocks are crossfaded with Hann windows
 

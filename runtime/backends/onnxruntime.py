@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccstereo.runtime.backends.protocol import as_feeds, fusion_feeds
+from ccstereo.runtime.backends.protocol import DEFAULT_BATCH, as_feeds, fusion_feeds
 from ccstereo.runtime.errors import BackendUnavailableError
 from ccstereo.runtime.graph_split import split_window_graph
 from ccstereo.runtime.model_info import ModelInfo, info_from_session, open_onnx_session, read_onnx_info
@@ -81,7 +81,7 @@ class OnnxRuntimeBackend:
         self,
         model_path: str | Path,
         provider: str = "cpu",
-        max_batch: int = 64,
+        max_batch: int = DEFAULT_BATCH,
         threads: int | None = None,
         cache_dir: Path | None = None,
     ) -> None:

@@ -1,7 +1,7 @@
 """OpenVINO backend for CPUs: the exported FP32 graph run with an inference-precision hint (bf16 on AMX/AVX512-BF16
 CPUs, fp32 elsewhere), or the int8 graph (``model.int8.onnx``: QDQ visual convolutions, fused by OpenVINO into
-VNNI/AMX int8 kernels). A reduced precision is offered only as measured at export (metadata
-``ccstereo.measured_snr_db``) and never below 30 dB binaural SNR vs fp32.
+VNNI/AMX int8 kernels). It runs what it is given: whether a reduced precision may run is decided by
+``backends.choose`` before it is built.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB, offered
-from ccstereo.runtime.backends.protocol import as_feeds, fusion_feeds
+from ccstereo.runtime.backends.protocol import DEFAULT_BATCH, as_feeds, fusion_feeds
 from ccstereo.runtime.cpu_features import native_bf16
 from ccstereo.runtime.errors import BackendUnavailableError
 from ccstereo.runtime.graph_split import split_window_graph
@@ -26,7 +25,7 @@ class OpenVINOBackend:
         self,
         model_path: str | Path,
         precision: str = "bf16",
-        max_batch: int = 32,
+        max_batch: int = DEFAULT_BATCH,
         threads: int | None = None,
         info: ModelInfo | None = None,
     ) -> None:
@@ -45,23 +44,9 @@ class OpenVINOBackend:
                 f"{model_path}: a {self.info.precision} graph cannot run as {precision} "
                 "(int8 runs model.int8.onnx, bf16/fp32 run model.onnx)"
             )
-        if precision in ("bf16", "int8"):
-            measured = self.info.measured_snr_db.get(precision)
-            if measured is None:
-                raise BackendUnavailableError(
-                    f"{model_path}: {precision} accuracy was not measured at export; re-export "
-                    "with openvino installed (ccs-export) or use --precision fp32"
-                )
-            if not offered(measured):
-                raise BackendUnavailableError(
-                    f"{model_path}: {precision} measured {measured:.1f} dB SNR vs fp32 "
-                    f"(< {MIN_OFFERED_SNR_DB} dB): not offered"
-                )
         core = ov.Core()
         # The int8 graph's floating-point part runs as the export measured it: bf16 where the CPU has it.
-        hint = {"bf16": "bf16", "fp32": "f32", "int8": "bf16" if native_bf16() else "f32"}[
-            precision
-        ]  # OpenVINO's names
+        hint = {"bf16": "bf16", "fp32": "f32", "int8": "bf16" if native_bf16() else "f32"}[precision]  # OpenVINO's
         config = {
             "INFERENCE_PRECISION_HINT": hint,
             "PERFORMANCE_HINT": "LATENCY",

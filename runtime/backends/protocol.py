@@ -9,6 +9,8 @@ import numpy as np
 from ccstereo.runtime.model_info import ModelInfo
 from ccstereo.runtime.visual_rate import SplitRunner
 
+DEFAULT_BATCH = 32  # windows per engine call when neither --batch-size nor a measurement says otherwise
+
 
 @runtime_checkable
 class Backend(Protocol):

@@ -1,11 +1,11 @@
 """Backend selection: which model file and which engine run a given ``--model`` on this machine.
 
 Order for ``--backend auto``: a TensorRT engine built for this GPU; else onnxruntime CUDA with the FP16 graph;
-on a CPU with ``--precision auto``, the engine measured fastest among those that reproduce the folder's shipped
-fp32 outputs on this CPU (``tuning``; measured once per machine and cached). Without tuning (``--no-tune``, or no
-verification file): OpenVINO at a reduced precision when this CPU has the unit for it and its accuracy passes
-(``precision_policy``; checked on this CPU when the folder ships verification windows, else as measured at
-export); else onnxruntime fp32.
+else the CPU, where ``choose`` is the one rule: with ``--precision auto`` the engine measured fastest among those
+that reproduce the folder's shipped fp32 outputs on this CPU (``tuning``: evidence measured once per machine and
+cached); without tuning (``--no-tune``, or no verification file) OpenVINO at a reduced precision when this CPU has
+the unit for it and its evidence passes (checked on this CPU when the folder ships verification windows, else as
+measured at export), else onnxruntime fp32. Whatever is chosen is built once, by ``choose.build``.
 """
 
 from __future__ import annotations
@@ -14,13 +14,21 @@ import importlib.resources
 from pathlib import Path
 
 from ccstereo.runtime import verification
-from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB, auto_may_pick, describe, offered
+from ccstereo.runtime.backends.choose import (
+    DEFAULT_BATCH,
+    Candidate,
+    Evidence,
+    build,
+    choose,
+    cpu_candidates,
+    evidence_at_export,
+    evidence_here,
+    folder_of,
+    openvino_installed,
+)
 from ccstereo.runtime.backends.protocol import Backend
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
-from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
 from ccstereo.runtime.options import LoadOptions
-
-DEFAULT_CPU_BATCH = 32
 
 
 def default_model_path() -> Path:
@@ -48,26 +56,60 @@ def load_backend(model: Path | None, options: LoadOptions | None = None) -> tupl
     if options.backend == "torch":
         from ccstereo.runtime.backends.torch import TorchBackend
 
-        batch = options.batch_size or DEFAULT_CPU_BATCH
-        return TorchBackend.from_checkpoint(model, batch), "PyTorch reference (requested)"
+        return TorchBackend.from_checkpoint(model, options.batch_size or DEFAULT_BATCH), "PyTorch reference (requested)"
     chosen = _tensorrt_choice(model, options.backend)
     if chosen is not None:
         return chosen
-    gpu = _cuda_provider_available()
+    if options.backend == "openvino" or not _cuda_provider_available():
+        return _cpu(model, options)
+    if options.precision in ("bf16", "int8"):
+        raise BackendUnavailableError(f"{options.precision} runs on the CPU through OpenVINO: use --backend openvino")
+    return _onnxruntime_cuda(model, options)
+
+
+def _cpu(model: Path, options: LoadOptions) -> tuple[Backend, str]:
+    """The CPU engine ``choose`` takes for ``model`` under ``options``, built once."""
+    if options.backend == "openvino" and not openvino_installed():
+        raise BackendUnavailableError("openvino is not installed (pip install '.[cpu]')")
     folder = _exported_folder(model)
-    if options.backend == options.precision == "auto" and not gpu and options.tune is not False and folder:
-        tuned = _tuned(folder, options)
-        if tuned is not None:
-            return tuned
-    if options.backend == "openvino" or (options.backend == "auto" and not gpu and options.precision != "fp32"):
-        chosen = _openvino(model, options)
-        if chosen is not None:
-            return chosen
-    if options.precision in ("bf16", "int8") and options.backend != "openvino":
-        raise BackendUnavailableError(
-            f"{options.precision} runs on the CPU through OpenVINO: install '.[cpu]' (bf16 needs a BF16 CPU)"
-        )
-    return _onnxruntime(model, gpu, options)
+    measurable = folder is not None and (folder / verification.FILE_NAME).is_file()
+    if options.backend == options.precision == "auto" and options.tune is not False and folder and measurable:
+        from ccstereo.runtime.backends.tuning import tune
+
+        tuned = tune(folder, options.batch_size, options.threads, remeasure=options.tune is True)
+        return build(folder, tuned.candidate, tuned.batch, tuned.threads), tuned.reason
+    from ccstereo.runtime.cpu_features import int8_dot_product
+
+    judge = _Here(model, options)
+    policy = (options.backend, options.precision)
+    choice = choose(policy, cpu_candidates(model), judge, int8_dot_product(), model)
+    return judge.engine(choice.candidate), choice.reason
+
+
+class _Here:
+    """Evidence without timings: a reduced precision as the export measured it and, where the folder ships
+    verification windows, as it computes on this CPU (the engine built for that check is the one that runs)."""
+
+    timed = False
+
+    def __init__(self, model: Path, options: LoadOptions) -> None:
+        self.folder, self.options = folder_of(model), options
+        self.engines: dict[Candidate, Backend] = {}
+
+    def engine(self, candidate: Candidate) -> Backend:
+        if candidate not in self.engines:
+            self.engines[candidate] = build(self.folder, candidate, self.options.batch_size, self.options.threads)
+        return self.engines[candidate]
+
+    def __call__(self, candidate: Candidate) -> Evidence:
+        exported = evidence_at_export(self.folder, candidate)
+        if not candidate.reduced:
+            return exported
+        if self.options.precision == "auto" and not exported.passes_auto():
+            return exported  # auto needs the export's figure AND this CPU's: no engine is built for a failed one
+        if not (self.folder / verification.FILE_NAME).is_file():
+            return exported
+        return evidence_here(self.engine(candidate), self.folder) or exported
 
 
 def _exported_folder(model: Path) -> Path | None:
@@ -75,49 +117,6 @@ def _exported_folder(model: Path) -> Path | None:
     if model.is_dir():
         return model
     return model.parent if model.name == "model.onnx" else None
-
-
-def _tuned(folder: Path, options: LoadOptions) -> tuple[Backend, str] | None:
-    """Return the measured choice (cached or measured now), or None when the folder cannot be measured."""
-    from ccstereo.runtime.backends.tuning import tune
-
-    if not (folder / verification.FILE_NAME).is_file():
-        return None
-    tuned = tune(folder, options.batch_size, options.threads, remeasure=options.tune is True)
-    return tuned.backend, tuned.reason
-
-
-def _checked_here(backend: Backend, model: Path, asked: bool) -> tuple[bool, str]:
-    """Return (whether ``backend`` may run, the figures in words) from its run of the verification windows
-    shipped beside ``model`` on this CPU; (True, '') when none are shipped (the export's figure stands).
-
-    Asked for by name, a precision must reach the floor (30 dB); chosen by auto, the auto gate."""
-    folder = model if model.is_dir() else model.parent
-    path = folder / verification.FILE_NAME
-    if not path.is_file():
-        return True, ""
-    shipped = verification.load(path, backend.info.config)
-    accuracy, _ = verification.check(backend.run, shipped, backend.max_batch)
-    ok = offered(accuracy.snr_db) if asked else auto_may_pick(accuracy.snr_db, accuracy.worst_metric_change)
-    return ok, f"{accuracy.words()} vs the shipped fp32 outputs on this CPU"
-
-
-def _asked(backend: Backend, path: Path, info: ModelInfo, precision: str) -> tuple[Backend, str]:
-    """A reduced precision asked for by name: run it if it reaches the floor on this CPU, else refuse saying why."""
-    ok, here = _checked_here(backend, path, asked=True)
-    if not ok:
-        raise BackendUnavailableError(f"{path}: {precision} on this CPU: {here} (< {MIN_OFFERED_SNR_DB:g} dB): refused")
-    return backend, f"OpenVINO {precision} (requested; {here or _measured(info, precision)[1]})"
-
-
-def _auto_pick(make, path: Path, info: ModelInfo, precision: str) -> tuple[Backend, str] | None:
-    """A reduced precision auto may use: measured accurate enough at export and again on this CPU, or None."""
-    ok, words = _measured(info, precision)
-    if not ok:
-        return None
-    backend = make()
-    ok, here = _checked_here(backend, path, asked=False)
-    return (backend, here or f"{words}, at export") if ok else None
 
 
 def _tensorrt_choice(model: Path, backend: str) -> tuple[Backend, str] | None:
@@ -151,84 +150,11 @@ def _tensorrt(plan: Path) -> Backend:
     return TensorRTBackend(plan)
 
 
-def _onnxruntime(model: Path, gpu: bool, options: LoadOptions) -> tuple[Backend, str]:
+def _onnxruntime_cuda(model: Path, options: LoadOptions) -> tuple[Backend, str]:
     from ccstereo.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    if model.is_dir():
-        name = "model.fp16.onnx" if gpu and (model / "model.fp16.onnx").is_file() else "model.onnx"
-        onnx_path = model / name
-    else:
-        onnx_path = model
-    batch = options.batch_size or DEFAULT_CPU_BATCH
-    chosen = OnnxRuntimeBackend(onnx_path, "cuda" if gpu else "cpu", batch, options.threads)
-    return chosen, "onnxruntime CUDA" if gpu else "onnxruntime CPU (no GPU provider here)"
-
-
-def _int8_graph(model: Path) -> tuple[Path, ModelInfo] | None:
-    """Return the int8 graph that belongs to ``model`` (the file itself, or model.int8.onnx beside it) and its
-    metadata, or None."""
-    if model.is_file():
-        info = read_onnx_info(model)
-        if info.precision == "int8":
-            return model, info
-    candidate = (model if model.is_dir() else model.parent) / "model.int8.onnx"
-    return (candidate, read_onnx_info(candidate)) if candidate.is_file() and candidate != model else None
-
-
-def _measured(info: ModelInfo, precision: str) -> tuple[bool, str]:
-    """Return (whether auto may pick ``precision`` for this model file, the measured figures in words)."""
-    snr = info.measured_snr_db.get(precision)
-    worst = info.measured_worst_metric_change.get(precision)
-    return auto_may_pick(snr, worst), describe(snr, worst, precision)
-
-
-def _openvino(model: Path, options: LoadOptions) -> tuple[Backend, str] | None:
-    """Return (OpenVINO backend, reason), or None when auto should fall back to onnxruntime.
-
-    Precision auto (with --backend auto or openvino): int8 (model.int8.onnx) where the CPU has an int8
-    dot-product unit and the export measured it accurate enough, else bf16 where the CPU has native BF16 and it
-    measured accurate enough; else onnxruntime (auto) or OpenVINO fp32 (--backend openvino).
-    """
-    from ccstereo.runtime.backends.openvino import OpenVINOBackend
-    from ccstereo.runtime.cpu_features import int8_dot_product, native_bf16
-
-    try:
-        import openvino  # noqa: F401
-    except ImportError as exc:
-        if options.backend == "auto" and options.precision == "auto":
-            return None
-        raise BackendUnavailableError("openvino is not installed (pip install '.[cpu]')") from exc
-    precision, cpu_onnx = options.precision, model / "model.onnx" if model.is_dir() else model
-
-    def build(path: Path, hint: str, info: ModelInfo | None = None) -> OpenVINOBackend:
-        return OpenVINOBackend(path, hint, options.batch_size or DEFAULT_CPU_BATCH, options.threads, info)
-
-    dot = int8_dot_product()
-    # An int8 graph is looked for when asked, when auto could pick it, or to see whether the given file is one.
-    look_for_int8 = precision == "int8" or (precision == "auto" and (dot is not None or model.is_file()))
-    int8 = _int8_graph(model) if look_for_int8 else None
-    if precision == "int8":
-        if int8 is None:
-            raise BackendUnavailableError(
-                f"{model}: no model.int8.onnx beside it; export with ccs-export --int8 on (and --calibrate VIDEO)"
-            )
-        return _asked(build(int8[0], "int8", int8[1]), int8[0], int8[1], "int8")
-    if int8 is not None and int8[0] == cpu_onnx:
-        return build(int8[0], "int8", int8[1]), "OpenVINO int8 (an int8 graph was given)"
-    if precision == "bf16":
-        info = read_onnx_info(cpu_onnx)
-        return _asked(build(cpu_onnx, "bf16", info), cpu_onnx, info, "bf16")
-    if precision == "fp32":
-        return build(cpu_onnx, "fp32"), "OpenVINO fp32 (requested)"
-    if int8 is not None and dot is not None:
-        found = _auto_pick(lambda: build(int8[0], "int8", int8[1]), int8[0], int8[1], "int8")
-        if found is not None:
-            return found[0], f"OpenVINO int8 on this CPU's {dot.upper()} ({found[1]})"
-    if native_bf16():
-        info = read_onnx_info(cpu_onnx)
-        found = _auto_pick(lambda: build(cpu_onnx, "bf16", info), cpu_onnx, info, "bf16")
-        if found is not None:
-            return found[0], f"OpenVINO bf16 on this CPU's native BF16 ({found[1]})"
-    if options.backend == "auto":
-        return None
-    return build(cpu_onnx, "fp32"), "OpenVINO fp32 (no reduced precision measured accurate enough for auto on this CPU)"
+    name = "model.fp16.onnx" if model.is_dir() and (model / "model.fp16.onnx").is_file() else "model.onnx"
+    onnx_path = model / name if model.is_dir() else model
+    return OnnxRuntimeBackend(onnx_path, "cuda", options.batch_size or DEFAULT_BATCH, options.threads), (
+        "onnxruntime CUDA"
+    )

@@ -10,21 +10,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ccstereo.runtime.backends.protocol import as_feeds
+from ccstereo.runtime.backends.protocol import DEFAULT_BATCH, as_feeds
 from ccstereo.runtime.model_info import ModelInfo
 
 
 class TorchBackend:
     """Run ``forward_windows`` of a CCStereo model on the CPU (a checkpoint, or a model in memory)."""
 
-    def __init__(self, model, info: ModelInfo, max_batch: int = 32) -> None:
+    def __init__(self, model, info: ModelInfo, max_batch: int = DEFAULT_BATCH) -> None:
         self.model = model.eval()
         self.info = info
         self.name, self.precision = "torch-cpu-fp32", "fp32"
         self.max_batch = max_batch
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Path, max_batch: int = 32) -> TorchBackend:
+    def from_checkpoint(cls, checkpoint: Path, max_batch: int = DEFAULT_BATCH) -> TorchBackend:
         """Load an official .pth or native .safetensors checkpoint."""
         import hashlib
 
@@ -35,7 +35,7 @@ class TorchBackend:
         return cls(model, ModelInfo(Path(checkpoint), model.config, sha, "fp32", 0, "torch"), max_batch)
 
     @classmethod
-    def from_model(cls, model, max_batch: int = 32) -> TorchBackend:
+    def from_model(cls, model, max_batch: int = DEFAULT_BATCH) -> TorchBackend:
         """Wrap a model in memory (validation during training)."""
         return cls(model, ModelInfo(Path("<in-memory>"), model.config, "", "fp32", 0, "torch"), max_batch)
 

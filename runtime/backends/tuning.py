@@ -27,6 +27,7 @@ import numpy as np
 
 from ccstereo.atomic import write_text
 from ccstereo.runtime import verification
+from ccstereo.runtime.backends.choose import DEFAULT_BATCH, Candidate, Evidence, Known, build, choose, cpu_candidates
 from ccstereo.runtime.backends.precision_policy import AUTO_MIN_SNR_DB, auto_may_pick
 from ccstereo.runtime.backends.protocol import Backend
 from ccstereo.runtime.cpu_features import overridden_flags
@@ -36,25 +37,9 @@ from ccstereo.runtime.verification import CpuAccuracy, Shipped
 
 PROBE_BUDGET_S = 15.0  # no candidate or setting is started once the probe has taken this long
 CACHE_VERSION = 3  # 3: OpenVINO fp32 is spelled fp32 (was f32)
-DEFAULT_BATCH = 32  # windows per call when neither --batch-size nor a measurement says otherwise
 BATCH_SIZES = (32, 16, 8)  # tried for the chosen engine when --batch-size is not given (the default first)
 TIMING_WINDOWS = 32  # windows per timed pass of a setting (the largest batch size tried)
 NOISE = 0.98  # a later setting replaces an earlier one (the default is first) only if this much faster
-
-
-@dataclass(frozen=True)
-class Candidate:
-    backend: str  # onnxruntime | openvino
-    precision: str  # fp32 | bf16 | int8 (bf16 and int8: OpenVINO)
-    file: str  # the graph it runs, in the exported folder
-
-    @property
-    def label(self) -> str:
-        return f"{'OpenVINO' if self.backend == 'openvino' else 'onnxruntime'} {self.precision}"
-
-    @property
-    def reduced(self) -> bool:
-        return self.precision in ("bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -64,6 +49,13 @@ class Trial:
     accuracy: CpuAccuracy | None
     usable: bool
     note: str = ""
+
+    def evidence(self) -> Evidence:
+        """This trial as the chooser's evidence (an fp32 engine is judged by its SNR alone: it must reproduce fp32)."""
+        if self.accuracy is None:
+            return Evidence(None, None, "not measured here", None, self.note)
+        worst = self.accuracy.worst_metric_change if self.candidate.reduced else None
+        return Evidence(self.accuracy.snr_db, worst, "on this CPU", self.ms_per_window, self.accuracy.words())
 
 
 @dataclass(frozen=True)
@@ -164,38 +156,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def candidates(folder: Path) -> list[Candidate]:
-    """Return the engines worth timing for ``folder`` on this machine, the fp32 baseline first."""
-    from ccstereo.runtime.cpu_features import native_bf16
-
-    found = [Candidate("onnxruntime", "fp32", "model.onnx")]
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return found
-    if (folder / "model.int8.onnx").is_file():
-        found.append(Candidate("openvino", "int8", "model.int8.onnx"))
-    if native_bf16():
-        found.append(Candidate("openvino", "bf16", "model.onnx"))
-    found.append(Candidate("openvino", "fp32", "model.onnx"))
-    return found
-
-
 def cache_key(folder: Path, found: list[Candidate], threads: int | None, batch: int | None) -> str:
     files = {name: _sha256(folder / name) for name in sorted({c.file for c in found} | {verification.FILE_NAME})}
     what = {"files": files, "machine": machine(), "threads": threads, "batch": batch, "v": CACHE_VERSION}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def build(folder: Path, candidate: Candidate, batch: int, threads: int | None) -> Backend:
-    path = folder / candidate.file
-    if candidate.backend == "onnxruntime":
-        from ccstereo.runtime.backends.onnxruntime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(path, "cpu", batch, threads)
-    from ccstereo.runtime.backends.openvino import OpenVINOBackend
-
-    return OpenVINOBackend(path, candidate.precision, batch, threads)
 
 
 def measure(backend: Backend, candidate: Candidate, shipped: Shipped) -> Trial:
@@ -217,7 +181,12 @@ def measure(backend: Backend, candidate: Candidate, shipped: Shipped) -> Trial:
 
 @dataclass
 class Tuned:
-    backend: Backend
+    """The measured choice: what to build (``choose.build``), and the evidence behind it. Nothing built here
+    leaves the tuner: the run's engine is built once from this."""
+
+    candidate: Candidate
+    batch: int
+    threads: int | None
     reason: str
     trials: list[Trial]
     cached: bool
@@ -232,28 +201,29 @@ def tune(folder: Path, batch: int | None, threads: int | None, remeasure: bool, 
     shipped_path = folder / verification.FILE_NAME
     if not shipped_path.is_file():
         raise ModelMetadataError(f"{folder}: no {verification.FILE_NAME} (exported before measured selection)")
-    found = candidates(folder)
+    found = cpu_candidates(folder)
     key = cache_key(folder, found, threads, batch)
     entry = cache_dir() / "tuning" / f"{key}.json"
     if not remeasure:
         cached = _read_cache(entry, found)
         if cached is not None:
             chosen, size, count, words = cached
-            again = f"{words} (measured here before; --tune measures again)"
-            return Tuned(build(folder, chosen, size, count), again, [], True)
+            return Tuned(chosen, size, count, f"{words} (measured here before; --tune measures again)", [], True)
     started = time.perf_counter()
     shipped = verification.load(shipped_path, read_onnx_info(folder / "model.onnx").config)
     trials, best = _probe(folder, found, shipped, batch or DEFAULT_BATCH, threads, log, started)
-    backend, settings, picked = _settings(folder, best, shipped, batch, threads, started, log)
+    settings, picked = _settings(folder, best, shipped, batch, threads, started, log)
     words = _words(trials, best[0]) + _setting_words(settings, picked)
     kept = (picked.batch, picked.threads) if picked else (batch or DEFAULT_BATCH, threads)
     _write_cache(entry, best[0].candidate, kept, words, trials)
-    return Tuned(backend, words, trials, False, settings)
+    return Tuned(best[0].candidate, kept[0], kept[1], words, trials, False, settings)
 
 
 def _probe(folder, found, shipped, batch, threads, log, started) -> tuple[list[Trial], tuple[Trial, Backend]]:
+    """Measure every candidate (while the budget lasts); return the trials and the one ``choose`` takes, with the
+    engine that was timed for it (for timing its settings)."""
     trials: list[Trial] = []
-    best: tuple[Trial, Backend] | None = None
+    engines: dict[Candidate, Backend] = {}
     for candidate in found:
         if time.perf_counter() - started > PROBE_BUDGET_S:
             spent = f"not tried: the probe's {PROBE_BUDGET_S:g} s were spent"
@@ -268,16 +238,17 @@ def _probe(folder, found, shipped, batch, threads, log, started) -> tuple[list[T
         trials.append(trial)
         if log is not None and trial.accuracy is not None:
             log(f"tuning: {candidate.label}: {trial.ms_per_window:.1f} ms/window, {trial.accuracy.words()}")
-        faster = best is None or (trial.ms_per_window or 0) < (best[0].ms_per_window or 0)
-        if trial.usable and faster:
-            best = (trial, backend)
+        if trial.usable:
+            engines[candidate] = backend
         del backend
-    if best is None:
+    if not engines:
         raise BackendUnavailableError(
             f"{folder}: no engine reproduces the shipped fp32 outputs on this CPU: "
             + "; ".join(f"{t.candidate.label}: {t.accuracy.words() if t.accuracy else t.note}" for t in trials)
         )
-    return trials, best
+    choice = choose(("auto", "auto"), found, Known({t.candidate: t.evidence() for t in trials}), None, folder)
+    trial = next(t for t in trials if t.candidate == choice.candidate)
+    return trials, (trial, engines[choice.candidate])
 
 
 def time_setting(run: Callable, vset, batch: int, passes: int = 2) -> float:
@@ -293,15 +264,15 @@ def time_setting(run: Callable, vset, batch: int, passes: int = 2) -> float:
     return 1000 * best / TIMING_WINDOWS
 
 
-def _settings(folder, best, shipped, batch, threads, started, log) -> tuple[Backend, list[Setting], Setting | None]:
-    """Time the chosen engine at every batch size and thread count not given; return (the engine set to the
-    fastest, what was timed, the fastest; None when nothing was to be chosen)."""
+def _settings(folder, best, shipped, batch, threads, started, log) -> tuple[list[Setting], Setting | None]:
+    """Time the chosen engine at every batch size and thread count not given; return (what was timed, the
+    fastest; None when nothing was to be chosen). Engines are timed, never changed."""
     sizes, counts = [batch] if batch else list(BATCH_SIZES), [threads] if threads else thread_counts()
     trial, backend = best
     if len(sizes) * len(counts) == 1:
-        return backend, [], None
+        return [], None
     settings: list[Setting] = []
-    fastest: tuple[Setting, Backend] | None = None
+    fastest: Setting | None = None
     for count in counts:
         engine = backend if count == counts[0] else None
         for size in sizes:  # started only if its expected time (3 passes at the probe's rate) fits the budget
@@ -315,12 +286,9 @@ def _settings(folder, best, shipped, batch, threads, started, log) -> tuple[Back
             settings.append(setting)
             if log is not None:
                 log(f"tuning: {trial.candidate.label} batch {size}, {count} threads: {ms:.1f} ms/window")
-            if fastest is None or ms < NOISE * (fastest[0].ms_per_window or 0):
-                fastest = (setting, engine)
-    if fastest is None:  # no time was left: the engine as probed
-        return backend, settings, None
-    fastest[1].max_batch = fastest[0].batch
-    return fastest[1], settings, fastest[0]
+            if fastest is None or ms < NOISE * (fastest.ms_per_window or 0):
+                fastest = setting
+    return settings, fastest
 
 
 def _setting_words(settings: list[Setting], chosen: Setting | None) -> str:

@@ -1,0 +1,111 @@
+"""The one CPU engine chooser: its rule on given evidence (no engine is built), and engines that do no gating."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ccstereo.runtime.backends.choose import Candidate, Evidence, Known, choose
+from ccstereo.runtime.backends.precision_policy import AUTO_MIN_SNR_DB, MIN_OFFERED_SNR_DB
+from ccstereo.runtime.errors import BackendUnavailableError
+
+ORT = Candidate("onnxruntime", "fp32", "model.onnx")
+INT8 = Candidate("openvino", "int8", "model.int8.onnx")
+BF16 = Candidate("openvino", "bf16", "model.onnx")
+OV32 = Candidate("openvino", "fp32", "model.onnx")
+ALL = [ORT, INT8, BF16, OV32]
+MODEL = Path("/models/m")
+EXACT = Evidence(float("inf"), 0.0, "at export")
+
+
+class Recording(Known):
+    """Known evidence that records which candidates the rule asked about."""
+
+    def __init__(self, evidence, timed):
+        super().__init__(evidence, timed)
+        self.asked: list[Candidate] = []
+
+    def __call__(self, candidate):
+        self.asked.append(candidate)
+        return super().__call__(candidate)
+
+
+def here(snr, worst=0.0, ms=None):
+    return Evidence(snr, worst, "on this CPU", ms)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_asked_by_name_runs_from_the_floor_up_and_is_refused_below_it_with_the_figure(precision):
+    wanted = BF16 if precision == "bf16" else INT8
+    at_floor = Known({wanted: here(MIN_OFFERED_SNR_DB + 0.5, worst=0.5)}, timed=False)  # fails auto, passes floor
+    assert choose(("auto", precision), ALL, at_floor, None, MODEL).candidate == wanted
+    below = Known({wanted: here(MIN_OFFERED_SNR_DB - 4.0)}, timed=False)
+    with pytest.raises(BackendUnavailableError, match=rf"{precision} on this CPU: 26\.0 dB.*refused"):
+        choose(("auto", precision), ALL, below, None, MODEL)
+    with pytest.raises(BackendUnavailableError, match="not measured"):
+        choose(("auto", precision), ALL, Known({}, timed=False), None, MODEL)
+
+
+def test_timed_auto_takes_the_fastest_that_passes_the_gate_never_a_faster_one_that_fails():
+    evidence = {
+        ORT: here(90.0, None, ms=10.0),
+        INT8: here(AUTO_MIN_SNR_DB - 1.0, 0.0, ms=2.0),  # fastest, but below the auto gate
+        BF16: here(60.0, 0.001, ms=4.0),
+        OV32: here(90.0, None, ms=9.0),
+    }
+    assert choose(("auto", "auto"), ALL, Known(evidence), None, MODEL).candidate == BF16
+    evidence[BF16] = here(60.0, 0.05, ms=4.0)  # a paper metric moved 5 %: fails too
+    assert choose(("auto", "auto"), ALL, Known(evidence), None, MODEL).candidate == OV32
+    with pytest.raises(BackendUnavailableError, match="no engine reproduces"):
+        choose(("auto", "auto"), ALL, Known({c: here(10.0, ms=1.0) for c in ALL}), None, MODEL)
+
+
+def test_untimed_auto_follows_the_units_and_asks_only_about_what_it_may_take(monkeypatch):
+    good = {INT8: here(45.0), BF16: here(60.0), ORT: EXACT, OV32: EXACT}
+    monkeypatch.setenv("CCSTEREO_CPU_FLAGS", "none")
+    judge = Recording(good, timed=False)
+    assert choose(("auto", "auto"), ALL, judge, None, MODEL).candidate == ORT
+    assert judge.asked == []  # no unit: no reduced precision is even looked at (no engine would be built)
+    assert choose(("auto", "auto"), ALL, Recording(good, False), "avx512_vnni", MODEL).candidate == INT8
+    monkeypatch.setenv("CCSTEREO_CPU_FLAGS", "avx512_bf16")
+    judge = Recording({**good, INT8: here(20.0)}, timed=False)
+    choice = choose(("auto", "auto"), ALL, judge, "avx512_vnni", MODEL)
+    assert choice.candidate == BF16 and judge.asked == [INT8, BF16]
+    assert "60.0 dB" in choice.reason
+    only_ov = choose(("openvino", "auto"), ALL, Recording({BF16: here(20.0)}, False), None, MODEL)
+    assert only_ov.candidate == OV32  # --backend openvino: never onnxruntime
+
+
+def test_fp32_asked_is_fp32_of_the_backend_asked():
+    assert choose(("auto", "fp32"), ALL, Known({}, timed=False), None, MODEL).candidate == ORT
+    assert choose(("openvino", "fp32"), ALL, Known({}, timed=False), None, MODEL).candidate == OV32
+
+
+def test_an_engine_runs_what_it_is_given_the_gate_is_the_choosers(tmp_path):
+    """An int8 graph whose export figure is below the floor still builds and runs when built directly; only the
+    chooser refuses it (test_ccs_run covers the refusal end to end)."""
+    pytest.importorskip("openvino")
+    import json
+
+    import numpy as np
+    import onnx
+
+    from ccstereo.runtime.backends.choose import build
+
+    bundled = Path(__file__).resolve().parents[1] / "runtime" / "assets" / "default"
+    proto = onnx.load(str(bundled / "model.int8.onnx"))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props["ccstereo.measured_snr_db"] = json.dumps({"int8": 12.0})
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, str(tmp_path / "model.int8.onnx"))
+    shutil.copy(bundled / "model.onnx", tmp_path / "model.onnx")
+    engine = build(tmp_path, INT8, batch=2)
+    config = engine.info.config
+    frames = np.zeros((1, config.crop_height, config.crop_width, 3), np.uint8)
+    out = engine.run(frames, np.zeros((2, config.window_samples), np.float32), np.zeros(2, np.int64))
+    assert out.shape == (2, 2, config.window_samples) and np.isfinite(out).all()
+    with pytest.raises(BackendUnavailableError, match="12.0 dB"):
+        choose(("auto", "int8"), [INT8], Known({INT8: Evidence(12.0, 0.0, "at export")}, False), None, tmp_path)

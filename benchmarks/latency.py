@@ -147,19 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     flops = count_flops(model_dir / "model.onnx")
     by_lib = {p: matmul_gflops(p) for p in ("fp32", "bf16", "int8")}
     peak = {p: max(v.values()) if v else float("nan") for p, v in by_lib.items()}
-    from ccstereo.runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from ccstereo.runtime.backends.openvino import OpenVINOBackend
-    from ccstereo.runtime.cpu_features import int8_dot_product, native_bf16
+    from ccstereo.runtime.backends.choose import build, cpu_candidates
+    from ccstereo.runtime.cpu_features import int8_dot_product
 
-    results = bench_backend(OnnxRuntimeBackend(model_dir / "model.onnx"), args.batches, args.reps, flops)
-    try:
-        results += bench_backend(OpenVINOBackend(model_dir / "model.onnx", "fp32"), args.batches, args.reps, flops)
-    except Exception as exc:  # noqa: BLE001 - OpenVINO missing: the onnxruntime rows still stand
-        print(f"OpenVINO fp32 skipped: {exc}", file=sys.stderr)
-    if native_bf16():
-        results += bench_backend(OpenVINOBackend(model_dir / "model.onnx", "bf16"), args.batches, args.reps, flops)
-    if int8_dot_product() and (model_dir / "model.int8.onnx").is_file():
-        results += bench_backend(OpenVINOBackend(model_dir / "model.int8.onnx", "int8"), args.batches, args.reps, flops)
+    results = []
+    for candidate in cpu_candidates(model_dir):  # every engine the runtime could choose here, as it builds them
+        if candidate.precision == "int8" and not int8_dot_product():
+            continue  # without an int8 unit the runtime never picks int8
+        try:
+            results += bench_backend(build(model_dir, candidate), args.batches, args.reps, flops)
+        except Exception as exc:  # noqa: BLE001 - one engine missing: the other rows still stand
+            print(f"{candidate.label} skipped: {exc}", file=sys.stderr)
     libs = "; ".join(f"{p}: " + ", ".join(f"{k} {v:.0f}" for k, v in by_lib[p].items()) for p in by_lib)
     lines = [
         f"FLOPs per window (W = F = 1, counted from the graph): {flops / 1e9:.2f} GFLOP",

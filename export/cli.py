@@ -14,6 +14,13 @@ app = typer.Typer(add_completion=False, help=__doc__)
 # The API's defaults are the CLI's (tests/test_cli_options.py checks every flag against its field).
 _OPTS, _PROFILE = ExportOptions(out_dir=Path(".")), BatchProfile()
 _ENGINE, _INT8 = Switch(_OPTS.engine), Switch(_OPTS.int8)
+_Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="check the graphs against PyTorch")]
+_Islands = Annotated[str, typer.Option(help="FP32 islands of the FP16 graph: auto (measured), all, or a comma list")]
+_Calibrate = Annotated[
+    list[Path] | None,
+    typer.Option(help="video whose windows calibrate int8 (repeatable; default: the verification set)"),
+]
+_Windows = Annotated[int, typer.Option(min=1, help="int8 calibration windows, spread over the videos")]
 
 
 @app.command()
@@ -27,24 +34,15 @@ def main(
     opt_batch: Annotated[int, typer.Option(help="TensorRT profile: batch to optimise for")] = _PROFILE.opt_batch,
     max_batch: Annotated[int, typer.Option(help="TensorRT profile: largest batch")] = _PROFILE.max_batch,
     opset: Annotated[int, typer.Option(help="ONNX opset")] = _OPTS.opset,
-    verify: Annotated[
-        bool, typer.Option("--verify/--no-verify", help="check the graphs against PyTorch")
-    ] = _OPTS.verify,
-    fp32_islands: Annotated[
-        str, typer.Option(help="FP32 islands of the FP16 graph: auto (measured), all, or a comma list")
-    ] = "auto",
+    verify: _Verify = _OPTS.verify,
+    fp32_islands: _Islands = "auto",
     verify_clip: Annotated[Path | None, typer.Option(help="16 kHz stereo wav for verification")] = _OPTS.verify_clip,
     verify_frames: Annotated[
         Path | None, typer.Option(help="its 10 fps frames (000001.png ...)")
     ] = _OPTS.verify_frames,
     int8: Annotated[Switch, typer.Option(help="write model.int8.onnx for CPUs (auto: with OpenVINO)")] = _INT8,
-    calibrate: Annotated[
-        list[Path] | None,
-        typer.Option(help="video whose windows calibrate int8 (repeatable; default: the verification set)"),
-    ] = None,
-    calibration_windows: Annotated[
-        int, typer.Option(min=1, help="int8 calibration windows, spread over the videos")
-    ] = _OPTS.calibration_windows,
+    calibrate: _Calibrate = None,
+    calibration_windows: _Windows = _OPTS.calibration_windows,
 ) -> None:
     """Export CHECKPOINT to OUT/model.onnx, OUT/model.fp16.onnx, OUT/export_report.json (and a .plan on GPU)."""
     from ccstereo.errors import CCStereoError
@@ -55,20 +53,12 @@ def main(
         if not video.is_file():
             raise typer.BadParameter(f"{video}: no such calibration video")
     try:
+        profile, switch = BatchProfile(min_batch, opt_batch, max_batch), Switch.off.value if no_engine else engine.value
+        verification = {"verify": verify, "verify_clip": verify_clip, "verify_frames": verify_frames}
         options = ExportOptions(
-            out,
-            fp16,
-            Switch.off.value if no_engine else engine.value,
-            BatchProfile(min_batch, opt_batch, max_batch),
-            opset,
-            verify,
-            _islands(fp32_islands),
-            verify_clip,
-            verify_frames,
-            int8.value,
-            videos,
-            calibration_windows,
-        )
+            out, fp16, switch, profile, opset, fp32_islands=_islands(fp32_islands), int8=int8.value, calibrate=videos,
+            calibration_windows=calibration_windows, **verification,
+        )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     try:

@@ -108,7 +108,7 @@ def measure(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, option
     log(f"bf16 on this CPU (OpenVINO) vs FP32: binaural SNR {accuracy.binaural_snr_db:.1f} dB")
     if options.int8 == "off":
         return CpuPrecisions(bf16, Int8Result(False, "--int8 off"))
-    return CpuPrecisions(bf16, _int8(config, fp32_path, vset, fp32, options, "bf16" if native else "f32", log))
+    return CpuPrecisions(bf16, _int8(config, fp32_path, vset, fp32, options, log))
 
 
 def _openvino_cpu(path: Path, precision: str):
@@ -153,7 +153,7 @@ def _calibration(config: ModelConfig, vset, options: ExportOptions) -> tuple[lis
     return batches, f"the verification set ({vset.name}); accuracy below is on the calibration data itself", held
 
 
-def _int8(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOptions, hint: str, log):
+def _int8(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, options: ExportOptions, log):
     """Quantise the visual convolutions and measure the result; keep model.int8.onnx only when it is offered.
 
     The figure recorded for the runtime is the worst of the verification set and every held-out video."""
@@ -165,6 +165,7 @@ def _int8(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, options:
     held_out = _held_out_snr(fp32_path, engine, held, config) if held else {}
     del engine  # releases the file before it may be rewritten or removed below
     snr = min([accuracy.binaural_snr_db, *held_out.values()])
+    hint = "bf16" if native_bf16() else "f32"  # as the runtime's engine runs the float part (backends.openvino)
     runtime = f"OpenVINO CPU, int8 convolutions, the rest with INFERENCE_PRECISION_HINT={hint}"
     result = Int8Result(True, "", summary, source, runtime, accuracy, held_out, snr)
     log(

@@ -75,7 +75,7 @@ def batches_from_videos(videos: Sequence[Path], config: ModelConfig, limit: int)
     """
     from ccstereo.runtime.media import open_input
     from ccstereo.runtime.report import StageTimes
-    from ccstereo.runtime.stream import Batch, windows_from
+    from ccstereo.runtime.stream import Batch, Batching, windows_from
     from ccstereo.runtime.windows import WindowPlan
 
     if not videos:
@@ -91,7 +91,7 @@ def batches_from_videos(videos: Sequence[Path], config: ModelConfig, limit: int)
         plan = WindowPlan.for_config(config, min(config.window_samples, config.hop_samples * stride))
         count = max(1, plan.count(samples))
         wanted = set(np.unique(np.round(np.linspace(0, count - 1, min(quota, count))).astype(int)).tolist())
-        items = windows_from(media, plan, config, CALIBRATION_BATCH, True, StageTimes())
+        items = windows_from(media, Batching(plan, config, CALIBRATION_BATCH), StageTimes())
         crops: list[np.ndarray] = []
         monos: list[np.ndarray] = []
         k = 0

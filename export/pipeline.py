@@ -10,7 +10,8 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,20 @@ def export_checkpoint(checkpoint: Path, options: ExportOptions, log=print) -> di
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One export in progress: what every step reads."""
+
+    model: Any
+    sha: str
+    proto: Any
+    staging: Path
+    vset: Any  # None with --no-verify
+    fp32_windows: np.ndarray | None
+    options: ExportOptions
+    log: Callable[[str], None]
+
+
 def _export_into(checkpoint: Path, options: ExportOptions, staging: Path, log, gpu) -> ExportReport:
     """Run every step into ``staging``; return what each produced."""
     model = load_checkpoint(checkpoint)
@@ -129,44 +144,50 @@ def _export_into(checkpoint: Path, options: ExportOptions, staging: Path, log, g
     check, fp32_windows = _verify_fp32(model, fp32_path, vset, log) if vset is not None else (None, None)
     if vset is not None:
         verification.save(staging / verification.FILE_NAME, vset, fp32_windows)
-    fp16 = _fp16_step(model, proto, sha, staging, vset, fp32_windows, options, log) if options.fp16 else None
-    bf16, int8 = _cpu_step(model, proto, fp32_path, vset, fp32_windows, options, log)
+    run = _Run(model, sha, proto, staging, vset, fp32_windows, options, log)
+    fp16 = _fp16_step(run) if options.fp16 else None
+    bf16, int8 = _cpu_step(run, fp32_path)
     onnx = Fp32Result(_graph_file(fp32_path, proto), check)  # after the CPU step: its metadata is final
-    engine = _engine_step(options, gpu, staging, model, sha, fp16, log)
+    engine = _engine_step(run, gpu, fp16)
     name = None if vset is None else vset.name
     exporter = onnx_graph.exporter_version()
     config = model.config.to_dict()
     return ExportReport(str(checkpoint), sha, config, exporter, options.opset, onnx, name, fp16, bf16, int8, engine)
 
 
-def _fp16_step(model, proto, sha: str, staging: Path, vset, fp32_windows, options, log) -> Fp16Result:
+def _fp16_step(run: _Run) -> Fp16Result:
     """Write model.fp16.onnx (FP32 islands measured or given) and verify it against the FP32 windows."""
+    vset, fp32_windows = run.vset, run.fp32_windows
     reference = vset.overlap_average(fp32_windows) if vset is not None else None
-    islands, ablation = _choose_islands(options, proto, vset, reference)
-    half, summary = fp16_mod.convert_to_fp16(proto, islands)
-    onnx_graph.set_metadata(half, _metadata(model, sha, "fp16", options))
-    fp16_path = staging / "model.fp16.onnx"
+    islands, ablation = _choose_islands(run.options, run.proto, vset, reference)
+    half, summary = fp16_mod.convert_to_fp16(run.proto, islands)
+    onnx_graph.set_metadata(half, _metadata(run.model, run.sha, "fp16", run.options))
+    fp16_path = run.staging / "model.fp16.onnx"
     onnx_graph.save_onnx(half, fp16_path)
     kept = {name: {**summary["islands"][name], "reason": fp16_mod.ISLANDS[name].reason} for name in islands}
     check = None
     if vset is not None:
         check = _verify_fp16(fp16_path, vset, fp32_windows)
-        log(f"model.fp16.onnx vs FP32: binaural SNR {check.binaural_snr_db:.1f} dB; FP32 islands: {', '.join(islands)}")
+        run.log(
+            f"model.fp16.onnx vs FP32: binaural SNR {check.binaural_snr_db:.1f} dB; FP32 islands: {', '.join(islands)}"
+        )
     graph = _graph_file(fp16_path, half)
     return Fp16Result(graph, kept, summary["casts_inserted"], summary["fp16_nodes"], check, ablation)
 
 
-def _cpu_step(model, proto, fp32_path: Path, vset, fp32_windows, options, log) -> tuple[Bf16Result | None, Int8Result]:
+def _cpu_step(run: _Run, fp32_path: Path) -> tuple[Bf16Result | None, Int8Result]:
     """Measure bf16 / build and measure int8 on this CPU; record the figures in model.onnx's metadata."""
-    if vset is None:
-        if options.int8 == "on":
+    if run.vset is None:
+        if run.options.int8 == "on":
             raise ExportError("--int8 on needs verification (its accuracy is measured, never assumed)")
         return None, Int8Result(False, "--no-verify: reduced precisions are only offered as measured")
-    cpu = cpu_precisions.measure(model.config, fp32_path, vset, fp32_windows, options, log)
+    cpu = cpu_precisions.measure(run.model.config, fp32_path, run.vset, run.fp32_windows, run.options, run.log)
     snr, worst = cpu.measured()
-    info = replace(onnx_graph.get_metadata(proto, fp32_path), measured_snr_db=snr, measured_worst_metric_change=worst)
-    onnx_graph.set_metadata(proto, info)
-    onnx_graph.save_onnx(proto, fp32_path)
+    info = replace(
+        onnx_graph.get_metadata(run.proto, fp32_path), measured_snr_db=snr, measured_worst_metric_change=worst
+    )
+    onnx_graph.set_metadata(run.proto, info)
+    onnx_graph.save_onnx(run.proto, fp32_path)
     return cpu.bf16, cpu.int8
 
 
@@ -179,24 +200,18 @@ def _graph_file(path: Path, proto) -> GraphFile:
     return GraphFile(path.name, onnx_graph.sha256_file(path), onnx_graph.op_counts(proto))
 
 
-def _engine_step(options, gpu, staging: Path, model, sha: str, fp16: Fp16Result | None, log) -> EngineResult:
+def _engine_step(run: _Run, gpu, fp16: Fp16Result | None) -> EngineResult:
     can_build, gpu_reason, build_engine = gpu
+    options = run.options
     if options.engine == "off":
         return EngineResult(False, "--no-engine")
     if fp16 is None:
         return EngineResult(False, "the TensorRT engine is built from model.fp16.onnx; --no-fp16 given")
     if not can_build:
-        log(f"TensorRT engine skipped: {gpu_reason}")
+        run.log(f"TensorRT engine skipped: {gpu_reason}")
         return EngineResult(False, gpu_reason)
-    metadata = _metadata(model, sha, "fp16", options).to_props()
-    plan = build_engine(
-        staging / "model.fp16.onnx",
-        staging,
-        options.profile,
-        model.config,
-        fp16.graph.sha256,
-        metadata,
-        options.out_dir / "timing.cache",
-    )
-    log(f"TensorRT engine written: {plan.name}")
+    metadata = _metadata(run.model, run.sha, "fp16", options).to_props()
+    onnx, timing_cache = run.staging / "model.fp16.onnx", options.out_dir / "timing.cache"
+    plan = build_engine(onnx, run.staging, options.profile, run.model.config, metadata, timing_cache)
+    run.log(f"TensorRT engine written: {plan.name}")
     return EngineResult(True, file=plan.name, device=gpu_reason, profile=asdict(options.profile))

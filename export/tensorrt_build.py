@@ -75,15 +75,17 @@ def build_engine(
     out_dir: Path,
     profile: BatchProfile,
     config: ModelConfig,
-    onnx_sha256: str,
     model_metadata: dict[str, str],
     timing_cache_path: Path | None = None,
 ) -> Path:
-    """Build ``model.<gpu>.<trt>.fp16.plan`` and its sidecar in ``out_dir``; return the plan path."""
+    """Build ``model.<gpu>.<trt>.fp16.plan`` and its sidecar in ``out_dir``; return the plan path. The engine's
+    key holds the sha256 of ``onnx_path`` (the graph it was built from)."""
     import tensorrt as trt
 
+    from ccstereo.export.onnx_graph import sha256_file
+
     device = query_device()
-    key = EngineKey(onnx_sha256, trt.__version__, device.name, device.compute_capability, "fp16", profile)
+    key = EngineKey(sha256_file(onnx_path), trt.__version__, device.name, device.compute_capability, "fp16", profile)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network, _parser = parse_onnx(trt, builder, logger, onnx_path)

@@ -20,7 +20,7 @@ from ccstereo.runtime.media import MediaError, MediaInfo, MediaInput, open_input
 from ccstereo.runtime.options import LoadOptions, RunOptions, VisualRate
 from ccstereo.runtime.report import RunReport, StageTimes
 from ccstereo.runtime.sink import OutputSink
-from ccstereo.runtime.stream import ConsumeResult, consume, produce, threaded, windows_from
+from ccstereo.runtime.stream import Batching, ConsumeResult, WindowRunner, consume, produce, threaded, windows_from
 from ccstereo.runtime.visual_rate import CropTracker, FeatureStore
 from ccstereo.runtime.windows import WindowPlan
 from ccstereo.runtime.writers import (
@@ -150,10 +150,12 @@ class Binauralizer:
             return report
         plan = self.window_plan(options)
         rate = output_rate_hz(final, media.info.audio_rate_hz) if options.full_band else self.config.sample_rate_hz
-        sink, original = self._sink(media, final, rate, options, report.times)
+        sink = self._sink(media, final, rate, options, report.times)
         try:
             seconds = _in_seconds(progress, self.config.sample_rate_hz, started)
-            result = self._stream(media, plan, options, sink, original, report.times, seconds)
+            batching, store, visual_rate = self._batching(plan, options)
+            result = self._stream(media, batching, store, sink, report.times, seconds)
+            result.visual_rate = visual_rate
             sink.close()
         except BaseException:
             sink.abort()
@@ -168,11 +170,9 @@ class Binauralizer:
         report.wall_s = time.perf_counter() - started
         return report
 
-    def _sink(
-        self, media: MediaInput, final: Path, rate: int, options: RunOptions, times: StageTimes
-    ) -> tuple[OutputSink, OriginalAudio | None]:
-        """Return the output side of a run (writer behind the clip guard; full-band combiner when asked) and
-        the path of the original-rate audio into it."""
+    def _sink(self, media: MediaInput, final: Path, rate: int, options: RunOptions, times: StageTimes) -> OutputSink:
+        """Return the output side of a run: writer behind the clip guard; full-band combiner when asked, with the
+        path of the original-rate audio into it (``sink.original``)."""
         fmt, start = final.suffix.lower().lstrip("."), media.info.audio_start_s
 
         def writer():
@@ -180,29 +180,26 @@ class Binauralizer:
 
         guard = ClipGuard(writer, options.clip_mode, final, fmt not in ("flac",), lossy=fmt in VIDEO_FORMATS)
         if not options.full_band:
-            return OutputSink(guard, times), None
+            return OutputSink(guard, times)
         original = OriginalAudio(None if rate == media.info.audio_rate_hz else rate)
-        return OutputSink(guard, times, FullBandCombiner(self.config.sample_rate_hz, rate, original)), original
+        return OutputSink(guard, times, FullBandCombiner(self.config.sample_rate_hz, rate, original), original)
 
     def _stream(
-        self,
-        media: MediaInput,
-        plan: WindowPlan,
-        options: RunOptions,
-        sink: OutputSink,
-        original: OriginalAudio | None,
-        times: StageTimes,
+        self, media: MediaInput, batching: Batching, store: FeatureStore | None, sink: OutputSink, times: StageTimes,
         progress: Callable[[int], None] | None,
-    ) -> ConsumeResult:
+    ) -> ConsumeResult:  # fmt: skip
         """Decode (on a producer thread), run each batch, hand the output to ``sink``; return the totals."""
-        cfg = self.config
-        batch, share = self.backend.max_batch, options.share_identical_crops
-        tracker, store, rate = self._visual_rate(options)
-        items = windows_from(media, plan, cfg, batch, options.tta, times, original, share, tracker)
-        result = consume(threaded(items), self.backend.run, cfg.window_samples, sink.put, times, progress, store)
-        _check_complete(media.path, media.info, result.total_samples / cfg.sample_rate_hz)
-        result.visual_rate = rate
+        items = windows_from(media, batching, times, sink.original)
+        runner = WindowRunner(self.backend.run, self.config.window_samples, store)
+        result = consume(threaded(items), runner, sink.put, times, progress)
+        _check_complete(media.path, media.info, result.total_samples / self.config.sample_rate_hz)
         return result
+
+    def _batching(self, plan: WindowPlan, options: RunOptions) -> tuple[Batching, FeatureStore | None, str]:
+        """Return (how windows become engine calls, the feature store of the adaptive rate, the rate in words)."""
+        tracker, store, rate = self._visual_rate(options)
+        batch, share = self.backend.max_batch, options.share_identical_crops
+        return Batching(plan, self.config, batch, options.tta, share, tracker), store, rate
 
     def _visual_rate(self, options: RunOptions) -> tuple[CropTracker | None, FeatureStore | None, str]:
         """Return (tracker, feature store, words) for the run's visual rate; (None, None, ...) for the exact
@@ -232,12 +229,10 @@ class Binauralizer:
         if not len(frames):
             raise OptionError("at least one frame is needed")
         times = StageTimes()
-        plan, batch = self.window_plan(options), self.backend.max_batch
-        share, (tracker, store, _) = options.share_identical_crops, self._visual_rate(options)
-        ticks = iter(enumerate(frames))
-        items = produce(iter([stereo]), ticks, plan, self.config, batch, options.tta, times, share, tracker)
+        batching, store, _ = self._batching(self.window_plan(options), options)
+        items = produce(iter([stereo]), iter(enumerate(frames)), batching, times)
         pieces: list[np.ndarray] = []
-        consume(items, self.backend.run, self.config.window_samples, pieces.append, times, None, store)
+        consume(items, WindowRunner(self.backend.run, self.config.window_samples, store), pieces.append, times)
         return np.concatenate(pieces, axis=1)
 
 

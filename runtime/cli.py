@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ccstereo.runtime import cli_options as o
-from ccstereo.runtime.options import BackendName, ClipMode, LoadOptions, OutputFormat, Precision, RunOptions
+from ccstereo.runtime.options import BackendName, LoadOptions, RunOptions
 from ccstereo.runtime.ray_executor import ScaleOptions
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -26,26 +26,16 @@ def main(
     out: o.OutOption = None,
     model: Annotated[Path | None, typer.Option(help="exported folder, .onnx or .plan (default: bundled)")] = None,
     backend: Annotated[BackendName, typer.Option(help="engine (auto: the fastest usable here)")] = o.BACKEND,
-    precision: Annotated[
-        Precision, typer.Option(help="CPU precision (reduced ones only as measured at export)")
-    ] = o.PRECISION,
+    precision: o.PrecisionOption = o.PRECISION,
     batch_size: Annotated[int | None, typer.Option(min=1, help="windows per backend call")] = o.LOAD.batch_size,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: every core)")] = o.LOAD.threads,
     tune: o.TuneOption = o.LOAD.tune,
     hop_s: Annotated[float | None, typer.Option(help="hop between windows in seconds (default 0.1)")] = None,
-    hop_samples: Annotated[
-        int | None, typer.Option(help="hop in samples at 16 kHz (1008 = official test)")
-    ] = o.RUN.hop_samples,
+    hop_samples: o.HopSamplesOption = o.RUN.hop_samples,
     tta: Annotated[bool, typer.Option("--tta/--no-tta", help="V-TTA five-crop over frames")] = o.RUN.tta,
-    fmt: Annotated[
-        OutputFormat | None, typer.Option("--format", help="output container (default: one that can copy the video)")
-    ] = None,
-    full_band: Annotated[
-        bool, typer.Option("--full-band/--model-band", help="keep the input's full band")
-    ] = o.RUN.full_band,
-    clip_mode: Annotated[
-        ClipMode, typer.Option(help="rescale (whole file, only if it would clip) | clamp | none; always reported")
-    ] = o.CLIP,
+    fmt: o.FormatOption = None,
+    full_band: o.FullBandOption = o.RUN.full_band,
+    clip_mode: o.ClipOption = o.CLIP,
     visual_rate: o.VisualRateOption = o.VISUAL,
     visual_threshold: o.ThresholdOption = o.RUN.visual_threshold,
     visual_max_stale_s: o.StaleOption = o.RUN.visual_max_stale_s,

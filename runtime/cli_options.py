@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ccstereo.runtime.options import BackendName, ClipMode, LoadOptions, Precision, RunOptions, VisualRate
+from ccstereo.runtime.options import BackendName, ClipMode, LoadOptions, OutputFormat, Precision, RunOptions, VisualRate
 from ccstereo.runtime.ray_executor import ScaleOptions
 
 LOAD, RUN = LoadOptions(), RunOptions()
@@ -38,3 +38,12 @@ OutOption = Annotated[
     str | None, typer.Option("-o", "--out", help="output file, or folder (an existing one, or ending in /)")
 ]
 StaleOption = Annotated[float, typer.Option(min=0, help="adaptive: oldest features reused, in seconds")]
+PrecisionOption = Annotated[Precision, typer.Option(help="CPU precision (reduced ones only as measured at export)")]
+HopSamplesOption = Annotated[int | None, typer.Option(help="hop in samples at 16 kHz (1008 = official test)")]
+FormatOption = Annotated[
+    OutputFormat | None, typer.Option("--format", help="output container (default: one that can copy the video)")
+]
+FullBandOption = Annotated[bool, typer.Option("--full-band/--model-band", help="keep the input's full band")]
+ClipOption = Annotated[
+    ClipMode, typer.Option(help="rescale (whole file, only if it would clip) | clamp | none; always reported")
+]

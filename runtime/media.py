@@ -10,6 +10,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -264,7 +265,7 @@ def iter_audio(
         layout = "mono" if stream.codec_context.channels == 1 else "stereo"
         timeline = _Timeline(path, declared_end_s)
         tail = _Tail(declared_end_s)
-        to_float: tuple[tuple, av.AudioResampler] | None = None  # layout/format only, at the input rate
+        to_float = _ToFloat(path, layout)
         to_model = av.AudioResampler(format="fltp", layout=layout, rate=model_rate_hz)
         # the original-rate copy at another rate, when the output's codec cannot take the input's
         to_out = (
@@ -274,15 +275,8 @@ def iter_audio(
             for frame in container.decode(stream):
                 if not frame.samples or not frame.sample_rate:
                     continue
-                key = (frame.format.name, frame.layout.name, frame.sample_rate)
-                if to_float is None or to_float[0] != key:
-                    to_float = (key, av.AudioResampler(format="fltp", layout=layout, rate=frame.sample_rate))
                 time_s = float(frame.time) if frame.time is not None else None
-                frame.pts = None  # the timeline below places samples; the resamplers run on sample counts
-                pcm = _cat(to_float[1].resample(frame))
-                if not np.isfinite(pcm).all():
-                    at = (timeline.samples / timeline.rate) if timeline.rate else 0.0
-                    raise MediaError(f"{path}: the audio holds NaN or infinite samples (from about {at:.2f} s)")
+                pcm = to_float(frame, (timeline.samples / timeline.rate) if timeline.rate else 0.0)
                 for piece in (
                     p
                     for placed in timeline.place(time_s, frame.sample_rate, pcm)
@@ -294,6 +288,28 @@ def iter_audio(
             yield AudioChunk(_stereo(_cat(to_model.resample(None))), rest)
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: corrupt or truncated audio ({_reason(exc)})") from exc
+
+
+class _ToFloat:
+    """Each decoded frame as float32 planar [C, n] in the track's layout at its own rate (layout and sample format
+    only; a new resampler when they change mid-stream); NaN or infinite samples are a MediaError."""
+
+    def __init__(self, path: Path, layout: str) -> None:
+        self.path, self.layout = path, layout
+        self.key: tuple | None = None
+        self.resampler: Any = None
+
+    def __call__(self, frame, at_s: float) -> np.ndarray:
+        import av
+
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if self.resampler is None or self.key != key:
+            self.key, self.resampler = key, av.AudioResampler(format="fltp", layout=self.layout, rate=frame.sample_rate)
+        frame.pts = None  # the timeline places samples; the resamplers run on sample counts
+        pcm = _cat(self.resampler.resample(frame))
+        if not np.isfinite(pcm).all():
+            raise MediaError(f"{self.path}: the audio holds NaN or infinite samples (from about {at_s:.2f} s)")
+        return pcm
 
 
 def _resampled(resampler, pcm: np.ndarray, rate: int) -> np.ndarray:

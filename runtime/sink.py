@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ccstereo.runtime.clipping import ClipGuard
-from ccstereo.runtime.fullband import FullBandCombiner
+from ccstereo.runtime.fullband import FullBandCombiner, OriginalAudio
 from ccstereo.runtime.report import StageTimes
 
 
@@ -73,8 +73,15 @@ class OutputSink:
     removes every partial file.
     """
 
-    def __init__(self, guard: ClipGuard, times: StageTimes, combiner: FullBandCombiner | None = None) -> None:
-        self.guard, self.times, self.combiner = guard, times, combiner
+    def __init__(
+        self,
+        guard: ClipGuard,
+        times: StageTimes,
+        combiner: FullBandCombiner | None = None,
+        original: OriginalAudio | None = None,
+    ) -> None:
+        """``original``: the path of the input's original-rate audio into ``combiner`` (full-band output)."""
+        self.guard, self.times, self.combiner, self.original = guard, times, combiner, original
         self.worker = OrderedWorker()
 
     def put(self, block: np.ndarray) -> None:

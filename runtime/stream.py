@@ -152,25 +152,32 @@ class _Distinct:
 GROW_WHILE_SHARED = 8
 
 
-def produce(
-    audio: Iterator[np.ndarray],
-    frames: Iterator[tuple[int, np.ndarray]],
-    plan: WindowPlan,
-    config: ModelConfig,
-    batch_size: int,
-    tta: bool,
-    times: StageTimes,
-    share_identical: bool = True,
-    tracker: CropTracker | None = None,
-) -> Iterator[Batch | End]:
-    """Yield batches of windows as soon as their audio (stereo [2, n] model-rate chunks) is decoded, then End
-    with the total length.
+@dataclass(frozen=True)
+class Batching:
+    """How windows become engine calls: the window plan, windows per call, the crops of each tick (``tta``: the
+    V-TTA crops) and their reuse.
 
     ``share_identical``: crops whose pixels are identical (a still picture, repeated frames) enter the batch
     once and every window that uses them points at that one, so the visual network runs once per distinct
     picture; the result is the same to the bit (tests/test_visual_reuse.py). ``tracker``: the adaptive visual
     rate (``runtime.visual_rate``): only crops it marks fresh are computed; batches carry each window's key."""
-    crops, windows, k = _Frames(frames, config, tta, times), _Audio(audio, plan, times), 0
+
+    plan: WindowPlan
+    config: ModelConfig
+    batch_size: int
+    tta: bool = True
+    share_identical: bool = True
+    tracker: CropTracker | None = None
+
+
+def produce(
+    audio: Iterator[np.ndarray], frames: Iterator[tuple[int, np.ndarray]], batching: Batching, times: StageTimes
+) -> Iterator[Batch | End]:
+    """Yield batches of windows as soon as their audio (stereo [2, n] model-rate chunks) is decoded, then End
+    with the total length."""
+    plan, config, batch_size, tracker = batching.plan, batching.config, batching.batch_size, batching.tracker
+    share_identical = batching.share_identical
+    crops, windows, k = _Frames(frames, config, batching.tta, times), _Audio(audio, plan, times), 0
     most = batch_size * (GROW_WHILE_SHARED if share_identical and tracker is None else 1)
     while True:
         starts: list[int] = []
@@ -240,23 +247,14 @@ def _unique(crops: list[np.ndarray], share: bool) -> tuple[list[np.ndarray], lis
 
 
 def windows_from(
-    media: MediaInput,
-    plan: WindowPlan,
-    config: ModelConfig,
-    batch_size: int,
-    tta: bool,
-    times: StageTimes,
-    original: OriginalAudio | None = None,
-    share_identical: bool = True,
-    tracker: CropTracker | None = None,
+    media: MediaInput, batching: Batching, times: StageTimes, original: OriginalAudio | None = None
 ) -> Iterator[Batch | End]:
     """Yield the batches of windows of a media input (``produce`` over its audio and frame readers); its
     original-rate audio goes to ``original`` when given (full-band output)."""
-    keep = original is not None
-    chunks = media.audio(config.sample_rate_hz, keep_original=keep, original_rate_hz=original and original.rate_hz)
+    keep, rate = original is not None, batching.config.sample_rate_hz
+    chunks = media.audio(rate, keep_original=keep, original_rate_hz=original and original.rate_hz)
     audio = original.split(chunks) if original is not None else (chunk.model for chunk in chunks)
-    frames = media.frames(config.fps)
-    return produce(audio, frames, plan, config, batch_size, tta, times, share_identical, tracker)
+    return produce(audio, media.frames(batching.config.fps), batching, times)
 
 
 def threaded(items: Iterator, depth: int = QUEUE_DEPTH) -> Iterator:
@@ -306,18 +304,32 @@ class ConsumeResult:
     visual_rate: str = "exact"
 
 
+@dataclass(frozen=True)
+class WindowRunner:
+    """The model side of a run: the engine call for a batch (``store``: through the feature store, for the
+    adaptive visual rate's batches) and the window length its outputs overlap-add at."""
+
+    run: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    window: int
+    store: FeatureStore | None = None
+
+    def __call__(self, item: Batch) -> np.ndarray:
+        if item.keys is None:
+            return self.run(item.frames, item.mono, item.frame_index)
+        if self.store is None:
+            raise RuntimeError("an adaptive batch reached a consumer without a feature store")
+        return self.store.run(item.frames, item.mono, item.keys)
+
+
 def consume(
     items: Iterator[Batch | End],
-    run: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-    window: int,
+    runner: WindowRunner,
     on_model: Callable[[np.ndarray], None],
     times: StageTimes,
     progress: Callable[[int], None] | None = None,
-    store: FeatureStore | None = None,
 ) -> ConsumeResult:
-    """Run each batch through ``run`` (or, for adaptive batches, through ``store``) and pass finished
-    model-rate samples to ``on_model``."""
-    ola = StreamingOverlapAdd(2, window)
+    """Run each batch through ``runner`` and pass finished model-rate samples to ``on_model``."""
+    ola = StreamingOverlapAdd(2, runner.window)
     result = ConsumeResult(0, 0, 0)
     for item in items:
         if isinstance(item, End):
@@ -328,13 +340,7 @@ def consume(
             result.total_samples = item.total_samples
             return result
         t0 = time.perf_counter()
-        if item.keys is None:
-            out = run(item.frames, item.mono, item.frame_index)
-        elif store is not None:
-            out = store.run(item.frames, item.mono, item.keys)
-            result.crops_reused += item.keys.reused
-        else:
-            raise RuntimeError("an adaptive batch reached a consumer without a feature store")
+        out = runner(item)
         t1 = time.perf_counter()
         for start, block in zip(item.starts, out, strict=True):
             ola.add(start, block)
@@ -345,6 +351,7 @@ def consume(
         result.batches += 1
         result.crops_computed += len(item.frames)
         result.crops_shared += item.shared_crops
+        result.crops_reused += item.keys.reused if item.keys is not None else 0
         on_model(ready)
         if progress is not None:
             progress(item.next_start)

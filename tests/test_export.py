@@ -207,13 +207,12 @@ def test_tensorrt_engine_on_gpu(exported, official, tmp_path):
     if not ok:
         print(f"SKIP reason: {reason}")
         pytest.skip(f"TensorRT needs an NVIDIA GPU: {reason}")
-    from ccstereo.export.onnx_graph import sha256_file
     from ccstereo.runtime.engine_cache import BatchProfile
 
     fp16 = exported / "model.fp16.onnx"
     meta = {p.key: p.value for p in onnx.load(str(fp16), load_external_data=False).metadata_props}
     info = read_onnx_info(fp16)
-    plan = build_engine(fp16, tmp_path, BatchProfile(1, 16, 64), info.config, sha256_file(fp16), meta)
+    plan = build_engine(fp16, tmp_path, BatchProfile(1, 16, 64), info.config, meta)
     backend = TensorRTBackend(plan)
     out = backend.run(official.crops_u8, official.windows, np.arange(len(official.windows), dtype=np.int64))
     ref = run(exported / "model.onnx", official.crops_u8, official.windows)

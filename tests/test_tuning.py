@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ccstereo.runtime import verification
-from ccstereo.runtime.backends import choose, tuning
+from ccstereo.runtime.backends import choose, timing, tuning, tuning_cache
 from ccstereo.runtime.backends.precision_policy import MIN_OFFERED_SNR_DB
 from ccstereo.runtime.binauralizer import Binauralizer
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
@@ -167,7 +167,7 @@ def test_tuning_candidates_follow_the_cpu_override_on_both_sides(bundled_copy, m
         found = choose.cpu_candidates(bundled_copy)
         assert (choose.Candidate("openvino", "bf16", "model.onnx") in found) is has_bf16
         assert found[0] == choose.Candidate("onnxruntime", "fp32", "model.onnx")
-        keys[flags] = tuning.cache_key(bundled_copy, found[:1], None, None)
+        keys[flags] = tuning_cache.cache_key(bundled_copy, found[:1], None, None)
     assert keys["none"] != keys["avx512_bf16"]
 
 
@@ -231,9 +231,9 @@ def test_a_folder_without_verification_windows_is_not_tuned(bundled_copy, cache)
 def test_timing_batches_give_every_call_its_own_copies_of_the_crops_its_windows_use():
     shipped = verification.load(BUNDLED / verification.FILE_NAME, read_onnx_info(BUNDLED / "model.onnx").config)
     vset = shipped.vset
-    for batch in tuning.BATCH_SIZES:
-        calls = tuning.timing_batches(vset, batch)
-        assert [len(mono) for _, mono, _ in calls] == [batch] * (tuning.TIMING_WINDOWS // batch)
+    for batch in timing.BATCH_SIZES:
+        calls = timing.timing_batches(vset, batch)
+        assert [len(mono) for _, mono, _ in calls] == [batch] * (timing.TIMING_WINDOWS // batch)
         window = 0
         for crops, mono, index in calls:
             assert index.min() == 0 and index.max() == len(crops) - 1  # every crop given is used
@@ -250,8 +250,8 @@ def test_timing_batches_give_every_call_its_own_copies_of_the_crops_its_windows_
 def test_tuning_times_batch_sizes_unless_one_is_given_and_keeps_the_fastest(bundled_copy, cache):
     tuned = tuning.tune(bundled_copy, None, None, remeasure=False)
     timed = [s for s in tuned.settings if s.ms_per_window is not None]
-    assert {s.batch for s in timed} == set(tuning.BATCH_SIZES)  # the bundled model's probe is far inside 15 s
-    assert {s.threads for s in timed} == set(tuning.thread_counts())
+    assert {s.batch for s in timed} == set(timing.BATCH_SIZES)  # the bundled model's probe is far inside 15 s
+    assert {s.threads for s in timed} == set(timing.thread_counts())
     said = re.search(r"at batch (\d+), (\d+) threads", tuned.reason)
     assert said, tuned.reason
     kept = next(s for s in timed if (s.batch, s.threads) == (int(said[1]), int(said[2])))
@@ -274,5 +274,5 @@ def test_thread_counts_are_every_cpu_and_one_per_physical_core():
     if lscpu.returncode != 0:
         pytest.skip("no lscpu here")
     cores = {line for line in lscpu.stdout.splitlines() if line and not line.startswith("#")}
-    assert tuning.physical_cores() == len(cores)
-    assert tuning.thread_counts() == sorted({os.cpu_count(), len(cores)}, reverse=True)
+    assert timing.physical_cores() == len(cores)
+    assert timing.thread_counts() == sorted({os.cpu_count(), len(cores)}, reverse=True)

@@ -112,17 +112,30 @@ def openvino_installed() -> bool:
 
 
 def build(folder: Path, candidate: Candidate, batch: int | None = None, threads: int | None = None) -> Backend:
-    """Return the engine ``candidate`` names, as given: no accuracy gate is applied here."""
+    """Return the engine ``candidate`` names, as given: no accuracy gate is applied here. The one place an engine
+    class is constructed (CPU engines, and the GPU ones ``select`` asks for: onnxruntime-cuda, tensorrt, torch)."""
     path, batch = folder / candidate.file, batch or DEFAULT_BATCH
-    if candidate.backend == "onnxruntime":
+    if candidate.backend in ("onnxruntime", "onnxruntime-cuda"):
         from ccstereo.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, "cpu", batch, threads)
-    if candidate.backend != "openvino":
-        raise ValueError(f"no CPU engine {candidate.backend!r}")
-    from ccstereo.runtime.backends.openvino import OpenVINOBackend
+        return OnnxRuntimeBackend(path, "cuda" if candidate.backend.endswith("cuda") else "cpu", batch, threads)
+    if candidate.backend == "openvino":
+        from ccstereo.runtime.backends.openvino import OpenVINOBackend
 
-    return OpenVINOBackend(path, candidate.precision, batch, threads)
+        return OpenVINOBackend(path, candidate.precision, batch, threads)
+    if candidate.backend == "tensorrt":
+        try:
+            import tensorrt  # noqa: F401
+        except ImportError as exc:
+            raise BackendUnavailableError("tensorrt is not installed (pip install '.[gpu]')") from exc
+        from ccstereo.runtime.backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(path)
+    if candidate.backend == "torch":
+        from ccstereo.runtime.backends.torch import TorchBackend
+
+        return TorchBackend.from_checkpoint(path, batch)
+    raise ValueError(f"no engine {candidate.backend!r}")
 
 
 def evidence_at_export(folder: Path, candidate: Candidate) -> Evidence:

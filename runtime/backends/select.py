@@ -15,7 +15,6 @@ from pathlib import Path
 
 from ccstereo.runtime import verification
 from ccstereo.runtime.backends.choose import (
-    DEFAULT_BATCH,
     Candidate,
     Evidence,
     build,
@@ -24,6 +23,7 @@ from ccstereo.runtime.backends.choose import (
     evidence_at_export,
     evidence_here,
     folder_of,
+    graph_of,
     openvino_installed,
 )
 from ccstereo.runtime.backends.protocol import Backend
@@ -54,9 +54,8 @@ def load_backend(model: Path | None, options: LoadOptions | None = None) -> tupl
     if not model.exists():
         raise ModelMetadataError(f"{model}: no such model")
     if options.backend == "torch":
-        from ccstereo.runtime.backends.torch import TorchBackend
-
-        return TorchBackend.from_checkpoint(model, options.batch_size or DEFAULT_BATCH), "PyTorch reference (requested)"
+        torch_candidate = Candidate("torch", "fp32", model.name)
+        return build(model.parent, torch_candidate, options.batch_size), "PyTorch reference (requested)"
     chosen = _tensorrt_choice(model, options.backend)
     if chosen is not None:
         return chosen
@@ -141,20 +140,12 @@ def _tensorrt_choice(model: Path, backend: str) -> tuple[Backend, str] | None:
 
 
 def _tensorrt(plan: Path) -> Backend:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError as exc:
-        raise BackendUnavailableError("tensorrt is not installed (pip install '.[gpu]')") from exc
-    from ccstereo.runtime.backends.tensorrt import TensorRTBackend
-
-    return TensorRTBackend(plan)
+    # ccs-export builds FP16 plans; the engine reads its own sidecar and reports what it was built as (.precision)
+    return build(plan.parent, Candidate("tensorrt", "fp16", plan.name))
 
 
 def _onnxruntime_cuda(model: Path, options: LoadOptions) -> tuple[Backend, str]:
-    from ccstereo.runtime.backends.onnxruntime import OnnxRuntimeBackend
-
-    name = "model.fp16.onnx" if model.is_dir() and (model / "model.fp16.onnx").is_file() else "model.onnx"
-    onnx_path = model / name if model.is_dir() else model
-    return OnnxRuntimeBackend(onnx_path, "cuda", options.batch_size or DEFAULT_BATCH, options.threads), (
-        "onnxruntime CUDA"
-    )
+    fp16 = model.is_dir() and (model / "model.fp16.onnx").is_file()
+    graph = "model.fp16.onnx" if fp16 else graph_of(model)
+    candidate = Candidate("onnxruntime-cuda", "fp16" if fp16 else "fp32", graph)
+    return build(folder_of(model), candidate, options.batch_size, options.threads), "onnxruntime CUDA"

@@ -8,175 +8,37 @@ every paper metric within 2 %) is kept. Then, unless ``--batch-size`` / ``--thre
 timed at the batch sizes (windows per call) and thread counts worth trying here on windows of the same clip, each
 batch with crops of its own as on real footage, and the fastest setting is kept. The choice is cached in the user
 cache folder under a key made of the model files' sha256, the CPU's model name and flags, and the versions of the
-libraries that run it — so a second run does not measure again, and a changed model file, CPU or library does.
-``--tune`` measures again; ``--no-tune`` uses the flag rules of ``select``.
+libraries that run it (``tuning_cache``) — so a second run does not measure again, and a changed model file, CPU or
+library does. ``--tune`` measures again; ``--no-tune`` uses the flag rules of ``choose``. The tuner only supplies
+evidence: ``choose`` picks, ``select`` builds the run's engine once from the returned choice.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from ccstereo.atomic import write_text
 from ccstereo.runtime import verification
-from ccstereo.runtime.backends.choose import DEFAULT_BATCH, Candidate, Evidence, Known, build, choose, cpu_candidates
-from ccstereo.runtime.backends.precision_policy import AUTO_MIN_SNR_DB, auto_may_pick
+from ccstereo.runtime.backends.choose import DEFAULT_BATCH, Candidate, Known, build, choose, cpu_candidates
 from ccstereo.runtime.backends.protocol import Backend
-from ccstereo.runtime.cpu_features import overridden_flags
+from ccstereo.runtime.backends.timing import (
+    BATCH_SIZES,
+    TIMING_WINDOWS,
+    Setting,
+    Trial,
+    measure,
+    thread_counts,
+    time_setting,
+)
+from ccstereo.runtime.backends.tuning_cache import cache_dir, cache_key, read_cache, write_cache
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.model_info import read_onnx_info
-from ccstereo.runtime.verification import CpuAccuracy, Shipped
+from ccstereo.runtime.verification import Shipped
 
 PROBE_BUDGET_S = 15.0  # no candidate or setting is started once the probe has taken this long
-CACHE_VERSION = 3  # 3: OpenVINO fp32 is spelled fp32 (was f32)
-BATCH_SIZES = (32, 16, 8)  # tried for the chosen engine when --batch-size is not given (the default first)
-TIMING_WINDOWS = 32  # windows per timed pass of a setting (the largest batch size tried)
 NOISE = 0.98  # a later setting replaces an earlier one (the default is first) only if this much faster
-
-
-@dataclass(frozen=True)
-class Trial:
-    candidate: Candidate
-    ms_per_window: float | None
-    accuracy: CpuAccuracy | None
-    usable: bool
-    note: str = ""
-
-    def evidence(self) -> Evidence:
-        """This trial as the chooser's evidence (an fp32 engine is judged by its SNR alone: it must reproduce fp32)."""
-        if self.accuracy is None:
-            return Evidence(None, None, "not measured here", None, self.note)
-        worst = self.accuracy.worst_metric_change if self.candidate.reduced else None
-        return Evidence(self.accuracy.snr_db, worst, "on this CPU", self.ms_per_window, self.accuracy.words())
-
-
-@dataclass(frozen=True)
-class Setting:
-    """A batch size and thread count of the chosen engine, timed on ``TIMING_WINDOWS`` windows."""
-
-    batch: int
-    threads: int
-    ms_per_window: float | None
-    note: str = ""
-
-
-def physical_cores() -> int:
-    """Return the number of physical cores (CPUs sharing a core through SMT count once); os.cpu_count() if unknown."""
-    siblings = set()
-    for path in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology/thread_siblings_list"):
-        try:
-            siblings.add(path.read_text().strip())
-        except OSError:
-            continue
-    return len(siblings) or os.cpu_count() or 1
-
-
-def thread_counts() -> list[int]:
-    """Return the thread counts worth timing: every logical CPU, and one per physical core where they differ."""
-    logical = os.cpu_count() or 1
-    return sorted({logical, min(logical, physical_cores())}, reverse=True)
-
-
-def timing_batches(vset, batch: int, count: int = TIMING_WINDOWS) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Return ``count`` windows of ``vset`` (repeated as needed) cut into calls of ``batch`` windows, each call with
-    only the crops its windows use, and repeated windows with copies of their crops: every call computes as many
-    crops as the runtime's batches do on footage whose every window has a new picture."""
-    copies = -(-count // len(vset.mono))
-    crops = np.concatenate([vset.crops_u8] * copies)
-    index = np.concatenate([vset.frame_index + i * len(vset.crops_u8) for i in range(copies)])[:count]
-    mono = np.concatenate([vset.mono] * copies)[:count]
-    calls = []
-    for lo in range(0, count, batch):
-        used = np.unique(index[lo : lo + batch])
-        calls.append((crops[used], mono[lo : lo + batch], np.searchsorted(used, index[lo : lo + batch])))
-    return calls
-
-
-def cache_dir() -> Path:
-    """Return the user cache folder: $CCSTEREO_CACHE_DIR, else $XDG_CACHE_HOME/ccstereo, else ~/.cache/ccstereo."""
-    if os.environ.get("CCSTEREO_CACHE_DIR"):
-        return Path(os.environ["CCSTEREO_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ccstereo"
-
-
-def machine() -> dict[str, str]:
-    """Return what a measurement depends on besides the model: CPU model and flags, library versions."""
-    import numpy
-    import onnxruntime
-
-    import ccstereo
-
-    cpu, flags = platform.processor() or platform.machine(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and cpu in ("", platform.machine(), platform.processor()):
-                cpu = value.strip()
-            if key.strip() == "flags" and not flags:
-                flags = " ".join(sorted(value.split()))
-    except OSError:
-        pass
-    try:
-        import openvino
-
-        ov_version = openvino.__version__
-    except ImportError:
-        ov_version = "absent"
-    return {
-        "cpu": cpu,
-        "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest(),
-        "cores": str(os.cpu_count()),
-        "policy_flags": _overridden(),  # $CCSTEREO_CPU_FLAGS changes the candidates
-        "onnxruntime": onnxruntime.__version__,
-        "openvino": ov_version,
-        "numpy": numpy.__version__,
-        "ccstereo": ccstereo.__version__,
-    }
-
-
-def _overridden() -> str:
-    forced = overridden_flags()
-    return "as probed" if forced is None else " ".join(sorted(forced)) or "none"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def cache_key(folder: Path, found: list[Candidate], threads: int | None, batch: int | None) -> str:
-    files = {name: _sha256(folder / name) for name in sorted({c.file for c in found} | {verification.FILE_NAME})}
-    what = {"files": files, "machine": machine(), "threads": threads, "batch": batch, "v": CACHE_VERSION}
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def measure(backend: Backend, candidate: Candidate, shipped: Shipped) -> Trial:
-    """Check ``backend`` against the shipped fp32 outputs and time it on the same windows (best of two)."""
-    vset = shipped.vset
-    backend.run(vset.crops_u8, vset.mono[:2], vset.frame_index[:2])  # first-call allocations, not timed
-    t0 = time.perf_counter()
-    accuracy, _ = verification.check(backend.run, shipped, backend.max_batch)
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    verification.check(backend.run, shipped, backend.max_batch)
-    ms = 1000 * min(first, time.perf_counter() - t0) / len(vset.mono)
-    if candidate.reduced:
-        usable = auto_may_pick(accuracy.snr_db, accuracy.worst_metric_change)
-    else:
-        usable = accuracy.snr_db >= AUTO_MIN_SNR_DB  # an fp32 engine that does not reproduce fp32 is broken
-    return Trial(candidate, ms, accuracy, usable)
 
 
 @dataclass
@@ -205,39 +67,56 @@ def tune(folder: Path, batch: int | None, threads: int | None, remeasure: bool, 
     key = cache_key(folder, found, threads, batch)
     entry = cache_dir() / "tuning" / f"{key}.json"
     if not remeasure:
-        cached = _read_cache(entry, found)
+        cached = read_cache(entry, found)
         if cached is not None:
             chosen, size, count, words = cached
             return Tuned(chosen, size, count, f"{words} (measured here before; --tune measures again)", [], True)
-    started = time.perf_counter()
     shipped = verification.load(shipped_path, read_onnx_info(folder / "model.onnx").config)
-    trials, best = _probe(folder, found, shipped, batch or DEFAULT_BATCH, threads, log, started)
-    settings, picked = _settings(folder, best, shipped, batch, threads, started, log)
+    probe = _Probe(folder, shipped, log)
+    trials, best = _probe(probe, found, batch or DEFAULT_BATCH, threads)
+    settings, picked = _settings(probe, best, batch, threads)
     words = _words(trials, best[0]) + _setting_words(settings, picked)
     kept = (picked.batch, picked.threads) if picked else (batch or DEFAULT_BATCH, threads)
-    _write_cache(entry, best[0].candidate, kept, words, trials)
+    write_cache(entry, best[0].candidate, kept, words, [t.to_dict() for t in trials])
     return Tuned(best[0].candidate, kept[0], kept[1], words, trials, False, settings)
 
 
-def _probe(folder, found, shipped, batch, threads, log, started) -> tuple[list[Trial], tuple[Trial, Backend]]:
+@dataclass
+class _Probe:
+    """One measurement: the folder, its shipped outputs, where progress is said, and the clock of the budget."""
+
+    folder: Path
+    shipped: Shipped
+    log: Callable[[str], None] | None
+    started: float = field(default_factory=time.perf_counter)
+
+    def spent(self, expected_s: float = 0.0) -> bool:
+        return time.perf_counter() - self.started + expected_s > PROBE_BUDGET_S
+
+    def say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+
+
+def _probe(probe: _Probe, found: list[Candidate], batch: int, threads: int | None) -> tuple[list[Trial], tuple]:
     """Measure every candidate (while the budget lasts); return the trials and the one ``choose`` takes, with the
     engine that was timed for it (for timing its settings)."""
-    trials: list[Trial] = []
+    folder, trials = probe.folder, list[Trial]()
     engines: dict[Candidate, Backend] = {}
     for candidate in found:
-        if time.perf_counter() - started > PROBE_BUDGET_S:
+        if probe.spent():
             spent = f"not tried: the probe's {PROBE_BUDGET_S:g} s were spent"
             trials.append(Trial(candidate, None, None, False, spent))
             continue
         try:
             backend = build(folder, candidate, batch, threads)
-            trial = measure(backend, candidate, shipped)
+            trial = measure(backend, candidate, probe.shipped)
         except (BackendUnavailableError, ModelMetadataError) as exc:
             trials.append(Trial(candidate, None, None, False, str(exc)))
             continue
         trials.append(trial)
-        if log is not None and trial.accuracy is not None:
-            log(f"tuning: {candidate.label}: {trial.ms_per_window:.1f} ms/window, {trial.accuracy.words()}")
+        if trial.accuracy is not None:
+            probe.say(f"tuning: {candidate.label}: {trial.ms_per_window:.1f} ms/window, {trial.accuracy.words()}")
         if trial.usable:
             engines[candidate] = backend
         del backend
@@ -251,20 +130,9 @@ def _probe(folder, found, shipped, batch, threads, log, started) -> tuple[list[T
     return trials, (trial, engines[choice.candidate])
 
 
-def time_setting(run: Callable, vset, batch: int, passes: int = 2) -> float:
-    """Return the best of ``passes`` timings, in ms per window, of ``run`` on ``timing_batches(vset, batch)``."""
-    calls = timing_batches(vset, batch)
-    run(*calls[0])  # first-call allocations at this shape, not timed
-    best = float("inf")
-    for _ in range(passes):
-        t0 = time.perf_counter()
-        for call in calls:
-            run(*call)
-        best = min(best, time.perf_counter() - t0)
-    return 1000 * best / TIMING_WINDOWS
-
-
-def _settings(folder, best, shipped, batch, threads, started, log) -> tuple[list[Setting], Setting | None]:
+def _settings(
+    probe: _Probe, best: tuple, batch: int | None, threads: int | None
+) -> tuple[list[Setting], Setting | None]:
     """Time the chosen engine at every batch size and thread count not given; return (what was timed, the
     fastest; None when nothing was to be chosen). Engines are timed, never changed."""
     sizes, counts = [batch] if batch else list(BATCH_SIZES), [threads] if threads else thread_counts()
@@ -277,15 +145,14 @@ def _settings(folder, best, shipped, batch, threads, started, log) -> tuple[list
         engine = backend if count == counts[0] else None
         for size in sizes:  # started only if its expected time (3 passes at the probe's rate) fits the budget
             expected = 3 * TIMING_WINDOWS * (trial.ms_per_window or 0) / 1000
-            if time.perf_counter() - started + expected > PROBE_BUDGET_S:
+            if probe.spent(expected):
                 settings.append(Setting(size, count, None, f"not tried: the probe's {PROBE_BUDGET_S:g} s were spent"))
                 continue
-            engine = engine or build(folder, trial.candidate, size, count)
-            ms = time_setting(engine.run, shipped.vset, size)
+            engine = engine or build(probe.folder, trial.candidate, size, count)
+            ms = time_setting(engine.run, probe.shipped.vset, size)
             setting = Setting(size, count, ms)
             settings.append(setting)
-            if log is not None:
-                log(f"tuning: {trial.candidate.label} batch {size}, {count} threads: {ms:.1f} ms/window")
+            probe.say(f"tuning: {trial.candidate.label} batch {size}, {count} threads: {ms:.1f} ms/window")
             if fastest is None or ms < NOISE * (fastest.ms_per_window or 0):
                 fastest = setting
     return settings, fastest
@@ -318,41 +185,3 @@ def _words(trials: list[Trial], chosen: Trial) -> str:
     return f"tuned: {chosen.candidate.label} {chosen.ms_per_window:.1f} ms/window{speed}; {accuracy} on this CPU" + (
         f"; also measured: {others}" if others else ""
     )
-
-
-def _read_cache(entry: Path, found: list[Candidate]) -> tuple[Candidate, int, int | None, str] | None:
-    """Return (candidate, batch, threads, words) from a cache entry, or None when absent, unreadable or not a
-    candidate now."""
-    try:
-        data = json.loads(entry.read_text())
-        chosen = Candidate(**data["chosen"])
-        batch, threads = int(data["batch"]), data["threads"]
-        words = str(data["words"])
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-    threads_ok = threads is None or (isinstance(threads, int) and threads > 0)
-    if chosen not in found or not 1 <= batch <= 4096 or not threads_ok:
-        return None
-    return chosen, batch, threads, words
-
-
-def _write_cache(entry: Path, chosen: Candidate, kept: tuple[int, int | None], words: str, trials: list[Trial]) -> None:
-    """Write the choice atomically; an unwritable cache folder only means measuring again next time."""
-    data = {
-        "chosen": asdict(chosen),
-        "batch": kept[0],
-        "threads": kept[1],
-        "words": words,
-        "machine": machine(),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "trials": [
-            {**asdict(t.candidate), "ms_per_window": t.ms_per_window, "usable": t.usable, "note": t.note}
-            | ({} if t.accuracy is None else asdict(t.accuracy))
-            for t in trials
-        ],
-    }
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        write_text(entry, json.dumps(data, indent=2))
-    except OSError:  # WriteError included
-        pass

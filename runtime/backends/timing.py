@@ -1,0 +1,119 @@
+"""Measuring an engine the way a run uses it: its accuracy and speed on the shipped verification windows
+(``measure``), the thread counts and batch sizes worth trying, and calls shaped as a run's (each batch with crops of
+its own, as on footage whose every window has a new picture)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ccstereo.runtime import verification
+from ccstereo.runtime.backends.choose import Candidate, Evidence
+from ccstereo.runtime.backends.precision_policy import AUTO_MIN_SNR_DB, auto_may_pick
+from ccstereo.runtime.backends.protocol import Backend
+from ccstereo.runtime.verification import CpuAccuracy, Shipped
+
+BATCH_SIZES = (32, 16, 8)  # tried for the chosen engine when --batch-size is not given (the default first)
+TIMING_WINDOWS = 32  # windows per timed pass of a setting (the largest batch size tried)
+
+
+def physical_cores() -> int:
+    """Return the number of physical cores (CPUs sharing a core through SMT count once); os.cpu_count() if unknown."""
+    siblings = set()
+    for path in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology/thread_siblings_list"):
+        try:
+            siblings.add(path.read_text().strip())
+        except OSError:
+            continue
+    return len(siblings) or os.cpu_count() or 1
+
+
+def thread_counts() -> list[int]:
+    """Return the thread counts worth timing: every logical CPU, and one per physical core where they differ."""
+    logical = os.cpu_count() or 1
+    return sorted({logical, min(logical, physical_cores())}, reverse=True)
+
+
+def timing_batches(vset, batch: int, count: int = TIMING_WINDOWS) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Return ``count`` windows of ``vset`` (repeated as needed) cut into calls of ``batch`` windows, each call with
+    only the crops its windows use, and repeated windows with copies of their crops: every call computes as many
+    crops as the runtime's batches do on footage whose every window has a new picture."""
+    copies = -(-count // len(vset.mono))
+    crops = np.concatenate([vset.crops_u8] * copies)
+    index = np.concatenate([vset.frame_index + i * len(vset.crops_u8) for i in range(copies)])[:count]
+    mono = np.concatenate([vset.mono] * copies)[:count]
+    calls = []
+    for lo in range(0, count, batch):
+        used = np.unique(index[lo : lo + batch])
+        calls.append((crops[used], mono[lo : lo + batch], np.searchsorted(used, index[lo : lo + batch])))
+    return calls
+
+
+def time_setting(run: Callable, vset, batch: int, passes: int = 2) -> float:
+    """Return the best of ``passes`` timings, in ms per window, of ``run`` on ``timing_batches(vset, batch)``."""
+    calls = timing_batches(vset, batch)
+    run(*calls[0])  # first-call allocations at this shape, not timed
+    best = float("inf")
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        for call in calls:
+            run(*call)
+        best = min(best, time.perf_counter() - t0)
+    return 1000 * best / TIMING_WINDOWS
+
+
+@dataclass(frozen=True)
+class Trial:
+    candidate: Candidate
+    ms_per_window: float | None
+    accuracy: CpuAccuracy | None
+    usable: bool
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        measured = {} if self.accuracy is None else asdict(self.accuracy)
+        return {
+            **asdict(self.candidate),
+            "ms_per_window": self.ms_per_window,
+            "usable": self.usable,
+            "note": self.note,
+        } | measured
+
+    def evidence(self) -> Evidence:
+        """This trial as the chooser's evidence (an fp32 engine is judged by its SNR alone: it must reproduce fp32)."""
+        if self.accuracy is None:
+            return Evidence(None, None, "not measured here", None, self.note)
+        worst = self.accuracy.worst_metric_change if self.candidate.reduced else None
+        return Evidence(self.accuracy.snr_db, worst, "on this CPU", self.ms_per_window, self.accuracy.words())
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A batch size and thread count of the chosen engine, timed on ``TIMING_WINDOWS`` windows."""
+
+    batch: int
+    threads: int
+    ms_per_window: float | None
+    note: str = ""
+
+
+def measure(backend: Backend, candidate: Candidate, shipped: Shipped) -> Trial:
+    """Check ``backend`` against the shipped fp32 outputs and time it on the same windows (best of two)."""
+    vset = shipped.vset
+    backend.run(vset.crops_u8, vset.mono[:2], vset.frame_index[:2])  # first-call allocations, not timed
+    t0 = time.perf_counter()
+    accuracy, _ = verification.check(backend.run, shipped, backend.max_batch)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    verification.check(backend.run, shipped, backend.max_batch)
+    ms = 1000 * min(first, time.perf_counter() - t0) / len(vset.mono)
+    if candidate.reduced:
+        usable = auto_may_pick(accuracy.snr_db, accuracy.worst_metric_change)
+    else:
+        usable = accuracy.snr_db >= AUTO_MIN_SNR_DB  # an fp32 engine that does not reproduce fp32 is broken
+    return Trial(candidate, ms, accuracy, usable)

@@ -1,0 +1,120 @@
+"""The tuner's cache: one JSON file per (model files, machine, asked settings), in the user cache folder. The key
+holds the model files' sha256, the CPU's model name and flags (and $CCSTEREO_CPU_FLAGS), the core count and the
+versions of the libraries that run the model: a changed file, CPU or library measures again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ccstereo.atomic import write_text
+from ccstereo.runtime import verification
+from ccstereo.runtime.backends.choose import Candidate
+from ccstereo.runtime.cpu_features import overridden_flags
+
+CACHE_VERSION = 3  # 3: OpenVINO fp32 is spelled fp32 (was f32)
+
+
+def cache_dir() -> Path:
+    """Return the user cache folder: $CCSTEREO_CACHE_DIR, else $XDG_CACHE_HOME/ccstereo, else ~/.cache/ccstereo."""
+    if os.environ.get("CCSTEREO_CACHE_DIR"):
+        return Path(os.environ["CCSTEREO_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ccstereo"
+
+
+def machine() -> dict[str, str]:
+    """Return what a measurement depends on besides the model: CPU model and flags, library versions."""
+    import numpy
+    import onnxruntime
+
+    import ccstereo
+
+    cpu, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and cpu in ("", platform.machine(), platform.processor()):
+                cpu = value.strip()
+            if key.strip() == "flags" and not flags:
+                flags = " ".join(sorted(value.split()))
+    except OSError:
+        pass
+    try:
+        import openvino
+
+        ov_version = openvino.__version__
+    except ImportError:
+        ov_version = "absent"
+    return {
+        "cpu": cpu,
+        "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest(),
+        "cores": str(os.cpu_count()),
+        "policy_flags": _overridden(),  # $CCSTEREO_CPU_FLAGS changes the candidates
+        "onnxruntime": onnxruntime.__version__,
+        "openvino": ov_version,
+        "numpy": numpy.__version__,
+        "ccstereo": ccstereo.__version__,
+    }
+
+
+def _overridden() -> str:
+    forced = overridden_flags()
+    return "as probed" if forced is None else " ".join(sorted(forced)) or "none"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_key(folder: Path, found: list[Candidate], threads: int | None, batch: int | None) -> str:
+    files = {name: _sha256(folder / name) for name in sorted({c.file for c in found} | {verification.FILE_NAME})}
+    what = {"files": files, "machine": machine(), "threads": threads, "batch": batch, "v": CACHE_VERSION}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def read_cache(entry: Path, found: list[Candidate]) -> tuple[Candidate, int, int | None, str] | None:
+    """Return (candidate, batch, threads, words) from a cache entry, or None when absent, unreadable or not a
+    candidate now."""
+    try:
+        data = json.loads(entry.read_text())
+        chosen = Candidate(**data["chosen"])
+        batch, threads = int(data["batch"]), data["threads"]
+        words = str(data["words"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    threads_ok = threads is None or (isinstance(threads, int) and threads > 0)
+    if chosen not in found or not 1 <= batch <= 4096 or not threads_ok:
+        return None
+    return chosen, batch, threads, words
+
+
+def write_cache(
+    entry: Path, chosen: Candidate, kept: tuple[int, int | None], words: str, trials: list[dict[str, Any]]
+) -> None:
+    """Write the choice (and every trial, for people reading the cache) atomically; an unwritable cache folder only
+    means measuring again next time."""
+    data = {
+        "chosen": asdict(chosen),
+        "batch": kept[0],
+        "threads": kept[1],
+        "words": words,
+        "machine": machine(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "trials": trials,
+    }
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        write_text(entry, json.dumps(data, indent=2))
+    except OSError:  # WriteError included
+        pass

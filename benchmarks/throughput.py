@@ -3,7 +3,8 @@
     python benchmarks/throughput.py [--lengths 10 60 600] [--model DIR] [--precision auto] [--json out.json]
 
 Each length runs alone in its own process (mp4 in, mp4 out); printed: wall time, real-time factor, the stage
-breakdown of the run report (decode, preprocess, backend, overlap-add, encode) and peak RSS.
+breakdown of the run report (decode, preprocess, backend, overlap-add, encode) and peak RSS; then the CPU-seconds
+per stage and the backend's ms per window in the run against the tuner's figure for it running alone.
 """
 
 from __future__ import annotations
@@ -33,6 +34,23 @@ def child(model: Path, mp4: Path, precision: str) -> dict:
     engine = Binauralizer.load(model, precision=precision)
     report = engine.process(mp4, mp4.with_name(mp4.stem + ".binaural.mp4"), RunOptions(overwrite=True))
     return {**report.to_dict(), "rss_mib": peak_rss_mib()}
+
+
+def cpu_table(rows: list[dict]) -> str:
+    """CPU-seconds per stage, and the backend's ms per window in the run vs alone (the tuner's figure)."""
+    from ccstereo.runtime.report import CPU_STAGES
+
+    head = "| input | CPU s | " + " | ".join(CPU_STAGES) + " | backend ms/window in run | alone (tuner) |"
+    lines = [head, "|" + "---|" * (len(CPU_STAGES) + 4)]
+    for r in rows:
+        cpu = r["times"]["cpu_s"]
+        alone = r.get("backend_alone_ms_per_window")
+        lines.append(
+            f"| {r['duration_s']:.0f} s | {sum(cpu.values()):.2f} | "
+            + " | ".join(f"{cpu.get(k, 0.0):.2f}" for k in CPU_STAGES)
+            + f" | {r['backend_ms_per_window']:.2f} | {'-' if alone is None else f'{alone:.2f}'} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("")
     lines.append("Stages overlap (decode and preprocessing on a producer thread, encoding on a writer thread): their")
     lines.append("sum exceeds the wall time.")
+    lines += ["", cpu_table(rows)]
     print("\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -90,9 +90,11 @@ def _is_folder(out: Path) -> bool:
 class Binauralizer:
     """Turns the sound of videos binaural with one loaded model and backend."""
 
-    def __init__(self, backend: Backend, reason: str = "") -> None:
+    def __init__(self, backend: Backend, reason: str = "", alone_ms_per_window: float | None = None) -> None:
+        """``alone_ms_per_window``: the backend's time per window measured alone (the tuner's), for the report."""
         self.backend = backend
         self.reason = reason
+        self.alone_ms_per_window = alone_ms_per_window
         self.config: ModelConfig = backend.info.config
         self.model_sha256: str = backend.info.checkpoint_sha256
 
@@ -105,8 +107,7 @@ class Binauralizer:
         """
         if options is not None and fields:
             raise OptionError("give LoadOptions or its fields as keywords, not both")
-        chosen, reason = load_backend(None if model is None else Path(model), options or LoadOptions(**fields))
-        return cls(chosen, reason)
+        return cls(*load_backend(None if model is None else Path(model), options or LoadOptions(**fields)))
 
     def window_plan(self, options: RunOptions) -> WindowPlan:
         return WindowPlan.for_config(self.config, options.hop_samples)
@@ -150,7 +151,7 @@ class Binauralizer:
             return report
         plan = self.window_plan(options)
         rate = output_rate_hz(final, media.info.audio_rate_hz) if options.full_band else self.config.sample_rate_hz
-        sink = self._sink(media, final, rate, options, report.times)
+        sink, cpu = self._sink(media, final, rate, options, report.times), time.process_time()
         try:
             seconds = _in_seconds(progress, self.config.sample_rate_hz, started)
             batching, store, visual_rate = self._batching(plan, options)
@@ -160,6 +161,8 @@ class Binauralizer:
         except BaseException:
             sink.abort()
             raise
+        report.times.settle(time.process_time() - cpu)  # the process's CPU-seconds of this file, split by stage
+        report.backend_alone_ms_per_window = self.alone_ms_per_window
         report.hop_samples, report.output_rate_hz, report.clip = plan.hop_samples, rate, sink.guard.report
         report.video_note = getattr(sink.guard.writer, "reencoded", None) or ""
         report.audio_start_s = media.info.audio_start_s
@@ -176,7 +179,7 @@ class Binauralizer:
         fmt, start = final.suffix.lower().lstrip("."), media.info.audio_start_s
 
         def writer():
-            return open_writer(final, media.path, rate, fmt, start)
+            return open_writer(final, media.path, rate, fmt, start, times)
 
         guard = ClipGuard(writer, options.clip_mode, final, fmt not in ("flac",), lossy=fmt in VIDEO_FORMATS)
         if not options.full_band:

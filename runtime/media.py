@@ -10,11 +10,14 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ccstereo.runtime.errors import CCStereoRuntimeError
+
+if TYPE_CHECKING:
+    from ccstereo.runtime.report import StageTimes
 
 
 class MediaError(CCStereoRuntimeError):
@@ -376,9 +379,10 @@ class MediaInput:
         its own timeline."""
         return iter_audio(self.path, model_rate_hz, keep_original, self.info.audio_duration_s, original_rate_hz)
 
-    def frames(self, fps: float) -> Iterator[tuple[int, np.ndarray]]:
-        """The picture on screen at each ``fps`` tick from the first audio sample on."""
-        return iter_tick_frames(self.path, fps, self.info.audio_start_s)
+    def frames(self, fps: float, times: StageTimes | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """The picture on screen at each ``fps`` tick from the first audio sample on (``times`` is told what the
+        colour conversion took)."""
+        return iter_tick_frames(self.path, fps, self.info.audio_start_s, times)
 
 
 def open_input(path: str | Path, info: MediaInfo | None = None) -> MediaInput:
@@ -390,7 +394,9 @@ def open_input(path: str | Path, info: MediaInfo | None = None) -> MediaInput:
     return MediaInput(info if info is not None else probe(path))
 
 
-def iter_tick_frames(path: Path, fps: float, origin_s: float) -> Iterator[tuple[int, np.ndarray]]:
+def iter_tick_frames(
+    path: Path, fps: float, origin_s: float, times: StageTimes | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (tick, RGB uint8 [H, W, 3]) for ticks 0, 1, 2, ... at ``origin_s + tick / fps``.
 
     Each tick gets the frame on screen at that time: the last frame whose presentation time is not later
@@ -403,7 +409,7 @@ def iter_tick_frames(path: Path, fps: float, origin_s: float) -> Iterator[tuple[
     with _open(path) as container:
         stream = picture_stream(container)
         stream.thread_type = "AUTO"
-        pictures = _Pictures()
+        pictures = _Pictures(times)
         shown = None  # the decoded frame on screen
         tick = 0
         try:
@@ -424,7 +430,8 @@ class _Pictures:
     """RGB of decoded frames, converted when first shown; a frame equal, plane for plane, to the last converted
     one (a still image, a duplicated frame) reuses its array."""
 
-    def __init__(self) -> None:
+    def __init__(self, times: StageTimes | None = None) -> None:
+        self.times = times
         self.frame = None
         self.key: tuple = ()
         self.planes: list[np.ndarray] = []
@@ -438,7 +445,11 @@ class _Pictures:
         image = self.image
         same = key == self.key and len(planes) == len(self.planes)
         if image is None or not same or not all(map(np.array_equal, planes, self.planes)):
-            image = _rgb(frame)
+            if self.times is None:
+                image = _rgb(frame)
+            else:
+                with self.times.stage("colour"):
+                    image = _rgb(frame)
         self.frame, self.key, self.planes, self.image = frame, key, planes, image
         return image
 

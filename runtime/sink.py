@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -90,24 +89,27 @@ class OutputSink:
 
     def _model_block(self, block: np.ndarray) -> None:
         if self.combiner is not None:
-            self.combiner.push_model(block)
-            block = self.combiner.pop()
+            with self.times.stage("combine"):
+                self.combiner.push_model(block)
+                block = self.combiner.pop()
         self._write(block)
 
     def _write(self, block: np.ndarray) -> None:
-        t0 = time.perf_counter()
-        self.guard.write(block)
-        self.times.encode_s += time.perf_counter() - t0
+        with self.times.stage("encode"):
+            self.guard.write(block)
 
     def close(self) -> None:
         """Write what is left (the combiner's tail), wait for the writer thread and commit the output."""
         combiner = self.combiner
         if combiner is not None:
-            self.worker.submit(lambda: self._write(combiner.finish()))
+            self.worker.submit(lambda: self._write(self._combined_tail(combiner)))
         self.worker.close()
-        t0 = time.perf_counter()
-        self.guard.commit()
-        self.times.encode_s += time.perf_counter() - t0
+        with self.times.stage("encode"):
+            self.guard.commit()
+
+    def _combined_tail(self, combiner: FullBandCombiner) -> np.ndarray:
+        with self.times.stage("combine"):
+            return combiner.finish()
 
     def abort(self) -> None:
         self.worker.abort()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -62,18 +61,16 @@ class _Frames:
     def crop(self, tick: int) -> np.ndarray:
         if tick in self.cache:
             return self.cache[tick]
-        t0 = time.perf_counter()
-        while self.tick < tick and not self.exhausted:
-            try:
-                self.tick, self.image = next(self.ticks)
-            except StopIteration:
-                self.exhausted = True
-        t1 = time.perf_counter()
+        with self.times.stage("decode"):  # the colour conversion inside counts as its own stage
+            while self.tick < tick and not self.exhausted:
+                try:
+                    self.tick, self.image = next(self.ticks)
+                except StopIteration:
+                    self.exhausted = True
         if self.image is None:
             raise MediaError("no video frame could be decoded")
-        crop = crop_resized(self._resized(self.image), tick + 1, self.config, self.tta)
-        self.times.decode_s += t1 - t0
-        self.times.preprocess_s += time.perf_counter() - t1
+        with self.times.stage("resize_crop"):
+            crop = crop_resized(self._resized(self.image), tick + 1, self.config, self.tta)
         self.cache = {t: c for t, c in self.cache.items() if t >= tick - 1}
         self.cache[tick] = crop
         return crop
@@ -98,9 +95,8 @@ class _Audio:
         """Return window ``k`` (zero-padded at the end), or None when the input has no window ``k``."""
         start, w = self.plan.start(k), self.plan.window_samples
         while not self.eof and self.total < start + w:
-            t0 = time.perf_counter()
-            chunk = next(self.chunks, None)
-            self.times.decode_s += time.perf_counter() - t0
+            with self.times.stage("decode"):
+                chunk = next(self.chunks, None)
             if chunk is None:
                 self.eof = True
                 break
@@ -254,7 +250,7 @@ def windows_from(
     keep, rate = original is not None, batching.config.sample_rate_hz
     chunks = media.audio(rate, keep_original=keep, original_rate_hz=original and original.rate_hz)
     audio = original.split(chunks) if original is not None else (chunk.model for chunk in chunks)
-    return produce(audio, media.frames(batching.config.fps), batching, times)
+    return produce(audio, media.frames(batching.config.fps, times), batching, times)
 
 
 def threaded(items: Iterator, depth: int = QUEUE_DEPTH) -> Iterator:
@@ -333,20 +329,17 @@ def consume(
     result = ConsumeResult(0, 0, 0)
     for item in items:
         if isinstance(item, End):
-            t0 = time.perf_counter()
-            tail = ola.pop(item.total_samples)
-            times.overlap_add_s += time.perf_counter() - t0
+            with times.stage("overlap_add"):
+                tail = ola.pop(item.total_samples)
             on_model(tail)
             result.total_samples = item.total_samples
             return result
-        t0 = time.perf_counter()
-        out = runner(item)
-        t1 = time.perf_counter()
-        for start, block in zip(item.starts, out, strict=True):
-            ola.add(start, block)
-        ready = ola.pop(item.next_start if item.limit is None else min(item.next_start, item.limit))
-        times.backend_s += t1 - t0
-        times.overlap_add_s += time.perf_counter() - t1
+        with times.stage("backend"):
+            out = runner(item)
+        with times.stage("overlap_add"):
+            for start, block in zip(item.starts, out, strict=True):
+                ola.add(start, block)
+            ready = ola.pop(item.next_start if item.limit is None else min(item.next_start, item.limit))
         result.windows += len(item.starts)
         result.batches += 1
         result.crops_computed += len(item.frames)

@@ -147,6 +147,10 @@ def libsndfile_cause(file: Any, exc: Exception | None, path: Path) -> str:
     return " ".join(text.split()).rstrip(".")
 
 
+def _no_stage(_name: str):
+    return contextlib.nullcontext()
+
+
 class MuxWriter:
     """Video container with the input's video packets copied and a new stereo AAC track.
 
@@ -154,10 +158,12 @@ class MuxWriter:
     interleaved and memory stays flat.
     """
 
-    def __init__(self, final: Path, source: Path, rate_hz: int, fmt: str, start_s: float = 0.0) -> None:
+    def __init__(self, final: Path, source: Path, rate_hz: int, fmt: str, start_s: float = 0.0, times=None) -> None:
+        """``times``: a ``StageTimes`` that is told the CPU of muxing (the rest of a write is its caller's)."""
         import av
 
         self.final, self.tmp, self.rate = final, temporary_path(final), rate_hz
+        self.stage = times.stage if times is not None else _no_stage
         try:
             self.src = av.open(str(source))
         except BaseException:
@@ -216,12 +222,13 @@ class MuxWriter:
         return stream, packets()
 
     def _mux_video_until(self, t_s: float | None) -> None:
-        for packet in self._video_packets(t_s):
-            packet.stream = self.video
-            if self.video_shift and self.reencoded is None:  # re-encoded frames were placed already
-                packet.pts = None if packet.pts is None else packet.pts + self.video_shift
-                packet.dts = None if packet.dts is None else packet.dts + self.video_shift
-            self.out.mux(packet)
+        with self.stage("mux"):
+            for packet in self._video_packets(t_s):
+                packet.stream = self.video
+                if self.video_shift and self.reencoded is None:  # re-encoded frames were placed already
+                    packet.pts = None if packet.pts is None else packet.pts + self.video_shift
+                    packet.dts = None if packet.dts is None else packet.dts + self.video_shift
+                self.out.mux(packet)
 
     def _video_packets(self, t_s: float | None):
         while True:
@@ -247,8 +254,10 @@ class MuxWriter:
         frame.sample_rate = self.rate
         frame.pts = self.start + self.samples
         self.samples += block.shape[1]
-        for packet in self.audio.encode(frame):
-            self.out.mux(packet)
+        packets = self.audio.encode(frame)
+        with self.stage("mux"):
+            for packet in packets:
+                self.out.mux(packet)
         self._mux_video_until((self.start + self.samples) / self.rate)
 
     def commit(self) -> Path:
@@ -308,10 +317,11 @@ def _copy_stream(out, template):
         return out.add_stream_from_template(template, opaque=True)
 
 
-def open_writer(final: Path, source: Path, rate_hz: int, fmt: str, start_s: float = 0.0):
-    """Return a writer for ``fmt`` (one of FORMATS); a video container places the audio at ``start_s``."""
+def open_writer(final: Path, source: Path, rate_hz: int, fmt: str, start_s: float = 0.0, times=None):
+    """Return a writer for ``fmt`` (one of FORMATS); a video container places the audio at ``start_s`` (and tells
+    ``times`` what muxing took)."""
     if fmt in AUDIO_FORMATS:
         return SoundfileWriter(final, rate_hz, fmt)
     if fmt in VIDEO_FORMATS:
-        return MuxWriter(final, source, rate_hz, fmt, start_s)
+        return MuxWriter(final, source, rate_hz, fmt, start_s, times)
     raise OutputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -165,7 +165,25 @@ def test_one_failing_file_does_not_stop_the_others(exported, tmp_path):
     assert (tmp_path / "good.binaural.wav").is_file() and not (tmp_path / "bad.binaural.wav").exists()
     good_entry = entries["good.mp4"]
     assert good_entry["windows"] > 0 and good_entry["batches"] >= 1 and good_entry["model_sha256"]
-    assert set(good_entry["times"]) == {"decode_s", "preprocess_s", "backend_s", "overlap_add_s", "encode_s"}
+    assert set(good_entry["times"]) == {"decode_s", "preprocess_s", "backend_s", "overlap_add_s", "encode_s", "cpu_s"}
+
+
+def test_the_report_splits_cpu_seconds_by_stage_and_says_the_backends_rate(tmp_path):
+    """Every stage's CPU-seconds are reported; together they are the file's CPU time, which the jobs layer measures
+    on its own around the whole file (it also counts probing and opening: the stages can only be less)."""
+    source = write_mp4(tmp_path / "clip.mp4", seconds=4.0, audio=panned_tone(4.0, 44100))
+    report = tmp_path / "run.json"
+    result = ccs_run(source, "-o", tmp_path / "out.mkv", "--report", report, "--quiet")
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(report.read_text())["files"][0]
+    stages = entry["times"]["cpu_s"]
+    assert set(stages) == {"decode", "colour", "resize_crop", "backend", "overlap_add", "combine", "encode", "mux"}
+    assert all(v >= 0 for v in stages.values())
+    assert stages["backend"] > 0 and stages["decode"] > 0 and stages["encode"] + stages["mux"] > 0
+    assert 0.5 * entry["cpu_s"] <= sum(stages.values()) <= entry["cpu_s"] + 0.05
+    per_window = 1000 * entry["times"]["backend_s"] / entry["windows"]
+    assert entry["backend_ms_per_window"] == pytest.approx(per_window, abs=0.01)
+    assert entry["backend_alone_ms_per_window"] > 0  # the bundled default is tuned (it ships verification windows)
 
 
 # -- error cases: one line naming the file and the reason, non-zero exit, no output ---------------------------

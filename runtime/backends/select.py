@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
+from typing import NamedTuple
 
 from ccstereo.runtime import verification
 from ccstereo.runtime.backends.choose import (
@@ -47,15 +48,22 @@ def _cuda_provider_available() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def load_backend(model: Path | None, options: LoadOptions | None = None) -> tuple[Backend, str]:
-    """Return (backend, why it was chosen) for ``model`` (folder, .onnx, .plan or checkpoint for torch)."""
+class Chosen(NamedTuple):
+    backend: Backend
+    reason: str  # why, in words
+    alone_ms_per_window: float | None = None  # the tuner's time for it alone at its batch and threads (tuned only)
+
+
+def load_backend(model: Path | None, options: LoadOptions | None = None) -> Chosen:
+    """Return the engine for ``model`` (folder, .onnx, .plan or checkpoint for torch), why, and (when the tuner
+    measured it) its time per window alone."""
     options = options or LoadOptions()
     model = default_model_path() if model is None else Path(model)
     if not model.exists():
         raise ModelMetadataError(f"{model}: no such model")
     if options.backend == "torch":
         torch_candidate = Candidate("torch", "fp32", model.name)
-        return build(model.parent, torch_candidate, options.batch_size), "PyTorch reference (requested)"
+        return Chosen(build(model.parent, torch_candidate, options.batch_size), "PyTorch reference (requested)")
     chosen = _tensorrt_choice(model, options.backend)
     if chosen is not None:
         return chosen
@@ -66,7 +74,7 @@ def load_backend(model: Path | None, options: LoadOptions | None = None) -> tupl
     return _onnxruntime_cuda(model, options)
 
 
-def _cpu(model: Path, options: LoadOptions) -> tuple[Backend, str]:
+def _cpu(model: Path, options: LoadOptions) -> Chosen:
     """The CPU engine ``choose`` takes for ``model`` under ``options``, built once."""
     if options.backend == "openvino" and not openvino_installed():
         raise BackendUnavailableError("openvino is not installed (pip install '.[cpu]')")
@@ -76,13 +84,14 @@ def _cpu(model: Path, options: LoadOptions) -> tuple[Backend, str]:
         from ccstereo.runtime.backends.tuning import tune
 
         tuned = tune(folder, options.batch_size, options.threads, remeasure=options.tune is True)
-        return build(folder, tuned.candidate, tuned.batch, tuned.threads), tuned.reason
+        engine = build(folder, tuned.candidate, tuned.batch, tuned.threads)
+        return Chosen(engine, tuned.reason, tuned.kept.ms_per_window)
     from ccstereo.runtime.cpu_features import int8_dot_product
 
     judge = _Here(model, options)
     policy = (options.backend, options.precision)
     choice = choose(policy, cpu_candidates(model), judge, int8_dot_product(), model)
-    return judge.engine(choice.candidate), choice.reason
+    return Chosen(judge.engine(choice.candidate), choice.reason)
 
 
 class _Here:
@@ -118,10 +127,10 @@ def _exported_folder(model: Path) -> Path | None:
     return model.parent if model.name == "model.onnx" else None
 
 
-def _tensorrt_choice(model: Path, backend: str) -> tuple[Backend, str] | None:
+def _tensorrt_choice(model: Path, backend: str) -> Chosen | None:
     """Return a TensorRT engine for this machine when one is given or built (auto / tensorrt), else None."""
     if model.suffix == ".plan":
-        return _tensorrt(model), "TensorRT engine given"
+        return Chosen(_tensorrt(model), "TensorRT engine given")
     if backend not in ("auto", "tensorrt"):
         return None
     if not model.is_dir():
@@ -131,7 +140,7 @@ def _tensorrt_choice(model: Path, backend: str) -> tuple[Backend, str] | None:
     errors = []
     for plan in sorted(model.glob("model.*.plan")):
         try:
-            return _tensorrt(plan), f"TensorRT engine {plan.name} matches this machine"
+            return Chosen(_tensorrt(plan), f"TensorRT engine {plan.name} matches this machine")
         except Exception as exc:  # noqa: BLE001 - a mismatched or unusable engine: try the next, report below
             errors.append(str(exc))
     if backend == "tensorrt":
@@ -144,8 +153,8 @@ def _tensorrt(plan: Path) -> Backend:
     return build(plan.parent, Candidate("tensorrt", "fp16", plan.name))
 
 
-def _onnxruntime_cuda(model: Path, options: LoadOptions) -> tuple[Backend, str]:
+def _onnxruntime_cuda(model: Path, options: LoadOptions) -> Chosen:
     fp16 = model.is_dir() and (model / "model.fp16.onnx").is_file()
     graph = "model.fp16.onnx" if fp16 else graph_of(model)
     candidate = Candidate("onnxruntime-cuda", "fp16" if fp16 else "fp32", graph)
-    return build(folder_of(model), candidate, options.batch_size, options.threads), "onnxruntime CUDA"
+    return Chosen(build(folder_of(model), candidate, options.batch_size, options.threads), "onnxruntime CUDA")

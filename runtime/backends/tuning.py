@@ -32,7 +32,7 @@ from ccstereo.runtime.backends.timing import (
     thread_counts,
     time_setting,
 )
-from ccstereo.runtime.backends.tuning_cache import cache_dir, cache_key, read_cache, write_cache
+from ccstereo.runtime.backends.tuning_cache import Kept, cache_dir, cache_key, read_cache, write_cache
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.model_info import read_onnx_info
 from ccstereo.runtime.verification import Shipped
@@ -47,12 +47,19 @@ class Tuned:
     leaves the tuner: the run's engine is built once from this."""
 
     candidate: Candidate
-    batch: int
-    threads: int | None
+    kept: Kept
     reason: str
     trials: list[Trial]
     cached: bool
     settings: list[Setting] = field(default_factory=list)
+
+    @property
+    def batch(self) -> int:
+        return self.kept.batch
+
+    @property
+    def threads(self) -> int | None:
+        return self.kept.threads
 
 
 def tune(folder: Path, batch: int | None, threads: int | None, remeasure: bool, log=None) -> Tuned:
@@ -69,16 +76,19 @@ def tune(folder: Path, batch: int | None, threads: int | None, remeasure: bool, 
     if not remeasure:
         cached = read_cache(entry, found)
         if cached is not None:
-            chosen, size, count, words = cached
-            return Tuned(chosen, size, count, f"{words} (measured here before; --tune measures again)", [], True)
+            chosen, kept, words = cached
+            return Tuned(chosen, kept, f"{words} (measured here before; --tune measures again)", [], True)
     shipped = verification.load(shipped_path, read_onnx_info(folder / "model.onnx").config)
     probe = _Probe(folder, shipped, log)
     trials, best = _probe(probe, found, batch or DEFAULT_BATCH, threads)
     settings, picked = _settings(probe, best, batch, threads)
     words = _words(trials, best[0]) + _setting_words(settings, picked)
-    kept = (picked.batch, picked.threads) if picked else (batch or DEFAULT_BATCH, threads)
+    if picked is not None:
+        kept = Kept(picked.batch, picked.threads, picked.ms_per_window)
+    else:
+        kept = Kept(batch or DEFAULT_BATCH, threads, best[0].ms_per_window)
     write_cache(entry, best[0].candidate, kept, words, [t.to_dict() for t in trials])
-    return Tuned(best[0].candidate, kept[0], kept[1], words, trials, False, settings)
+    return Tuned(best[0].candidate, kept, words, trials, False, settings)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,16 @@ from ccstereo.runtime import verification
 from ccstereo.runtime.backends.choose import Candidate
 from ccstereo.runtime.cpu_features import overridden_flags
 
-CACHE_VERSION = 3  # 3: OpenVINO fp32 is spelled fp32 (was f32)
+CACHE_VERSION = 4  # 3: OpenVINO fp32 is spelled fp32 (was f32); 4: the kept setting's ms per window
+
+
+@dataclass(frozen=True)
+class Kept:
+    """The setting kept for the chosen engine, and its time per window measured alone (None: not timed)."""
+
+    batch: int
+    threads: int | None
+    ms_per_window: float | None = None
 
 
 def cache_dir() -> Path:
@@ -83,31 +92,31 @@ def cache_key(folder: Path, found: list[Candidate], threads: int | None, batch: 
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def read_cache(entry: Path, found: list[Candidate]) -> tuple[Candidate, int, int | None, str] | None:
-    """Return (candidate, batch, threads, words) from a cache entry, or None when absent, unreadable or not a
+def read_cache(entry: Path, found: list[Candidate]) -> tuple[Candidate, Kept, str] | None:
+    """Return (candidate, kept setting, words) from a cache entry, or None when absent, unreadable or not a
     candidate now."""
     try:
         data = json.loads(entry.read_text())
         chosen = Candidate(**data["chosen"])
-        batch, threads = int(data["batch"]), data["threads"]
+        batch, threads, ms = int(data["batch"]), data["threads"], data["ms_per_window"]
         words = str(data["words"])
     except (OSError, ValueError, TypeError, KeyError):
         return None
     threads_ok = threads is None or (isinstance(threads, int) and threads > 0)
-    if chosen not in found or not 1 <= batch <= 4096 or not threads_ok:
+    ms_ok = ms is None or (isinstance(ms, (int, float)) and ms > 0)
+    if chosen not in found or not 1 <= batch <= 4096 or not threads_ok or not ms_ok:
         return None
-    return chosen, batch, threads, words
+    return chosen, Kept(batch, threads, ms), words
 
 
-def write_cache(
-    entry: Path, chosen: Candidate, kept: tuple[int, int | None], words: str, trials: list[dict[str, Any]]
-) -> None:
+def write_cache(entry: Path, chosen: Candidate, kept: Kept, words: str, trials: list[dict[str, Any]]) -> None:
     """Write the choice (and every trial, for people reading the cache) atomically; an unwritable cache folder only
     means measuring again next time."""
     data = {
         "chosen": asdict(chosen),
-        "batch": kept[0],
-        "threads": kept[1],
+        "batch": kept.batch,
+        "threads": kept.threads,
+        "ms_per_window": kept.ms_per_window,
         "words": words,
         "machine": machine(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

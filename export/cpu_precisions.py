@@ -113,7 +113,7 @@ def measure(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, option
 
 def _openvino_cpu(path: Path, precision: str):
     """Return the runtime's OpenVINO engine for ``path`` at ``precision`` (bf16 of the fp32 graph, or int8)."""
-    return build(path.parent, Candidate("openvino", precision, path.name))
+    return build(path.parent, Candidate("openvino", precision, path.name), keep=False)
 
 
 def _accuracy(vset, fp32: np.ndarray, test: np.ndarray) -> Accuracy:

@@ -109,3 +109,30 @@ def test_an_engine_runs_what_it_is_given_the_gate_is_the_choosers(tmp_path):
     assert out.shape == (2, 2, config.window_samples) and np.isfinite(out).all()
     with pytest.raises(BackendUnavailableError, match="12.0 dB"):
         choose(("auto", "int8"), [INT8], Known({INT8: Evidence(12.0, 0.0, "at export")}, False), None, tmp_path)
+
+
+def test_a_compiled_graph_is_kept_and_a_damaged_one_is_compiled_again(tmp_path, monkeypatch):
+    """OpenVINO's compiled graph is written once (atomically) to the user cache and imported on the next start;
+    the imported engine computes the same bits; a damaged blob is compiled again and replaced, never trusted."""
+    pytest.importorskip("openvino")
+    import numpy as np
+
+    from ccstereo.runtime.backends.choose import build
+
+    monkeypatch.setenv("CCSTEREO_CACHE_DIR", str(tmp_path / "cache"))
+    bundled = Path(__file__).resolve().parents[1] / "runtime" / "assets" / "default"
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)
+    mono, index = rng.standard_normal((3, 10080)).astype(np.float32), np.array([0, 1, 1])
+    first = build(bundled, INT8).run(frames, mono, index)
+    blobs = list((tmp_path / "cache" / "compiled").iterdir())
+    assert [b.suffix for b in blobs] == [".blob"]  # one file, no temporary left beside it
+    written = blobs[0].stat().st_mtime_ns
+    assert np.array_equal(build(bundled, INT8).run(frames, mono, index), first)
+    assert blobs[0].stat().st_mtime_ns == written  # imported, not compiled and written again
+    blobs[0].write_bytes(b"not a compiled graph" * 64)
+    assert np.array_equal(build(bundled, INT8).run(frames, mono, index), first)
+    assert blobs[0].stat().st_size > 1_000_000  # replaced by a real one
+    assert not list((tmp_path / "cache" / "compiled").glob("*partial*"))
+    assert build(bundled, INT8, threads=1).run(frames, mono, index).shape == first.shape
+    assert len(list((tmp_path / "cache" / "compiled").iterdir())) == 2  # other settings: another blob

@@ -111,9 +111,14 @@ def openvino_installed() -> bool:
     return True
 
 
-def build(folder: Path, candidate: Candidate, batch: int | None = None, threads: int | None = None) -> Backend:
+def build(
+    folder: Path, candidate: Candidate, batch: int | None = None, threads: int | None = None, keep: bool = True
+) -> Backend:
     """Return the engine ``candidate`` names, as given: no accuracy gate is applied here. The one place an engine
-    class is constructed (CPU engines, and the GPU ones ``select`` asks for: onnxruntime-cuda, tensorrt, torch)."""
+    class is constructed (CPU engines, and the GPU ones ``select`` asks for: onnxruntime-cuda, tensorrt, torch).
+
+    ``keep``: OpenVINO's compiled graph is kept in the user cache (``tuning_cache.compiled_blob``) and imported
+    on the next start instead of compiled (the exporter, measuring graphs it has just written, does not keep)."""
     path, batch = folder / candidate.file, batch or DEFAULT_BATCH
     if candidate.backend in ("onnxruntime", "onnxruntime-cuda"):
         from ccstereo.runtime.backends.onnxruntime import OnnxRuntimeBackend
@@ -121,8 +126,10 @@ def build(folder: Path, candidate: Candidate, batch: int | None = None, threads:
         return OnnxRuntimeBackend(path, "cuda" if candidate.backend.endswith("cuda") else "cpu", batch, threads)
     if candidate.backend == "openvino":
         from ccstereo.runtime.backends.openvino import OpenVINOBackend
+        from ccstereo.runtime.backends.tuning_cache import compiled_blob
 
-        return OpenVINOBackend(path, candidate.precision, batch, threads)
+        blob = compiled_blob(path, candidate.precision, threads) if keep else None
+        return OpenVINOBackend(path, candidate.precision, batch, threads, compiled=blob)
     if candidate.backend == "tensorrt":
         try:
             import tensorrt  # noqa: F401

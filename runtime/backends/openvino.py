@@ -28,10 +28,13 @@ class OpenVINOBackend:
         max_batch: int = DEFAULT_BATCH,
         threads: int | None = None,
         info: ModelInfo | None = None,
+        compiled: Path | None = None,
     ) -> None:
         """``precision``: 'bf16' or 'fp32' for an fp32 graph, 'int8' for an int8 graph (``model.int8.onnx``).
 
-        ``info``: the model's metadata when the caller has already read it (saves a second read)."""
+        ``info``: the model's metadata when the caller has already read it (saves a second read). ``compiled``:
+        where this graph compiled with these settings is kept (read when there, written atomically when not; a
+        start-up without compiling), or None."""
         try:
             import openvino as ov
         except ImportError as exc:
@@ -52,7 +55,7 @@ class OpenVINOBackend:
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1,
         }
-        self.compiled = core.compile_model(core.read_model(str(model_path)), "CPU", config)
+        self.compiled = _compiled(core, Path(model_path), config, compiled)
         self.request = self.compiled.create_infer_request()
         self.output = self.compiled.output(0)
         self.name, self.precision = f"openvino-cpu-{precision}", precision
@@ -70,6 +73,27 @@ class OpenVINOBackend:
         feeds = as_feeds(frames, mono, frame_index)
         result = self.request.infer(feeds)
         return np.array(result[self.output], dtype=np.float32, copy=True)
+
+
+def _compiled(core, model_path: Path, config: dict, blob: Path | None):
+    """Return ``model_path`` compiled for the CPU: imported from ``blob`` when it is there and loads, else compiled
+    and (when ``blob`` is given) exported to it atomically; a cache that cannot be written costs only the time."""
+    if blob is not None and blob.is_file():
+        try:
+            return core.import_model(blob.read_bytes(), "CPU", config)
+        except (OSError, RuntimeError):
+            pass  # unreadable or from another build: compile again and replace it
+    compiled = core.compile_model(core.read_model(str(model_path)), "CPU", config)
+    if blob is not None:
+        from ccstereo.atomic import write_bytes
+
+        stream = compiled.export_model()
+        try:
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes(blob, stream.getvalue() if hasattr(stream, "getvalue") else bytes(stream))
+        except OSError:  # WriteError included
+            pass
+    return compiled
 
 
 class OpenVINOSplit:

@@ -92,6 +92,16 @@ def cache_key(folder: Path, found: list[Candidate], threads: int | None, batch: 
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def compiled_blob(graph: Path, precision: str, threads: int | None) -> Path:
+    """Return where OpenVINO's compiled ``graph`` at ``precision`` and ``threads`` is kept on this machine: keyed
+    like the tuner's choice (the file's sha256, the CPU and its flags, library versions), so a changed file, CPU or
+    library compiles again."""
+    what = {"file": _sha256(graph), "precision": precision, "threads": threads, "machine": machine(), "v": 1}
+    return (
+        cache_dir() / "compiled" / f"{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]}.blob"
+    )
+
+
 def read_cache(entry: Path, found: list[Candidate]) -> tuple[Candidate, Kept, str] | None:
     """Return (candidate, kept setting, words) from a cache entry, or None when absent, unreadable or not a
     candidate now."""

@@ -163,6 +163,7 @@ class Binauralizer:
             raise
         report.times.settle(time.process_time() - cpu)  # the process's CPU-seconds of this file, split by stage
         report.backend_alone_ms_per_window = self.alone_ms_per_window
+        report.first_backend_call_s = result.first_call_s
         report.hop_samples, report.output_rate_hz, report.clip = plan.hop_samples, rate, sink.guard.report
         report.video_note = getattr(sink.guard.writer, "reencoded", None) or ""
         report.audio_start_s = media.info.audio_start_s

@@ -125,8 +125,20 @@ def info_from_session(path: str | Path, session) -> ModelInfo:
 
 
 def read_onnx_info(path: str | Path) -> ModelInfo:
-    """Return the ModelInfo of an ONNX file, read through onnxruntime (no onnx package needed)."""
-    return info_from_session(path, open_onnx_session(path))
+    """Return the ModelInfo of an ONNX file, checking its I/O against its own config; read from the file's header
+    (``runtime.onnx_header``: no engine, no onnx package, the weights untouched)."""
+    from ccstereo.runtime.onnx_header import HeaderError, read_header
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelMetadataError(f"{path}: no such model file")
+    try:
+        header = read_header(path)
+    except (HeaderError, OSError) as exc:
+        raise ModelMetadataError(f"{path}: not a readable ONNX model: {exc}") from exc
+    info = ModelInfo.from_props(path, header.props)
+    check_io(path, info.config, header.inputs, header.outputs)
+    return info
 
 
 def check_io(path: Path, config: ModelConfig, inputs: dict[str, list], outputs: dict[str, list]) -> None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ccstereo.runtime.clipping import ClipReport
 
@@ -16,6 +17,18 @@ CPU_STAGES = ("decode", "colour", "resize_crop", "backend", "overlap_add", "comb
 _WALL = {"decode": "decode_s", "colour": "preprocess_s", "resize_crop": "preprocess_s", "backend": "backend_s"}
 _WALL |= {"overlap_add": "overlap_add_s", "combine": "encode_s", "encode": "encode_s", "mux": "encode_s"}
 _open_stages = threading.local()
+
+
+def process_age_s() -> float | None:
+    """Return seconds since this process started (Linux: from /proc, 10 ms resolution), or None where unknown."""
+    import os
+
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return round(time.clock_gettime(time.CLOCK_BOOTTIME) - started, 3)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 @dataclass
@@ -88,6 +101,7 @@ class RunReport:
     video_note: str = ""  # set when the picture could not be copied as it is (why, and what it became)
     times: StageTimes = field(default_factory=StageTimes)
     backend_alone_ms_per_window: float | None = None  # the tuner's time for this engine running alone, when tuned
+    first_backend_call_s: float | None = None  # seconds from the process's start to this file's first backend call
 
     @property
     def backend_ms_per_window(self) -> float:

@@ -20,7 +20,7 @@ from ccstereo.runtime.frames import crop_resized, resize_for_model
 from ccstereo.runtime.fullband import OriginalAudio
 from ccstereo.runtime.media import MediaError, MediaInput
 from ccstereo.runtime.overlap_add import StreamingOverlapAdd
-from ccstereo.runtime.report import StageTimes
+from ccstereo.runtime.report import StageTimes, process_age_s
 from ccstereo.runtime.visual_rate import CropTracker, FeatureStore, KeyPlan
 from ccstereo.runtime.windows import WindowPlan
 
@@ -298,6 +298,7 @@ class ConsumeResult:
     crops_shared: int = 0  # crops it did not run on because an identical one was in the same batch
     crops_reused: int = 0  # adaptive visual rate: crops whose features were taken from a similar earlier crop
     visual_rate: str = "exact"
+    first_call_s: float | None = None  # seconds from the process's start to the first backend call
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,8 @@ def consume(
             on_model(tail)
             result.total_samples = item.total_samples
             return result
+        if result.batches == 0:
+            result.first_call_s = process_age_s()
         with times.stage("backend"):
             out = runner(item)
         with times.stage("overlap_add"):

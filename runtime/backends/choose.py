@@ -24,7 +24,6 @@ from ccstereo.runtime.backends.protocol import DEFAULT_BATCH, Backend
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.model_info import read_onnx_info
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # the one spelling of each (OpenVINO's own names stay in build)
 INT8_FILE = "model.int8.onnx"
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ccstereo.runtime.backends.protocol import DEFAULT_BATCH, as_feeds, fusion_feeds
 from ccstereo.runtime.cpu_features import native_bf16
-from ccstereo.runtime.errors import BackendUnavailableError
+from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.graph_split import split_window_graph
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
 
@@ -83,7 +83,10 @@ def _compiled(core, model_path: Path, config: dict, blob: Path | None):
             return core.import_model(blob.read_bytes(), "CPU", config)
         except (OSError, RuntimeError):
             pass  # unreadable or from another build: compile again and replace it
-    compiled = core.compile_model(core.read_model(str(model_path)), "CPU", config)
+    try:
+        compiled = core.compile_model(core.read_model(str(model_path)), "CPU", config)
+    except RuntimeError as exc:  # OpenVINO's errors for a graph it cannot read or compile
+        raise ModelMetadataError(f"{model_path}: OpenVINO cannot read or compile it: {str(exc).strip()[:300]}") from exc
     if blob is not None:
         from ccstereo.atomic import write_bytes
 

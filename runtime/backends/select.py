@@ -43,6 +43,11 @@ def default_model_path() -> Path:
 
 
 def _cuda_provider_available() -> bool:
+    """Whether onnxruntime can run on CUDA here: only a GPU build can (the CPU wheel is not even imported for it)."""
+    from ccstereo.runtime.backends.tuning_cache import installed_version
+
+    if installed_version("onnxruntime-gpu") == "absent":
+        return False
     import onnxruntime as ort
 
     return "CUDAExecutionProvider" in ort.get_available_providers()

@@ -4,6 +4,7 @@ versions of the libraries that run the model: a changed file, CPU or library mea
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -39,10 +40,8 @@ def cache_dir() -> Path:
 
 
 def machine() -> dict[str, str]:
-    """Return what a measurement depends on besides the model: CPU model and flags, library versions."""
-    import numpy
-    import onnxruntime
-
+    """Return what a measurement depends on besides the model: CPU model and flags, library versions (read from
+    the installed distributions: no engine is imported for it)."""
     import ccstereo
 
     cpu, flags = platform.processor() or platform.machine(), ""
@@ -55,22 +54,28 @@ def machine() -> dict[str, str]:
                 flags = " ".join(sorted(value.split()))
     except OSError:
         pass
-    try:
-        import openvino
-
-        ov_version = openvino.__version__
-    except ImportError:
-        ov_version = "absent"
     return {
         "cpu": cpu,
         "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest(),
         "cores": str(os.cpu_count()),
         "policy_flags": _overridden(),  # $CCSTEREO_CPU_FLAGS changes the candidates
-        "onnxruntime": onnxruntime.__version__,
-        "openvino": ov_version,
-        "numpy": numpy.__version__,
+        "onnxruntime": installed_version("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
+        "openvino": installed_version("openvino"),
+        "numpy": installed_version("numpy"),
         "ccstereo": ccstereo.__version__,
     }
+
+
+def installed_version(*distributions: str) -> str:
+    """Return the installed version of the first of ``distributions`` found, or 'absent'."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in distributions:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "absent"
 
 
 def _overridden() -> str:
@@ -79,8 +84,15 @@ def _overridden() -> str:
 
 
 def _sha256(path: Path) -> str:
+    """Return the file's sha256, hashed once per process while its size, time and inode stay the same."""
+    st = path.stat()
+    return _sha256_of(str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of(path: str, _size: int, _mtime_ns: int, _inode: int) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -1,7 +1,10 @@
 """Side-by-side: the official way of running CCStereo vs ccs-run, on the same clip and the same full-size model.
 
-    python benchmarks/compare.py [--seconds 10] [--clip synth|real] [--hop-s 0.1] [--json out.json]
+    python benchmarks/compare.py [--seconds 10 [60 ...]] [--clip synth|real] [--hop-s 0.1] [--json out.json]
                                  [--checkpoint best_model.pth]
+
+One table per length (the CPU named), then for every ccs-run row its CPU-seconds by stage and the backend's
+ms per window in the run against the tuner's figure for it alone.
 
 Rows, each run alone in its own process (peak RSS is that process's):
 (a) eager PyTorch, every window of the clip in one batch (the official evaluation's way; one crop per window);
@@ -36,6 +39,7 @@ import numpy as np
 
 from ccstereo.testing.bench import (
     calibration_videos,
+    cpu_name,
     export_once,
     full_size_checkpoint,
     peak_rss_mib,
@@ -114,6 +118,8 @@ def ccs_run_variant(
         "rss_mib": peak_rss_mib(),
         "backend": engine.backend.name,
         "times": report.to_dict()["times"],
+        "backend_ms_per_window": report.backend_ms_per_window,
+        "backend_alone_ms_per_window": report.backend_alone_ms_per_window,
         "snr_wav": str(snr_out),
     }
 
@@ -174,7 +180,7 @@ def still_mp4(mp4: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10.0])
     parser.add_argument("--hop-s", type=float, default=0.1)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--checkpoint", type=Path)
@@ -201,6 +207,22 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = full_size_checkpoint(work, args.checkpoint)
     model_dir = export_once(checkpoint, work / "export", calibration_videos(work))
+    every = {}
+    for seconds in args.seconds:
+        length = replace_seconds(args, seconds)
+        every[length.seconds] = _one_length(length, work, model_dir, checkpoint)
+    if args.json:
+        args.json.write_text(json.dumps({"lengths": every, "hop_s": args.hop_s}, indent=2, default=str))
+    return 0
+
+
+def replace_seconds(args, seconds: float):
+    """``args`` for one length (the child processes read ``seconds`` from it)."""
+    return argparse.Namespace(**{**vars(args), "seconds": seconds})
+
+
+def _one_length(args, work: Path, model_dir: Path, checkpoint: Path) -> dict:
+    """Run every row on a clip of ``args.seconds``; print and return its table."""
     if args.clip == "real":
         from ccstereo.testing.real_media import long_real_clip, real_clips
 
@@ -225,17 +247,28 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         if "snr_wav" in r and not name.startswith("(d')"):  # (d'): another hop, not comparable sample by sample
             r["snr_db_vs_a"] = snr_db(sf.read(r["snr_wav"], always_2d=True)[0].T, refs[name.startswith(STILL)])
-    table = _table(results, args)
-    print(table)
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"rows": results, "markdown": table, "seconds": args.seconds, "hop_s": args.hop_s},
-                indent=2,
-                default=str,
-            )
-        )
-    return 0
+    table = _table(results, args) + "\n\n" + _cpu_table(results)
+    print(table + "\n")
+    return {"rows": results, "markdown": table}
+
+
+def _cpu_table(results: dict) -> str:
+    """CPU-seconds by stage of every ccs-run row, and its backend's ms per window in the run vs alone."""
+    from ccstereo.runtime.report import CPU_STAGES
+
+    lines = [
+        "| ccs-run row | CPU s | " + " | ".join(CPU_STAGES) + " | backend ms/window: run / alone |",
+        "|" + "---|" * (len(CPU_STAGES) + 3),
+    ]
+    for name, r in results.items():
+        cpu = r.get("times", {}).get("cpu_s")
+        if not cpu:
+            continue
+        alone = r.get("backend_alone_ms_per_window")
+        pair = f"{r['backend_ms_per_window']:.2f} / {'-' if alone is None else f'{alone:.2f}'}"
+        stages = " | ".join(f"{cpu.get(k, 0.0):.2f}" for k in CPU_STAGES)
+        lines.append(f"| {name} | {sum(cpu.values()):.2f} | {stages} | {pair} |")
+    return "\n".join(lines)
 
 
 def _child(args) -> int:
@@ -268,7 +301,8 @@ def _table(results: dict, args) -> str:
     b = results["(b) eager PyTorch, one window at a time"]["seconds"]
     a_still = results.get(f"{STILL} (a) eager PyTorch, all windows in one batch", {}).get("seconds", a)
     lines = [
-        f"{args.seconds:g} s clip, hop {args.hop_s:g} s, full-size model; one process per row, nothing else running",
+        f"{args.seconds:g} s clip, hop {args.hop_s:g} s, full-size model, on {cpu_name()}; one process per row, "
+        "nothing else running",
         "",
         "| path | seconds | real-time factor | windows/s | peak RSS (MiB) | SNR vs (a) (dB) | speed-up vs (a) "
         "| vs (b) |",

@@ -16,11 +16,13 @@ import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
+from ccstereo.runtime.errors import ModelMetadataError
+
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 
 
-class HeaderError(ValueError):
-    """The bytes are not a well-formed ONNX model (the caller names the file)."""
+class HeaderError(ModelMetadataError):
+    """The bytes are not a well-formed ONNX model (``model_info.read_onnx_info`` says which file)."""
 
 
 @dataclass(frozen=True)

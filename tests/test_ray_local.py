@@ -103,7 +103,9 @@ def test_local_ray_run_matches_one_process_and_the_driver_works_while_ray_starts
     clips = sample_cuts(tmp_path / "in", 6, 3.0, 0.5)
     (tmp_path / "one").mkdir()
     (tmp_path / "ray").mkdir()
-    single = subprocess.run([*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "one"), "-q"])
+    local_report = tmp_path / "local.json"
+    single_cmd = [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "one"), "-q", "--report", local_report]
+    single = subprocess.run(list(map(str, single_cmd)))
     assert single.returncode == 0
     report = tmp_path / "run.json"
     cmd = [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "ray"), "-q", "--report", str(report)]
@@ -118,6 +120,15 @@ def test_local_ray_run_matches_one_process_and_the_driver_works_while_ray_starts
         name = f"{clip.stem}.binaural.wav"
         assert np.array_equal(sf.read(tmp_path / "one" / name)[0], sf.read(tmp_path / "ray" / name)[0]), name
     assert not list((tmp_path / "ray").glob(".*partial*"))
+    # one report schema from here and from Ray: the same fields, and the one reader reads both by field
+    from ccstereo.runtime.jobs import read_report
+
+    local = json.loads(local_report.read_text())
+    assert {k for k in local if k != "summary"} == {k for k in json.loads(report.read_text()) if k != "summary"}
+    assert [set(e) for e in local["files"]] == [set(e) for e in entries]
+    for path in (local_report, report):
+        files = read_report(path)
+        assert [f["status"] for f in files] == ["ok"] * len(clips) and all(f["precision"] for f in files)
 
 
 def test_interrupt_while_the_driver_works_leaves_no_partial_file(tmp_path):

@@ -136,6 +136,10 @@ def read_onnx_info(path: str | Path) -> ModelInfo:
         header = read_header(path)
     except (HeaderError, OSError) as exc:
         raise ModelMetadataError(f"{path}: not a readable ONNX model: {exc}") from exc
+    for place in header.external:  # weights kept beside the graph must stay in its folder (no path traversal)
+        folder = path.resolve().parent
+        if not (folder / place).resolve().is_relative_to(folder):
+            raise ModelMetadataError(f"{path}: external weights file {place!r} escapes the model's folder: refused")
     info = ModelInfo.from_props(path, header.props)
     check_io(path, info.config, header.inputs, header.outputs)
     return info

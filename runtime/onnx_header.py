@@ -6,7 +6,8 @@ onnxruntime session only to read it costs a session build of the whole graph. Th
 the fields below are decoded; every other field (weights included) is skipped by its length.
 
     ModelProto:      graph = 7 (GraphProto), metadata_props = 14 (StringStringEntryProto: key = 1, value = 2)
-    GraphProto:      initializer = 5 (TensorProto: name = 8), input = 11, output = 12 (ValueInfoProto)
+    GraphProto:      initializer = 5 (TensorProto: name = 8, external_data = 13 (key = 1, value = 2)),
+                     input = 11, output = 12 (ValueInfoProto)
     ValueInfoProto:  name = 1, type = 2 (TypeProto: tensor_type = 1 (shape = 2 (dim = 1 (value = 1, param = 2))))
 """
 
@@ -30,6 +31,7 @@ class OnnxHeader:
     props: dict[str, str]
     inputs: dict[str, list[int | str | None]]  # graph inputs that are not initializers, with their shapes
     outputs: dict[str, list[int | str | None]]
+    external: tuple[str, ...] = ()  # the files initializers keep their weights in (ONNX external data), as written
 
 
 def read_header(path: Path) -> OnnxHeader:
@@ -60,15 +62,32 @@ def _model(buf: memoryview) -> OnnxHeader:
     inputs: dict[str, list[int | str | None]] = {}
     outputs: dict[str, list[int | str | None]] = {}
     initializers: set[str] = set()
+    external: list[str] = []
     for number, value in _fields(graph):
         if not isinstance(value, memoryview):
             continue
         if number == 5:
-            initializers.add(next((bytes(v).decode("utf-8", "replace") for n, v in _fields(value) if n == 8), ""))
+            name, places = _initializer(value)
+            initializers.add(name)
+            external.extend(places)
         elif number in (11, 12):
             name, shape = _value_info(value)
             (inputs if number == 11 else outputs)[name] = shape
-    return OnnxHeader(props, {k: v for k, v in inputs.items() if k not in initializers}, outputs)
+    kept = {k: v for k, v in inputs.items() if k not in initializers}
+    return OnnxHeader(props, kept, outputs, tuple(dict.fromkeys(external)))
+
+
+def _initializer(tensor: memoryview) -> tuple[str, list[str]]:
+    """Return (name, external data locations) of one TensorProto."""
+    name, places = "", []
+    for number, value in _fields(tensor):
+        if number == 8 and isinstance(value, memoryview):
+            name = bytes(value).decode("utf-8", "replace")
+        elif number == 13 and isinstance(value, memoryview):
+            entry = {n: bytes(v).decode("utf-8", "replace") for n, v in _fields(value) if isinstance(v, memoryview)}
+            if entry.get(1) == "location":
+                places.append(entry.get(2, ""))
+    return name, places
 
 
 def _value_info(buf: memoryview) -> tuple[str, list[int | str | None]]:

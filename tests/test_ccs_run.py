@@ -449,17 +449,13 @@ def test_int8_below_the_offer_floor_is_refused(exported, fixture_video, tmp_path
         pytest.skip(_openvino_missing())
     import shutil
 
-    import onnx
+    from ccstereo.testing.onnx_props import with_metadata
 
     folder = tmp_path / "model"
     folder.mkdir()
     shutil.copy(exported / "model.onnx", folder / "model.onnx")
-    proto = onnx.load(str(exported / "model.int8.onnx"))
-    props = {p.key: p.value for p in proto.metadata_props}
-    props["ccstereo.measured_snr_db"] = json.dumps({"int8": 25.0})
-    del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, props)
-    onnx.save(proto, str(folder / "model.int8.onnx"))
+    claim = {"ccstereo.measured_snr_db": json.dumps({"int8": 25.0})}
+    with_metadata(exported / "model.int8.onnx", folder / "model.int8.onnx", lambda props: props.update(claim))
     asked = ccs_run(fixture_video, "--model", folder, "--precision", "int8", "-o", tmp_path / "x.wav")
     assert asked.returncode == 2 and "25.0 dB" in asked.stderr and "not offered" in asked.stderr
     assert not (tmp_path / "x.wav").exists()

@@ -90,17 +90,13 @@ def test_an_engine_runs_what_it_is_given_the_gate_is_the_choosers(tmp_path):
     import json
 
     import numpy as np
-    import onnx
 
     from ccstereo.runtime.backends.choose import build
+    from ccstereo.testing.onnx_props import with_metadata
 
     bundled = Path(__file__).resolve().parents[1] / "runtime" / "assets" / "default"
-    proto = onnx.load(str(bundled / "model.int8.onnx"))
-    props = {p.key: p.value for p in proto.metadata_props}
-    props["ccstereo.measured_snr_db"] = json.dumps({"int8": 12.0})
-    del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, props)
-    onnx.save(proto, str(tmp_path / "model.int8.onnx"))
+    claim = {"ccstereo.measured_snr_db": json.dumps({"int8": 12.0})}
+    with_metadata(bundled / "model.int8.onnx", tmp_path / "model.int8.onnx", lambda props: props.update(claim))
     shutil.copy(bundled / "model.onnx", tmp_path / "model.onnx")
     engine = build(tmp_path, INT8, batch=2)
     config = engine.info.config

@@ -148,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     by_lib = {p: matmul_gflops(p) for p in ("fp32", "bf16", "int8")}
     peak = {p: max(v.values()) if v else float("nan") for p, v in by_lib.items()}
     from ccstereo.runtime.backends.choose import build, cpu_candidates
-    from ccstereo.runtime.cpu_features import int8_dot_product
+    from ccstereo.runtime.cpu_features import int8_dot_product, native_bf16
 
     results = []
     for candidate in cpu_candidates(model_dir):  # every engine the runtime could choose here, as it builds them
-        if candidate.precision == "int8" and not int8_dot_product():
-            continue  # without an int8 unit the runtime never picks int8
+        if (candidate.precision == "int8" and not int8_dot_product()) or (
+            candidate.precision == "bf16" and not native_bf16()
+        ):
+            continue  # without the unit the runtime never picks it (OpenVINO would emulate it)
         try:
             results += bench_backend(build(model_dir, candidate), args.batches, args.reps, flops)
         except Exception as exc:  # noqa: BLE001 - one engine missing: the other rows still stand

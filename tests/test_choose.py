@@ -132,3 +132,17 @@ def test_a_compiled_graph_is_kept_and_a_damaged_one_is_compiled_again(tmp_path, 
     assert not list((tmp_path / "cache" / "compiled").glob("*partial*"))
     assert build(bundled, INT8, threads=1).run(frames, mono, index).shape == first.shape
     assert len(list((tmp_path / "cache" / "compiled").iterdir())) == 2  # other settings: another blob
+
+
+def test_every_precision_can_be_asked_for_on_any_cpu_but_only_units_are_timed(monkeypatch):
+    """OpenVINO emulates a missing BF16 unit, so bf16 asked by name is a candidate on every CPU (its accuracy
+    check decides); the tuner times it only where the CPU has the unit (emulated it would only lose)."""
+    pytest.importorskip("openvino")
+    from ccstereo.runtime.backends.choose import cpu_candidates
+    from ccstereo.runtime.backends.tuning import timed_candidates
+
+    bundled = Path(__file__).resolve().parents[1] / "runtime" / "assets" / "default"
+    for flags, native in (("avx2 fma", False), ("avx512_bf16 avx512_vnni", True)):
+        monkeypatch.setenv("CCSTEREO_CPU_FLAGS", flags)
+        assert {BF16, INT8, OV32, ORT} <= set(cpu_candidates(bundled))
+        assert (BF16 in timed_candidates(bundled)) is native

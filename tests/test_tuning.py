@@ -164,7 +164,7 @@ def test_tuning_candidates_follow_the_cpu_override_on_both_sides(bundled_copy, m
     keys = {}
     for flags, has_bf16 in (("none", False), ("avx512_bf16", True)):
         monkeypatch.setenv("CCSTEREO_CPU_FLAGS", flags)
-        found = choose.cpu_candidates(bundled_copy)
+        found = tuning.timed_candidates(bundled_copy)
         assert (choose.Candidate("openvino", "bf16", "model.onnx") in found) is has_bf16
         assert found[0] == choose.Candidate("onnxruntime", "fp32", "model.onnx")
         keys[flags] = tuning_cache.cache_key(bundled_copy, found[:1], None, None)

@@ -1,7 +1,8 @@
 """The one CPU engine chooser: the candidates a model can run as, the evidence for each, the rule, the builder.
 
 - ``cpu_candidates(model)``: onnxruntime fp32 first (the baseline), then with OpenVINO installed OpenVINO int8
-  (where an int8 graph is given or lies beside), bf16 (where the CPU computes BF16 natively) and fp32.
+  (where an int8 graph is given or lies beside), bf16 and fp32. Every one runs on any x86 CPU (OpenVINO emulates a
+  missing unit), so each can be asked for by name; ``auto`` takes a reduced one only where the CPU has its unit.
 - ``Evidence``: a candidate's accuracy vs the fp32 graph — measured on THIS CPU against the shipped verification
   outputs (``evidence_here``), else as the export measured it (``evidence_at_export``) — and, when the tuner
   timed it, its ms per window.
@@ -83,8 +84,6 @@ def graph_of(model: Path) -> str:
 
 def cpu_candidates(model: Path, openvino: bool | None = None) -> list[Candidate]:
     """Return what ``model`` (an exported folder or one graph file) can run as on this CPU, the baseline first."""
-    from ccstereo.runtime.cpu_features import native_bf16
-
     graph = graph_of(model)
     given_int8 = not model.is_dir() and read_onnx_info(model).precision == "int8"
     found = [Candidate("onnxruntime", "int8" if given_int8 else "fp32", graph)]
@@ -96,8 +95,7 @@ def cpu_candidates(model: Path, openvino: bool | None = None) -> list[Candidate]
         return [Candidate("openvino", "int8", graph), *found]
     if (folder_of(model) / INT8_FILE).is_file():
         found.append(Candidate("openvino", "int8", INT8_FILE))
-    if native_bf16():
-        found.append(Candidate("openvino", "bf16", graph))
+    found.append(Candidate("openvino", "bf16", graph))  # any CPU: OpenVINO emulates a missing BF16 unit
     found.append(Candidate("openvino", "fp32", graph))
     return found
 

@@ -70,7 +70,7 @@ def tune(folder: Path, batch: int | None, threads: int | None, remeasure: bool, 
     shipped_path = folder / verification.FILE_NAME
     if not shipped_path.is_file():
         raise ModelMetadataError(f"{folder}: no {verification.FILE_NAME} (exported before measured selection)")
-    found = cpu_candidates(folder)
+    found = timed_candidates(folder)
     key = cache_key(folder, found, threads, batch)
     entry = cache_dir() / "tuning" / f"{key}.json"
     if not remeasure:
@@ -89,6 +89,14 @@ def tune(folder: Path, batch: int | None, threads: int | None, remeasure: bool, 
         kept = Kept(batch or DEFAULT_BATCH, threads, best[0].ms_per_window)
     write_cache(entry, best[0].candidate, kept, words, [t.to_dict() for t in trials])
     return Tuned(best[0].candidate, kept, words, trials, False, settings)
+
+
+def timed_candidates(folder: Path) -> list[Candidate]:
+    """The candidates worth timing here: bf16 only where the CPU computes it natively (emulated, it is slower than
+    fp32 and auto would never take it)."""
+    from ccstereo.runtime.cpu_features import native_bf16
+
+    return [c for c in cpu_candidates(folder) if c.precision != "bf16" or native_bf16()]
 
 
 @dataclass

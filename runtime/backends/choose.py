@@ -82,14 +82,12 @@ def graph_of(model: Path) -> str:
     return "model.onnx" if model.is_dir() else model.name
 
 
-def cpu_candidates(model: Path, openvino: bool | None = None) -> list[Candidate]:
+def cpu_candidates(model: Path) -> list[Candidate]:
     """Return what ``model`` (an exported folder or one graph file) can run as on this CPU, the baseline first."""
     graph = graph_of(model)
     given_int8 = not model.is_dir() and read_onnx_info(model).precision == "int8"
     found = [Candidate("onnxruntime", "int8" if given_int8 else "fp32", graph)]
-    if openvino is None:
-        openvino = openvino_installed()
-    if not openvino:
+    if not openvino_installed():
         return found
     if given_int8:
         return [Candidate("openvino", "int8", graph), *found]

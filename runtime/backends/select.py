@@ -121,7 +121,7 @@ class _Here:
         if self.options.precision == "auto" and not exported.passes_auto():
             return exported  # auto needs the export's figure AND this CPU's: no engine is built for a failed one
         if not (self.folder / verification.FILE_NAME).is_file():
-            return exported
+            return exported  # nothing to check it against here: no engine is built for it
         return evidence_here(self.engine(candidate), self.folder) or exported
 
 

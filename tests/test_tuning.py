@@ -234,23 +234,23 @@ def test_a_folder_without_verification_windows_is_not_tuned(bundled_copy, cache)
 
 
 # -- batch sizes and thread counts -------------------------------------------------------------------------------
-def test_timing_batches_give_every_call_its_own_copies_of_the_crops_its_windows_use():
+def test_timing_batches_give_every_window_its_own_copy_of_its_crop():
+    """A run at the default hop computes one crop per window on footage; the timing calls must too (the shipped
+    windows share crops: timing them as they are under-counted a run's visual work by a third)."""
     shipped = verification.load(BUNDLED / verification.FILE_NAME, read_onnx_info(BUNDLED / "model.onnx").config)
     vset = shipped.vset
+    assert len(np.unique(vset.frame_index)) < len(vset.mono)  # the shipped windows do share crops
     for batch in timing.BATCH_SIZES:
         calls = timing.timing_batches(vset, batch)
         assert [len(mono) for _, mono, _ in calls] == [batch] * (timing.TIMING_WINDOWS // batch)
         window = 0
         for crops, mono, index in calls:
-            assert index.min() == 0 and index.max() == len(crops) - 1  # every crop given is used
+            assert len(crops) == len(mono) and list(index) == list(range(len(mono)))
             for j in range(len(mono)):  # window k of the timing set is window k mod W of the shipped set
                 k = window % len(vset.mono)
                 assert np.array_equal(mono[j], vset.mono[k])
-                assert np.array_equal(crops[index[j]], vset.crops_u8[vset.frame_index[k]])
+                assert np.array_equal(crops[j], vset.crops_u8[vset.frame_index[k]])
                 window += 1
-            # a repeated window gets its own copy of its crop, as a new picture would: no fewer crops per call
-            assert len(crops) == len({(w // len(vset.mono), vset.frame_index[w % len(vset.mono)])
-                                      for w in range(window - len(mono), window)})  # fmt: skip
 
 
 def test_tuning_times_batch_sizes_unless_one_is_given_and_keeps_the_fastest(bundled_copy, cache):

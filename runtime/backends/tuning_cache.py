@@ -19,7 +19,8 @@ from ccstereo.runtime import verification
 from ccstereo.runtime.backends.choose import Candidate
 from ccstereo.runtime.cpu_features import overridden_flags
 
-CACHE_VERSION = 4  # 3: OpenVINO fp32 is spelled fp32 (was f32); 4: the kept setting's ms per window
+CACHE_VERSION = 5  # 3: OpenVINO fp32 is spelled fp32 (was f32); 4: the kept setting's ms per window; 5: timed
+# with one crop per window (as a run at the default hop computes), not the shipped windows' shared crops
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from ccstereo.runtime.writers import (
     AAC_RATES_HZ,
     FORMATS,
     MP4_VIDEO_CODECS,
+    STDOUT,
     VIDEO_FORMATS,
     OutputError,
     SameFileError,
@@ -64,10 +65,15 @@ def output_format(source: Path, fmt: str | None, video_codec: str | None = None,
     return next((f for f in dict.fromkeys(order) if can_copy_video(source, f)), "mp4")
 
 
-def output_rate_hz(final: Path, input_rate_hz: int) -> int:
+def written_format(final: Path, options: RunOptions) -> str:
+    """Return the format ``final`` is written in: its extension, or for standard output --format (default mkv)."""
+    return options.fmt or "mkv" if final == STDOUT else final.suffix.lower().lstrip(".")
+
+
+def output_rate_hz(final: Path, input_rate_hz: int, fmt: str | None = None) -> int:
     """Return the full-band output's sample rate: the input's, unless the output's codec cannot take it (AAC: the
     nearest rate it has above, else its highest, 96 kHz); lossless formats keep any rate."""
-    if final.suffix.lower().lstrip(".") not in VIDEO_FORMATS or input_rate_hz in AAC_RATES_HZ:
+    if (fmt or final.suffix.lower().lstrip(".")) not in VIDEO_FORMATS or input_rate_hz in AAC_RATES_HZ:
         return input_rate_hz
     above = [r for r in AAC_RATES_HZ if r >= input_rate_hz]
     return min(above) if above else max(AAC_RATES_HZ)
@@ -135,32 +141,51 @@ class Binauralizer:
         progress: Callable[[float, float], None] | None = None,
         info: MediaInfo | None = None,
     ) -> RunReport:
-        """Binauralise one media file; return its report (status ok or skipped; errors raise).
+        """Binauralise one media file (``-``: a stream on standard input, read in one pass; ``out`` ``-``: written
+        to standard output); return its report (status ok or skipped; errors raise).
 
         ``progress(done_s, wall_s)`` is called after each batch; ``info``: the input's probe, when the caller
         already has it (a file is probed once)."""
         options = options or RunOptions()
         started = time.perf_counter()
-        media = open_input(path, info)
-        final = self.plan_output(media.path, out, options, media.info)
+        media = _open_media(Path(path), info, options, out is not None and Path(out) == STDOUT)
+        try:
+            return self._process(media, out, options, progress, started)
+        finally:
+            if media.single is not None:
+                media.single.close()
+
+    def _process(
+        self, media: MediaInput, out, options: RunOptions, progress: Callable | None, started: float
+    ) -> RunReport:
+        if media.single is not None and out is None:
+            raise OptionError("reading standard input: name the output (a file, or - for standard output)")
+        to_pipe = out is not None and Path(out) == STDOUT
+        final = STDOUT if to_pipe else self.plan_output(media.path, out, options, media.info)
         report = RunReport(str(media.path), str(final), "ok", backend=self.backend.name, model_sha256=self.model_sha256)
         report.tta, report.full_band = options.tta, options.full_band
         report.input_rate_hz = media.info.audio_rate_hz
-        if final.exists() and not options.overwrite:
+        if final != STDOUT and final.exists() and not options.overwrite:
             report.status = "skipped"
             return report
         plan = self.window_plan(options)
-        rate = output_rate_hz(final, media.info.audio_rate_hz) if options.full_band else self.config.sample_rate_hz
+        fmt = written_format(final, options)
+        rate = output_rate_hz(final, media.info.audio_rate_hz, fmt) if options.full_band else self.config.sample_rate_hz
         sink, cpu = self._sink(media, final, rate, options, report.times), time.process_time()
         try:
             seconds = _in_seconds(progress, self.config.sample_rate_hz, started)
             batching, store, visual_rate = self._batching(plan, options)
             result = self._stream(media, batching, store, sink, report.times, seconds)
             result.visual_rate = visual_rate
-            sink.close()
+            cut_short = _cut_short(media, result.total_samples / self.config.sample_rate_hz)
+            if cut_short is not None and final != STDOUT:
+                raise cut_short
+            sink.close()  # standard output: what was computed of a cut-off stream is sent, then the error said
         except BaseException:
             sink.abort()
             raise
+        if cut_short is not None:
+            raise cut_short
         report.times.settle(time.process_time() - cpu)  # the process's CPU-seconds of this file, split by stage
         report.backend_alone_ms_per_window = self.alone_ms_per_window
         report.first_backend_call_s = result.first_call_s
@@ -177,12 +202,16 @@ class Binauralizer:
     def _sink(self, media: MediaInput, final: Path, rate: int, options: RunOptions, times: StageTimes) -> OutputSink:
         """Return the output side of a run: writer behind the clip guard; full-band combiner when asked, with the
         path of the original-rate audio into it (``sink.original``)."""
-        fmt, start = final.suffix.lower().lstrip("."), media.info.audio_start_s
+        fmt, start = written_format(final, options), media.info.audio_start_s
+        source = media.video_source() if fmt in VIDEO_FORMATS else media.path
 
         def writer():
-            return open_writer(final, media.path, rate, fmt, start, times)
+            return open_writer(final, source, rate, fmt, start, times)
 
-        guard = ClipGuard(writer, options.clip_mode, final, fmt not in ("flac",), lossy=fmt in VIDEO_FORMATS)
+        mode = options.clip_mode
+        if final == STDOUT and mode == "rescale":  # a pipe cannot be written again scaled: samples are clamped
+            mode = "clamp"
+        guard = ClipGuard(writer, mode, final, fmt not in ("flac",), lossy=fmt in VIDEO_FORMATS and final != STDOUT)
         if not options.full_band:
             return OutputSink(guard, times)
         original = OriginalAudio(None if rate == media.info.audio_rate_hz else rate)
@@ -196,7 +225,6 @@ class Binauralizer:
         items = windows_from(media, batching, times, sink.original)
         runner = WindowRunner(self.backend.run, self.config.window_samples, store)
         result = consume(threaded(items), runner, sink.put, times, progress)
-        _check_complete(media.path, media.info, result.total_samples / self.config.sample_rate_hz)
         return result
 
     def _batching(self, plan: WindowPlan, options: RunOptions) -> tuple[Batching, FeatureStore | None, str]:
@@ -238,6 +266,29 @@ class Binauralizer:
         pieces: list[np.ndarray] = []
         consume(items, WindowRunner(self.backend.run, self.config.window_samples, store), pieces.append, times)
         return np.concatenate(pieces, axis=1)
+
+
+def _open_media(path: Path, info: MediaInfo | None, options: RunOptions, to_pipe: bool) -> MediaInput:
+    """Return the input: a file (probed once, unless ``info`` is given), or ``-``: standard input, read in one
+    pass (``to_pipe``: into standard output, where a cut-off stream ends the output instead of failing it)."""
+    if path == STDOUT:
+        import sys
+
+        from ccstereo.runtime.single_pass import open_single_pass
+
+        return open_single_pass(Path("-"), sys.stdin.buffer, options.max_apart_s, to_pipe)
+    return open_input(path, info)
+
+
+def _cut_short(media: MediaInput, decoded_s: float) -> MediaError | None:
+    """Return why the input ended early (a pipe cut off mid-stream, audio shorter than declared), else None."""
+    if media.single is not None and media.single.error is not None:
+        return media.single.error
+    try:
+        _check_complete(media.path, media.info, decoded_s)
+    except MediaError as exc:
+        return exc
+    return None
 
 
 def _check_complete(source: Path, info, decoded_s: float) -> None:

@@ -39,6 +39,7 @@ def main(
     visual_rate: o.VisualRateOption = o.VISUAL,
     visual_threshold: o.ThresholdOption = o.RUN.visual_threshold,
     visual_max_stale_s: o.StaleOption = o.RUN.visual_max_stale_s,
+    max_apart_s: o.MaxApartOption = o.RUN.max_apart_s,
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = o.RUN.overwrite,
     report: Annotated[Path | None, typer.Option(help="write a JSON report of every file")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
@@ -50,7 +51,8 @@ def main(
     view: Annotated[bool, typer.Option("--view", help="when done, open the listening page of the last output")] = False,
 ) -> None:
     """Binauralise INPUT... into <stem>.binaural.<ext> beside each input (or in --out); INPUT may be a file, a
-    folder or @list.txt (one path or glob per line).
+    folder or @list.txt (one path or glob per line); - reads a stream from standard input (give -o), and -o -
+    writes one to standard output (mkv, or --format wav).
 
     Exit status: 0 all done (or skipped), 1 a file failed, 2 bad usage or model, 130 / 143 interrupted.
     """
@@ -61,9 +63,9 @@ def main(
         visual = {"visual_rate": visual_rate.value, "visual_threshold": visual_threshold}
         fmt_name = None if fmt is None else fmt.value
         options = RunOptions(hop_samples, tta, full_band, fmt_name, overwrite, clip_mode.value, **visual)
-        options = dataclasses.replace(options, visual_max_stale_s=visual_max_stale_s)
+        options = dataclasses.replace(options, visual_max_stale_s=visual_max_stale_s, max_apart_s=max_apart_s)
         scale = ScaleOptions(ray, ray_address, workers, cpus_per_worker, gpus_per_worker)
-        jobs = _plan(inputs, _out_path(out), options.fmt, report, hop_s, hop_samples)
+        jobs = _jobs(inputs, out, options.fmt, report, (hop_s, hop_samples), ray or bool(ray_address) or view)
     except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
     results, summary = _guarded(lambda: _run(jobs, (model, load, scale), options, hop_s, quiet))
@@ -110,6 +112,48 @@ def _plan(inputs: list[Path], out: Path | None, fmt: str | None, report: Path | 
         if out is not None and not out.is_dir() and isinstance(job.error, OutputError):
             raise job.error  # the one -o the user gave cannot be written
     return jobs
+
+
+_PIPE = Path("-")
+
+
+def _jobs(inputs: list[Path], out: str | None, fmt: str | None, report: Path | None, hops: tuple, elsewhere: bool):
+    """Return the run's jobs: a pipe's one (``-`` in or ``-o -``), else every file's (``_plan``)."""
+    if _PIPE in inputs or out == "-":
+        return _plan_pipe(inputs, out, fmt, report, elsewhere)
+    return _plan(inputs, _out_path(out), fmt, report, *hops)
+
+
+def _plan_pipe(inputs: list[Path], out: str | None, fmt: str | None, report: Path | None, elsewhere: bool):
+    """Return the one job of a run that reads standard input (``-``) or writes standard output (``-o -``)."""
+    import sys
+
+    from ccstereo.errors import CCStereoError
+    from ccstereo.runtime.errors import OptionError
+    from ccstereo.runtime.media import probe
+    from ccstereo.runtime.write_plan import FileJob, WritePlan
+
+    if len(inputs) != 1:
+        raise OptionError("- (standard input) and -o - take exactly one input")
+    if elsewhere:
+        raise OptionError("- and -o - run here: not with --ray or --view")
+    if out is None:
+        raise OptionError("reading standard input: give -o FILE, or -o - for standard output")
+    if out == "-" and fmt not in (None, "mkv", "wav"):
+        raise OptionError(f"-o -: {fmt} cannot be written to a pipe; choose --format mkv or wav")
+    for name, stream, given in (("input", sys.stdin, inputs[0] == _PIPE), ("output", sys.stdout, out == "-")):
+        if given and stream.isatty():
+            raise OptionError(f"standard {name} is a terminal: connect a pipe or name a file")
+    writes = WritePlan([] if inputs[0] == _PIPE else inputs)
+    if report is not None:
+        writes.claim(report, "--report")
+    if inputs[0] != _PIPE:  # a file to standard output: probed like any file, its output is the pipe
+        try:
+            return [FileJob(inputs[0], probe(inputs[0]), _PIPE)]
+        except CCStereoError as exc:
+            return [FileJob(inputs[0], error=exc)]
+    target = _PIPE if out == "-" else writes.claim(Path(out), "output of -")
+    return [FileJob(_PIPE, None, target)]
 
 
 def _run(jobs, where: tuple, options, hop_s, quiet: bool):

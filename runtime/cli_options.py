@@ -37,6 +37,10 @@ TuneOption = Annotated[
 OutOption = Annotated[
     str | None, typer.Option("-o", "--out", help="output file, or folder (an existing one, or ending in /)")
 ]
+MaxApartOption = Annotated[
+    float,
+    typer.Option(min=0.001, help="input '-' (a pipe): how many seconds apart its audio and picture may lie"),
+]
 StaleOption = Annotated[float, typer.Option(min=0, help="adaptive: oldest features reused, in seconds")]
 PrecisionOption = Annotated[Precision, typer.Option(help="CPU precision (reduced ones only as measured at export)")]
 HopSamplesOption = Annotated[int | None, typer.Option(help="hop in samples at 16 kHz (1008 = official test)")]

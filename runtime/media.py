@@ -93,34 +93,41 @@ def probe(path: str | Path) -> MediaInfo:
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: zero-length file")
     with _open(path) as container:
-        if not container.streams.audio:
-            raise MediaError(f"{path}: no audio stream")
-        if not container.streams.video:
-            raise MediaError(f"{path}: no video stream (the model needs the picture)")
-        audio, video = container.streams.audio[0], picture_stream(container)
-        duration = container.duration / 1_000_000 if container.duration else None
-        audio_duration = stream_duration_s(audio)
-        if audio_duration is not None and audio_duration <= 0 and not duration:
-            raise MediaError(f"{path}: zero-length media")
-        fps = float(video.average_rate) if video.average_rate else 0.0
-        a, v = audio.codec_context, video.codec_context
-        for kind, context in (("audio", a), ("video", v)):
-            if context is None:
-                raise MediaError(f"{path}: the {kind} stream has no known codec (corrupt or unsupported)")
-        start = _first_audio_time(path, container)
-        return MediaInfo(
-            path,
-            container.format.name,
-            duration or audio_duration or 0.0,
-            a.sample_rate or 0,
-            a.channels,
-            a.layout.name if a.layout is not None else "",
-            v.name,
-            (v.width, v.height),
-            fps,
-            audio_duration,
-            start,
-        )
+        return container_info(path, container, lambda: _first_audio_time(path, container))
+
+
+def container_info(path: Path, container, first_audio_time) -> MediaInfo:
+    """Return the stream facts of an open ``container`` (``first_audio_time()``: when its first sound plays)."""
+    if not container.streams.audio:
+        raise MediaError(f"{path}: no audio stream")
+    if not container.streams.video:
+        raise MediaError(f"{path}: no video stream (the model needs the picture)")
+    audio, video = container.streams.audio[0], picture_stream(container)
+    duration = container.duration / 1_000_000 if container.duration else None
+    # MPEG-TS declares no durations: FFmpeg's figure for a file is an estimate (from the last timestamps it finds near
+    # the end, or the bitrate) that can fall short of the sound and would cut its end; a stream in a pipe has none.
+    audio_duration = None if container.format.name == "mpegts" else stream_duration_s(audio)
+    if audio_duration is not None and audio_duration <= 0 and not duration:
+        raise MediaError(f"{path}: zero-length media")
+    fps = float(video.average_rate) if video.average_rate else 0.0
+    a, v = audio.codec_context, video.codec_context
+    for kind, context in (("audio", a), ("video", v)):
+        if context is None:
+            raise MediaError(f"{path}: the {kind} stream has no known codec (corrupt or unsupported)")
+    start = first_audio_time()
+    return MediaInfo(
+        path,
+        container.format.name,
+        duration or audio_duration or 0.0,
+        a.sample_rate or 0,
+        a.channels,
+        a.layout.name if a.layout is not None else "",
+        v.name,
+        (v.width, v.height),
+        fps,
+        audio_duration,
+        start,
+    )
 
 
 def read_audio(path: str | Path) -> tuple[int, float, np.ndarray]:
@@ -260,37 +267,46 @@ def iter_audio(
     downmixed to stereo with FFmpeg's standard matrix. NaN/Inf samples, rate changes and decoding errors
     become MediaError naming the file.
     """
-    import av
-
     with _open(path) as container:
         stream = container.streams.audio[0]
-        # A mono track is duplicated (L = R = x, so L + R = 2x) instead of FFmpeg's -3 dB pan to stereo.
-        layout = "mono" if stream.codec_context.channels == 1 else "stereo"
-        timeline = _Timeline(path, declared_end_s)
-        tail = _Tail(declared_end_s)
-        to_float = _ToFloat(path, layout)
-        to_model = av.AudioResampler(format="fltp", layout=layout, rate=model_rate_hz)
-        # the original-rate copy at another rate, when the output's codec cannot take the input's
-        to_out = (
-            None if original_rate_hz is None else av.AudioResampler(format="fltp", layout=layout, rate=original_rate_hz)
-        )
-        try:
-            for frame in container.decode(stream):
-                if not frame.samples or not frame.sample_rate:
-                    continue
-                time_s = float(frame.time) if frame.time is not None else None
-                pcm = to_float(frame, (timeline.samples / timeline.rate) if timeline.rate else 0.0)
-                for piece in (
-                    p
-                    for placed in timeline.place(time_s, frame.sample_rate, pcm)
-                    for p in tail.pass_on(placed, frame.sample_rate)
-                ):
-                    original = None if not keep_original else _resampled(to_out, piece, frame.sample_rate)
-                    yield _chunk(to_model, piece, frame.sample_rate, original)
-            rest = None if to_out is None else _stereo(_cat(to_out.resample(None)))
-            yield AudioChunk(_stereo(_cat(to_model.resample(None))), rest)
-        except av.error.FFmpegError as exc:
-            raise MediaError(f"{path}: corrupt or truncated audio ({_reason(exc)})") from exc
+        decoded = (stream, container.decode(stream))
+        yield from audio_chunks(path, decoded, model_rate_hz, keep_original, declared_end_s, original_rate_hz)
+
+
+def audio_chunks(
+    path: Path, decoded: tuple[Any, Iterator], model_rate_hz: int, keep_original: bool, declared_end_s: float | None,
+    original_rate_hz: int | None,
+) -> Iterator[AudioChunk]:  # fmt: skip
+    """``iter_audio`` over ``decoded``: (an audio stream, its decoded frames from a demuxer of its own or a single
+    pass over a pipe)."""
+    import av
+
+    stream, frames = decoded
+    # A mono track is duplicated (L = R = x, so L + R = 2x) instead of FFmpeg's -3 dB pan to stereo.
+    layout = "mono" if stream.codec_context.channels == 1 else "stereo"
+    timeline = _Timeline(path, declared_end_s)
+    tail = _Tail(declared_end_s)
+    to_float = _ToFloat(path, layout)
+    to_model = av.AudioResampler(format="fltp", layout=layout, rate=model_rate_hz)
+    # the original-rate copy at another rate, when the output's codec cannot take the input's
+    to_out = None if original_rate_hz is None else av.AudioResampler("fltp", layout, original_rate_hz)
+    try:
+        for frame in frames:
+            if not frame.samples or not frame.sample_rate:
+                continue
+            time_s = float(frame.time) if frame.time is not None else None
+            pcm = to_float(frame, (timeline.samples / timeline.rate) if timeline.rate else 0.0)
+            for piece in (
+                p
+                for placed in timeline.place(time_s, frame.sample_rate, pcm)
+                for p in tail.pass_on(placed, frame.sample_rate)
+            ):
+                original = None if not keep_original else _resampled(to_out, piece, frame.sample_rate)
+                yield _chunk(to_model, piece, frame.sample_rate, original)
+        rest = None if to_out is None else _stereo(_cat(to_out.resample(None)))
+        yield AudioChunk(_stereo(_cat(to_model.resample(None))), rest)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"{path}: corrupt or truncated audio ({_reason(exc)})") from exc
 
 
 class _ToFloat:
@@ -364,9 +380,11 @@ def _first_audio_time(path: Path, container) -> float:
 
 @dataclass(frozen=True)
 class MediaInput:
-    """An input probed once: its stream facts, and a reader per stream that follows them."""
+    """An input probed once: its stream facts, and a reader per stream that follows them (``single``: a
+    ``runtime.single_pass.SinglePass`` that feeds every reader from one pass over a pipe)."""
 
     info: MediaInfo
+    single: Any = None
 
     @property
     def path(self) -> Path:
@@ -377,12 +395,22 @@ class MediaInput:
     ) -> Iterator[AudioChunk]:
         """The audio at the model rate (and at its own rate, or ``original_rate_hz``, when ``keep_original``), on
         its own timeline."""
-        return iter_audio(self.path, model_rate_hz, keep_original, self.info.audio_duration_s, original_rate_hz)
+        declared = self.info.audio_duration_s
+        if self.single is not None:
+            decoded = (self.single.audio_stream, self.single.audio_frames())
+            return audio_chunks(self.path, decoded, model_rate_hz, keep_original, declared, original_rate_hz)
+        return iter_audio(self.path, model_rate_hz, keep_original, declared, original_rate_hz)
 
     def frames(self, fps: float, times: StageTimes | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """The picture on screen at each ``fps`` tick from the first audio sample on (``times`` is told what the
         colour conversion took)."""
+        if self.single is not None:
+            return tick_frames(self.path, self.single.video_frames(), fps, lambda: self.info.audio_start_s, times)
         return iter_tick_frames(self.path, fps, self.info.audio_start_s, times)
+
+    def video_source(self) -> Any:
+        """What the output's video is copied from: the input's path (a reader of its own), or the single pass."""
+        return self.path if self.single is None else self.single.video_copy()
 
 
 def open_input(path: str | Path, info: MediaInfo | None = None) -> MediaInput:
@@ -404,26 +432,36 @@ def iter_tick_frames(
     A frame no tick shows is never converted to RGB, and one whose decoded planes equal the last converted
     frame's gets that frame's RGB array (the same object: later stages see it is the same picture).
     """
-    import av
-
     with _open(path) as container:
         stream = picture_stream(container)
         stream.thread_type = "AUTO"
-        pictures = _Pictures(times)
-        shown = None  # the decoded frame on screen
-        tick = 0
-        try:
-            for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else tick / fps + origin_s
-                while origin_s + tick / fps < t - 1e-6:  # ticks before the first frame show the first frame
-                    yield tick, pictures.rgb(frame if shown is None else shown)
-                    tick += 1
-                shown = frame
-        except av.error.FFmpegError as exc:
-            raise MediaError(f"{path}: corrupt or truncated video ({_reason(exc)})") from exc
-        if shown is None:
-            raise MediaError(f"{path}: the video stream has no decodable frame")
-        yield tick, pictures.rgb(shown)
+        yield from tick_frames(path, container.decode(stream), fps, lambda: origin_s, times)
+
+
+def tick_frames(
+    path: Path, decoded: Iterator, fps: float, origin, times: StageTimes | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``iter_tick_frames`` over the ``decoded`` frames of the picture stream; ``origin()`` is asked for the time of
+    tick 0 when the first frame is there (a single pass over a pipe knows it once its first sound is decoded)."""
+    import av
+
+    pictures = _Pictures(times)
+    shown = None  # the decoded frame on screen
+    tick = 0
+    origin_s: float | None = None
+    try:
+        for frame in decoded:
+            origin_s = origin() if origin_s is None else origin_s
+            t = float(frame.time) if frame.time is not None else tick / fps + origin_s
+            while origin_s + tick / fps < t - 1e-6:  # ticks before the first frame show the first frame
+                yield tick, pictures.rgb(frame if shown is None else shown)
+                tick += 1
+            shown = frame
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"{path}: corrupt or truncated video ({_reason(exc)})") from exc
+    if shown is None:
+        raise MediaError(f"{path}: the video stream has no decodable frame")
+    yield tick, pictures.rgb(shown)
 
 
 class _Pictures:

@@ -99,8 +99,12 @@ class RunOptions:
     # than this many grey levels (mean absolute difference), for at most visual_max_stale_s seconds
     visual_threshold: float = 1.0
     visual_max_stale_s: float = 1.0
+    # input from a pipe (``-``): how far apart (seconds) its audio and picture may lie in the stream
+    max_apart_s: float = 30.0
 
     def __post_init__(self) -> None:
+        if not self.max_apart_s > 0:
+            raise OptionError(f"--max-apart-s must be positive, got {self.max_apart_s}")
         if self.hop_samples is not None and self.hop_samples < 1:
             raise OptionError(f"hop of {self.hop_samples} samples must be at least 1")
         _check_choice("output format", self.fmt, OutputFormat)

@@ -158,18 +158,23 @@ class MuxWriter:
     interleaved and memory stays flat.
     """
 
-    def __init__(self, final: Path, source: Path, rate_hz: int, fmt: str, start_s: float = 0.0, times=None) -> None:
-        """``times``: a ``StageTimes`` that is told the CPU of muxing (the rest of a write is its caller's)."""
+    def __init__(self, final: Path, source, rate_hz: int, fmt: str, start_s: float = 0.0, times=None) -> None:
+        """``source``: the input's path, or a ``VideoCopy`` (a single pass over a pipe); ``final``: ``STDOUT`` writes
+        the container to standard output as it goes (nothing to rename; ``abort`` still closes it properly);
+        ``times``: a ``StageTimes`` that is told the CPU of muxing (the rest of a write is its caller's)."""
         import av
 
-        self.final, self.tmp, self.rate = final, temporary_path(final), rate_hz
+        from ccstereo.runtime.single_pass import VideoCopy
+
+        self.final, self.rate = final, rate_hz
+        self.tmp = None if final == STDOUT else temporary_path(final)
         self.stage = times.stage if times is not None else _no_stage
         try:
-            self.src = av.open(str(source))
+            self.src = source if isinstance(source, VideoCopy) else VideoCopy.of_file(source)
         except BaseException:
-            self.tmp.unlink(missing_ok=True)
+            self._unlink()
             raise
-        in_video = picture_stream(self.src)
+        in_video = self.src.stream
         # The audio keeps its place on the input's timeline (a track starting 1.5 s after the picture still does).
         # A timeline that starts before 0 (an MPEG-TS whose clock wrapped past 2^33 ticks) is moved, both streams
         # alike, to start at 0: an mp4 edit list would otherwise hide everything before 0.
@@ -178,11 +183,11 @@ class MuxWriter:
         self.shift_s = max(0.0, -min(start_s, video_start))
         self.video_shift = round(self.shift_s / base) if self.shift_s else 0
         self.start = round((start_s + self.shift_s) * rate_hz)
-        self.out = av.open(str(self.tmp), mode="w", format=_CONTAINER[fmt])
+        self.out = av.open(_destination(self.tmp), mode="w", format=_CONTAINER[fmt])
         self.reencoded: str | None = None  # why the picture was re-encoded, when it was
         try:
             self.video = _copy_stream(self.out, in_video)
-            self.packets = self.src.demux(in_video)
+            self.packets = self.src.packets
         except (ValueError, av.error.FFmpegError) as exc:
             try:  # no container of ours carries this codec (wmv2, ...): the picture is re-encoded, and said so
                 self.video, self.packets = self._reencode(in_video)
@@ -199,6 +204,8 @@ class MuxWriter:
 
     def _reencode(self, in_video):
         """Return (an H.264 stream, its packets from the input's decoded frames, on the output's timeline)."""
+        if self.src.container is None:
+            raise ValueError("a piped picture can only be copied (try --format mkv)")
         context = in_video.codec_context
         stream = self.out.add_stream("libx264", rate=in_video.average_rate or 25)
         stream.width, stream.height = (
@@ -211,7 +218,7 @@ class MuxWriter:
         in_video.thread_type = "AUTO"
 
         def packets():
-            for frame in self.src.decode(in_video):
+            for frame in self.src.container.decode(in_video):
                 if frame.pts is None:
                     continue
                 image = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
@@ -262,13 +269,15 @@ class MuxWriter:
 
     def commit(self) -> Path:
         """Finish the file and move it into place; return the final path."""
-        publish(self.finish(), self.final)
+        done = self.finish()
+        if self.tmp is not None:
+            publish(done, self.final)
         return self.final
 
     def finish(self) -> Path:
         """Flush the encoder and close the temporary file (not yet published); return its path. Idempotent."""
         if getattr(self, "finished", False):
-            return self.tmp
+            return self.tmp or self.final
         end = self.start + self.samples  # the last real sample, in the audio stream's 1/rate time base
         for packet in self.audio.encode(None):
             # PyAV pads the encoder's last frame with silence to a whole frame (1024 samples for AAC); the last
@@ -280,13 +289,65 @@ class MuxWriter:
         self.out.close()
         self.src.close()
         self.finished = True
-        return self.tmp
+        return self.tmp or self.final
 
     def abort(self) -> None:
+        """Remove the partial file; on standard output, end the container so what was sent stays playable."""
+        if self.tmp is None and not getattr(self, "finished", False):
+            with contextlib.suppress(Exception):
+                self.finish()
         for handle in ("out", "src"):
             with contextlib.suppress(Exception):  # best effort on the failure path
                 getattr(self, handle).close()
-        self.tmp.unlink(missing_ok=True)
+        self._unlink()
+
+    def _unlink(self) -> None:
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+
+
+STDOUT = Path("-")  # -o -: the output goes to standard output
+
+
+def _destination(tmp: Path | None):
+    import sys
+
+    return sys.stdout.buffer if tmp is None else str(tmp)
+
+
+class PipeWavWriter:
+    """32-bit float wav written to standard output as it goes (the header cannot give the length: players and
+    FFmpeg read to the end)."""
+
+    def __init__(self, rate_hz: int) -> None:
+        import sys
+
+        import av
+
+        self.out = av.open(sys.stdout.buffer, mode="w", format="wav")
+        self.audio: Any = self.out.add_stream("pcm_f32le", rate=rate_hz, layout="stereo")
+        self.rate, self.samples = rate_hz, 0
+
+    def write(self, block: np.ndarray) -> None:
+        import av
+
+        if not block.shape[1]:
+            return
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, np.float32), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts = self.rate, self.samples
+        self.samples += block.shape[1]
+        for packet in self.audio.encode(frame):
+            self.out.mux(packet)
+
+    def commit(self) -> Path:
+        for packet in self.audio.encode(None):
+            self.out.mux(packet)
+        self.out.close()
+        return STDOUT
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.commit()
 
 
 def can_copy_video(source: Path, fmt: str) -> bool:
@@ -317,9 +378,13 @@ def _copy_stream(out, template):
         return out.add_stream_from_template(template, opaque=True)
 
 
-def open_writer(final: Path, source: Path, rate_hz: int, fmt: str, start_s: float = 0.0, times=None):
+def open_writer(final: Path, source, rate_hz: int, fmt: str, start_s: float = 0.0, times=None):
     """Return a writer for ``fmt`` (one of FORMATS); a video container places the audio at ``start_s`` (and tells
     ``times`` what muxing took)."""
+    if fmt == "wav" and final == STDOUT:
+        return PipeWavWriter(rate_hz)
+    if fmt in AUDIO_FORMATS and final == STDOUT:
+        raise OutputError(f"-o -: {fmt} cannot be written to a pipe; choose --format mkv or wav")
     if fmt in AUDIO_FORMATS:
         return SoundfileWriter(final, rate_hz, fmt)
     if fmt in VIDEO_FORMATS:

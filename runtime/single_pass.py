@@ -1,0 +1,215 @@
+"""One pass over a media stream that cannot be read twice (standard input, a pipe): every reader fed from it.
+
+A file is read by one demuxer per stream (``media.open_input``): each reads at its own pace and memory stays flat
+however the file interleaves its streams. A pipe can be read once, so here one demuxer reads it and hands each
+packet to the queue of the reader that needs it: the audio decoder, the picture decoder and the video copy of the
+output. A reader that waits for its stream while another stream's queue fills means the streams lie far apart in
+the pipe; past ``max_apart_s`` seconds that ends the run with one line saying how far apart they were and that
+``--max-apart-s`` raises the bound, instead of buffering without limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ccstereo.runtime.media import MediaError, MediaInfo, MediaInput, _reason, container_info, picture_stream
+
+MAX_APART_S = 30.0  # default bound on how far apart the audio and the picture may lie in a piped stream
+_AUDIO, _VIDEO, _COPY = "audio", "video", "copy"
+
+
+class SinglePass:
+    """A demuxer over ``fileobj`` whose packets wait, per reader, until that reader takes them."""
+
+    def __init__(self, name: Path, fileobj: BinaryIO, max_apart_s: float = MAX_APART_S, soft_end: bool = False) -> None:
+        """``soft_end``: a stream cut off mid-way ends the readers as a clean end would and is kept in ``error`` (the
+        caller sends what was computed, then says it); else the reader that meets it raises."""
+        import av
+
+        self.name, self.max_apart_s, self.soft_end = name, max_apart_s, soft_end
+        self.error: MediaError | None = None
+        _hear_demuxer_warnings()
+        try:
+            self.container = av.open(fileobj, mode="r")
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise MediaError(f"{name}: unreadable media stream ({_reason(exc)})") from exc
+        if not self.container.streams.audio or not self.container.streams.video:
+            kind = "audio" if not self.container.streams.audio else "video"
+            self.container.close()
+            raise MediaError(f"{name}: no {kind} stream")
+        self.audio_stream = self.container.streams.audio[0]
+        self.video_stream = picture_stream(self.container)
+        self.video_stream.thread_type = "AUTO"
+        self.queues: dict[str, deque] = {_AUDIO: deque(), _VIDEO: deque(), _COPY: deque()}
+        self.lock = threading.Lock()
+        self.demuxed = self.container.demux(self.audio_stream, self.video_stream)
+        self.ended = False
+        self.done: set[str] = set()  # readers that stopped reading
+        self.first_audio: list = []  # audio frames decoded to learn the start time, handed to the audio reader first
+
+    def info(self) -> MediaInfo:
+        """The stream's facts, as ``media.probe`` gives a file's (the first sound is decoded here and kept)."""
+        return container_info(self.name, self.container, self._first_audio_time)
+
+    def _first_audio_time(self) -> float:
+        for frame in self._decode(_AUDIO, self.audio_stream):
+            self.first_audio.append(frame)
+            if frame.samples:
+                return float(frame.time) if frame.time is not None else 0.0
+        return 0.0
+
+    def audio_frames(self) -> Iterator:
+        """The audio stream's decoded frames, from its first."""
+        first, self.first_audio = self.first_audio, []
+        with self._reading(_AUDIO):
+            yield from first
+            yield from self._decode(_AUDIO, self.audio_stream)
+
+    def video_frames(self) -> Iterator:
+        """The picture stream's decoded frames."""
+        with self._reading(_VIDEO):
+            yield from self._decode(_VIDEO, self.video_stream)
+
+    @contextlib.contextmanager
+    def _reading(self, which: str) -> Iterator[None]:
+        """While a reader reads; once it stops (the picture past the end of the sound), nothing is queued for it."""
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.done.add(which)
+                self.queues[which].clear()
+
+    def video_copy(self) -> VideoCopy:
+        """The picture stream's packets, as they are, for the output's stream copy."""
+        return VideoCopy(self.video_stream, self._packets(_COPY), None)
+
+    def _decode(self, which: str, stream) -> Iterator:
+        import av
+
+        context = stream.codec_context
+        try:
+            for packet in itertools.chain(self._packets(which), [None]):  # None: flush the decoder
+                for frame in context.decode(packet):
+                    if frame.time_base is None:  # the frames a flush returns carry no time base of their own
+                        frame.time_base = stream.time_base
+                    yield frame
+        except av.error.FFmpegError as exc:
+            kind = "audio" if which == _AUDIO else "video"
+            raise MediaError(f"{self.name}: corrupt or truncated {kind} ({_reason(exc)})") from exc
+
+    def _packets(self, which: str) -> Iterator:
+        while (packet := self._next(which)) is not None:
+            yield packet
+
+    def _next(self, which: str):
+        """Return the next packet for ``which`` (None at the end), demuxing and queueing others' packets meanwhile."""
+        import av
+
+        with self.lock:
+            queue = self.queues[which]
+            while not queue and not self.ended:
+                try:
+                    with av.logging.Capture(local=True) as said:
+                        packet = next(self.demuxed, None)
+                except av.error.FFmpegError as exc:
+                    raise MediaError(f"{self.name}: corrupt or truncated stream ({_reason(exc)})") from exc
+                if any(_PREMATURE in text for _, _, text in said):  # the demuxer's word for a cut-off stream
+                    self.error = MediaError(f"{self.name}: truncated: the stream ended in the middle of its data")
+                    if not self.soft_end:
+                        raise self.error
+                    packet = None
+                if packet is None:
+                    self.ended = True
+                elif packet.dts is not None or packet.size:  # not the demuxer's flush packet
+                    self._queue(packet)
+            return queue.popleft() if queue else None
+
+    def _queue(self, packet) -> None:
+        if packet.stream.index == self.audio_stream.index:
+            targets = [(_AUDIO, packet)]
+        else:  # the muxer takes the data of the packet it writes: the decoder gets a copy
+            targets = [(_VIDEO, _copy_of(packet)), (_COPY, packet)]
+        for which, item in targets:
+            if which not in self.done:
+                self.queues[which].append(item)
+        for which in (_AUDIO, _VIDEO):
+            self._check_apart(which, packet)
+
+    def _check_apart(self, which: str, newest) -> None:
+        queue = self.queues[which]
+        if not queue or queue[0].pts is None or newest.pts is None or queue[0].time_base is None:
+            return
+        apart = float(newest.pts * newest.time_base) - float(queue[0].pts * queue[0].time_base)
+        if apart > self.max_apart_s:
+            raise MediaError(
+                f"{self.name}: the audio and the picture lie {apart:.2f} s apart in the stream (more than "
+                f"--max-apart-s {self.max_apart_s:g} s; raise it to buffer more)"
+            )
+
+    def close(self) -> None:
+        self.container.close()
+
+
+_PREMATURE = "ended prematurely"  # FFmpeg's demuxers (Matroska, NUT, ...) on a stream cut off mid-element
+
+
+def _hear_demuxer_warnings() -> None:
+    """Let FFmpeg report warnings (a cut-off stream is only a warning) to the captures above, and to no one else:
+    the decoders' chatter stays off the console as it is by default."""
+    import logging
+
+    import av.logging
+
+    logger = logging.getLogger("libav")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    av.logging.set_level(av.logging.WARNING)
+
+
+def _copy_of(packet):
+    import av
+
+    copy = av.Packet(bytes(packet))
+    copy.pts, copy.dts, copy.time_base = packet.pts, packet.dts, packet.time_base
+    copy.duration, copy.is_keyframe = packet.duration, packet.is_keyframe
+    return copy
+
+
+class VideoCopy:
+    """The picture stream's packets for a stream copy: ``stream`` (the template) and ``packets``; ``container``:
+    a demuxer of its own (a file), whose frames can also be decoded for a re-encode."""
+
+    def __init__(self, stream, packets: Iterator, container: Any) -> None:
+        self.stream, self.packets, self.container = stream, packets, container
+
+    @classmethod
+    def of_file(cls, path: Path) -> VideoCopy:
+        import av
+
+        container = av.open(str(path))
+        stream = picture_stream(container)
+        return cls(stream, container.demux(stream), container)
+
+    def close(self) -> None:
+        if self.container is not None:
+            self.container.close()
+
+
+def open_single_pass(
+    name: Path, fileobj: BinaryIO, max_apart_s: float = MAX_APART_S, soft_end: bool = False
+) -> MediaInput:
+    """Return a MediaInput whose readers are all fed from one pass over ``fileobj`` (named ``name`` in errors)."""
+    single = SinglePass(name, fileobj, max_apart_s, soft_end)
+    try:
+        return MediaInput(single.info(), single)
+    except BaseException:
+        single.close()
+        raise

@@ -1,0 +1,120 @@
+"""ccs-run on pipes: ``-`` reads a stream from standard input in one pass, ``-o -`` writes one to standard output.
+
+The same input gives the same output samples through a pipe as from its file (same engine), with the video packets
+copied byte for byte; a stream cut off mid-way ends with one line and an output that still decodes cleanly."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REPO
+
+RUN = [sys.executable, "-m", "ccstereo.runtime.cli"]
+SAMPLE = REPO / "samples" / "sample.mp4"
+ENGINE = ("--backend", "onnxruntime", "--precision", "fp32", "--clip-mode", "clamp", "-q")
+pytestmark = pytest.mark.system
+
+
+def remux(tmp_path: Path, name: str, *args: str) -> Path:
+    """The bundled sample's streams copied by ffmpeg into another container (``args``: its output options)."""
+    out = tmp_path / name
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(SAMPLE), "-c", "copy", *args, str(out)], check=True)
+    return out
+
+
+def piped(source: Path, out: Path, *args: str, stdin_bytes: bytes | None = None) -> subprocess.CompletedProcess:
+    """``ccs-run - -o - ARGS < source > out``."""
+    data = source.read_bytes() if stdin_bytes is None else stdin_bytes
+    with open(out, "wb") as sink:
+        return subprocess.run([*RUN, "-", "-o", "-", *args], input=data, stdout=sink, stderr=subprocess.PIPE,
+                              timeout=600)  # fmt: skip
+
+
+def decoded_audio(path: Path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.concatenate([f.to_ndarray() for f in c.decode(c.streams.audio[0])], axis=1)
+
+
+def video_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("clip.mkv", ()),
+        ("clip.ts", ()),
+        ("clip.mp4", ("-movflags", "frag_keyframe+empty_moov")),
+        ("clip.nut", ()),
+        ("clip.flv", ()),
+    ],
+    ids=["matroska", "mpegts", "fragmented-mp4", "nut", "flv"],
+)
+def test_a_piped_stream_gives_the_files_output(tmp_path, name, options):
+    source = remux(tmp_path, name, *options)
+    ref = tmp_path / "ref.mkv"
+    done = subprocess.run([*RUN, str(source), "-o", str(ref), *ENGINE], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "piped.mkv"
+    result = piped(source, out, *ENGINE)
+    assert result.returncode == 0, result.stderr.decode()
+    a, b = decoded_audio(out), decoded_audio(ref)
+    assert a.shape == b.shape and a.shape[1] > 7 * 16000  # the sample: 8 s at 16 kHz
+    assert np.array_equal(a, b)
+    copied = video_packets(out)
+    assert copied == video_packets(ref) and len(copied) == len(video_packets(source))
+
+
+def test_wav_to_standard_output_holds_the_files_samples(tmp_path):
+    source = remux(tmp_path, "clip.mkv")
+    ref = tmp_path / "ref.wav"
+    done = subprocess.run([*RUN, str(source), "-o", str(ref), *ENGINE], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "piped.wav"
+    result = piped(source, out, *ENGINE, "--format", "wav")
+    assert result.returncode == 0, result.stderr.decode()
+    expected, _ = sf.read(ref, dtype="float32")
+    got = decoded_audio(out).reshape(-1, 2)  # packed float samples
+    assert np.array_equal(got, expected)
+
+
+def test_a_stream_cut_off_midway_ends_with_one_line_and_a_clean_output(tmp_path):
+    live = tmp_path / "live.mkv"  # as ffmpeg streams Matroska into a pipe: no durations declared up front
+    with open(live, "wb") as sink:
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(SAMPLE), "-c", "copy", "-f", "matroska", "-"],
+                       stdout=sink, check=True)  # fmt: skip
+    data = live.read_bytes()
+    out = tmp_path / "piped.mkv"
+    result = piped(live, out, *ENGINE, stdin_bytes=data[: len(data) // 2])
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("error: -:") and "truncated" in lines[0]
+    check = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True)
+    assert check.returncode == 0 and not check.stderr.strip(), check.stderr
+    assert 0 < decoded_audio(out).shape[1] < 8 * 48000
+
+
+def test_streams_further_apart_than_the_bound_end_with_the_option_to_raise(tmp_path):
+    source = remux(tmp_path, "clip.mkv")
+    result = piped(source, tmp_path / "out.mkv", *ENGINE, "--max-apart-s", "0.01")
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, lines
+    assert "apart in the stream" in lines[0] and "--max-apart-s" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [(["-"], "give -o"), (["-", str(SAMPLE), "-o", "x.mkv"], "exactly one input"),
+     (["-", "-o", "-", "--format", "mp4"], "cannot be written to a pipe")],
+    ids=["no-output", "two-inputs", "mp4-to-a-pipe"],
+)  # fmt: skip
+def test_pipe_usage_errors_are_one_line(tmp_path, args, words):
+    result = subprocess.run([*RUN, *args], input=b"", capture_output=True, timeout=120, cwd=tmp_path)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and words in lines[0], lines

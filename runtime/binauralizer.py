@@ -27,7 +27,7 @@ from ccstereo.runtime.writers import (
     AAC_RATES_HZ,
     FORMATS,
     MP4_VIDEO_CODECS,
-    STDOUT,
+    PIPE,
     VIDEO_FORMATS,
     OutputError,
     SameFileError,
@@ -67,13 +67,13 @@ def output_format(source: Path, fmt: str | None, video_codec: str | None = None,
 
 def written_format(final: Path, options: RunOptions) -> str:
     """Return the format ``final`` is written in: its extension, or for standard output --format (default mkv)."""
-    return options.fmt or "mkv" if final == STDOUT else final.suffix.lower().lstrip(".")
+    return options.fmt or "mkv" if final == PIPE else final.suffix.lower().lstrip(".")
 
 
-def output_rate_hz(final: Path, input_rate_hz: int, fmt: str | None = None) -> int:
+def output_rate_hz(fmt: str, input_rate_hz: int) -> int:
     """Return the full-band output's sample rate: the input's, unless the output's codec cannot take it (AAC: the
     nearest rate it has above, else its highest, 96 kHz); lossless formats keep any rate."""
-    if (fmt or final.suffix.lower().lstrip(".")) not in VIDEO_FORMATS or input_rate_hz in AAC_RATES_HZ:
+    if fmt not in VIDEO_FORMATS or input_rate_hz in AAC_RATES_HZ:
         return input_rate_hz
     above = [r for r in AAC_RATES_HZ if r >= input_rate_hz]
     return min(above) if above else max(AAC_RATES_HZ)
@@ -148,29 +148,29 @@ class Binauralizer:
         already has it (a file is probed once)."""
         options = options or RunOptions()
         started = time.perf_counter()
-        media = _open_media(Path(path), info, options, out is not None and Path(out) == STDOUT)
+        target = None if out is None else Path(out)
+        media = _open_media(Path(path), info, options, target == PIPE)
         try:
-            return self._process(media, out, options, progress, started)
+            return self._process(media, target, options, progress, started)
         finally:
             if media.single is not None:
                 media.single.close()
 
     def _process(
-        self, media: MediaInput, out, options: RunOptions, progress: Callable | None, started: float
+        self, media: MediaInput, out: Path | None, options: RunOptions, progress: Callable | None, started: float
     ) -> RunReport:
         if media.single is not None and out is None:
             raise OptionError("reading standard input: name the output (a file, or - for standard output)")
-        to_pipe = out is not None and Path(out) == STDOUT
-        final = STDOUT if to_pipe else self.plan_output(media.path, out, options, media.info)
+        final = PIPE if out == PIPE else self.plan_output(media.path, out, options, media.info)
         report = RunReport(str(media.path), str(final), "ok", backend=self.backend.name, model_sha256=self.model_sha256)
         report.tta, report.full_band = options.tta, options.full_band
         report.input_rate_hz = media.info.audio_rate_hz
-        if final != STDOUT and final.exists() and not options.overwrite:
+        if final != PIPE and final.exists() and not options.overwrite:
             report.status = "skipped"
             return report
         plan = self.window_plan(options)
         fmt = written_format(final, options)
-        rate = output_rate_hz(final, media.info.audio_rate_hz, fmt) if options.full_band else self.config.sample_rate_hz
+        rate = output_rate_hz(fmt, media.info.audio_rate_hz) if options.full_band else self.config.sample_rate_hz
         sink, cpu = self._sink(media, final, rate, options, report.times), time.process_time()
         try:
             seconds = _in_seconds(progress, self.config.sample_rate_hz, started)
@@ -178,7 +178,7 @@ class Binauralizer:
             result = self._stream(media, batching, store, sink, report.times, seconds)
             result.visual_rate = visual_rate
             cut_short = _cut_short(media, result.total_samples / self.config.sample_rate_hz)
-            if cut_short is not None and final != STDOUT:
+            if cut_short is not None and final != PIPE:
                 raise cut_short
             sink.close()  # standard output: what was computed of a cut-off stream is sent, then the error said
         except BaseException:
@@ -209,9 +209,9 @@ class Binauralizer:
             return open_writer(final, source, rate, fmt, start, times)
 
         mode = options.clip_mode
-        if final == STDOUT and mode == "rescale":  # a pipe cannot be written again scaled: samples are clamped
+        if final == PIPE and mode == "rescale":  # a pipe cannot be written again scaled: samples are clamped
             mode = "clamp"
-        guard = ClipGuard(writer, mode, final, fmt not in ("flac",), lossy=fmt in VIDEO_FORMATS and final != STDOUT)
+        guard = ClipGuard(writer, mode, final, fmt not in ("flac",), lossy=fmt in VIDEO_FORMATS)
         if not options.full_band:
             return OutputSink(guard, times)
         original = OriginalAudio(None if rate == media.info.audio_rate_hz else rate)
@@ -271,7 +271,7 @@ class Binauralizer:
 def _open_media(path: Path, info: MediaInfo | None, options: RunOptions, to_pipe: bool) -> MediaInput:
     """Return the input: a file (probed once, unless ``info`` is given), or ``-``: standard input, read in one
     pass (``to_pipe``: into standard output, where a cut-off stream ends the output instead of failing it)."""
-    if path == STDOUT:
+    if path == PIPE:
         import sys
 
         from ccstereo.runtime.single_pass import open_single_pass
@@ -284,21 +284,18 @@ def _cut_short(media: MediaInput, decoded_s: float) -> MediaError | None:
     """Return why the input ended early (a pipe cut off mid-stream, audio shorter than declared), else None."""
     if media.single is not None and media.single.error is not None:
         return media.single.error
-    try:
-        _check_complete(media.path, media.info, decoded_s)
-    except MediaError as exc:
-        return exc
-    return None
+    return _incomplete(media.path, media.info, decoded_s)
 
 
-def _check_complete(source: Path, info, decoded_s: float) -> None:
-    """Raise MediaError when the audio ended before its own stream's declared end (other streams may be
-    longer or shorter: that is a legitimate file, not a truncated one)."""
+def _incomplete(source: Path, info, decoded_s: float) -> MediaError | None:
+    """Return a MediaError when the audio ended before its own stream's declared end (other streams may be
+    longer or shorter: that is a legitimate file, not a truncated one), else None."""
     declared = info.audio_duration_s
     if declared and decoded_s < declared - max(TRUNCATION_TOLERANCE_S, 0.05 * declared):
-        raise MediaError(
+        return MediaError(
             f"{source}: truncated: {decoded_s:.2f} s of audio decoded, its audio stream declares {declared:.2f} s"
         )
+    return None
 
 
 def _in_seconds(

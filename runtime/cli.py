@@ -114,12 +114,11 @@ def _plan(inputs: list[Path], out: Path | None, fmt: str | None, report: Path | 
     return jobs
 
 
-_PIPE = Path("-")
-
-
 def _jobs(inputs: list[Path], out: str | None, fmt: str | None, report: Path | None, hops: tuple, elsewhere: bool):
     """Return the run's jobs: a pipe's one (``-`` in or ``-o -``), else every file's (``_plan``)."""
-    if _PIPE in inputs or out == "-":
+    from ccstereo.runtime.writers import PIPE
+
+    if PIPE in inputs or out == "-":
         return _plan_pipe(inputs, out, fmt, report, elsewhere)
     return _plan(inputs, _out_path(out), fmt, report, *hops)
 
@@ -132,6 +131,7 @@ def _plan_pipe(inputs: list[Path], out: str | None, fmt: str | None, report: Pat
     from ccstereo.runtime.errors import OptionError
     from ccstereo.runtime.media import probe
     from ccstereo.runtime.write_plan import FileJob, WritePlan
+    from ccstereo.runtime.writers import PIPE
 
     if len(inputs) != 1:
         raise OptionError("- (standard input) and -o - take exactly one input")
@@ -141,19 +141,19 @@ def _plan_pipe(inputs: list[Path], out: str | None, fmt: str | None, report: Pat
         raise OptionError("reading standard input: give -o FILE, or -o - for standard output")
     if out == "-" and fmt not in (None, "mkv", "wav"):
         raise OptionError(f"-o -: {fmt} cannot be written to a pipe; choose --format mkv or wav")
-    for name, stream, given in (("input", sys.stdin, inputs[0] == _PIPE), ("output", sys.stdout, out == "-")):
+    for name, stream, given in (("input", sys.stdin, inputs[0] == PIPE), ("output", sys.stdout, out == "-")):
         if given and stream.isatty():
             raise OptionError(f"standard {name} is a terminal: connect a pipe or name a file")
-    writes = WritePlan([] if inputs[0] == _PIPE else inputs)
+    writes = WritePlan([] if inputs[0] == PIPE else inputs)
     if report is not None:
         writes.claim(report, "--report")
-    if inputs[0] != _PIPE:  # a file to standard output: probed like any file, its output is the pipe
+    if inputs[0] != PIPE:  # a file to standard output: probed like any file, its output is the pipe
         try:
-            return [FileJob(inputs[0], probe(inputs[0]), _PIPE)]
+            return [FileJob(inputs[0], probe(inputs[0]), PIPE)]
         except CCStereoError as exc:
             return [FileJob(inputs[0], error=exc)]
-    target = _PIPE if out == "-" else writes.claim(Path(out), "output of -")
-    return [FileJob(_PIPE, None, target)]
+    target = PIPE if out == "-" else writes.claim(Path(out), "output of -")
+    return [FileJob(PIPE, None, target)]
 
 
 def _run(jobs, where: tuple, options, hop_s, quiet: bool):

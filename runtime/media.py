@@ -405,7 +405,7 @@ class MediaInput:
         """The picture on screen at each ``fps`` tick from the first audio sample on (``times`` is told what the
         colour conversion took)."""
         if self.single is not None:
-            return tick_frames(self.path, self.single.video_frames(), fps, lambda: self.info.audio_start_s, times)
+            return tick_frames(self.path, self.single.video_frames(), fps, self.info.audio_start_s, times)
         return iter_tick_frames(self.path, fps, self.info.audio_start_s, times)
 
     def video_source(self) -> Any:
@@ -435,23 +435,21 @@ def iter_tick_frames(
     with _open(path) as container:
         stream = picture_stream(container)
         stream.thread_type = "AUTO"
-        yield from tick_frames(path, container.decode(stream), fps, lambda: origin_s, times)
+        yield from tick_frames(path, container.decode(stream), fps, origin_s, times)
 
 
 def tick_frames(
-    path: Path, decoded: Iterator, fps: float, origin, times: StageTimes | None = None
+    path: Path, decoded: Iterator, fps: float, origin_s: float, times: StageTimes | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """``iter_tick_frames`` over the ``decoded`` frames of the picture stream; ``origin()`` is asked for the time of
-    tick 0 when the first frame is there (a single pass over a pipe knows it once its first sound is decoded)."""
+    """``iter_tick_frames`` over the ``decoded`` frames of the picture stream (from a demuxer of its own, or a single
+    pass over a pipe)."""
     import av
 
     pictures = _Pictures(times)
     shown = None  # the decoded frame on screen
     tick = 0
-    origin_s: float | None = None
     try:
         for frame in decoded:
-            origin_s = origin() if origin_s is None else origin_s
             t = float(frame.time) if frame.time is not None else tick / fps + origin_s
             while origin_s + tick / fps < t - 1e-6:  # ticks before the first frame show the first frame
                 yield tick, pictures.rgb(frame if shown is None else shown)

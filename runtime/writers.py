@@ -159,7 +159,7 @@ class MuxWriter:
     """
 
     def __init__(self, final: Path, source, rate_hz: int, fmt: str, start_s: float = 0.0, times=None) -> None:
-        """``source``: the input's path, or a ``VideoCopy`` (a single pass over a pipe); ``final``: ``STDOUT`` writes
+        """``source``: the input's path, or a ``VideoCopy`` (a single pass over a pipe); ``final``: ``PIPE`` writes
         the container to standard output as it goes (nothing to rename; ``abort`` still closes it properly);
         ``times``: a ``StageTimes`` that is told the CPU of muxing (the rest of a write is its caller's)."""
         import av
@@ -167,7 +167,7 @@ class MuxWriter:
         from ccstereo.runtime.single_pass import VideoCopy
 
         self.final, self.rate = final, rate_hz
-        self.tmp = None if final == STDOUT else temporary_path(final)
+        self.tmp = None if final == PIPE else temporary_path(final)
         self.stage = times.stage if times is not None else _no_stage
         try:
             self.src = source if isinstance(source, VideoCopy) else VideoCopy.of_file(source)
@@ -306,7 +306,7 @@ class MuxWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-STDOUT = Path("-")  # -o -: the output goes to standard output
+PIPE = Path("-")  # "-": standard input as an input, standard output as an output
 
 
 def _destination(tmp: Path | None):
@@ -343,7 +343,7 @@ class PipeWavWriter:
         for packet in self.audio.encode(None):
             self.out.mux(packet)
         self.out.close()
-        return STDOUT
+        return PIPE
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
@@ -381,9 +381,9 @@ def _copy_stream(out, template):
 def open_writer(final: Path, source, rate_hz: int, fmt: str, start_s: float = 0.0, times=None):
     """Return a writer for ``fmt`` (one of FORMATS); a video container places the audio at ``start_s`` (and tells
     ``times`` what muxing took)."""
-    if fmt == "wav" and final == STDOUT:
+    if fmt == "wav" and final == PIPE:
         return PipeWavWriter(rate_hz)
-    if fmt in AUDIO_FORMATS and final == STDOUT:
+    if fmt in AUDIO_FORMATS and final == PIPE:
         raise OutputError(f"-o -: {fmt} cannot be written to a pipe; choose --format mkv or wav")
     if fmt in AUDIO_FORMATS:
         return SoundfileWriter(final, rate_hz, fmt)

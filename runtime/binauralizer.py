@@ -203,14 +203,14 @@ class Binauralizer:
         """Return the output side of a run: writer behind the clip guard; full-band combiner when asked, with the
         path of the original-rate audio into it (``sink.original``)."""
         fmt, start = written_format(final, options), media.info.audio_start_s
-        source = media.video_source() if fmt in VIDEO_FORMATS else media.path
+        source = media.video_source(copied=fmt in VIDEO_FORMATS)
 
         def writer():
             return open_writer(final, source, rate, fmt, start, times)
 
         mode = options.clip_mode
-        if final == PIPE and mode == "rescale":  # a pipe cannot be written again scaled: samples are clamped
-            mode = "clamp"
+        if mode == "rescale" and (final == PIPE or media.single is not None):
+            mode = "clamp"  # rescaling writes the output again, from the input's picture: neither a pipe can do
         guard = ClipGuard(writer, mode, final, fmt not in ("flac",), lossy=fmt in VIDEO_FORMATS)
         if not options.full_band:
             return OutputSink(guard, times)

@@ -408,9 +408,15 @@ class MediaInput:
             return tick_frames(self.path, self.single.video_frames(), fps, self.info.audio_start_s, times)
         return iter_tick_frames(self.path, fps, self.info.audio_start_s, times)
 
-    def video_source(self) -> Any:
-        """What the output's video is copied from: the input's path (a reader of its own), or the single pass."""
-        return self.path if self.single is None else self.single.video_copy()
+    def video_source(self, copied: bool = True) -> Any:
+        """What the output's video is copied from: the input's path (a reader of its own), or the single pass;
+        ``copied`` False: the output holds sound alone (a single pass then keeps no packets for a copy)."""
+        if self.single is None:
+            return self.path
+        if not copied:
+            self.single.no_copy()
+            return self.path
+        return self.single.video_copy()
 
 
 def open_input(path: str | Path, info: MediaInfo | None = None) -> MediaInput:

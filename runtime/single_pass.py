@@ -82,13 +82,20 @@ class SinglePass:
         try:
             yield
         finally:
-            with self.lock:
-                self.done.add(which)
-                self.queues[which].clear()
+            self._stop(which)
+
+    def _stop(self, which: str) -> None:
+        with self.lock:
+            self.done.add(which)
+            self.queues[which].clear()
 
     def video_copy(self) -> VideoCopy:
         """The picture stream's packets, as they are, for the output's stream copy."""
         return VideoCopy(self.video_stream, self._packets(_COPY), None)
+
+    def no_copy(self) -> None:
+        """The output holds sound alone: the picture's packets are not kept for a copy."""
+        self._stop(_COPY)
 
     def _decode(self, which: str, stream) -> Iterator:
         import av

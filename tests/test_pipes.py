@@ -118,3 +118,38 @@ def test_pipe_usage_errors_are_one_line(tmp_path, args, words):
     result = subprocess.run([*RUN, *args], input=b"", capture_output=True, timeout=120, cwd=tmp_path)
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and words in lines[0], lines
+
+
+def test_a_loud_piped_input_written_to_a_file_keeps_its_picture(tmp_path):
+    """A file run rescales a loud output by writing it again from the input's picture; a pipe cannot be read again,
+    so the piped run clamps instead, and every video packet is still there."""
+    loud = tmp_path / "loud.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(SAMPLE), "-c:v", "copy", "-af", "volume=18dB", "-c:a", "aac",
+                    str(loud)], check=True)  # fmt: skip
+    engine = [e for e in ENGINE if e not in ("--clip-mode", "clamp")]
+    as_file = subprocess.run([*RUN, str(loud), "-o", str(tmp_path / "ref.mkv"), *engine], capture_output=True,
+                             text=True, timeout=600)  # fmt: skip
+    assert as_file.returncode == 0 and "scaled by" in as_file.stderr, as_file.stderr  # the file run did rescale
+    out = tmp_path / "piped.mkv"
+    result = subprocess.run([*RUN, "-", "-o", str(out), *engine], input=loud.read_bytes(), capture_output=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert "clamped" in result.stderr.decode()
+    assert video_packets(out) == video_packets(tmp_path / "ref.mkv")
+    assert len(video_packets(out)) == len(video_packets(loud))
+
+
+def test_a_sound_only_output_keeps_no_picture_packets_for_a_copy(tmp_path):
+    """With wav out nothing takes the picture's packets: the single pass must not keep them (memory would grow with
+    the stream's length)."""
+    from ccstereo.runtime.single_pass import open_single_pass
+
+    source = remux(tmp_path, "clip.mkv")
+    with open(source, "rb") as stream:
+        media = open_single_pass(Path("-"), stream)
+        media.video_source(copied=False)
+        sound = sum(chunk.model.shape[1] for chunk in media.audio(16000, False))
+        pictures = sum(1 for _ in media.frames(10.0))
+        assert sound > 7 * 16000 and pictures >= 80
+        assert all(not queue for queue in media.single.queues.values())
+        media.single.close()

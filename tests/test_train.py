@@ -191,3 +191,24 @@ def test_warm_start_from_an_onnx_export_keeps_it_exactly(tiny_dataset, tmp_path)
         ref = source.eval().forward_windows(frames, mono, index).numpy()
         out = trained.forward_windows(frames, mono, index).numpy()
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_frames_kept_encoded_give_the_decoded_frames_batch_for_batch(tiny_dataset):
+    """The trainer keeps frames as their files' bytes (a large set fits in memory): every crop the sampler takes,
+    mirrored or not, equals the one from frames decoded up front."""
+    from ccstereo.train.data import EncodedFrames, SegmentSampler, load_clip, read_split
+
+    cfg = ccstereo.ModelConfig()
+    ids = read_split(tiny_dataset / "splits" / "split1" / "train.txt")
+    eager = [load_clip(tiny_dataset, i, cfg) for i in ids]
+    encoded = [load_clip(tiny_dataset, i, cfg, encoded=True) for i in ids]
+    assert all(isinstance(c.frames, EncodedFrames) for c in encoded)
+    for a, b in zip(eager, encoded, strict=True):
+        assert len(a.frames) == len(b.frames)
+        assert np.array_equal(a.frames[[3, 2], 5:40, 7:90], b.frames[[3, 2], 5:40, 7:90])
+        assert np.array_equal(a.frames, b.frames[:]) and np.array_equal(a.frames[4], b.frames[4])
+    one, two = SegmentSampler(eager, cfg, 5, mirror=True), SegmentSampler(encoded, cfg, 5, mirror=True)
+    for _ in range(3):
+        x, y = one.batch(8), two.batch(8)
+        assert np.array_equal(x.frames, y.frames) and np.array_equal(x.prev_frames, y.prev_frames)
+        assert np.array_equal(x.binaural, y.binaural) and np.array_equal(x.mirrored, y.mirrored)

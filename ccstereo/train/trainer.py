@@ -136,7 +136,7 @@ def train(opts: TrainOptions, log=print) -> dict:
     opts.out.mkdir(parents=True, exist_ok=True)
     cfg = opts.config
     t0 = time.perf_counter()
-    train_clips = [load_clip(opts.data, cid, cfg) for cid in read_split(opts.train_split)]
+    train_clips = [load_clip(opts.data, cid, cfg, encoded=True) for cid in read_split(opts.train_split)]
     val_clips = (
         [load_clip(opts.data, cid, cfg) for cid in read_split(opts.val_split)[: opts.val_clips]]
         if opts.val_split

@@ -16,6 +16,7 @@ from ccstereo.runtime.backends import Backend, load_backend
 from ccstereo.runtime.clipping import ClipGuard
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError, OptionError
 from ccstereo.runtime.fullband import FullBandCombiner, OriginalAudio
+from ccstereo.runtime.live import LiveControl, live_batches
 from ccstereo.runtime.media import MediaError, MediaInfo, MediaInput, open_input, probe
 from ccstereo.runtime.options import LoadOptions, RunOptions, VisualRate
 from ccstereo.runtime.report import RunReport, StageTimes
@@ -31,6 +32,7 @@ from ccstereo.runtime.writers import (
     VIDEO_FORMATS,
     OutputError,
     SameFileError,
+    WriteMode,
     can_copy_video,
     open_writer,
     same_file,
@@ -175,7 +177,9 @@ class Binauralizer:
         try:
             seconds = _in_seconds(progress, self.config.sample_rate_hz, started)
             batching, store, visual_rate = self._batching(plan, options)
-            result = self._stream(media, batching, store, sink, report.times, seconds)
+            live = _live_control(options)
+            result = self._stream(media, (batching, live), store, sink, report.times, seconds)
+            report.live = None if live is None else live.summary()
             result.visual_rate = visual_rate
             cut_short = _cut_short(media, result.total_samples / self.config.sample_rate_hz)
             if cut_short is not None and final != PIPE:
@@ -206,7 +210,7 @@ class Binauralizer:
         source = media.video_source(copied=fmt in VIDEO_FORMATS)
 
         def writer():
-            return open_writer(final, source, rate, fmt, start, times)
+            return open_writer(final, source, rate, fmt, WriteMode(start, options.live), times)
 
         mode = options.clip_mode
         if mode == "rescale" and (final == PIPE or media.single is not None):
@@ -218,14 +222,19 @@ class Binauralizer:
         return OutputSink(guard, times, FullBandCombiner(self.config.sample_rate_hz, rate, original), original)
 
     def _stream(
-        self, media: MediaInput, batching: Batching, store: FeatureStore | None, sink: OutputSink, times: StageTimes,
-        progress: Callable[[int], None] | None,
+        self, media: MediaInput, how: tuple[Batching, LiveControl | None], store: FeatureStore | None,
+        sink: OutputSink, times: StageTimes, progress: Callable[[int], None] | None,
     ) -> ConsumeResult:  # fmt: skip
-        """Decode (on a producer thread), run each batch, hand the output to ``sink``; return the totals."""
-        items = windows_from(media, batching, times, sink.original)
+        """Decode (on a producer thread), run each batch, hand the output to ``sink``; return the totals.
+        ``how``: the batching, and the live control (None: full batches, as fast as the machine goes)."""
+        batching, live = how
+        items = windows_from(media, batching, times, sink.original, live)
         runner = WindowRunner(self.backend.run, self.config.window_samples, store)
-        result = consume(threaded(items), runner, sink.put, times, progress)
-        return result
+        if live is None:
+            return consume(threaded(items), runner, sink.put, times, progress)
+        rate, most = self.config.sample_rate_hz, self.backend.max_batch
+        batches = live_batches(items, live, most, rate, batching.share_identical)
+        return consume(batches, runner, sink.put, times, progress)
 
     def _batching(self, plan: WindowPlan, options: RunOptions) -> tuple[Batching, FeatureStore | None, str]:
         """Return (how windows become engine calls, the feature store of the adaptive rate, the rate in words)."""
@@ -268,6 +277,11 @@ class Binauralizer:
         return np.concatenate(pieces, axis=1)
 
 
+def _live_control(options: RunOptions) -> LiveControl | None:
+    """Return the control of a live run (its level changes go to the ``ccstereo.runtime.live`` logger), else None."""
+    return LiveControl(options.live_budget_s) if options.live else None
+
+
 def _open_media(path: Path, info: MediaInfo | None, options: RunOptions, to_pipe: bool) -> MediaInput:
     """Return the input: a file (probed once, unless ``info`` is given), or ``-``: standard input, read in one
     pass (``to_pipe``: into standard output, where a cut-off stream ends the output instead of failing it)."""
@@ -276,7 +290,9 @@ def _open_media(path: Path, info: MediaInfo | None, options: RunOptions, to_pipe
 
         from ccstereo.runtime.single_pass import open_single_pass
 
-        return open_single_pass(Path("-"), sys.stdin.buffer, options.max_apart_s, to_pipe)
+        return open_single_pass(Path("-"), sys.stdin.buffer, options.max_apart_s, to_pipe, options.live)
+    if options.live:
+        raise OptionError("--live reads a stream from standard input: give - as the input")
     return open_input(path, info)
 
 

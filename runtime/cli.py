@@ -40,6 +40,8 @@ def main(
     visual_threshold: o.ThresholdOption = o.RUN.visual_threshold,
     visual_max_stale_s: o.StaleOption = o.RUN.visual_max_stale_s,
     max_apart_s: o.MaxApartOption = o.RUN.max_apart_s,
+    live: o.LiveOption = o.RUN.live,
+    live_budget_s: o.LiveBudgetOption = o.RUN.live_budget_s,
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = o.RUN.overwrite,
     report: Annotated[Path | None, typer.Option(help="write a JSON report of every file")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
@@ -50,9 +52,8 @@ def main(
     gpus_per_worker: o.GpusOption = o.SCALE.gpus_per_worker,
     view: Annotated[bool, typer.Option("--view", help="when done, open the listening page of the last output")] = False,
 ) -> None:
-    """Binauralise INPUT... into <stem>.binaural.<ext> beside each input (or in --out); INPUT may be a file, a
-    folder or @list.txt (one path or glob per line); - reads a stream from standard input (give -o), and -o -
-    writes one to standard output (mkv, or --format wav).
+    """Binauralise INPUT... (files, folders, @list.txt of paths or globs) into <stem>.binaural.<ext> beside each
+    (or in --out); - reads standard input (give -o), -o - writes standard output (mkv or wav), --live live.
 
     Exit status: 0 all done (or skipped), 1 a file failed, 2 bad usage or model, 130 / 143 interrupted.
     """
@@ -60,15 +61,15 @@ def main(
 
     try:
         load = LoadOptions(backend.value, precision.value, batch_size, threads, tune)
+        options = RunOptions(hop_samples, tta, full_band, fmt and fmt.value, overwrite, clip_mode.value)
         visual = {"visual_rate": visual_rate.value, "visual_threshold": visual_threshold}
-        fmt_name = None if fmt is None else fmt.value
-        options = RunOptions(hop_samples, tta, full_band, fmt_name, overwrite, clip_mode.value, **visual)
-        options = dataclasses.replace(options, visual_max_stale_s=visual_max_stale_s, max_apart_s=max_apart_s)
+        pipes = {"max_apart_s": max_apart_s, "live": live, "live_budget_s": live_budget_s}
+        options = dataclasses.replace(options, **visual, visual_max_stale_s=visual_max_stale_s, **pipes)
         scale = ScaleOptions(ray, ray_address, workers, cpus_per_worker, gpus_per_worker)
-        jobs = _jobs(inputs, out, options.fmt, report, (hop_s, hop_samples), ray or bool(ray_address) or view)
+        jobs = _jobs(inputs, out, options, report, (hop_s, hop_samples), ray or bool(ray_address) or view)
     except CCStereoError as exc:
         raise _usage_error(str(exc)) from exc
-    results, summary = _guarded(lambda: _run(jobs, (model, load, scale), options, hop_s, quiet))
+    results, summary = _guarded(lambda: _run(jobs, (model, load, scale), options, hop_s, quiet), out == "-")
     _finish(results, summary, report, view)
 
 
@@ -114,13 +115,16 @@ def _plan(inputs: list[Path], out: Path | None, fmt: str | None, report: Path | 
     return jobs
 
 
-def _jobs(inputs: list[Path], out: str | None, fmt: str | None, report: Path | None, hops: tuple, elsewhere: bool):
+def _jobs(inputs: list[Path], out: str | None, options: RunOptions, report: Path | None, hops: tuple, elsewhere: bool):
     """Return the run's jobs: a pipe's one (``-`` in or ``-o -``), else every file's (``_plan``)."""
+    from ccstereo.runtime.errors import OptionError
     from ccstereo.runtime.writers import PIPE
 
+    if options.live and inputs != [PIPE]:
+        raise OptionError("--live reads a stream from standard input: give - as the one input")
     if PIPE in inputs or out == "-":
-        return _plan_pipe(inputs, out, fmt, report, elsewhere)
-    return _plan(inputs, _out_path(out), fmt, report, *hops)
+        return _plan_pipe(inputs, out, options.fmt, report, elsewhere)
+    return _plan(inputs, _out_path(out), options.fmt, report, *hops)
 
 
 def _plan_pipe(inputs: list[Path], out: str | None, fmt: str | None, report: Path | None, elsewhere: bool):
@@ -175,6 +179,7 @@ def _run(jobs, where: tuple, options, hop_s, quiet: bool):
             from ccstereo.runtime.binauralizer import Binauralizer
 
             engine = Binauralizer.load(model, load)
+            _say_live_changes()
             options = with_hop_seconds(options, hop_s, engine.config.sample_rate_hz)
             engine.window_plan(options)  # an impossible hop is a usage error before any file is touched
             if not quiet:
@@ -189,18 +194,33 @@ def _run(jobs, where: tuple, options, hop_s, quiet: bool):
     return results, summary
 
 
-def _guarded(run):
-    """Return ``run()``; interrupts become exit 130 / 143 with a line that says nothing partial is left."""
+def _say_live_changes() -> None:
+    """--live: each change of degradation level is a line on standard error as it happens."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("ccstereo.runtime.live")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _guarded(run, to_pipe: bool = False):
+    """Return ``run()``; interrupts become exit 130 / 143 with a line that says nothing partial is left (or, on
+    standard output, that what was sent is a finished container)."""
     from ccstereo.runtime.interrupts import Terminated, signals_as_exceptions
 
+    left = "the output sent so far is complete" if to_pipe else "no partial output left"
     try:
         with signals_as_exceptions():
             return run()
     except KeyboardInterrupt:
-        typer.echo("interrupted: no partial output left", err=True)
+        typer.echo(f"interrupted: {left}", err=True)
         raise typer.Exit(130) from None
     except Terminated as ended:
-        typer.echo(f"terminated ({ended.name}): no partial output left", err=True)
+        typer.echo(f"terminated ({ended.name}): {left}", err=True)
         raise typer.Exit(128 + ended.signum) from None
 
 

@@ -41,6 +41,15 @@ MaxApartOption = Annotated[
     float,
     typer.Option(min=0.001, help="input '-' (a pipe): how many seconds apart its audio and picture may lie"),
 ]
+LiveOption = Annotated[
+    bool,
+    typer.Option(
+        "--live", help="input '-': emit each window's output as soon as its sound has arrived (bounded delay)"
+    ),
+]
+LiveBudgetOption = Annotated[
+    float, typer.Option(min=0.001, help="--live: seconds of compute delay before degrading (one crop, ...)")
+]
 StaleOption = Annotated[float, typer.Option(min=0, help="adaptive: oldest features reused, in seconds")]
 PrecisionOption = Annotated[Precision, typer.Option(help="CPU precision (reduced ones only as measured at export)")]
 HopSamplesOption = Annotated[int | None, typer.Option(help="hop in samples at 16 kHz (1008 = official test)")]

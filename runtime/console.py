@@ -99,6 +99,10 @@ def result_lines(result: FileResult, quiet: bool) -> list[str]:
         lines.append(f"{path}: visual rate {run.visual_rate}")
     if run.video_note:
         lines.append(f"{path}: video {run.video_note}")
+    if run.live is not None:
+        from ccstereo.runtime.live import describe
+
+        lines.append(f"{path}: {describe(run.live)}")
     if result.status == "ok" and run.full_band and run.input_rate_hz not in (0, run.output_rate_hz):
         rates = f"{run.input_rate_hz} Hz -> {run.output_rate_hz} Hz"
         lines.append(f"{path}: the output's codec cannot take the input's rate: resampled ({rates})")

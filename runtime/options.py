@@ -101,10 +101,18 @@ class RunOptions:
     visual_max_stale_s: float = 1.0
     # input from a pipe (``-``): how far apart (seconds) its audio and picture may lie in the stream
     max_apart_s: float = 30.0
+    # input from a pipe, live (``runtime.live``): each window runs as soon as its sound has arrived; past
+    # live_budget_s seconds of compute delay the run degrades (one crop, pictures held, doubled hop)
+    live: bool = False
+    live_budget_s: float = 0.25
 
     def __post_init__(self) -> None:
         if not self.max_apart_s > 0:
             raise OptionError(f"--max-apart-s must be positive, got {self.max_apart_s}")
+        if not self.live_budget_s > 0:
+            raise OptionError(f"--live-budget-s must be positive, got {self.live_budget_s}")
+        if self.live and self.visual_rate != VisualRate.exact.value:
+            raise OptionError("--live runs the exact visual rate (it holds pictures itself when behind)")
         if self.hop_samples is not None and self.hop_samples < 1:
             raise OptionError(f"hop of {self.hop_samples} samples must be at least 1")
         _check_choice("output format", self.fmt, OutputFormat)

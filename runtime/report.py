@@ -102,6 +102,7 @@ class RunReport:
     times: StageTimes = field(default_factory=StageTimes)
     backend_alone_ms_per_window: float | None = None  # the tuner's time for this engine running alone, when tuned
     first_backend_call_s: float | None = None  # seconds from the process's start to this file's first backend call
+    live: dict | None = None  # --live: compute delay figures and degradations (``live.LiveControl.summary``)
 
     @property
     def backend_ms_per_window(self) -> float:

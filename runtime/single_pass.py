@@ -27,16 +27,23 @@ _AUDIO, _VIDEO, _COPY = "audio", "video", "copy"
 class SinglePass:
     """A demuxer over ``fileobj`` whose packets wait, per reader, until that reader takes them."""
 
-    def __init__(self, name: Path, fileobj: BinaryIO, max_apart_s: float = MAX_APART_S, soft_end: bool = False) -> None:
+    def __init__(
+        self, name: Path, fileobj: BinaryIO, max_apart_s: float = MAX_APART_S, soft_end: bool = False,
+        live: bool = False,
+    ) -> None:  # fmt: skip
         """``soft_end``: a stream cut off mid-way ends the readers as a clean end would and is kept in ``error`` (the
-        caller sends what was computed, then says it); else the reader that meets it raises."""
+        caller sends what was computed, then says it); else the reader that meets it raises. ``live``: packets are
+        handed on as they arrive (no read waits for a full buffer; the stream is analysed for at most 1 s)."""
         import av
 
         self.name, self.max_apart_s, self.soft_end = name, max_apart_s, soft_end
         self.error: MediaError | None = None
         _hear_demuxer_warnings()
         try:
-            self.container = av.open(fileobj, mode="r")
+            if live:
+                self.container = av.open(ArrivingBytes(fileobj), mode="r", options=LIVE_INPUT_OPTIONS)
+            else:
+                self.container = av.open(fileobj, mode="r")
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise MediaError(f"{name}: unreadable media stream ({_reason(exc)})") from exc
         if not self.container.streams.audio or not self.container.streams.video:
@@ -164,6 +171,24 @@ class SinglePass:
         self.container.close()
 
 
+# A live stream is analysed for at most 1 s (FFmpeg's default, 5 s, would hold the first seconds back). Not
+# fflags=nobuffer: it drops the packets read while analysing, the first keyframe among them.
+LIVE_INPUT_OPTIONS = {"analyzeduration": "1000000"}
+
+
+class ArrivingBytes:
+    """A pipe read as its bytes arrive: ``read(n)`` returns what one read of the descriptor gives (a buffered
+    reader's ``read(n)`` waits for all ``n`` bytes, which on a slow live stream holds packets back for seconds)."""
+
+    def __init__(self, fileobj: BinaryIO) -> None:
+        self.fd = fileobj.fileno()
+
+    def read(self, n: int) -> bytes:
+        import os
+
+        return os.read(self.fd, n)
+
+
 _PREMATURE = "ended prematurely"  # FFmpeg's demuxers (Matroska, NUT, ...) on a stream cut off mid-element
 
 
@@ -211,10 +236,10 @@ class VideoCopy:
 
 
 def open_single_pass(
-    name: Path, fileobj: BinaryIO, max_apart_s: float = MAX_APART_S, soft_end: bool = False
+    name: Path, fileobj: BinaryIO, max_apart_s: float = MAX_APART_S, soft_end: bool = False, live: bool = False
 ) -> MediaInput:
     """Return a MediaInput whose readers are all fed from one pass over ``fileobj`` (named ``name`` in errors)."""
-    single = SinglePass(name, fileobj, max_apart_s, soft_end)
+    single = SinglePass(name, fileobj, max_apart_s, soft_end, live)
     try:
         return MediaInput(single.info(), single)
     except BaseException:

@@ -37,6 +37,7 @@ class Batch:
     limit: int | None  # the input's length once known: nothing past it is emitted
     shared_crops: int = 0  # crops of distinct ticks whose pixels equal another's: computed once, not again
     keys: KeyPlan | None = None  # adaptive visual rate: which features each window uses (frame_index unused)
+    ready_s: float | None = None  # live: when the sound of its first window had arrived (time.monotonic)
 
 
 @dataclass
@@ -54,13 +55,16 @@ class _Frames:
         self.tick: int = -1
         self.image: np.ndarray | None = None
         self.exhausted = False
-        self.cache: dict[int, np.ndarray] = {}
+        self.cache: dict[tuple[int, bool], np.ndarray] = {}
         self.resized_from: np.ndarray | None = None
         self.resized: np.ndarray | None = None
+        self.resized_tta = tta
 
-    def crop(self, tick: int) -> np.ndarray:
-        if tick in self.cache:
-            return self.cache[tick]
+    def crop(self, tick: int, tta: bool | None = None) -> np.ndarray:
+        """Return the crop of ``tick`` (``tta``: V-TTA's crop of the tick, else the centre crop; None: as built)."""
+        tta = self.tta if tta is None else tta
+        if (tick, tta) in self.cache:
+            return self.cache[tick, tta]
         with self.times.stage("decode"):  # the colour conversion inside counts as its own stage
             while self.tick < tick and not self.exhausted:
                 try:
@@ -70,17 +74,17 @@ class _Frames:
         if self.image is None:
             raise MediaError("no video frame could be decoded")
         with self.times.stage("resize_crop"):
-            crop = crop_resized(self._resized(self.image), tick + 1, self.config, self.tta)
-        self.cache = {t: c for t, c in self.cache.items() if t >= tick - 1}
-        self.cache[tick] = crop
+            crop = crop_resized(self._resized(self.image, tta), tick + 1, self.config, tta)
+        self.cache = {key: c for key, c in self.cache.items() if key[0] >= tick - 1}
+        self.cache[tick, tta] = crop
         return crop
 
-    def _resized(self, image: np.ndarray) -> np.ndarray:
+    def _resized(self, image: np.ndarray, tta: bool) -> np.ndarray:
         last = self.resized_from
         same = last is not None and (last is image or (last.shape == image.shape and np.array_equal(last, image)))
-        if not same or self.resized is None:
-            self.resized = resize_for_model(image, self.config, self.tta)
-        self.resized_from = image
+        if not same or self.resized is None or self.resized_tta != tta:
+            self.resized = resize_for_model(image, self.config, tta)
+        self.resized_from, self.resized_tta = image, tta
         return self.resized
 
 
@@ -93,7 +97,11 @@ class _Audio:
 
     def window(self, k: int) -> np.ndarray | None:
         """Return window ``k`` (zero-padded at the end), or None when the input has no window ``k``."""
-        start, w = self.plan.start(k), self.plan.window_samples
+        return self.window_at(self.plan.start(k), self.plan.hop_samples)
+
+    def window_at(self, start: int, hop: int) -> np.ndarray | None:
+        """Return the window starting at sample ``start`` (the next one ``hop`` later), or None past the end."""
+        w = self.plan.window_samples
         while not self.eof and self.total < start + w:
             with self.times.stage("decode"):
                 chunk = next(self.chunks, None)
@@ -102,7 +110,7 @@ class _Audio:
                 break
             self.buf = np.concatenate([self.buf, chunk[0] + chunk[1]])
             self.total += chunk.shape[1]
-        if self.done(k):
+        if self.done_at(start, hop):
             return None
         window = self.buf[start - self.base : start - self.base + w]
         if len(window) < w:  # the zero-padded tail
@@ -110,7 +118,12 @@ class _Audio:
         return window
 
     def done(self, k: int) -> bool:
-        return self.eof and (self.total == 0 or k >= self.plan.count(self.total))
+        return self.done_at(self.plan.start(k), self.plan.hop_samples)
+
+    def done_at(self, start: int, hop: int) -> bool:
+        """Whether the input ended before a window at ``start`` (the official count: windows start while the
+        previous one ended before the last sample; one window at least)."""
+        return self.eof and (self.total == 0 or (start > 0 and start >= self.total - self.plan.window_samples + hop))
 
     def release_before(self, start: int) -> None:
         drop = min(start, self.total) - self.base
@@ -243,13 +256,18 @@ def _unique(crops: list[np.ndarray], share: bool) -> tuple[list[np.ndarray], lis
 
 
 def windows_from(
-    media: MediaInput, batching: Batching, times: StageTimes, original: OriginalAudio | None = None
+    media: MediaInput, batching: Batching, times: StageTimes, original: OriginalAudio | None = None, live=None
 ) -> Iterator[Batch | End]:
     """Yield the batches of windows of a media input (``produce`` over its audio and frame readers); its
-    original-rate audio goes to ``original`` when given (full-band output)."""
+    original-rate audio goes to ``original`` when given (full-band output); ``live`` (a ``live.LiveControl``):
+    one window at a time as its sound arrives (``live.produce_live``)."""
     keep, rate = original is not None, batching.config.sample_rate_hz
     chunks = media.audio(rate, keep_original=keep, original_rate_hz=original and original.rate_hz)
     audio = original.split(chunks) if original is not None else (chunk.model for chunk in chunks)
+    if live is not None:
+        from ccstereo.runtime.live import produce_live
+
+        return produce_live(audio, media.frames(batching.config.fps, times), batching, times, live)
     return produce(audio, media.frames(batching.config.fps, times), batching, times)
 
 

@@ -44,8 +44,16 @@ class WindowPlan:
 
     def frame_number(self, k: int) -> int:
         """Return the 1-based number of the 10 fps frame nearest the centre of window ``k``."""
-        centre_s = (self.start(k) + self.window_samples / 2) / self.sample_rate_hz
+        return self.frame_number_at(self.start(k))
+
+    def frame_number_at(self, start: int) -> int:
+        """Return the 1-based number of the 10 fps frame nearest the centre of a window starting at ``start``."""
+        centre_s = (start + self.window_samples / 2) / self.sample_rate_hz
         return round(centre_s * self.fps) + 1
+
+    def tick_at(self, start: int) -> int:
+        """Return the 0-based frame tick of a window starting at sample ``start``."""
+        return self.frame_number_at(start) - 1
 
     def tick(self, k: int) -> int:
         """Return the 0-based frame tick (time ``tick / fps``) of window ``k``."""

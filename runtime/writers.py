@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,15 @@ AAC_RATES_HZ = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 1
 _CONTAINER = {"mp4": "mp4", "mov": "mov", "mkv": "matroska"}
 # Video codecs the mp4 muxer carries as a stream copy; anything else (vp8, theora, ffv1, ...) goes to Matroska.
 MP4_VIDEO_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1", "vp9", "mpeg2video", "mpeg1video"})
+
+
+@dataclass(frozen=True)
+class WriteMode:
+    """How an output is written: where its audio starts on the input's timeline, and whether it is live
+    (standard output gets each packet as soon as it is muxed)."""
+
+    start_s: float = 0.0
+    live: bool = False
 
 
 class OutputError(CCStereoRuntimeError):
@@ -158,15 +168,18 @@ class MuxWriter:
     interleaved and memory stays flat.
     """
 
-    def __init__(self, final: Path, source, rate_hz: int, fmt: str, start_s: float = 0.0, times=None) -> None:
+    def __init__(self, final: Path, source, rate_hz: int, fmt: str, mode: WriteMode | None = None, times=None) -> None:
         """``source``: the input's path, or a ``VideoCopy`` (a single pass over a pipe); ``final``: ``PIPE`` writes
         the container to standard output as it goes (nothing to rename; ``abort`` still closes it properly);
-        ``times``: a ``StageTimes`` that is told the CPU of muxing (the rest of a write is its caller's)."""
+        ``mode``: where the audio starts, live or not; ``times``: a ``StageTimes`` that is told the CPU of muxing
+        (the rest of a write is its caller's)."""
         import av
 
         from ccstereo.runtime.single_pass import VideoCopy
 
         self.final, self.rate = final, rate_hz
+        mode = mode or WriteMode()
+        start_s = mode.start_s
         self.tmp = None if final == PIPE else temporary_path(final)
         self.stage = times.stage if times is not None else _no_stage
         try:
@@ -183,7 +196,7 @@ class MuxWriter:
         self.shift_s = max(0.0, -min(start_s, video_start))
         self.video_shift = round(self.shift_s / base) if self.shift_s else 0
         self.start = round((start_s + self.shift_s) * rate_hz)
-        self.out = av.open(_destination(self.tmp), mode="w", format=_CONTAINER[fmt])
+        self.out = _open_output(self.tmp, _CONTAINER[fmt], mode.live)
         self.reencoded: str | None = None  # why the picture was re-encoded, when it was
         try:
             self.video = _copy_stream(self.out, in_video)
@@ -315,16 +328,45 @@ def _destination(tmp: Path | None):
     return sys.stdout.buffer if tmp is None else str(tmp)
 
 
+# Live output: each packet is written out at once, and a Matroska cluster holds at most 100 ms (a pipe's default
+# is a second, and nothing of a cluster reaches the reader before it closes).
+LIVE_OUTPUT_OPTIONS = {"flush_packets": "1"}
+LIVE_CONTAINER_OPTIONS = {"matroska": {"live": "1", "cluster_time_limit": "100"}}
+
+
+def _open_output(tmp: Path | None, container: str, live: bool):
+    """Open the output container: a file at ``tmp``, else standard output (``live``: unbuffered, flushed per
+    packet)."""
+    import av
+
+    if not live or tmp is not None:
+        return av.open(_destination(tmp), mode="w", format=container)
+    options = {**LIVE_OUTPUT_OPTIONS, **LIVE_CONTAINER_OPTIONS.get(container, {})}
+    return av.open(UnbufferedStdout(), mode="w", format=container, options=options)
+
+
+class UnbufferedStdout:
+    """Standard output written straight to its descriptor (what the muxer flushes reaches the reader at once)."""
+
+    def __init__(self) -> None:
+        import sys
+
+        sys.stdout.flush()
+        self.fd = sys.stdout.buffer.fileno()
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        return len(data)
+
+
 class PipeWavWriter:
     """32-bit float wav written to standard output as it goes (the header cannot give the length: players and
     FFmpeg read to the end)."""
 
-    def __init__(self, rate_hz: int) -> None:
-        import sys
-
-        import av
-
-        self.out = av.open(sys.stdout.buffer, mode="w", format="wav")
+    def __init__(self, rate_hz: int, live: bool = False) -> None:
+        self.out = _open_output(None, "wav", live)
         self.audio: Any = self.out.add_stream("pcm_f32le", rate=rate_hz, layout="stereo")
         self.rate, self.samples = rate_hz, 0
 
@@ -378,15 +420,16 @@ def _copy_stream(out, template):
         return out.add_stream_from_template(template, opaque=True)
 
 
-def open_writer(final: Path, source, rate_hz: int, fmt: str, start_s: float = 0.0, times=None):
-    """Return a writer for ``fmt`` (one of FORMATS); a video container places the audio at ``start_s`` (and tells
-    ``times`` what muxing took)."""
+def open_writer(final: Path, source, rate_hz: int, fmt: str, mode: WriteMode | None = None, times=None):
+    """Return a writer for ``fmt`` (one of FORMATS); a video container places the audio at ``mode.start_s`` (and
+    tells ``times`` what muxing took); ``mode.live``: standard output gets each packet at once."""
+    mode = mode or WriteMode()
     if fmt == "wav" and final == PIPE:
-        return PipeWavWriter(rate_hz)
+        return PipeWavWriter(rate_hz, mode.live)
     if fmt in AUDIO_FORMATS and final == PIPE:
         raise OutputError(f"-o -: {fmt} cannot be written to a pipe; choose --format mkv or wav")
     if fmt in AUDIO_FORMATS:
         return SoundfileWriter(final, rate_hz, fmt)
     if fmt in VIDEO_FORMATS:
-        return MuxWriter(final, source, rate_hz, fmt, start_s, times)
+        return MuxWriter(final, source, rate_hz, fmt, mode, times)
     raise OutputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -1,0 +1,172 @@
+"""ccs-run - --live: windows run as their sound arrives, the delay stays bounded, a machine that falls behind
+degrades in the stated order, and an interrupted live output is still a finished container.
+
+The timed runs are real: ffmpeg sends a stream at real time (``-re``) into ccs-run, and the harness
+(``ccstereo.testing.live``) notes when each click of the stream comes out of ccs-run's standard output."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import av
+import numpy as np
+import pytest
+
+from ccstereo.runtime.live import LEVELS, RECOVER_S, SETTLE_S, WARMUP_S, LiveControl
+from ccstereo.testing.live import click_source, run_live
+from conftest import REPO
+
+RUN = [sys.executable, "-m", "ccstereo.runtime.cli"]
+SAMPLE = REPO / "samples" / "sample.mp4"
+ENGINE = ("--backend", "onnxruntime", "--precision", "fp32", "--clip-mode", "clamp", "-q")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_level_steps_down_once_per_settle_time_and_not_while_the_delay_shrinks():
+    clock = Clock()
+    control = LiveControl(0.25, clock=clock)
+    control.observe(0.5, 0.0)
+    assert control.level == 0  # the first seconds prepare the engine
+    clock.now = WARMUP_S
+    control.observe(0.5, 0.0)
+    assert control.level == 1
+    clock.now += SETTLE_S / 2
+    control.observe(0.5, 0.1)
+    assert control.level == 1  # too soon after the last step
+    clock.now = WARMUP_S + SETTLE_S + 0.01
+    control.observe(0.3, 0.2)  # still over the budget, but 0.2 s less than a second ago: catching up
+    assert control.level == 1
+    clock.now += SETTLE_S + 0.01
+    control.observe(0.4, 0.3)
+    assert control.level == 2
+    for i in range(10):
+        clock.now += SETTLE_S + 0.01
+        control.observe(0.4 + 0.01 * i, 0.4)
+    assert control.level == len(LEVELS) - 1  # the last level is the floor
+    assert [LEVELS[c.level] for c in control.changes] == list(LEVELS[1:])
+
+
+def test_a_level_is_undone_after_a_calm_spell_and_not_before():
+    clock = Clock()
+    control = LiveControl(0.25, clock=clock)
+    control.observe(1.0, 0.0)
+    clock.now = WARMUP_S
+    control.observe(1.0, 0.0)
+    assert control.level == 1
+    for _ in range(int(RECOVER_S) - 1):
+        clock.now += 1.0
+        control.observe(0.02, 1.0)
+    assert control.level == 1
+    clock.now += 2.0
+    control.observe(0.02, 2.0)
+    assert control.level == 0
+    summary = control.summary()
+    assert summary["degradations"] == 1 and [c["level"] for c in summary["changes"]] == [LEVELS[1], LEVELS[0]]
+
+
+def _mkv_stream(tmp_path):
+    stream = tmp_path / "stream.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(SAMPLE), "-c", "copy", "-f", "matroska", str(stream)],
+                   check=True)  # fmt: skip
+    return stream
+
+
+def test_live_output_equals_the_pipes_when_it_keeps_up(tmp_path):
+    """Whole-speed input and a budget it never exceeds: the same windows, batched as they come, give the
+    non-live pipe's samples."""
+    stream = _mkv_stream(tmp_path)
+    outs = []
+    for name, extra in (("pipe.wav", ()), ("live.wav", ("--live", "--live-budget-s", "1000"))):
+        out = tmp_path / name
+        with open(out, "wb") as sink:
+            command = [*RUN, "-", "-o", "-", "--format", "wav", *ENGINE, *extra]
+            done = subprocess.run(command, input=stream.read_bytes(), stdout=sink, stderr=subprocess.PIPE, timeout=600)
+        assert done.returncode == 0, done.stderr.decode()
+        outs.append(_wav(out))
+    assert outs[0].shape == outs[1].shape and outs[0].shape[1] > 7 * 16000  # the sample: 8 s at 16 kHz
+    assert np.max(np.abs(outs[0] - outs[1])) < 1e-5
+
+
+def _wav(path):
+    with av.open(str(path)) as c:
+        return np.concatenate([f.to_ndarray() for f in c.decode(c.streams.audio[0])], axis=1).reshape(-1, 2).T
+
+
+@pytest.fixture(scope="module")
+def clicks(tmp_path_factory):
+    return click_source(tmp_path_factory.mktemp("live") / "clicks.mkv", 20.0)
+
+
+def test_a_real_time_stream_comes_out_within_a_second(clicks):
+    run = run_live(clicks, [], 20.0)
+    figures = run.summary()
+    assert run.returncode == 0, run.stderr
+    assert figures["missing"] == 0 and figures["clicks"] >= 18, figures
+    # window 0.63 s + hop 0.1 s + one batch's compute: the issue's bound is p95 <= 1.0 s, max <= 1.5 s
+    assert figures["delay_p95_s"] <= 1.0 and figures["delay_max_s"] <= 1.5, (figures, run.stderr)
+    assert figures["delay_mean_s"] >= 0.63, figures  # nothing can come out before its window has arrived
+    assert "live: compute delay" in run.stderr
+
+
+def test_falling_behind_degrades_in_the_stated_order_and_keeps_every_sample(clicks):
+    """A budget no batch can keep (1 ms) forces every step: the levels come in the stated order, each said on
+    standard error, and the output still holds the whole stream, every click in its place."""
+    run = run_live(clicks, ["--live-budget-s", "0.001"], 20.0)
+    assert run.returncode == 0, run.stderr
+    said = [line for line in run.stderr.splitlines() if line.startswith("live: behind")]
+    assert [line.rsplit(": ", 1)[1] for line in said] == list(LEVELS[1:]), run.stderr
+    assert "degraded 3 times" in run.stderr
+    assert run.missing == 0 and len(run.delays_s) >= 18
+    assert abs(len(run.output) - 20.0 * 48000) < 0.05 * 48000
+
+
+def _as_from_a_terminal() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_on_a_live_pipe_finishes_the_container(tmp_path, clicks, sig):
+    out = tmp_path / "out.mkv"
+    producer = subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-i", str(clicks), "-c", "copy", "-f", "matroska",
+                                 "-"], stdout=subprocess.PIPE)  # fmt: skip
+    with open(out, "wb") as sink:
+        ccs = subprocess.Popen([*RUN, "-", "--live", "-o", "-", "-q"], stdin=producer.stdout, stdout=sink,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal)  # fmt: skip
+        producer.stdout.close()
+        deadline = time.time() + 60
+        while out.stat().st_size < 20000 and time.time() < deadline:  # output has begun
+            time.sleep(0.1)
+        time.sleep(3.0)  # seconds of it
+        ccs.send_signal(sig)
+        _, err = ccs.communicate(timeout=60)
+    producer.kill()
+    producer.wait()
+    assert ccs.returncode == 128 + sig, err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("live: ")]  # degradations said
+    assert len(lines) == 1 and "output sent so far is complete" in lines[0], err
+    check = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True)
+    assert check.returncode == 0 and not check.stderr.strip(), check.stderr
+    with av.open(str(out)) as c:
+        seconds = sum(f.samples for f in c.decode(c.streams.audio[0])) / 48000
+    assert 2.0 < seconds < 19, seconds
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [([str(SAMPLE), "--live", "-o", "x.mkv"], "--live reads a stream from standard input"),
+     (["-", "--live", "-o", "-", "--visual-rate", "adaptive"], "exact visual rate")],
+    ids=["a-file", "adaptive-rate"],
+)  # fmt: skip
+def test_live_usage_errors_are_one_line(tmp_path, args, words):
+    result = subprocess.run([*RUN, *args], input=b"", capture_output=True, timeout=120, cwd=tmp_path)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and words in lines[0], lines

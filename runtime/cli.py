@@ -53,7 +53,7 @@ def main(
     view: Annotated[bool, typer.Option("--view", help="when done, open the listening page of the last output")] = False,
 ) -> None:
     """Binauralise INPUT... (files, folders, @list.txt of paths or globs) into <stem>.binaural.<ext> beside each
-    (or in --out); - reads standard input (give -o), -o - writes standard output (mkv or wav), --live live.
+    (or in --out); - reads standard input (give -o), -o - writes standard output (mkv, ts, nut, wav), --live live.
 
     Exit status: 0 all done (or skipped), 1 a file failed, 2 bad usage or model, 130 / 143 interrupted.
     """
@@ -135,7 +135,7 @@ def _plan_pipe(inputs: list[Path], out: str | None, fmt: str | None, report: Pat
     from ccstereo.runtime.errors import OptionError
     from ccstereo.runtime.media import probe
     from ccstereo.runtime.write_plan import FileJob, WritePlan
-    from ccstereo.runtime.writers import PIPE
+    from ccstereo.runtime.writers import PIPE, PIPE_FORMATS
 
     if len(inputs) != 1:
         raise OptionError("- (standard input) and -o - take exactly one input")
@@ -143,8 +143,8 @@ def _plan_pipe(inputs: list[Path], out: str | None, fmt: str | None, report: Pat
         raise OptionError("- and -o - run here: not with --ray or --view")
     if out is None:
         raise OptionError("reading standard input: give -o FILE, or -o - for standard output")
-    if out == "-" and fmt not in (None, "mkv", "wav"):
-        raise OptionError(f"-o -: {fmt} cannot be written to a pipe; choose --format mkv or wav")
+    if out == "-" and fmt is not None and fmt not in PIPE_FORMATS:
+        raise OptionError(f"-o -: {fmt} cannot be written to a pipe; choose --format {' / '.join(PIPE_FORMATS)}")
     for name, stream, given in (("input", sys.stdin, inputs[0] == PIPE), ("output", sys.stdout, out == "-")):
         if given and stream.isatty():
             raise OptionError(f"standard {name} is a terminal: connect a pipe or name a file")

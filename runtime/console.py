@@ -99,7 +99,7 @@ def result_lines(result: FileResult, quiet: bool) -> list[str]:
         lines.append(f"{path}: visual rate {run.visual_rate}")
     if run.video_note:
         lines.append(f"{path}: video {run.video_note}")
-    if run.live is not None:
+    if run.live is not None and (not quiet or run.live["degradations"]):
         from ccstereo.runtime.live import describe
 
         lines.append(f"{path}: {describe(run.live)}")

@@ -35,6 +35,8 @@ class OutputFormat(str, Enum):
     mp4 = "mp4"
     mkv = "mkv"
     mov = "mov"
+    ts = "ts"  # MPEG-TS (H.264/HEVC copied in Annex B form: FFmpeg's muxer converts them)
+    nut = "nut"
     wav = "wav"
     flac = "flac"
 

@@ -24,11 +24,12 @@ from ccstereo.runtime.options import OutputFormat
 FORMATS = tuple(f.value for f in OutputFormat)
 AUDIO_FORMATS = (OutputFormat.wav.value, OutputFormat.flac.value)
 VIDEO_FORMATS = tuple(f for f in FORMATS if f not in AUDIO_FORMATS)
-_AUDIO_CODEC = {"mp4": "aac", "mov": "aac", "mkv": "aac"}
+_AUDIO_CODEC = {"mp4": "aac", "mov": "aac", "mkv": "aac", "ts": "aac", "nut": "aac"}
 REENCODE = "H.264 (libx264, CRF 18)"  # a picture no container of ours can carry as a copy
 # The sample rates the AAC encoder takes (MPEG-4 Audio sampling frequency indices 0-12).
 AAC_RATES_HZ = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
-_CONTAINER = {"mp4": "mp4", "mov": "mov", "mkv": "matroska"}
+_CONTAINER = {"mp4": "mp4", "mov": "mov", "mkv": "matroska", "ts": "mpegts", "nut": "nut"}
+PIPE_FORMATS = ("mkv", "ts", "nut", "wav")  # what -o - writes (mp4/mov need a seekable file; flac too here)
 # Video codecs the mp4 muxer carries as a stream copy; anything else (vp8, theora, ffv1, ...) goes to Matroska.
 MP4_VIDEO_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1", "vp9", "mpeg2video", "mpeg1video"})
 
@@ -426,8 +427,8 @@ def open_writer(final: Path, source, rate_hz: int, fmt: str, mode: WriteMode | N
     mode = mode or WriteMode()
     if fmt == "wav" and final == PIPE:
         return PipeWavWriter(rate_hz, mode.live)
-    if fmt in AUDIO_FORMATS and final == PIPE:
-        raise OutputError(f"-o -: {fmt} cannot be written to a pipe; choose --format mkv or wav")
+    if final == PIPE and fmt not in PIPE_FORMATS:
+        raise OutputError(f"-o -: {fmt} cannot be written to a pipe; choose --format {' / '.join(PIPE_FORMATS)}")
     if fmt in AUDIO_FORMATS:
         return SoundfileWriter(final, rate_hz, fmt)
     if fmt in VIDEO_FORMATS:

@@ -170,3 +170,18 @@ def test_live_usage_errors_are_one_line(tmp_path, args, words):
     result = subprocess.run([*RUN, *args], input=b"", capture_output=True, timeout=120, cwd=tmp_path)
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and words in lines[0], lines
+
+
+def test_a_live_stream_cut_mid_element_ends_with_one_line_and_a_finished_output(tmp_path):
+    """The producer died in the middle of writing (the last cluster is incomplete): exit 1, one error line, and the
+    output sent so far is a finished container. (A producer killed between two clusters leaves a stream that ends
+    like any other: Matroska written to a pipe carries no end marker, so that reads as the end: exit 0.)"""
+    stream = _mkv_stream(tmp_path).read_bytes()
+    out = tmp_path / "out.mkv"
+    with open(out, "wb") as sink:
+        done = subprocess.run([*RUN, "-", "--live", "-o", "-", "-q"], input=stream[: len(stream) // 2], stdout=sink,
+                              stderr=subprocess.PIPE, timeout=300, text=False)  # fmt: skip
+    lines = [line for line in done.stderr.decode().splitlines() if not line.startswith("live: ")]
+    assert done.returncode == 1 and len(lines) == 1 and "truncated" in lines[0], done.stderr.decode()
+    check = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True)
+    assert check.returncode == 0 and not check.stderr.strip(), check.stderr

@@ -153,3 +153,29 @@ def test_a_sound_only_output_keeps_no_picture_packets_for_a_copy(tmp_path):
         assert sound > 7 * 16000 and pictures >= 80
         assert all(not queue for queue in media.single.queues.values())
         media.single.close()
+
+
+def decoded_pictures(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+
+
+@pytest.mark.parametrize("fmt", ["ts", "nut"])
+def test_mpegts_and_nut_to_standard_output_carry_the_same_sound_and_picture(tmp_path, fmt):
+    """H.264 from Matroska goes into MPEG-TS in Annex B form (FFmpeg's muxer converts the packets), so the bytes
+    differ; the pictures decode the same, and the sound is the Matroska output's after the encoder's priming (TS and
+    NUT keep its 1024 samples, timestamped before the start; Matroska says to skip them)."""
+    source = remux(tmp_path, "clip.mkv")
+    ref = tmp_path / "ref.mkv"
+    done = subprocess.run([*RUN, str(source), "-o", str(ref), *ENGINE], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / f"piped.{fmt}"
+    result = piped(source, out, *ENGINE, "--format", fmt)
+    assert result.returncode == 0, result.stderr.decode()
+    check = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True)
+    assert check.returncode == 0 and not check.stderr.strip(), check.stderr
+    pictures, expected = decoded_pictures(out), decoded_pictures(ref)
+    assert len(pictures) == len(expected) and all(np.array_equal(a, b) for a, b in zip(pictures, expected, strict=True))
+    sound, ref_sound = decoded_audio(out), decoded_audio(ref)
+    assert sound.shape[1] == ref_sound.shape[1] + 1024
+    assert np.array_equal(sound[:, 1024:], ref_sound)

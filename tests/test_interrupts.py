@@ -9,6 +9,10 @@ import pytest
 
 from ccstereo.runtime.interrupts import Terminated, raise_if_signalled, signals_as_exceptions
 
+# SIGINT's handler before any block ran: Python's default_int_handler, or SIG_IGN when the suite runs as a
+# background job of a shell without job control (which starts it ignoring SIGINT)
+BEFORE = signal.getsignal(signal.SIGINT)
+
 
 def _import_that_swallows_the_interrupt(sig: int) -> None:
     """What onnxruntime's import does when Ctrl-C lands inside its module initialisation."""
@@ -44,4 +48,4 @@ def test_a_handler_that_makes_errors_into_results_still_stops():
 
 def test_outside_the_block_nothing_is_raised():
     raise_if_signalled()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is BEFORE  # every block above put the handler back

@@ -160,18 +160,6 @@ def test_a_signal_on_a_live_pipe_finishes_the_container(tmp_path, clicks, sig):
     assert 2.0 < seconds < 19, seconds
 
 
-@pytest.mark.parametrize(
-    ("args", "words"),
-    [([str(SAMPLE), "--live", "-o", "x.mkv"], "--live reads a stream from standard input"),
-     (["-", "--live", "-o", "-", "--visual-rate", "adaptive"], "exact visual rate")],
-    ids=["a-file", "adaptive-rate"],
-)  # fmt: skip
-def test_live_usage_errors_are_one_line(tmp_path, args, words):
-    result = subprocess.run([*RUN, *args], input=b"", capture_output=True, timeout=120, cwd=tmp_path)
-    lines = result.stderr.decode().strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and words in lines[0], lines
-
-
 def test_a_live_stream_cut_mid_element_ends_with_one_line_and_a_finished_output(tmp_path):
     """The producer died in the middle of writing (the last cluster is incomplete): exit 1, one error line, and the
     output sent so far is a finished container. (A producer killed between two clusters leaves a stream that ends

@@ -111,8 +111,10 @@ def test_streams_further_apart_than_the_bound_end_with_the_option_to_raise(tmp_p
 @pytest.mark.parametrize(
     ("args", "words"),
     [(["-"], "give -o"), (["-", str(SAMPLE), "-o", "x.mkv"], "exactly one input"),
-     (["-", "-o", "-", "--format", "mp4"], "cannot be written to a pipe")],
-    ids=["no-output", "two-inputs", "mp4-to-a-pipe"],
+     (["-", "-o", "-", "--format", "mp4"], "cannot be written to a pipe"),
+     ([str(SAMPLE), "--live", "-o", "x.mkv"], "--live reads a stream from standard input"),
+     (["-", "--live", "-o", "-", "--visual-rate", "adaptive"], "exact visual rate")],
+    ids=["no-output", "two-inputs", "mp4-to-a-pipe", "live-from-a-file", "live-adaptive-rate"],
 )  # fmt: skip
 def test_pipe_usage_errors_are_one_line(tmp_path, args, words):
     result = subprocess.run([*RUN, *args], input=b"", capture_output=True, timeout=120, cwd=tmp_path)

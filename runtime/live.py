@@ -96,7 +96,7 @@ class LiveControl:
 
     def summary(self) -> dict:
         """The delay figures and the degradations, for the report."""
-        counts = self.histogram
+        counts, levels = self.histogram, [c.level for c in self.changes]
         total = int(counts.sum())
         cumulative = np.cumsum(counts)
 
@@ -107,17 +107,13 @@ class LiveControl:
             "compute_delay_p50_s": quantile(0.5),
             "compute_delay_p95_s": quantile(0.95),
             "compute_delay_max_s": quantile(1.0),
-            "degradations": sum(1 for c in self.changes if c.level > 0 and self._entered(c)),
+            "degradations": sum(c.level > before for before, c in zip([0, *levels], self.changes, strict=False)),
             "changes": [
                 {"stream_s": round(c.stream_s, 2), "level": LEVELS[c.level], "lag_s": round(c.lag_s, 3)}
                 for c in self.changes
             ],  # fmt: skip
             "windows_per_level": dict(zip(LEVELS, self.windows, strict=True)),
         }
-
-    def _entered(self, change: Change) -> bool:
-        index = self.changes.index(change)
-        return index == 0 or self.changes[index - 1].level < change.level
 
 
 def describe(summary: dict) -> str:

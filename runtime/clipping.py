@@ -30,6 +30,7 @@ import numpy as np
 
 from ccstereo.runtime.errors import OptionError
 from ccstereo.runtime.options import ClipMode
+from ccstereo.runtime.true_peak import decoded_true_peak
 from ccstereo.runtime.writers import temporary_path
 
 CLIP_MODES = tuple(m.value for m in ClipMode)
@@ -39,7 +40,6 @@ LOSSY_TRUE_PEAK_DBTP = -1.0
 # A lossy output is decoded and measured only when its input peaks above this (AAC's overshoot stays well under
 # the 3 dB between it and the limit); quieter outputs cost nothing extra.
 LOSSY_CHECK_ABOVE = 10 ** (-4.0 / 20)
-_OVERSAMPLING = 4
 _SPOOL_BLOCK = 1 << 16
 
 
@@ -51,6 +51,8 @@ class Writer(Protocol):
 
 class LossyWriter(Writer, Protocol):
     def finish(self) -> Path: ...
+    def measure_true_peak(self) -> None: ...
+    def true_peak(self) -> float | None: ...
 
 
 @dataclass
@@ -101,9 +103,10 @@ class ClipGuard:
         if mode not in CLIP_MODES:
             raise OptionError(f"unknown clip mode {mode!r}; choose one of {', '.join(CLIP_MODES)}")
         self.open_writer, self.report = open_writer, ClipReport(mode)
-        self.writer: Writer | None = open_writer()
+        self.writer: Writer | None = None
         self.spool_path: Path | None = None
         self.spool = None
+        self._open()
         if mode == "rescale":
             try:
                 self.spool_path = temporary_path(final, suffix=".f32")
@@ -111,6 +114,12 @@ class ClipGuard:
             except BaseException:
                 self.abort()
                 raise
+
+    def _open(self) -> None:
+        """Open the writer; a lossy one that may have to fit the limit measures its decoded true peak as it goes."""
+        self.writer = self.open_writer()
+        if self.lossy and self.report.mode == "rescale":
+            self.writer.measure_true_peak()  # type: ignore[attr-defined]
 
     def write(self, block: np.ndarray) -> None:
         """Write [2, n] float32 samples."""
@@ -148,7 +157,9 @@ class ClipGuard:
         gain = 10 ** (self.report.gain_db / 20)
         for _ in range(4):
             writer: LossyWriter = self.writer  # type: ignore[assignment]
-            peak = decoded_true_peak(writer.finish())
+            done = writer.finish()
+            measured = writer.true_peak()  # decoded while it was written
+            peak = decoded_true_peak(done) if measured is None else measured
             self.report.true_peak_dbtp = 20 * math.log10(max(peak, 1e-12))
             if peak <= limit:
                 return
@@ -160,7 +171,8 @@ class ClipGuard:
         self.spool.close()
         self.writer.abort()
         self.writer = None
-        self.writer = self.open_writer()
+        self._open()
+        assert self.writer is not None
         with open(self.spool_path, "rb") as spool:
             while chunk := spool.read(_SPOOL_BLOCK * 8):
                 frames = np.frombuffer(chunk, np.float32).reshape(-1, 2)
@@ -182,23 +194,3 @@ class ClipGuard:
                 self.writer.abort()
         finally:
             self._drop_spool()
-
-
-def decoded_true_peak(path: Path) -> float:
-    """Return the true peak (linear) of a file's first audio track as a player decodes it: every channel
-    resampled to 4x its rate (ITU-R BS.1770's oversampling) and the largest magnitude taken."""
-    import av
-
-    peak = 0.0
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        resampler = None
-        for frame in (*container.decode(stream), None):
-            if frame is not None and resampler is None:
-                rate = frame.sample_rate * _OVERSAMPLING
-                resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
-            if resampler is None:
-                break
-            for out in resampler.resample(frame):
-                peak = max(peak, float(np.abs(out.to_ndarray()).max(initial=0.0)))
-    return peak

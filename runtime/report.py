@@ -13,9 +13,10 @@ from ccstereo.runtime.clipping import ClipReport
 
 # Where CPU-seconds go (``StageTimes.cpu_s``), each measured on the thread that does it; "backend" is the rest of
 # the process's CPU: the engine's call and its thread pool (and the little the run does besides).
-CPU_STAGES = ("decode", "colour", "resize_crop", "backend", "overlap_add", "combine", "encode", "mux")
+CPU_STAGES = ("decode", "colour", "resize_crop", "backend", "overlap_add", "combine", "encode", "mux", "level")
 _WALL = {"decode": "decode_s", "colour": "preprocess_s", "resize_crop": "preprocess_s", "backend": "backend_s"}
 _WALL |= {"overlap_add": "overlap_add_s", "combine": "encode_s", "encode": "encode_s", "mux": "encode_s"}
+_WALL |= {"level": "encode_s"}  # the lossy output's true peak measured, and the output written again scaled
 _open_stages = threading.local()
 
 

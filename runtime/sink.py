@@ -104,7 +104,7 @@ class OutputSink:
         if combiner is not None:
             self.worker.submit(lambda: self._write(self._combined_tail(combiner)))
         self.worker.close()
-        with self.times.stage("encode"):
+        with self.times.stage("level"):  # writing it again scaled, when its level is over the limit
             self.guard.commit()
 
     def _combined_tail(self, combiner: FullBandCombiner) -> np.ndarray:

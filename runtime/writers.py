@@ -276,10 +276,28 @@ class MuxWriter:
         frame.pts = self.start + self.samples
         self.samples += block.shape[1]
         packets = self.audio.encode(frame)
+        self._measure(packets)
         with self.stage("mux"):
             for packet in packets:
                 self.out.mux(packet)
         self._mux_video_until((self.start + self.samples) / self.rate)
+
+    def measure_true_peak(self) -> None:
+        """Measure the output's decoded true peak as it is written (``true_peak`` after ``finish``)."""
+        from ccstereo.runtime.true_peak import TruePeakMeter
+
+        self.meter = TruePeakMeter(self.audio.codec_context)
+
+    def true_peak(self) -> float | None:
+        """Return the decoded true peak (linear) measured while written; None unless asked before writing."""
+        return getattr(self, "measured_peak", None)
+
+    def _measure(self, packets) -> None:
+        meter = getattr(self, "meter", None)
+        if meter is not None and packets:
+            with self.stage("level"):
+                for packet in packets:
+                    meter.add(packet)
 
     def commit(self) -> Path:
         """Finish the file and move it into place; return the final path."""
@@ -293,7 +311,12 @@ class MuxWriter:
         if getattr(self, "finished", False):
             return self.tmp or self.final
         end = self.start + self.samples  # the last real sample, in the audio stream's 1/rate time base
-        for packet in self.audio.encode(None):
+        last = self.audio.encode(None)
+        self._measure(last)
+        if getattr(self, "meter", None) is not None:
+            with self.stage("level"):
+                self.measured_peak = self.meter.end()
+        for packet in last:
             # PyAV pads the encoder's last frame with silence to a whole frame (1024 samples for AAC); the last
             # packet says how much of it is real, so the file ends where the sound does.
             if packet.pts is not None and packet.duration and packet.pts + packet.duration > end > packet.pts:

@@ -177,7 +177,17 @@ def test_the_report_splits_cpu_seconds_by_stage_and_says_the_backends_rate(tmp_p
     assert result.returncode == 0, result.stderr
     entry = json.loads(report.read_text())["files"][0]
     stages = entry["times"]["cpu_s"]
-    assert set(stages) == {"decode", "colour", "resize_crop", "backend", "overlap_add", "combine", "encode", "mux"}
+    assert set(stages) == {
+        "decode",
+        "colour",
+        "resize_crop",
+        "backend",
+        "overlap_add",
+        "combine",
+        "encode",
+        "mux",
+        "level",
+    }
     assert all(v >= 0 for v in stages.values())
     assert stages["backend"] > 0 and stages["decode"] > 0 and stages["encode"] + stages["mux"] > 0
     assert 0.5 * entry["cpu_s"] <= sum(stages.values()) <= entry["cpu_s"] + 0.05

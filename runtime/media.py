@@ -438,10 +438,12 @@ def iter_tick_frames(
     A frame no tick shows is never converted to RGB, and one whose decoded planes equal the last converted
     frame's gets that frame's RGB array (the same object: later stages see it is the same picture).
     """
+    from ccstereo.runtime.shown_frames import decode_shown
+
     with _open(path) as container:
         stream = picture_stream(container)
         stream.thread_type = "AUTO"
-        yield from tick_frames(path, container.decode(stream), fps, origin_s, times)
+        yield from tick_frames(path, decode_shown(container, stream, fps, origin_s), fps, origin_s, times)
 
 
 def tick_frames(

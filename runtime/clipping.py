@@ -51,7 +51,7 @@ class Writer(Protocol):
 
 class LossyWriter(Writer, Protocol):
     def finish(self) -> Path: ...
-    def measure_true_peak(self) -> None: ...
+    def measure_true_peak(self, background: bool = False) -> None: ...
     def true_peak(self) -> float | None: ...
 
 
@@ -115,11 +115,12 @@ class ClipGuard:
                 self.abort()
                 raise
 
-    def _open(self) -> None:
-        """Open the writer; a lossy one that may have to fit the limit measures its decoded true peak as it goes."""
+    def _open(self, again: bool = False) -> None:
+        """Open the writer; a lossy one that may have to fit the limit measures its decoded true peak as it goes
+        (``again``, writing it again scaled: on a thread of its own, beside the encoding)."""
         self.writer = self.open_writer()
         if self.lossy and self.report.mode == "rescale":
-            self.writer.measure_true_peak()  # type: ignore[attr-defined]
+            self.writer.measure_true_peak(background=again)  # type: ignore[attr-defined]
 
     def write(self, block: np.ndarray) -> None:
         """Write [2, n] float32 samples."""
@@ -171,7 +172,7 @@ class ClipGuard:
         self.spool.close()
         self.writer.abort()
         self.writer = None
-        self._open()
+        self._open(again=True)
         assert self.writer is not None
         with open(self.spool_path, "rb") as spool:
             while chunk := spool.read(_SPOOL_BLOCK * 8):

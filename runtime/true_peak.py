@@ -82,3 +82,27 @@ class TruePeakMeter:
             for frame in self.decoder.decode(None):
                 self.peak.add(frame)
         return self.peak.end()
+
+
+class BackgroundMeter:
+    """A ``TruePeakMeter`` on a thread of its own: for a pass whose encoding is all the thread that writes it does
+    (writing an output again, scaled, when nothing else runs), so decoding and measuring take the other core."""
+
+    def __init__(self, encoder) -> None:
+        from ccstereo.runtime.sink import OrderedWorker
+
+        self.meter = TruePeakMeter(encoder)
+        self.worker = OrderedWorker(depth=64, name="ccs-true-peak")
+
+    def add(self, packet) -> None:
+        """Queue a copy of the packet (muxing takes the packet's data)."""
+        import av
+
+        self.worker.submit(self.meter.add, av.Packet(bytes(packet)))
+
+    def end(self) -> float:
+        self.worker.close()
+        return self.meter.end()
+
+    def abort(self) -> None:
+        self.worker.abort()

@@ -199,6 +199,8 @@ class MuxWriter:
         self.start = round((start_s + self.shift_s) * rate_hz)
         self.out = _open_output(self.tmp, _CONTAINER[fmt], mode.live)
         self.reencoded: str | None = None  # why the picture was re-encoded, when it was
+        self.meter: Any = None  # measures the decoded true peak as packets are written (``measure_true_peak``)
+        self.measured_peak: float | None = None
         try:
             self.video = _copy_stream(self.out, in_video)
             self.packets = self.src.packets
@@ -282,22 +284,22 @@ class MuxWriter:
                 self.out.mux(packet)
         self._mux_video_until((self.start + self.samples) / self.rate)
 
-    def measure_true_peak(self) -> None:
-        """Measure the output's decoded true peak as it is written (``true_peak`` after ``finish``)."""
-        from ccstereo.runtime.true_peak import TruePeakMeter
+    def measure_true_peak(self, background: bool = False) -> None:
+        """Measure the output's decoded true peak as it is written (``true_peak`` after ``finish``); ``background``:
+        on a thread of its own."""
+        from ccstereo.runtime.true_peak import BackgroundMeter, TruePeakMeter
 
-        self.meter = TruePeakMeter(self.audio.codec_context)
+        self.meter = (BackgroundMeter if background else TruePeakMeter)(self.audio.codec_context)
 
     def true_peak(self) -> float | None:
         """Return the decoded true peak (linear) measured while written; None unless asked before writing."""
-        return getattr(self, "measured_peak", None)
+        return self.measured_peak
 
     def _measure(self, packets) -> None:
-        meter = getattr(self, "meter", None)
-        if meter is not None and packets:
+        if self.meter is not None and packets:
             with self.stage("level"):
                 for packet in packets:
-                    meter.add(packet)
+                    self.meter.add(packet)
 
     def commit(self) -> Path:
         """Finish the file and move it into place; return the final path."""
@@ -313,7 +315,7 @@ class MuxWriter:
         end = self.start + self.samples  # the last real sample, in the audio stream's 1/rate time base
         last = self.audio.encode(None)
         self._measure(last)
-        if getattr(self, "meter", None) is not None:
+        if self.meter is not None:
             with self.stage("level"):
                 self.measured_peak = self.meter.end()
         for packet in last:
@@ -336,6 +338,8 @@ class MuxWriter:
         for handle in ("out", "src"):
             with contextlib.suppress(Exception):  # best effort on the failure path
                 getattr(self, handle).close()
+        if hasattr(getattr(self, "meter", None), "abort"):  # a meter thread of its own: stopped
+            self.meter.abort()
         self._unlink()
 
     def _unlink(self) -> None:

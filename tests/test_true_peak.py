@@ -49,11 +49,11 @@ def picture(tmp_path_factory):
 
 
 @pytest.mark.parametrize("fmt", ["mp4", "mkv"])
-@pytest.mark.parametrize("start_s", [0.0, 0.4])
-def test_the_measure_while_writing_equals_the_finished_files(tmp_path, picture, fmt, start_s):
+@pytest.mark.parametrize(("start_s", "background"), [(0.0, False), (0.4, False), (0.4, True)])
+def test_the_measure_while_writing_equals_the_finished_files(tmp_path, picture, fmt, start_s, background):
     for name, signal in _signals().items():
         writer = MuxWriter(tmp_path / f"{name}.{fmt}", picture, RATE, fmt, WriteMode(start_s))
-        writer.measure_true_peak()
+        writer.measure_true_peak(background)
         for i in range(0, signal.shape[1], 2999):  # blocks that are not whole AAC frames
             writer.write(signal[:, i : i + 2999].astype(np.float32))
         done = writer.finish()

@@ -7,6 +7,7 @@ VNNI/AMX int8 kernels). It runs what it is given: whether a reduced precision ma
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,12 @@ from ccstereo.runtime.cpu_features import native_bf16
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.graph_split import split_window_graph
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
+
+# Engine calls run as this many OpenVINO streams (each with its share of the threads) on the parts of a batch. A
+# stream's threads meet at a barrier after every layer: when the decode or encode thread takes a core from one of
+# them, the others wait. With one thread per stream (2 cores) nothing waits for a descheduled thread, and the
+# result is the same to the bit (tests/test_openvino_streams.py).
+STREAMS = 2
 
 
 class OpenVINOBackend:
@@ -50,17 +57,17 @@ class OpenVINOBackend:
         core = ov.Core()
         # The int8 graph's floating-point part runs as the export measured it: bf16 where the CPU has it.
         hint = {"bf16": "bf16", "fp32": "f32", "int8": "bf16" if native_bf16() else "f32"}[precision]  # OpenVINO's
-        config = {
-            "INFERENCE_PRECISION_HINT": hint,
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1,
-        }
+        count = threads or os.cpu_count() or 1
+        latency = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": count}
+        self.streams = min(STREAMS, count)
+        config = latency if self.streams == 1 else {**latency, "PERFORMANCE_HINT": "THROUGHPUT"}
+        config |= {"NUM_STREAMS": self.streams} if self.streams > 1 else {}
         self.compiled = _compiled(core, Path(model_path), config, compiled)
-        self.request = self.compiled.create_infer_request()
+        self.requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
         self.output = self.compiled.output(0)
         self.name, self.precision = f"openvino-cpu-{precision}", precision
         self.max_batch = max_batch
-        self._opened = (Path(model_path), core, config)
+        self._opened = (Path(model_path), core, latency)
         self._split: OpenVINOSplit | None = None
 
     def split(self) -> OpenVINOSplit:
@@ -70,9 +77,34 @@ class OpenVINOBackend:
         return self._split
 
     def run(self, frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray) -> np.ndarray:
-        feeds = as_feeds(frames, mono, frame_index)
-        result = self.request.infer(feeds)
-        return np.array(result[self.output], dtype=np.float32, copy=True)
+        """Run a batch: its windows split into one contiguous part per stream, the parts computed at once."""
+        parts = list(window_parts(frames, mono, frame_index, self.streams))
+        if len(parts) == 1:
+            result = self.requests[0].infer(as_feeds(*parts[0]))
+            return np.array(result[self.output], dtype=np.float32, copy=True)
+        for request, part in zip(self.requests, parts, strict=False):
+            request.start_async(as_feeds(*part))  # the arrays stay referenced by ``parts`` until the wait
+        outputs = []
+        for request in self.requests[: len(parts)]:
+            request.wait()
+            outputs.append(np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True))
+        return np.concatenate(outputs)
+
+
+def window_parts(
+    frames: np.ndarray, mono: np.ndarray, frame_index: np.ndarray, n: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Split a batch into at most ``n`` contiguous runs of windows, each with the frames it uses (frames two runs
+    share go to both) and its windows' indices into them."""
+    bounds = np.linspace(0, len(mono), min(n, len(mono)) + 1).round().astype(int)
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        used, local = np.unique(frame_index[a:b], return_inverse=True)
+        contiguous = used[-1] - used[0] + 1 == len(used)  # a range of frames: a view, no copy
+        yield (
+            frames[used[0] : used[-1] + 1] if contiguous else frames[used],
+            mono[a:b],
+            local.reshape(-1).astype(np.int64),
+        )
 
 
 def _compiled(core, model_path: Path, config: dict, blob: Path | None):
@@ -100,7 +132,8 @@ def _compiled(core, model_path: Path, config: dict, blob: Path | None):
 
 
 class OpenVINOSplit:
-    """The graph cut at its visual features (``runtime.graph_split``), each half compiled like the whole."""
+    """The graph cut at its visual features (``runtime.graph_split``), each half compiled like the whole (in one
+    stream: the halves are called one batch at a time)."""
 
     def __init__(self, model_path: Path, core, config: dict) -> None:
         halves = split_window_graph(model_path)

@@ -155,6 +155,10 @@ class _Distinct:
         return len(self.unique)
 
 
+# The first batch of a file holds this many windows (at most): the engine starts on it while the next fills, and
+# the first output comes sooner. A window's result does not depend on the batch it is computed in.
+FIRST_BATCH = 4
+
 # A batch of windows that share few distinct pictures (a still image) grows up to this many times the batch
 # size while its distinct crops stay within the batch size: the visual network's share of a batch is what the
 # batch size bounds, and fewer batches compute each still picture's crops fewer times.
@@ -188,13 +192,14 @@ def produce(
     share_identical = batching.share_identical
     crops, windows, k = _Frames(frames, config, batching.tta, times), _Audio(audio, plan, times), 0
     most = batch_size * (GROW_WHILE_SHARED if share_identical and tracker is None else 1)
+    size, grow = min(FIRST_BATCH, batch_size), min(FIRST_BATCH, batch_size)  # a small first call: an early start
     while True:
         starts: list[int] = []
         monos: list[np.ndarray] = []
         ticks: list[int] = []
         crop_of: dict[int, np.ndarray] = {}
         distinct = _Distinct(share_identical)
-        while len(starts) < batch_size or (len(distinct) < batch_size and len(starts) < most):
+        while len(starts) < size or (len(distinct) < size and len(starts) < grow):
             window = windows.window(k)
             if window is None:
                 break
@@ -216,6 +221,7 @@ def produce(
                 frames_u8, keys = _adaptive_visual(ticks, crop_of, tracker, config)
                 yield Batch(starts, mono, frames_u8, keys.window_keys, plan.start(k), limit, keys.shared, keys)
             windows.release_before(plan.start(k))
+        size, grow = batch_size, most
         if windows.done(k):
             if windows.total == 0:
                 raise MediaError("zero-length audio")

@@ -282,3 +282,27 @@ def test_thread_counts_are_every_cpu_and_one_per_physical_core():
     cores = {line for line in lscpu.stdout.splitlines() if line and not line.startswith("#")}
     assert timing.physical_cores() == len(cores)
     assert timing.thread_counts() == sorted({os.cpu_count(), len(cores)}, reverse=True)
+
+
+# -- a model file hashed once, not at every start ------------------------------------------------------------
+def test_a_files_hash_is_remembered_across_runs_until_the_file_is_written_again(tmp_path, cache):
+    import hashlib
+    import os
+    import time
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"first version")
+    tuning_cache._sha256_of.cache_clear()  # as a new process
+    assert tuning_cache._sha256(model) == hashlib.sha256(b"first version").hexdigest()
+    (note,) = (cache / "hashes").iterdir()
+    remembered = json.loads(note.read_text())
+    note.write_text(json.dumps({**remembered, "sha256": "f" * 64}))  # what the next run reads instead of hashing
+    tuning_cache._sha256_of.cache_clear()
+    assert tuning_cache._sha256(model) == "f" * 64
+    # written again with bytes of the same length and its modification time put back: the change time still tells
+    before = model.stat()
+    time.sleep(0.05)
+    model.write_bytes(b"other version")
+    os.utime(model, ns=(before.st_atime_ns, before.st_mtime_ns))
+    tuning_cache._sha256_of.cache_clear()
+    assert tuning_cache._sha256(model) == hashlib.sha256(b"other version").hexdigest()

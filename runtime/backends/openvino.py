@@ -7,8 +7,10 @@ VNNI/AMX int8 kernels). It runs what it is given: whether a reduced precision ma
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,17 +64,26 @@ class OpenVINOBackend:
         self.streams = min(STREAMS, count)
         config = latency if self.streams == 1 else {**latency, "PERFORMANCE_HINT": "THROUGHPUT"}
         config |= {"NUM_STREAMS": self.streams} if self.streams > 1 else {}
-        self.compiled = _compiled(core, Path(model_path), config, compiled)
-        self.requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
-        self.output = self.compiled.output(0)
         self.name, self.precision = f"openvino-cpu-{precision}", precision
         self.max_batch = max_batch
         self._opened = (Path(model_path), core, latency)
         self._split: OpenVINOSplit | None = None
+        self._ready = _Ready(lambda: _compiled(core, Path(model_path), config, compiled))
+        if compiled is None or not compiled.is_file():
+            self._ready.wait()  # compiled here and now: a graph OpenVINO refuses fails the load, not the first call
+
+    @property
+    def compiled(self):
+        return self._ready.wait()
+
+    @property
+    def requests(self) -> list:
+        return self._ready.requests(self.streams)
 
     def split(self) -> OpenVINOSplit:
         """Return the visual and fusion halves of this graph, compiled with the same settings (on first use)."""
         if self._split is None:
+            self._ready.wait()  # one compile at a time on the shared core
             self._split = OpenVINOSplit(*self._opened)
         return self._split
 
@@ -81,7 +92,7 @@ class OpenVINOBackend:
         parts = list(window_parts(frames, mono, frame_index, self.streams))
         if len(parts) == 1:
             result = self.requests[0].infer(as_feeds(*parts[0]))
-            return np.array(result[self.output], dtype=np.float32, copy=True)
+            return np.array(result[self.compiled.output(0)], dtype=np.float32, copy=True)
         for request, part in zip(self.requests, parts, strict=False):
             request.start_async(as_feeds(*part))  # the arrays stay referenced by ``parts`` until the wait
         outputs = []
@@ -89,6 +100,35 @@ class OpenVINOBackend:
             request.wait()
             outputs.append(np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True))
         return np.concatenate(outputs)
+
+
+class _Ready:
+    """The compiled graph, made on a thread of its own from the start (importing a kept graph takes ~0.1 s, which
+    then overlaps the first file's opening and decoding); ``wait`` returns it, or raises what making it raised."""
+
+    def __init__(self, make) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._requests: list = []
+        self.thread = threading.Thread(target=self._make, args=(make,), name="ccs-openvino-load", daemon=True)
+        self.thread.start()
+
+    def _make(self, make) -> None:
+        try:
+            self.result = make()
+        except BaseException as exc:  # noqa: BLE001 - raised by wait()
+            self.error = exc
+
+    def wait(self):
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def requests(self, n: int) -> list:
+        if not self._requests:
+            self._requests = [self.wait().create_infer_request() for _ in range(n)]
+        return self._requests
 
 
 def window_parts(

@@ -4,6 +4,7 @@ versions of the libraries that run the model: a changed file, CPU or library mea
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -86,17 +87,27 @@ def _overridden() -> str:
 
 
 def _sha256(path: Path) -> str:
-    """Return the file's sha256, hashed once per process while its size, time and inode stay the same."""
+    """Return the file's sha256, hashed once while its device, inode, size and times stay the same: per process,
+    and across runs through a note in the user cache (the change time, which no user can set, is part of the
+    key: a file written again is hashed again)."""
     st = path.stat()
-    return _sha256_of(str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    return _sha256_of(str(path.resolve()), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 @functools.lru_cache(maxsize=32)
-def _sha256_of(path: str, _size: int, _mtime_ns: int, _inode: int) -> str:
+def _sha256_of(path: str, identity: tuple[int, ...]) -> str:
+    note = cache_dir() / "hashes" / f"{hashlib.sha256(path.encode()).hexdigest()[:32]}.json"
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        known = json.loads(note.read_text())
+        if known["path"] == path and tuple(known["identity"]) == identity and len(known["sha256"]) == 64:
+            return str(known["sha256"])
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+    with contextlib.suppress(OSError):  # WriteError included: an unwritable cache only hashes again next time
+        note.parent.mkdir(parents=True, exist_ok=True)
+        write_text(note, json.dumps({"path": path, "identity": list(identity), "sha256": digest.hexdigest()}))
     return digest.hexdigest()
 
 

@@ -110,7 +110,9 @@ class _Ready:
         self.result: Any = None
         self.error: BaseException | None = None
         self._requests: list = []
-        self.thread = threading.Thread(target=self._make, args=(make,), name="ccs-openvino-load", daemon=True)
+        # Not a daemon: the interpreter waits for it at exit (a process ending while OpenVINO is still importing on a
+        # daemon thread aborts in OpenVINO's destructors).
+        self.thread = threading.Thread(target=self._make, args=(make,), name="ccs-openvino-load", daemon=False)
         self.thread.start()
 
     def _make(self, make) -> None:

@@ -19,8 +19,6 @@ stayed under a third of the budget for ``RECOVER_S``:
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +27,7 @@ import numpy as np
 
 from ccstereo.runtime.media import MediaError
 from ccstereo.runtime.report import StageTimes
-from ccstereo.runtime.stream import Batch, Batching, End, _Audio, _Frames, _unique
+from ccstereo.runtime.stream import Batch, Batching, End, Pump, _Audio, _Frames, _unique
 
 LEVELS = ("full", "one V-TTA crop", "picture held 0.3 s", "hop doubled")
 HOLD_TICKS = 3  # level 2: a picture serves windows for up to this many 10 fps ticks
@@ -180,12 +178,14 @@ def live_batches(
 ) -> Iterator[Batch | End]:
     """Run the producer ``items`` on a thread; yield everything it has ready as one batch of at most ``most``
     windows (one window when the machine keeps up), and tell ``control`` each batch's compute delay."""
-    pump = _Pump(items, depth=4 * most)
+    pump = Pump(items, depth=4 * most, name="ccs-live-decode")
     try:
         while True:
             group = [pump.get()]
             while isinstance(group[-1], Batch) and len(group) < most and (item := pump.get_nowait()) is not None:
                 group.append(item)
+            if group[-1] is Pump.END:
+                raise RuntimeError("the producer ended without its End marker")
             end = group.pop() if isinstance(group[-1], End) else None
             if group:
                 batch = merge(group, share)  # type: ignore[arg-type]
@@ -197,53 +197,3 @@ def live_batches(
                 return
     finally:
         pump.stop()
-
-
-class _Pump:
-    """A producer iterator on a thread of its own behind a bounded queue; its exception is re-raised by ``get``."""
-
-    _END = object()
-
-    def __init__(self, items: Iterator, depth: int) -> None:
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._work, args=(items,), name="ccs-live-decode", daemon=True)
-        self.thread.start()
-
-    def _work(self, items: Iterator) -> None:
-        try:
-            for item in items:
-                if not self._put(item):
-                    return
-            self._put(self._END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            self._put(exc)
-
-    def _put(self, item) -> bool:
-        while not self.stopping.is_set():
-            try:
-                self.q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _unwrap(self, item):
-        if isinstance(item, BaseException):
-            raise item
-        if item is self._END:
-            raise RuntimeError("the producer ended without its End marker")
-        return item
-
-    def get(self):
-        return self._unwrap(self.q.get())
-
-    def get_nowait(self):
-        try:
-            return self._unwrap(self.q.get_nowait())
-        except queue.Empty:
-            return None
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=5)

@@ -277,40 +277,66 @@ def windows_from(
     return produce(audio, media.frames(batching.config.fps, times), batching, times)
 
 
-def threaded(items: Iterator, depth: int = QUEUE_DEPTH) -> Iterator:
-    """Run ``items`` in a producer thread behind a bounded queue; re-raise its exceptions here."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    sentinel = object()
+class Pump:
+    """A producer iterator on a thread of its own behind a bounded queue: ``get`` returns its items in order, then
+    ``END``; an exception it raised is raised by ``get`` instead. ``stop`` ends the thread early."""
 
-    def work() -> None:
+    END = object()
+
+    def __init__(self, items: Iterator, depth: int = QUEUE_DEPTH, name: str = "ccs-decode") -> None:
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._work, args=(items,), name=name, daemon=True)
+        self.thread.start()
+
+    def _work(self, items: Iterator) -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not self._put(item):
                     return
-            q.put(sentinel)
+            self._put(self.END)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put(exc)
+            self._put(exc)
 
-    thread = threading.Thread(target=work, name="ccs-decode", daemon=True)
-    thread.start()
+    def _put(self, item) -> bool:
+        while not self.stopping.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    @staticmethod
+    def _unwrap(item):
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def get(self):
+        """Return the next item (waiting for it), or ``END``."""
+        return self._unwrap(self.q.get())
+
+    def get_nowait(self):
+        """Return the next item if one is ready, else None."""
+        try:
+            return self._unwrap(self.q.get_nowait())
+        except queue.Empty:
+            return None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+
+
+def threaded(items: Iterator, depth: int = QUEUE_DEPTH) -> Iterator:
+    """Run ``items`` in a producer thread behind a bounded queue; re-raise its exceptions here."""
+    pump = Pump(items, depth)
     try:
-        while True:
-            item = q.get()
-            if item is sentinel:
-                return
-            if isinstance(item, BaseException):
-                raise item
+        while (item := pump.get()) is not Pump.END:
             yield item
     finally:
-        stop.set()
-        thread.join(timeout=5)
+        pump.stop()
 
 
 @dataclass

@@ -30,7 +30,6 @@ import numpy as np
 
 from ccstereo.runtime.errors import OptionError
 from ccstereo.runtime.options import ClipMode
-from ccstereo.runtime.true_peak import decoded_true_peak
 from ccstereo.runtime.writers import temporary_path
 
 CLIP_MODES = tuple(m.value for m in ClipMode)
@@ -158,9 +157,9 @@ class ClipGuard:
         gain = 10 ** (self.report.gain_db / 20)
         for _ in range(4):
             writer: LossyWriter = self.writer  # type: ignore[assignment]
-            done = writer.finish()
-            measured = writer.true_peak()  # decoded while it was written
-            peak = decoded_true_peak(done) if measured is None else measured
+            writer.finish()
+            peak = writer.true_peak()  # decoded while it was written (asked for in ``_open``)
+            assert peak is not None
             self.report.true_peak_dbtp = 20 * math.log10(max(peak, 1e-12))
             if peak <= limit:
                 return

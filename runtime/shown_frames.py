@@ -35,9 +35,10 @@ def decode_shown(container, stream, fps: float, origin_s: float) -> Iterator:
     for packet in container.demux(stream):
         if packet.size == 0:  # the demuxer's end-of-stream packet: flushed below, once
             continue
-        if packet.pts is not None and base is not None:
-            known.add(float(packet.pts * base))
-        pending.append(packet)
+        t = float(packet.pts * base) if packet.pts is not None and base is not None else None
+        if t is not None:
+            known.add(t)
+        pending.append((packet, t))
         if len(pending) > LOOKAHEAD:
             yield from _decode(ctx, pending.popleft(), known, base)
     while pending:
@@ -46,9 +47,9 @@ def decode_shown(container, stream, fps: float, origin_s: float) -> Iterator:
     yield from _timed(ctx.decode(None), base)
 
 
-def _decode(ctx, packet, known: _Times, base) -> list:
-    skip = packet.pts is not None and base is not None and not known.may_show(float(packet.pts * base))
-    ctx.skip_frame = "NONREF" if skip else "DEFAULT"
+def _decode(ctx, timed_packet: tuple, known: _Times, base) -> list:
+    packet, t = timed_packet
+    ctx.skip_frame = "NONREF" if t is not None and not known.may_show(t) else "DEFAULT"
     return _timed(ctx.decode(packet), base)
 
 

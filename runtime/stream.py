@@ -192,7 +192,7 @@ def produce(
     share_identical = batching.share_identical
     crops, windows, k = _Frames(frames, config, batching.tta, times), _Audio(audio, plan, times), 0
     most = batch_size * (GROW_WHILE_SHARED if share_identical and tracker is None else 1)
-    size, grow = min(FIRST_BATCH, batch_size), min(FIRST_BATCH, batch_size)  # a small first call: an early start
+    size = grow = min(FIRST_BATCH, batch_size)  # a small first call: an early start
     while True:
         starts: list[int] = []
         monos: list[np.ndarray] = []

@@ -83,6 +83,9 @@ class TruePeakMeter:
                 self.peak.add(frame)
         return self.peak.end()
 
+    def abort(self) -> None:
+        """Nothing runs beside the writer: nothing to stop."""
+
 
 class BackgroundMeter:
     """A ``TruePeakMeter`` on a thread of its own: for a pass whose encoding is all the thread that writes it does

@@ -338,7 +338,7 @@ class MuxWriter:
         for handle in ("out", "src"):
             with contextlib.suppress(Exception):  # best effort on the failure path
                 getattr(self, handle).close()
-        if hasattr(getattr(self, "meter", None), "abort"):  # a meter thread of its own: stopped
+        if getattr(self, "meter", None) is not None:  # a meter on a thread of its own is stopped
             self.meter.abort()
         self._unlink()
 

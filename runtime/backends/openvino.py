@@ -62,8 +62,8 @@ class OpenVINOBackend:
         count = threads or os.cpu_count() or 1
         latency = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": count}
         self.streams = min(STREAMS, count)
-        config = latency if self.streams == 1 else {**latency, "PERFORMANCE_HINT": "THROUGHPUT"}
-        config |= {"NUM_STREAMS": self.streams} if self.streams > 1 else {}
+        streams = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
+        config = latency if self.streams == 1 else {**latency, **streams}
         self.name, self.precision = f"openvino-cpu-{precision}", precision
         self.max_batch = max_batch
         self._opened = (Path(model_path), core, latency)

@@ -65,8 +65,10 @@ def native_bf16() -> bool:
     forced = overridden_flags()
     if forced is not None:
         return any(flag in forced for flag in BF16_FLAGS)
+    from ccstereo.runtime.openvino_import import core
+
     try:
-        import openvino as ov
+        found = core()
     except ImportError:
         return False
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in found.get_property("CPU", "OPTIMIZATION_CAPABILITIES")

@@ -99,11 +99,9 @@ def cpu_candidates(model: Path) -> list[Candidate]:
 
 
 def openvino_installed() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    from ccstereo.runtime.openvino_import import installed
+
+    return installed()
 
 
 def build(

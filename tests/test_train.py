@@ -12,29 +12,6 @@ import ccstereo
 from ccstereo.train.losses import scl_loss, spatial_shuffle
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth") / "ds"
-    cmd = [
-        sys.executable,
-        "-m",
-        "ccstereo.synth.cli",
-        str(out),
-        "--clips",
-        "4",
-        "--seconds",
-        "2",
-        "--seed",
-        "3",
-        "--hrtf",
-        "kemar",
-        "-q",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
 def test_synth_writes_the_fairplay_layout(tiny_dataset):
     from ccstereo.train.data import read_split
 

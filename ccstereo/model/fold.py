@@ -14,6 +14,7 @@ from torch import nn
 
 from ccstereo.model.attention import AudioVisualFusion
 from ccstereo.model.avad import AVAD
+from ccstereo.model.efficientnet import ConvBN, EfficientNetLite0Trunk
 from ccstereo.model.network import CCStereo
 from ccstereo.model.resnet import BasicBlock, ResNet18Trunk
 from ccstereo.model.unet import AudioUNet, UpBlock
@@ -46,7 +47,14 @@ def _fold(
     conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype))
 
 
-def _fold_trunk(trunk: ResNet18Trunk) -> None:
+def _fold_trunk(trunk: ResNet18Trunk | EfficientNetLite0Trunk) -> None:
+    if isinstance(trunk, EfficientNetLite0Trunk):
+        for module in trunk.modules():
+            if isinstance(module, ConvBN):
+                assert isinstance(module.bn, nn.BatchNorm2d)
+                _fold(module.conv, *_bn_affine(module.bn))
+                module.bn = nn.Identity()
+        return
     _fold(trunk.conv1, *_bn_affine(trunk.bn1))
     trunk.bn1 = nn.Identity()
     for module in trunk.modules():

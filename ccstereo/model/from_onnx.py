@@ -21,10 +21,12 @@ from torch import nn
 
 from ccstereo.checkpoint import CheckpointError
 from ccstereo.config import ConfigError, ModelConfig
+from ccstereo.model.efficientnet import ConvBN, EfficientNetLite0Trunk
 from ccstereo.model.network import CCStereo
+from ccstereo.model.resnet import BasicBlock
 
 # Graph constants that the model computes itself from its config (buffers, not weights).
-_DERIVED = ("stft.", "istft.", "real_eps", "pixel_mean", "pixel_std", "audio.freq_resize")
+_DERIVED = ("stft.", "istft.", "real_eps", "pixel_mean", "pixel_std", "audio.freq_resize", "visual.trunk.in_s")
 
 
 def _visual_bn_pairs(model: CCStereo) -> list[tuple[str, nn.BatchNorm2d, slice]]:
@@ -32,9 +34,14 @@ def _visual_bn_pairs(model: CCStereo) -> list[tuple[str, nn.BatchNorm2d, slice]]
     pairs: list[tuple[str, nn.BatchNorm2d, slice]] = []
     trunk, aspp = model.visual.trunk, model.visual.aspp
     every = slice(None)
-    pairs.append(("visual.trunk.conv1", trunk.bn1, every))
+    if isinstance(trunk, EfficientNetLite0Trunk):
+        for name, module in trunk.named_modules():
+            if isinstance(module, ConvBN):
+                pairs.append((f"visual.trunk.{name}.conv", module.bn, every))  # type: ignore[arg-type]
+    else:
+        pairs.append(("visual.trunk.conv1", trunk.bn1, every))
     for name, module in trunk.named_modules():
-        if hasattr(module, "bn2"):
+        if isinstance(module, BasicBlock):
             prefix = f"visual.trunk.{name}"
             pairs += [(f"{prefix}.conv1", module.bn1, every), (f"{prefix}.conv2", module.bn2, every)]
             if module.downsample is not None:

@@ -1,4 +1,5 @@
-"""Visual encoder: ResNet-18 trunk followed by an ASPP head reducing to ``img_dim`` channels."""
+"""Visual encoder: a trunk (ResNet-18 as the official model, or EfficientNet-Lite0) followed by an ASPP head
+reducing to ``img_dim`` channels."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ccstereo.config import ModelConfig
+from ccstereo.model.efficientnet import EfficientNetLite0Trunk
 from ccstereo.model.resnet import ResNet18Trunk
 
 
@@ -44,7 +46,11 @@ class VisualEncoder(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.trunk = ResNet18Trunk(config.resnet_width)
+        self.trunk: ResNet18Trunk | EfficientNetLite0Trunk
+        if config.visual_trunk == "efficientnet_lite0":
+            self.trunk = EfficientNetLite0Trunk(config.imagenet_mean, config.imagenet_std)
+        else:
+            self.trunk = ResNet18Trunk(config.resnet_width)
         self.aspp = ASPP(self.trunk.out_channels, config.img_dim, config.aspp_hidden, config.aspp_dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

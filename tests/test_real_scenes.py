@@ -90,6 +90,28 @@ def test_a_scene_without_a_visible_source_is_centred(assets):
     assert found >= 2
 
 
+def test_paired_scenes_play_what_their_objects_make(assets):
+    """--paired-sounds: every sounding object plays its own recording, a scene without a visible source plays a
+    recording of nothing in its picture; the scenes' other draws are those of the default scenes (same kinds)."""
+    from ccstereo.synth.hrtf import load_hrtf
+    from ccstereo.synth.real_scene import render_real_scene
+
+    head, train = load_hrtf("kemar"), assets["train"]
+    own = {s.name: s.sound.name for s in train.stamps if s.sound is not None}
+    sounding = centred = 0
+    for seed in range(24):
+        _, _, info = render_real_scene(np.random.default_rng(seed), 2.0, head, train, paired=True)
+        makers = [o["stamp"] for o in info["objects"] if o["sounding"]]
+        shown = {own.get(o["stamp"]) for o in info["objects"]}
+        if info["centred"]:
+            assert len(info["sounds"]) == 1 and info["sounds"][0] not in shown, info
+            centred += 1
+        else:
+            assert info["sounds"] == [own[name] for name in makers], info
+            sounding += len(makers)
+    assert sounding >= 12 and centred >= 1
+
+
 def _asymmetric_clip():
     """A clip whose picture is red on its left half and whose sound is louder in the left ear."""
     from ccstereo.train.data import Clip

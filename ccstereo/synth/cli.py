@@ -27,6 +27,10 @@ def main(
     centred_share: Annotated[
         float, typer.Option(help="real kinds: share of scenes with no sounding object in the picture")
     ] = CENTRED_SHARE,
+    paired_sounds: Annotated[
+        bool,
+        typer.Option("--paired-sounds/--any-sounds", help="real kinds: each object plays only its own recording"),
+    ] = False,
     mp4: Annotated[bool, typer.Option("--mp4/--no-mp4", help="also write <id>.mp4 per clip")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -47,6 +51,7 @@ def main(
             log=(lambda _m: None) if quiet else typer.echo,
             kind=kind,
             centred_share=centred_share,
+            paired_sounds=paired_sounds,
         )
     except (CCStereoError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -82,13 +82,15 @@ def write_dataset(
     log=print,
     kind: str = "shapes",
     centred_share: float = CENTRED_SHARE,
+    paired_sounds: bool = False,
 ) -> Path:
     """Render ``clips`` scenes of ``seconds`` into ``out``; deterministic for a given seed.
 
     ``hrtf`` names one head or several separated by commas (each clip draws one). ``kind`` is ``shapes``
     (coloured shapes over drawn backgrounds) or ``real-train`` / ``real-eval`` (photographed objects over real
     pictures and footage, real recordings, rooms: ``ccstereo.synth.real_scene``, from that side's assets).
-    ``centred_share`` is the share of real scenes with no sounding object in the picture (sound straight ahead).
+    ``centred_share`` is the share of real scenes with no sounding object in the picture (sound straight ahead);
+    ``paired_sounds``: in real scenes every sound belongs to what makes it (``real_scene``'s ``paired``).
     """
     import soundfile as sf
     from PIL import Image
@@ -108,6 +110,8 @@ def write_dataset(
     meta = {"seed": seed, "seconds": seconds, "hrtf": hrtf, "kind": kind, "rate_hz": rate_hz, "fps": FPS}
     if assets is not None and centred_share != CENTRED_SHARE:
         meta["centred_share"] = centred_share
+    if assets is not None and paired_sounds:
+        meta["paired_sounds"] = True
     meta["clips"] = {}
     ids = []
     for i in range(clips):
@@ -119,7 +123,7 @@ def write_dataset(
         else:
             from ccstereo.synth.real_scene import render_real_scene
 
-            audio, frames, info = render_real_scene(rng, seconds, hrirs, assets, centred_share)
+            audio, frames, info = render_real_scene(rng, seconds, hrirs, assets, centred_share, paired_sounds)
         sf.write(out / "binaural_audios" / f"{cid}.wav", audio.T, rate_hz, subtype="FLOAT")
         frame_dir = out / "frames" / f"{cid}.mp4"
         frame_dir.mkdir(parents=True, exist_ok=True)

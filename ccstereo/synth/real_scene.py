@@ -7,6 +7,10 @@ a measured head and a room.
   everyday sound; it is rendered through the head's HRIRs at the azimuth of the object's image position, with
   early reflections and a diffuse tail when the scene has a room.
 - A scene with no sounding object shows its sound straight ahead (azimuth 0): a sound nobody sees stays centred.
+- ``paired``: every sound belongs to what makes it — a sounding object is one whose stamp has its own recording,
+  and it plays only that; the silent objects are any others; a scene with no sounding object plays a sound none of
+  its pictured objects would make. Only then can a model learn which of several objects sounds from what it hears
+  (without it, most objects play a random voice, instrument or everyday sound, and the picture alone decides).
 - Frames are stored as JPEG at a random quality (compression artefacts).
 
 ``boxes`` give each tick's sounding-object boxes (x0, y0, x1, y1 in the 480 x 240 frame): the objectness
@@ -195,11 +199,33 @@ def _paste(frames: list, placed: list[Placed]) -> list[np.ndarray]:
     return out
 
 
+def _paired_picks(rng: np.random.Generator, assets: Assets, count: int, silent: int) -> list[int]:
+    """Stamp indices: ``count`` sounding ones among the stamps with their own recording, then ``silent`` others."""
+    voiced = [i for i, stamp in enumerate(assets.stamps) if stamp.sound is not None]
+    sounding = [voiced[int(i)] for i in rng.choice(len(voiced), size=count, replace=False)]
+    others = [i for i in range(len(assets.stamps)) if i not in sounding]
+    return sounding + [others[int(i)] for i in rng.choice(len(others), size=silent, replace=False)]
+
+
+def _unseen_sound(rng: np.random.Generator, assets: Assets, placed: list[Placed]) -> Path:
+    """A sound none of the pictured objects would make: a voice or an instrument, or the recording of a stamp that
+    is not in the picture."""
+    shown = {p.stamp.sound for p in placed}
+    pool = [*assets.voices, *assets.instruments, *(s for s in assets.sounds if s not in shown)]
+    return pool[int(rng.integers(len(pool)))]
+
+
 def render_real_scene(
-    rng: np.random.Generator, seconds: float, hrirs: HRIRSet, assets: Assets, centred_share: float = CENTRED_SHARE
+    rng: np.random.Generator,
+    seconds: float,
+    hrirs: HRIRSet,
+    assets: Assets,
+    centred_share: float = CENTRED_SHARE,
+    paired: bool = False,
 ) -> tuple[np.ndarray, list[np.ndarray], dict]:
     """Return (binaural [2, n] at the HRIR rate, RGB frames at 10 fps, description with per-tick boxes).
-    ``centred_share`` of the scenes have no sounding object (the rest: one object 63 : two objects 25)."""
+    ``centred_share`` of the scenes have no sounding object (the rest: one object 63 : two objects 25);
+    ``paired``: every sound belongs to what makes it (module docstring)."""
     rate, n = hrirs.rate_hz, int(seconds * hrirs.rate_hz)
     ticks = int(np.ceil(seconds * FPS)) + 1
     use_footage = assets.footage and rng.random() < 0.35
@@ -211,7 +237,11 @@ def render_real_scene(
         frames = _photo_frames(rng, background, ticks)
     rest = 1.0 - centred_share
     count = int(rng.choice([0, 1, 2], p=[centred_share, 0.63 * rest / 0.88, 0.25 * rest / 0.88]))
-    picks = rng.choice(len(assets.stamps), size=count + int(rng.integers(0, 4)), replace=False)
+    silent = int(rng.integers(0, 4))
+    if paired:
+        picks = _paired_picks(rng, assets, count, silent)
+    else:
+        picks = list(rng.choice(len(assets.stamps), size=count + silent, replace=False))
     placed = [_place(rng, assets.stamps[int(i)], ticks, j < count) for j, i in enumerate(picks)]
     rng.shuffle(placed)  # sounding objects are not always drawn on top
     blocks = int(np.ceil(n / (0.1 * rate))) + 2
@@ -219,9 +249,16 @@ def render_real_scene(
     room = rng.random() < 0.6
     audio = np.zeros((2, n), np.float32)
     sources = [p for p in placed if p.sounding] or [None]
+    played: list[Path] = []  # paired: the recording each source plays
     for p in sources:
         az = azimuth_deg(p.x_track[ticks_at]) if p is not None else np.zeros(blocks)
-        dry = object_sound(rng, p.stamp if p else None, assets, n, rate) * rng.uniform(0.5, 1.0)
+        if paired:
+            own = p.stamp.sound if p is not None else None
+            played.append(own if own is not None else _unseen_sound(rng, assets, placed))
+            dry = _looped(rng, [played[-1]], n, rate)
+        else:
+            dry = object_sound(rng, p.stamp if p else None, assets, n, rate)
+        dry = dry * rng.uniform(0.5, 1.0)
         audio += _room(rng, dry, az, hrirs) if room else binauralize(dry, az, hrirs)
     audio *= 0.5 / max(float(np.max(np.abs(audio))), 1e-9)
     info = {
@@ -243,4 +280,7 @@ def render_real_scene(
         "jpeg_quality": int(rng.integers(35, 96)),
         "boxes": [[list(_box(p, k)) for p in placed if p.sounding] for k in range(ticks)],
     }
+    if paired:
+        info["paired_sounds"] = True
+        info["sounds"] = [path.name for path in played]
     return audio, _paste(frames, placed), info

@@ -8,6 +8,7 @@ import csv
 import json
 import time
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -54,12 +55,6 @@ class Teacher(torch.nn.Module):
         load_imagenet_weights(self.net)
         self.net.requires_grad_(False)
         self.project = torch.nn.Conv2d(model.visual.trunk.out_channels, self.net.out_channels, 1)
-
-    def state_dict(self, *args, **kwargs):  # only the projection is trained: the teacher's weights are fixed
-        return self.project.state_dict(*args, **kwargs)
-
-    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
-        return self.project.load_state_dict(state, strict, assign)
 
     def loss(self, frames: torch.Tensor, trunk: torch.Tensor) -> torch.Tensor:
         """1 - cosine(teacher features, projected trunk features), averaged over cells and frames."""
@@ -129,20 +124,24 @@ def _heads(model: CCStereo, opts: TrainOptions) -> torch.nn.ModuleDict:
 
 
 def _teacher(heads: torch.nn.ModuleDict) -> Teacher | None:
-    for name, module in heads.items():  # ModuleDict has no .get
-        if name == "teacher" and isinstance(module, Teacher):
-            return module
-    return None
+    return cast(Teacher, heads["teacher"]) if "teacher" in heads else None
+
+
+def _base_rates(opts: TrainOptions, heads: torch.nn.ModuleDict) -> list[float]:
+    """The learning rate of each parameter group before the decay: visual (+ objectness), audio, and a teacher's
+    fresh projection at ten times the trunk's rate, so it follows the trunk."""
+    return [opts.lr_visual, opts.lr_audio] + ([10 * opts.lr_visual] if "teacher" in heads else [])
 
 
 def _optimizer(model: CCStereo, opts: TrainOptions, heads: torch.nn.ModuleDict) -> torch.optim.Optimizer:
-    groups = [
-        {"params": list(model.visual.parameters()) + list(heads["objectness"].parameters()), "lr": opts.lr_visual},
-        {"params": [p for n, p in model.named_parameters() if not n.startswith("visual.")], "lr": opts.lr_audio},
+    params = [
+        list(model.visual.parameters()) + list(heads["objectness"].parameters()),
+        [p for n, p in model.named_parameters() if not n.startswith("visual.")],
     ]
     teacher = _teacher(heads)
-    if teacher is not None:  # a fresh projection: ten times the trunk's rate, so it follows the trunk
-        groups.append({"params": list(teacher.project.parameters()), "lr": 10 * opts.lr_visual})
+    if teacher is not None:  # only the projection learns: the teacher's own weights are fixed
+        params.append(list(teacher.project.parameters()))
+    groups = [{"params": p, "lr": lr} for p, lr in zip(params, _base_rates(opts, heads), strict=True)]
     return torch.optim.Adam(groups, betas=(0.9, 0.999))
 
 
@@ -158,8 +157,9 @@ def _resume(opts: TrainOptions, model: CCStereo, optimizer, heads: torch.nn.Modu
     optimizer.load_state_dict(state["optimizer"])
     if "objectness_head" in state:
         heads["objectness"].load_state_dict(state["objectness_head"])
-    if "distill_head" in state and "teacher" in heads:
-        heads["teacher"].load_state_dict(state["distill_head"])
+    teacher = _teacher(heads)
+    if "distill_head" in state and teacher is not None:
+        teacher.project.load_state_dict(state["distill_head"])
     return int(state["step"]), float(state["best_stft"])
 
 
@@ -181,11 +181,12 @@ def _warm_start(opts: TrainOptions, model: CCStereo) -> None:
               "aspp_hidden": model.config.aspp_hidden}  # fmt: skip
     if loaded.config.replace(**visual) != model.config:
         raise ValueError(f"{opts.init}: its config differs from the requested one beyond the visual encoder")
-    # another visual encoder (a pretrained trunk): the audio network and fusion come from --init, the rest is new
+    # another visual encoder: the audio network and fusion come from --init, the trunk from its pretraining
     audio = {k: v for k, v in loaded.state_dict().items() if not k.startswith("visual.")}
     missing, unexpected = model.load_state_dict(audio, strict=False)
     if unexpected or any(not k.startswith("visual.") for k in missing):
         raise ValueError(f"{opts.init}: its audio network does not fit ({(unexpected + missing)[:3]})")
+    _pretrained_trunk(model)
 
 
 def _pretrained_trunk(model: CCStereo) -> None:
@@ -204,8 +205,9 @@ def _save(opts: TrainOptions, model: CCStereo, optimizer, heads: torch.nn.Module
     with writing(opts.out / "train_state.pt") as tmp:
         state = {"optimizer": optimizer.state_dict(), "step": step, "best_stft": best}
         state["objectness_head"] = heads["objectness"].state_dict()
-        if "teacher" in heads:
-            state["distill_head"] = heads["teacher"].state_dict()
+        teacher = _teacher(heads)
+        if teacher is not None:
+            state["distill_head"] = teacher.project.state_dict()
         torch.save(state, tmp)
 
 
@@ -228,10 +230,10 @@ def train(opts: TrainOptions, log=print) -> dict:
     heads = _heads(model, opts)
     optimizer = _optimizer(model, opts, heads)
     step, best = _resume(opts, model, optimizer, heads)
-    if step == 0:
+    if step == 0 and opts.init is not None:
+        _warm_start(opts, model)
+    elif step == 0:
         _pretrained_trunk(model)
-        if opts.init is not None:
-            _warm_start(opts, model)
     sampler = SegmentSampler(train_clips, cfg, opts.seed + step, mirror=opts.mirror)
     gen = torch.Generator().manual_seed(opts.seed + step)
     log_path = opts.out / "train_log.csv"
@@ -243,7 +245,7 @@ def train(opts: TrainOptions, log=print) -> dict:
             writer.writerow(["step", "loss", "mse", "amp", "phase", "scl", "objectness", "distill", "s_per_step"])
         window: list[StepLosses] = []
         tick = time.perf_counter()
-        bases = [opts.lr_visual, opts.lr_audio] + ([10 * opts.lr_visual] if "teacher" in heads else [])
+        bases = _base_rates(opts, heads)
         while step < opts.steps:
             model.train()
             if opts.frozen_bn:

@@ -11,7 +11,8 @@ windows at the 0.1 s hop, V-TTA) on onnxruntime fp32, so the models are compared
 
 Measures (0.5 s segments carrying sound): direction accuracy where the truth's |ILD| >= 1 dB (all, truth on the
 left, truth on the right), ILD correlation with the truth, STFT distance of model and of the mono copy, the mean
-|ILD| of the model on scenes whose truth is centred, and the mirror correlation (ILD of the mirrored picture's
+|ILD| of the model on scenes whose truth is centred (and on ``--centred`` more such scenes, by what the picture
+shows: nothing, or objects that make no sound), and the mirror correlation (ILD of the mirrored picture's
 output against minus the original's). Then direction per kind of scene (how many objects sound, how many silent
 ones are in the picture, footage or a still picture behind them, moving or still, room or not, and bands of the
 truth's |ILD|) and each model's five worst clips with their background: where a model fails, not only how often;
@@ -38,11 +39,28 @@ from ccstereo.synth.dataset import write_dataset
 from ccstereo.train.data import load_clip
 
 
-def _scenes(work: Path, clips: int, seed: int, head: str) -> Path:
-    data = work / f"real-eval-{seed}-{clips}-{head}"
+def _scenes(work: Path, clips: int, seed: int, head: str, centred_share: float | None = None) -> Path:
+    name = f"real-eval-{seed}-{clips}-{head}" if centred_share is None else f"real-eval-centred-{seed}-{clips}-{head}"
+    data = work / name
     if not (data / "metadata.json").is_file():
-        write_dataset(data, clips, 8.0, seed, head, mp4=False, log=lambda _m: None, kind="real-eval")
+        more = {} if centred_share is None else {"centred_share": centred_share}
+        write_dataset(data, clips, 8.0, seed, head, mp4=False, log=lambda _m: None, kind="real-eval", **more)
     return data
+
+
+def _centred_scenes(engine: Binauralizer, data: Path) -> dict:
+    """Mean |ILD| in dB of the output on scenes whose sound is straight ahead: all, and split by what the picture
+    shows (no object / objects that make no sound; footage / a still picture)."""
+    meta = json.loads((data / "metadata.json").read_text())
+    groups: dict[str, list[float]] = {}
+    for cid in sorted(meta["clips"]):
+        clip, scene = load_clip(data, cid, ModelConfig()), meta["clips"][cid]
+        ild, energy = segment_ild_db(engine.process_arrays(clip.audio, clip.frames, RunOptions()))
+        value = float(np.mean(np.abs(ild[energy > 1e-4 * energy.max()])))
+        shown = "silent objects shown" if scene["objects"] else "no object shown"
+        for key in ("all", shown, "over footage" if scene["footage"] else "over a picture"):
+            groups.setdefault(key, []).append(value)
+    return {k: (float(np.mean(v)), len(v)) for k, v in groups.items()}
 
 
 def _kinds(scene: dict) -> list[str]:
@@ -162,6 +180,7 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=40)
     parser.add_argument("--seed", type=int, default=9100)
     parser.add_argument("--head", default="kemar-ssr", help="HRTF set the scenes are rendered with")
+    parser.add_argument("--centred", type=int, default=20, help="extra scenes whose sound is straight ahead (seed+1)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ccstereo-real-scenes")
     parser.add_argument("--threads", type=int, default=None, help="backend threads (default: the backend's)")
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -170,12 +189,15 @@ def main() -> int:
     data = _scenes(args.work, args.clips, args.seed, args.head)
     meta = json.loads((data / "metadata.json").read_text())
     ids = sorted(meta["clips"])
+    centred = _scenes(args.work, args.centred, args.seed + 1, args.head, centred_share=1.0) if args.centred else None
     print(f"{len(ids)} real-eval scenes (+ mirrored), head {args.head}, seed {args.seed}: {data}")
     results = {}
     for model in args.models:
         engine = Binauralizer.load(model, backend="onnxruntime", precision="fp32", threads=args.threads)
         results[model] = _score_model(engine, data, ids, meta)
         results[model]["side_kept_with_another_scenes_sound"] = _sound_swap(engine, data, ids, meta)
+        if centred is not None:
+            results[model]["centred_scenes"] = _centred_scenes(engine, centred)
     header = (
         "| model | direction (all / left / right) | ILD corr | STFT model / mono | centred |ILD| dB | mirror corr |"
     )
@@ -190,6 +212,11 @@ def main() -> int:
         )
     print(f"segments decided: {next(iter(results.values()))['segments']}; wall {time.perf_counter() - started:.0f} s")
     _print_breakdown(results)
+    if centred is not None:
+        print(f"\n{args.centred} more scenes with the sound straight ahead (seed {args.seed + 1}): mean |ILD| dB")
+        for model, r in results.items():
+            parts = ", ".join(f"{k} {v:.2f} ({n})" for k, (v, n) in r["centred_scenes"].items())
+            print(f"{model}: {parts}")
     if args.json:
         write_text(
             args.json, json.dumps({"head": args.head, "seed": args.seed, "clips": len(ids), **results}, indent=1)

@@ -94,13 +94,13 @@ def test_paired_scenes_play_what_their_objects_make(assets):
     """--paired-sounds: every sounding object plays its own recording, a scene without a visible source plays a
     recording of nothing in its picture; the scenes' other draws are those of the default scenes (same kinds)."""
     from ccstereo.synth.hrtf import load_hrtf
-    from ccstereo.synth.real_scene import render_real_scene
+    from ccstereo.synth.real_scene import Mix, render_real_scene
 
     head, train = load_hrtf("kemar"), assets["train"]
     own = {s.name: s.sound.name for s in train.stamps if s.sound is not None}
     sounding = centred = 0
     for seed in range(24):
-        _, _, info = render_real_scene(np.random.default_rng(seed), 2.0, head, train, paired=True)
+        _, _, info = render_real_scene(np.random.default_rng(seed), 2.0, head, train, Mix(paired=True))
         makers = [o["stamp"] for o in info["objects"] if o["sounding"]]
         shown = {own.get(o["stamp"]) for o in info["objects"]}
         if info["centred"]:
@@ -218,3 +218,24 @@ def test_the_default_model_places_real_objects_on_both_sides_and_keeps_unseen_so
     for side, (good, counted) in agree.items():
         assert counted >= 20 and good / counted >= SIDE_ACCURACY, (side, good, counted)
     assert centred and max(centred) <= CENTRED_ILD_DB, centred
+
+
+def test_a_mix_bounds_the_silent_objects_and_can_show_nothing(assets):
+    """ccs-synth --max-silent: with none allowed and every scene centred, the picture shows no object and the truth
+    stays straight ahead; with one allowed no scene shows two; the default shows up to three."""
+    from ccstereo.synth.hrtf import load_hrtf
+    from ccstereo.synth.real_scene import Mix, render_real_scene
+
+    head, train = load_hrtf("kemar"), assets["train"]
+    most = {}
+    for mix in (Mix(), Mix(max_silent=1), Mix(centred_share=1.0, max_silent=0)):
+        silent = []
+        for seed in range(16):
+            audio, _, info = render_real_scene(np.random.default_rng(seed), 2.0, head, train, mix)
+            silent.append(sum(not o["sounding"] for o in info["objects"]))
+            if mix.max_silent == 0:
+                ild, energy = segment_ild_db(audio)
+                assert info["objects"] == [] and info["centred"], info
+                assert np.all(np.abs(ild[energy > 1e-4 * energy.max()]) < 4.0), ild  # the head's own asymmetry
+        most[mix.max_silent] = max(silent)
+    assert most == {3: 3, 1: 1, 0: 0}, most

@@ -31,6 +31,9 @@ def main(
         bool,
         typer.Option("--paired-sounds/--any-sounds", help="real kinds: each object plays only its own recording"),
     ] = False,
+    max_silent: Annotated[
+        int, typer.Option(help="real kinds: each scene shows 0 to this many objects that make no sound (0-3)")
+    ] = 3,
     mp4: Annotated[bool, typer.Option("--mp4/--no-mp4", help="also write <id>.mp4 per clip")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -52,6 +55,7 @@ def main(
             kind=kind,
             centred_share=centred_share,
             paired_sounds=paired_sounds,
+            max_silent=max_silent,
         )
     except (CCStereoError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

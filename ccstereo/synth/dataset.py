@@ -83,6 +83,7 @@ def write_dataset(
     kind: str = "shapes",
     centred_share: float = CENTRED_SHARE,
     paired_sounds: bool = False,
+    max_silent: int = 3,
 ) -> Path:
     """Render ``clips`` scenes of ``seconds`` into ``out``; deterministic for a given seed.
 
@@ -90,7 +91,8 @@ def write_dataset(
     (coloured shapes over drawn backgrounds) or ``real-train`` / ``real-eval`` (photographed objects over real
     pictures and footage, real recordings, rooms: ``ccstereo.synth.real_scene``, from that side's assets).
     ``centred_share`` is the share of real scenes with no sounding object in the picture (sound straight ahead);
-    ``paired_sounds``: in real scenes every sound belongs to what makes it (``real_scene``'s ``paired``).
+    ``paired_sounds``: in real scenes every sound belongs to what makes it (``real_scene``'s ``paired``);
+    ``max_silent``: real scenes show 0 to this many objects that make no sound.
     """
     import soundfile as sf
     from PIL import Image
@@ -110,8 +112,16 @@ def write_dataset(
     meta = {"seed": seed, "seconds": seconds, "hrtf": hrtf, "kind": kind, "rate_hz": rate_hz, "fps": FPS}
     if assets is not None and centred_share != CENTRED_SHARE:
         meta["centred_share"] = centred_share
+    if not 0 <= max_silent <= 3:
+        raise ValueError(f"a scene shows 0 to 3 silent objects, not {max_silent}")
     if assets is not None and paired_sounds:
         meta["paired_sounds"] = True
+    if assets is not None and max_silent != 3:
+        meta["max_silent"] = max_silent
+    if assets is not None:
+        from ccstereo.synth.real_scene import Mix, render_real_scene
+
+        mix = Mix(centred_share, paired_sounds, max_silent)
     meta["clips"] = {}
     ids = []
     for i in range(clips):
@@ -121,9 +131,7 @@ def write_dataset(
         if assets is None:
             audio, frames, info = render_scene(rng, seconds, hrirs)
         else:
-            from ccstereo.synth.real_scene import render_real_scene
-
-            audio, frames, info = render_real_scene(rng, seconds, hrirs, assets, centred_share, paired_sounds)
+            audio, frames, info = render_real_scene(rng, seconds, hrirs, assets, mix)
         sf.write(out / "binaural_audios" / f"{cid}.wav", audio.T, rate_hz, subtype="FLOAT")
         frame_dir = out / "frames" / f"{cid}.mp4"
         frame_dir.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,18 @@ from ccstereo.synth.scene import CENTRED_SHARE, FPS, HEIGHT, WIDTH, azimuth_deg,
 from ccstereo.synth.sources import load_recording
 
 
+@dataclass(frozen=True)
+class Mix:
+    """What a set of real scenes holds: ``centred_share`` of them have no sounding object (the rest: one object
+    63 : two objects 25); each shows 0 to ``max_silent`` objects that make no sound (so ``centred_share=1``,
+    ``max_silent=0``: the picture alone, the sound straight ahead); ``paired``: every sound belongs to what makes it
+    (module docstring)."""
+
+    centred_share: float = CENTRED_SHARE
+    paired: bool = False
+    max_silent: int = 3
+
+
 @dataclass
 class Placed:
     image: object  # PIL RGBA image, already scaled
@@ -220,12 +232,10 @@ def render_real_scene(
     seconds: float,
     hrirs: HRIRSet,
     assets: Assets,
-    centred_share: float = CENTRED_SHARE,
-    paired: bool = False,
+    mix: Mix = Mix(),
 ) -> tuple[np.ndarray, list[np.ndarray], dict]:
-    """Return (binaural [2, n] at the HRIR rate, RGB frames at 10 fps, description with per-tick boxes).
-    ``centred_share`` of the scenes have no sounding object (the rest: one object 63 : two objects 25);
-    ``paired``: every sound belongs to what makes it (module docstring)."""
+    """Return (binaural [2, n] at the HRIR rate, RGB frames at 10 fps, description with per-tick boxes) of one
+    scene drawn from ``mix``."""
     rate, n = hrirs.rate_hz, int(seconds * hrirs.rate_hz)
     ticks = int(np.ceil(seconds * FPS)) + 1
     use_footage = assets.footage and rng.random() < 0.35
@@ -235,9 +245,10 @@ def render_real_scene(
     else:
         background = assets.backgrounds[int(rng.integers(len(assets.backgrounds)))]
         frames = _photo_frames(rng, background, ticks)
-    rest = 1.0 - centred_share
-    count = int(rng.choice([0, 1, 2], p=[centred_share, 0.63 * rest / 0.88, 0.25 * rest / 0.88]))
-    silent = int(rng.integers(0, 4))
+    rest = 1.0 - mix.centred_share
+    count = int(rng.choice([0, 1, 2], p=[mix.centred_share, 0.63 * rest / 0.88, 0.25 * rest / 0.88]))
+    silent = int(rng.integers(0, mix.max_silent + 1))
+    paired = mix.paired
     if paired:
         picks = _paired_picks(rng, assets, count, silent)
     else:

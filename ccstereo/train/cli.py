@@ -35,6 +35,9 @@ def main(
     distill_weight: Annotated[
         float, typer.Option(help="feature distillation from ImageNet EfficientNet-Lite0 into the trunk (0: off)")
     ] = _OPTS.distill_weight,
+    ild_weight: Annotated[
+        float, typer.Option(help="interaural level difference loss (dB per window, broadband and per band; 0: off)")
+    ] = _OPTS.ild_weight,
     bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast on CPU (AVX512-BF16 or AMX)")] = _OPTS.bf16,
     init: Annotated[
         Path | None, typer.Option(help="start from these weights: .safetensors, official .pth, or our fp32 .onnx")
@@ -78,6 +81,7 @@ def main(
         mirror=mirror,
         objectness_weight=objectness_weight,
         distill_weight=distill_weight,
+        ild_weight=ild_weight,
         bf16=bf16,
         init=init,
         frozen_bn=frozen_bn,

@@ -25,6 +25,7 @@ class TrainOptions:
     mirror: bool = False  # half the segments flipped left-right with the ears swapped (--mirror)
     objectness_weight: float = 0.5  # auxiliary objectness loss, on data with object boxes (real scenes)
     distill_weight: float = 0.0  # feature distillation from an ImageNet EfficientNet-Lite0 (training only)
+    ild_weight: float = 0.0  # interaural level difference in dB per window, broadband and per band (losses.ild_loss)
     bf16: bool = False
     init: Path | None = None  # start from these weights (native .safetensors, official .pth, or our fp32 .onnx)
     frozen_bn: bool = False  # BatchNorm statistics stay as loaded (required for an .onnx init: its BNs are folded)

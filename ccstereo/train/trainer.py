@@ -17,7 +17,7 @@ from ccstereo.checkpoint import load_checkpoint, save_checkpoint
 from ccstereo.kernels.stft import complex_mask
 from ccstereo.model import CCStereo
 from ccstereo.train.data import SegmentSampler, TrainBatch, load_clip, read_split
-from ccstereo.train.losses import magnitude_loss, phase_loss, scl_loss, spatial_shuffle
+from ccstereo.train.losses import ild_loss, magnitude_loss, phase_loss, scl_loss, spatial_shuffle
 from ccstereo.train.options import TrainOptions
 from ccstereo.train.validate import validate
 
@@ -31,6 +31,10 @@ class StepLosses:
     scl: float
     objectness: float = 0.0
     distill: float = 0.0
+    ild: float = 0.0
+
+
+LOGGED = ("total", "mse", "amp", "phase", "scl", "objectness", "distill", "ild")  # train_log.csv, in this order
 
 
 def objectness_head(model: CCStereo) -> torch.nn.Module:
@@ -109,9 +113,11 @@ def compute_losses(
     if head is not None and batch.objectness is not None and opts.objectness_weight > 0:
         logits = head(v.float()).squeeze(1)
         objectness = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.objectness))
+    ild = ild_loss(spec, pred, target) if opts.ild_weight > 0 else torch.zeros(())
     total = mse + opts.amp_weight * amp + opts.phase_weight * phs + opts.scl_weight * scl
     total = total + opts.objectness_weight * objectness + opts.distill_weight * distill.float()
-    parts = (float(x.detach()) for x in (total, mse, amp, phs, scl, objectness, distill))
+    total = total + opts.ild_weight * ild
+    parts = (float(x.detach()) for x in (total, mse, amp, phs, scl, objectness, distill, ild))
     return total, StepLosses(*parts)
 
 
@@ -242,7 +248,7 @@ def train(opts: TrainOptions, log=print) -> dict:
     with log_path.open("w" if new_log else "a", newline="") as fh:
         writer = csv.writer(fh)
         if new_log:
-            writer.writerow(["step", "loss", "mse", "amp", "phase", "scl", "objectness", "distill", "s_per_step"])
+            writer.writerow(["step", "loss", *LOGGED[1:], "s_per_step"])
         window: list[StepLosses] = []
         tick = time.perf_counter()
         bases = _base_rates(opts, heads)
@@ -265,14 +271,13 @@ def train(opts: TrainOptions, log=print) -> dict:
             if step % opts.log_every == 0 or step == opts.steps:
                 mean = {k: float(np.mean([getattr(w, k) for w in window])) for k in asdict(window[0])}
                 per_step = (time.perf_counter() - tick) / len(window)
-                columns = ("total", "mse", "amp", "phase", "scl", "objectness", "distill")
-                writer.writerow([step, *(round(mean[k], 6) for k in columns), round(per_step, 3)])
+                writer.writerow([step, *(round(mean[k], 6) for k in LOGGED), round(per_step, 3)])
                 fh.flush()
                 history.append({"step": step, **mean})
                 log(
                     f"step {step}/{opts.steps} loss {mean['total']:.4f} (mse {mean['mse']:.4f} phase "
                     f"{mean['phase']:.3f} scl {mean['scl']:.3f} obj {mean['objectness']:.3f} distill "
-                    f"{mean['distill']:.3f}) {per_step:.2f} s/step"
+                    f"{mean['distill']:.3f} ild {mean['ild']:.2f}) {per_step:.2f} s/step"
                 )
                 window, tick = [], time.perf_counter()
             if step % opts.val_every == 0 or step == opts.steps:

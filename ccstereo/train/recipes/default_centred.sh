@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Step 3 (no visible source stays centred) of the bundled default, in one file: default_ild.sh's run (the real-scene
+# default of step 2, bundled at cb84f47, trained further with the interaural level difference loss) with 150 more
+# scenes that show only their background — footage or a picture, no object — and play their sound straight ahead.
+# In the other scenes a centred sound comes with 0-3 objects that make no sound, so a picture with nothing pasted
+# on it is rare (3 % of scenes). No teacher; the graph and its speed do not change.
+# Resumable: run it again with the same RUN folder and it skips the data it already wrote and continues training
+# from the last checkpoint.
+#   bash ccstereo/train/recipes/default_centred.sh RUN_FOLDER
+# Needs: pip install -e ".[export,train,cpu]", apt-get (real assets, as default_real_scenes.sh).
+set -euo pipefail
+run=${1:?usage: default_centred.sh RUN_FOLDER}
+mkdir -p "$run"
+scenes() {  # scenes(folder, seed, kind, clips, extra...): once
+  [ -f "$1/metadata.json" ] || ccs-synth "$1" --kind "$3" --clips "$4" --seconds 8 --seed "$2" \
+    --hrtf kemar,fabian --quiet "${@:5}"
+}
+# 1. 600 real-looking scenes (seeds 2000-2003; two processes at a time) and step 2's 120 coloured-shape scenes.
+scenes "$run/data_a" 2000 real-train 150 --no-mp4 & first=$!
+scenes "$run/data_b" 2001 real-train 150 --no-mp4 & second=$!
+wait "$first" && wait "$second"
+scenes "$run/data_c" 2002 real-train 150 --no-mp4 & first=$!
+scenes "$run/data_d" 2003 real-train 150 --no-mp4 & second=$!
+wait "$first" && wait "$second"
+scenes "$run/shapes" 1000 shapes 120 --no-mp4
+# 150 scenes with no visible source: the background alone, the sound straight ahead (seed 2004).
+scenes "$run/empty" 2004 real-train 150 --no-mp4 --centred-share 1 --max-silent 0
+[ -f "$run/mix/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix" "$run/data_a" "$run/data_b" \
+  "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty"
+# 2. Warm start from step 2's graph (weights recovered exactly by ccstereo.model.from_onnx; BatchNorms frozen), step
+#    2's losses and rates plus the ILD loss.
+if [ ! -f "$run/init.onnx" ]; then
+  git -C "$(dirname "$0")" show cb84f47:runtime/assets/default/model.onnx > "$run/init.onnx.part"
+  mv "$run/init.onnx.part" "$run/init.onnx"
+fi
+ccs-train "$run/mix" --train-split "$run/mix/splits/split1/train.txt" --val-split "$run/mix/splits/split1/val.txt" \
+  -o "$run/train" --steps 2500 --batch-size 16 --resnet-width 32 --aspp-hidden 128 --init "$run/init.onnx" \
+  --frozen-bn --lr-visual 1e-4 --lr-audio 2e-4 --mirror --objectness-weight 0.5 --ild-weight 0.1 --bf16 \
+  --val-every 500 --val-clips 4 --seed 0
+# 3. int8 calibration videos (training side, another seed) and the export.
+scenes "$run/calibration" 3033 real-train 16
+ccs-export "$run/train/last.safetensors" -o "$run/model" $(printf -- '--calibrate %s ' "$run"/calibration/*.mp4)

@@ -239,3 +239,29 @@ def test_a_mix_bounds_the_silent_objects_and_can_show_nothing(assets):
                 assert np.all(np.abs(ild[energy > 1e-4 * energy.max()]) < 4.0), ild  # the head's own asymmetry
         most[mix.max_silent] = max(silent)
     assert most == {3: 3, 1: 1, 0: 0}, most
+
+
+def test_no_sounding_object_plays_a_silent_recording(assets, tmp_path):
+    """Some packaged recordings decode to silence (tuxpaint ships a few): a stamp whose own recording is silent
+    plays another sound, a silent recording drawn from a pool is drawn again, and the one training scene that
+    came out silent (an empty picture whose sound was tuxpaint's silent wombat.ogg) now has sound."""
+    import dataclasses
+
+    import soundfile as sf
+
+    from ccstereo.synth.hrtf import load_hrtf
+    from ccstereo.synth.real_scene import Mix, object_sound, render_real_scene
+
+    train = assets["train"]
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(8000, np.float32), 16000)
+    mute = dataclasses.replace(train.stamps[0], sound=silent, voices=())
+    quiet_pool = dataclasses.replace(train, instruments=(silent,) * 10 + train.instruments[:3])
+    for seed in range(24):
+        for stamp, pool in ((mute, train), (None, quiet_pool)):
+            sound = object_sound(np.random.default_rng(seed), stamp, pool, 16000, 16000)
+            assert np.abs(sound).max() > 0.1, (seed, stamp)
+    rng = np.random.default_rng([2004, 100])  # ccs-synth --seed 2004, clip 101, as default_centred.sh makes it
+    heads = [load_hrtf("kemar"), load_hrtf("fabian")]
+    audio, _, _ = render_real_scene(rng, 8.0, heads[int(rng.integers(2))], train, Mix(1.0, False, 0))
+    assert np.abs(audio).max() > 0.1

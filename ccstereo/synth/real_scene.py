@@ -74,18 +74,33 @@ def _looped(rng: np.random.Generator, paths: list[Path], n: int, rate_hz: int) -
     return out
 
 
+@functools.lru_cache(maxsize=8192)
+def audible(path: Path) -> bool:
+    """Whether a recording carries any sound: a few packaged ones decode to silence (tuxpaint's iguana, wombat,
+    giraffe and nandou), and a sounding object must not play one."""
+    return bool(np.max(np.abs(load_recording(path, 16000)), initial=0.0) > 0.0)
+
+
+def _draw(rng: np.random.Generator, pool: list[Path] | tuple[Path, ...]) -> Path:
+    """One recording of ``pool`` at random; a silent one is drawn again, so only a scene that drew one changes."""
+    for _ in range(64):
+        path = pool[int(rng.integers(len(pool)))]
+        if audible(path):
+            return path
+    raise ValueError(f"no audible recording among {len(pool)} (first: {pool[0]})")
+
+
 def object_sound(rng: np.random.Generator, stamp: Stamp | None, assets: Assets, n: int, rate_hz: int) -> np.ndarray:
     """Return one object's sound: its own recording, else a voice, an instrument or an everyday sound."""
-    if stamp is not None and stamp.sound is not None and rng.random() < 0.7:
+    if stamp is not None and stamp.sound is not None and audible(stamp.sound) and rng.random() < 0.7:
         return _looped(rng, [stamp.sound], n, rate_hz)
     kind = rng.choice(["voice", "instrument", "everyday"], p=[0.45, 0.35, 0.2])
     if kind == "voice" and (stamp is None or not stamp.voices or rng.random() < 0.5):
-        voices = assets.voices
-        return _looped(rng, [voices[int(rng.integers(len(voices)))]], n, rate_hz)
+        return _looped(rng, [_draw(rng, assets.voices)], n, rate_hz)
     if kind == "voice":
         return _looped(rng, list(stamp.voices), n, rate_hz)
     pool = list(assets.instruments if kind == "instrument" else assets.sounds)
-    return _looped(rng, [pool[int(rng.integers(len(pool)))]], n, rate_hz)
+    return _looped(rng, [_draw(rng, pool)], n, rate_hz)
 
 
 def _photo_frames(rng: np.random.Generator, path: Path, ticks: int) -> list:
@@ -213,7 +228,7 @@ def _paste(frames: list, placed: list[Placed]) -> list[np.ndarray]:
 
 def _paired_picks(rng: np.random.Generator, assets: Assets, count: int, silent: int) -> list[int]:
     """Stamp indices: ``count`` sounding ones among the stamps with their own recording, then ``silent`` others."""
-    voiced = [i for i, stamp in enumerate(assets.stamps) if stamp.sound is not None]
+    voiced = [i for i, stamp in enumerate(assets.stamps) if stamp.sound is not None and audible(stamp.sound)]
     sounding = [voiced[int(i)] for i in rng.choice(len(voiced), size=count, replace=False)]
     others = [i for i in range(len(assets.stamps)) if i not in sounding]
     return sounding + [others[int(i)] for i in rng.choice(len(others), size=silent, replace=False)]
@@ -224,7 +239,7 @@ def _unseen_sound(rng: np.random.Generator, assets: Assets, placed: list[Placed]
     is not in the picture."""
     shown = {p.stamp.sound for p in placed}
     pool = [*assets.voices, *assets.instruments, *(s for s in assets.sounds if s not in shown)]
-    return pool[int(rng.integers(len(pool)))]
+    return _draw(rng, pool)
 
 
 def render_real_scene(

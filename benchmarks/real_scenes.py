@@ -68,7 +68,9 @@ def _kinds(scene: dict) -> list[str]:
     sounding = [o for o in scene["objects"] if o["sounding"]]
     silent = len(scene["objects"]) - len(sounding)
     moving = any(abs(o["azimuth_start_deg"] - o["azimuth_end_deg"]) > 1 for o in sounding)
+    alone = ["one sounding object and nothing else"] if len(scene["objects"]) == len(sounding) == 1 else []
     return [
+        *alone,
         f"{len(sounding)} sounding object(s)",
         f"{min(silent, 2)}{'+' if silent >= 2 else ''} silent object(s)",
         "over footage" if scene["footage"] else "over a picture",

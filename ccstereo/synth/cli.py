@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ccstereo.synth.scene import CENTRED_SHARE
+from ccstereo.synth.scene import CENTRED_SHARE, MAX_SILENT
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -33,7 +33,7 @@ def main(
     ] = False,
     max_silent: Annotated[
         int, typer.Option(help="real kinds: each scene shows 0 to this many objects that make no sound (0-3)")
-    ] = 3,
+    ] = MAX_SILENT,
     mp4: Annotated[bool, typer.Option("--mp4/--no-mp4", help="also write <id>.mp4 per clip")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ccstereo.synth.hrtf import load_hrtf
-from ccstereo.synth.scene import CENTRED_SHARE, FPS, render_scene
+from ccstereo.synth.scene import CENTRED_SHARE, FPS, MAX_SILENT, render_scene
 
 
 def clip_id(index: int) -> str:
@@ -83,7 +83,7 @@ def write_dataset(
     kind: str = "shapes",
     centred_share: float = CENTRED_SHARE,
     paired_sounds: bool = False,
-    max_silent: int = 3,
+    max_silent: int = MAX_SILENT,
 ) -> Path:
     """Render ``clips`` scenes of ``seconds`` into ``out``; deterministic for a given seed.
 
@@ -107,21 +107,21 @@ def write_dataset(
         raise ValueError(f"unknown scene kind {kind!r}: shapes, real-train or real-eval")
     if not 0.0 <= centred_share <= 1.0:
         raise ValueError(f"the centred share is a fraction from 0 to 1, not {centred_share}")
+    if not 0 <= max_silent <= MAX_SILENT:
+        raise ValueError(f"a scene shows 0 to {MAX_SILENT} silent objects, not {max_silent}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "binaural_audios").mkdir(exist_ok=True)
     meta = {"seed": seed, "seconds": seconds, "hrtf": hrtf, "kind": kind, "rate_hz": rate_hz, "fps": FPS}
-    if assets is not None and centred_share != CENTRED_SHARE:
-        meta["centred_share"] = centred_share
-    if not 0 <= max_silent <= 3:
-        raise ValueError(f"a scene shows 0 to 3 silent objects, not {max_silent}")
-    if assets is not None and paired_sounds:
-        meta["paired_sounds"] = True
-    if assets is not None and max_silent != 3:
-        meta["max_silent"] = max_silent
     if assets is not None:
         from ccstereo.synth.real_scene import Mix, render_real_scene
 
         mix = Mix(centred_share, paired_sounds, max_silent)
+        if centred_share != CENTRED_SHARE:  # only what differs from the default mix is recorded
+            meta["centred_share"] = centred_share
+        if paired_sounds:
+            meta["paired_sounds"] = True
+        if max_silent != MAX_SILENT:
+            meta["max_silent"] = max_silent
     meta["clips"] = {}
     ids = []
     for i in range(clips):

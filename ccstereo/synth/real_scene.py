@@ -28,7 +28,7 @@ from scipy.signal import fftconvolve
 
 from ccstereo.synth.hrtf import HRIRSet
 from ccstereo.synth.real_assets import Assets, Stamp, picture_name
-from ccstereo.synth.scene import CENTRED_SHARE, FPS, HEIGHT, WIDTH, azimuth_deg, binauralize
+from ccstereo.synth.scene import CENTRED_SHARE, FPS, HEIGHT, MAX_SILENT, WIDTH, azimuth_deg, binauralize
 from ccstereo.synth.sources import load_recording
 
 
@@ -41,7 +41,7 @@ class Mix:
 
     centred_share: float = CENTRED_SHARE
     paired: bool = False
-    max_silent: int = 3
+    max_silent: int = MAX_SILENT
 
 
 @dataclass

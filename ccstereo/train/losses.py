@@ -15,6 +15,7 @@ def magnitude_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 ILD_BAND_EDGES = (0, 16, 48, 128, None)  # STFT bins at 16 kHz / 512: 0-0.5, 0.5-1.5, 1.5-4, 4-8 kHz
+_ILD_BANDS = ((0, None), *zip(ILD_BAND_EDGES[:-1], ILD_BAND_EDGES[1:], strict=True))  # broadband, then each band
 
 
 def ild_loss(
@@ -29,10 +30,9 @@ def ild_loss(
     def band_energies(diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         left = (mono + diff).pow(2).sum(1).sum(-1)  # [B, F]; the factor 1/4 of (M +- D) / 2 cancels in the ratio
         right = (mono - diff).pow(2).sum(1).sum(-1)
-        bands = [(0, None)] + list(zip(ILD_BAND_EDGES[:-1], ILD_BAND_EDGES[1:], strict=True))
         return (
-            torch.stack([left[:, a:b].sum(-1) for a, b in bands], -1),
-            torch.stack([right[:, a:b].sum(-1) for a, b in bands], -1),
+            torch.stack([left[:, a:b].sum(-1) for a, b in _ILD_BANDS], -1),
+            torch.stack([right[:, a:b].sum(-1) for a, b in _ILD_BANDS], -1),
         )
 
     lp, rp = band_energies(pred)

@@ -28,7 +28,7 @@ def main(
     backend: Annotated[BackendName, typer.Option(help="engine (auto: the fastest usable here)")] = o.BACKEND,
     precision: o.PrecisionOption = o.PRECISION,
     batch_size: Annotated[int | None, typer.Option(min=1, help="windows per backend call")] = o.LOAD.batch_size,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: every core)")] = o.LOAD.threads,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: all usable CPUs)")] = o.LOAD.threads,
     tune: o.TuneOption = o.LOAD.tune,
     hop_s: Annotated[float | None, typer.Option(help="hop between windows in seconds (default 0.1)")] = None,
     hop_samples: o.HopSamplesOption = o.RUN.hop_samples,

@@ -1,4 +1,5 @@
-"""What this CPU offers the reduced precisions: native BF16 and an int8 dot-product unit.
+"""What this CPU offers the reduced precisions (native BF16, an int8 dot-product unit), and which CPUs this
+process may use.
 
 The policy (``backends.select`` and ``backends.tuning``) asks these two questions only. Both read the CPU's flags
 from /proc/cpuinfo, unless the one documented override is set:
@@ -72,3 +73,13 @@ def native_bf16() -> bool:
     except ImportError:
         return False
     return "BF16" in found.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def usable_cpus() -> frozenset[int]:
+    """Return the CPUs this process may run on: its affinity mask, which taskset, a container's cpuset, or a batch
+    system's allocation narrows (``os.cpu_count()`` counts the whole machine: on a 64-CPU node with 4 allotted,
+    64 engine threads would share 4 CPUs); every CPU where the platform cannot say."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return frozenset(range(os.cpu_count() or 1))

@@ -69,7 +69,7 @@ class LoadOptions:
     backend: str = BackendName.auto.value
     precision: str = Precision.auto.value
     batch_size: int | None = None  # None: measured by the tuner, else backends.protocol.DEFAULT_BATCH
-    threads: int | None = None  # None: every core
+    threads: int | None = None  # None: every CPU this process may use (its affinity)
     # auto on a CPU: None = the engine measured fastest and accurate on this machine (measured once, cached);
     # True = measure again; False = the CPU-flag rules without measuring speed (see backends/tuning.py)
     tune: bool | None = None

@@ -276,12 +276,51 @@ def test_thread_counts_are_every_cpu_and_one_per_physical_core():
     import os
     import subprocess
 
-    lscpu = subprocess.run(["lscpu", "-p=SOCKET,CORE"], capture_output=True, text=True)  # another reading of it
+    lscpu = subprocess.run(["lscpu", "-p=CPU,SOCKET,CORE"], capture_output=True, text=True)  # another reading of it
     if lscpu.returncode != 0:
         pytest.skip("no lscpu here")
-    cores = {line for line in lscpu.stdout.splitlines() if line and not line.startswith("#")}
+    allowed = os.sched_getaffinity(0)
+    rows = [line.split(",") for line in lscpu.stdout.splitlines() if line and not line.startswith("#")]
+    cores = {(socket, core) for cpu, socket, core in rows if int(cpu) in allowed}
     assert timing.physical_cores() == len(cores)
-    assert timing.thread_counts() == sorted({os.cpu_count(), len(cores)}, reverse=True)
+    assert timing.thread_counts() == sorted({len(allowed), len(cores)}, reverse=True)
+
+
+CONFINED = """
+import json, os, sys
+os.sched_setaffinity(0, {int(sys.argv[1])})
+from ccstereo.runtime.backends import timing, tuning_cache
+from ccstereo.runtime.backends.onnxruntime import _session_options
+from ccstereo.runtime.backends.openvino import OpenVINOBackend
+engine = OpenVINOBackend(sys.argv[2], "fp32")
+print(json.dumps({
+    "timed": timing.thread_counts(),
+    "cores": timing.physical_cores(),
+    "onnxruntime": _session_options(None).intra_op_num_threads,
+    "openvino": int(engine.compiled.get_property("INFERENCE_NUM_THREADS")),
+    "key": tuning_cache.machine()["cores"],
+}))
+"""
+
+
+def test_a_process_confined_to_one_cpu_runs_one_thread_and_keeps_its_own_timings():
+    """taskset, a container's cpuset or a batch system's allocation confine a process to some CPUs: the engines'
+    threads, the thread counts the tuner times and the cache key follow the CPUs it may use, not the machine's
+    count (64 threads on a node's 4 allotted CPUs would wait on each other)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("this process has one CPU: confining it changes nothing")
+    done = subprocess.run([sys.executable, "-c", CONFINED, str(allowed[-1]), str(BUNDLED / "model.onnx")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"timed": [1], "cores": 1, "onnxruntime": 1, "openvino": 1, "key": "1"}
+    assert tuning_cache.machine()["cores"] == str(len(allowed))  # so a confined run's timings are kept apart
 
 
 # -- a model file hashed once, not at every start ------------------------------------------------------------

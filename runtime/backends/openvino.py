@@ -6,7 +6,6 @@ VNNI/AMX int8 kernels). It runs what it is given: whether a reduced precision ma
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ccstereo.runtime.backends.protocol import DEFAULT_BATCH, as_feeds, fusion_feeds
-from ccstereo.runtime.cpu_features import native_bf16
+from ccstereo.runtime.cpu_features import native_bf16, usable_cpus
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.graph_split import split_window_graph
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
@@ -60,7 +59,7 @@ class OpenVINOBackend:
             )
         # The int8 graph's floating-point part runs as the export measured it: bf16 where the CPU has it.
         hint = {"bf16": "bf16", "fp32": "f32", "int8": "bf16" if native_bf16() else "f32"}[precision]  # OpenVINO's
-        count = threads or os.cpu_count() or 1
+        count = threads or len(usable_cpus())
         latency = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": count}
         self.streams = min(STREAMS, count)
         streams = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}

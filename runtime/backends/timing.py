@@ -4,7 +4,6 @@ its own, as on footage whose every window has a new picture)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,6 +15,7 @@ from ccstereo.runtime import verification
 from ccstereo.runtime.backends.choose import Candidate, Evidence
 from ccstereo.runtime.backends.precision_policy import AUTO_MIN_SNR_DB, auto_may_pick
 from ccstereo.runtime.backends.protocol import Backend
+from ccstereo.runtime.cpu_features import usable_cpus
 from ccstereo.runtime.verification import CpuAccuracy, Shipped
 
 BATCH_SIZES = (32, 16, 8)  # tried for the chosen engine when --batch-size is not given (the default first)
@@ -23,19 +23,22 @@ TIMING_WINDOWS = 32  # windows per timed pass of a setting (the largest batch si
 
 
 def physical_cores() -> int:
-    """Return the number of physical cores (CPUs sharing a core through SMT count once); os.cpu_count() if unknown."""
+    """Return the number of physical cores among the CPUs this process may use (CPUs sharing a core through SMT
+    count once); the number of those CPUs where the topology is unknown."""
+    allowed = usable_cpus()
     siblings = set()
-    for path in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology/thread_siblings_list"):
+    for cpu in allowed:
         try:
-            siblings.add(path.read_text().strip())
+            siblings.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip())
         except OSError:
             continue
-    return len(siblings) or os.cpu_count() or 1
+    return len(siblings) or len(allowed)
 
 
 def thread_counts() -> list[int]:
-    """Return the thread counts worth timing: every logical CPU, and one per physical core where they differ."""
-    logical = os.cpu_count() or 1
+    """Return the thread counts worth timing: every CPU this process may use, and one per physical core among
+    them where they differ."""
+    logical = len(usable_cpus())
     return sorted({logical, min(logical, physical_cores())}, reverse=True)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from ccstereo.atomic import write_text
 from ccstereo.runtime import verification
 from ccstereo.runtime.backends.choose import Candidate
-from ccstereo.runtime.cpu_features import overridden_flags
+from ccstereo.runtime.cpu_features import overridden_flags, usable_cpus
 
 CACHE_VERSION = 6  # 3: OpenVINO fp32 is spelled fp32 (was f32); 4: the kept setting's ms per window; 5: timed
 # with one crop per window (as a run at the default hop computes), not the shipped windows' shared crops; 6: OpenVINO
@@ -60,7 +60,7 @@ def machine() -> dict[str, str]:
     return {
         "cpu": cpu,
         "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest(),
-        "cores": str(os.cpu_count()),
+        "cores": str(len(usable_cpus())),  # the CPUs this process may use: a confined run times other figures
         "policy_flags": _overridden(),  # $CCSTEREO_CPU_FLAGS changes the candidates
         "onnxruntime": installed_version("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
         "openvino": installed_version("openvino"),

@@ -56,6 +56,13 @@ def click_source(path: Path, seconds: float, size: str = "640x360") -> Path:
     return path
 
 
+def confine(cpus: set[int] | None):
+    """A ``preexec_fn`` that keeps a child process (and every thread it starts) on ``cpus``; None: no limit."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 @dataclass
 class LiveRun:
     """What a live run gave: click delays, RSS samples of ccs-run, its stderr, exit status."""
@@ -79,11 +86,12 @@ class LiveRun:
         }
 
 
-def run_live(source: Path, ccs_args: list[str], seconds: float) -> LiveRun:
-    """Start ``ccs-run - --live -o - --format wav`` (plus ``ccs_args``), wait for its model to load, send
-    ``source`` at real time and read the output; return the measurements."""
+def run_live(source: Path, ccs_args: list[str], seconds: float, cpus: set[int] | None = None) -> LiveRun:
+    """Start ``ccs-run - --live -o - --format wav`` (plus ``ccs_args``; confined to ``cpus`` when given), wait for
+    its model to load, send ``source`` at real time and read the output; return the measurements."""
     cmd = [sys.executable, "-m", "ccstereo.runtime.cli", "-", "--live", "-o", "-", "--format", "wav", *ccs_args]
-    ccs = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ccs = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           preexec_fn=confine(cpus))  # fmt: skip
     err = _Lines(ccs.stderr)
     err.loaded.wait(timeout=120)  # the "backend: ..." line: the model is loaded, standard input is read next
     reader = _WavReader(ccs.stdout)

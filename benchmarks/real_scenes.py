@@ -15,9 +15,9 @@ left, truth on the right), ILD correlation with the truth, STFT distance of mode
 shows: nothing, or objects that make no sound), and the mirror correlation (ILD of the mirrored picture's
 output against minus the original's). Then direction per kind of scene (how many objects sound, how many silent
 ones are in the picture, footage or a still picture behind them, moving or still, room or not, and bands of the
-truth's |ILD|) and each model's five worst clips with their background: where a model fails, not only how often;
-and how often the side stays when each scene's pictures get another scene's sound (near 100 %: the picture alone
-decides, the sound does not say which object it is).
+truth's |ILD|, the background; each with its ILD correlation) and each model's five worst clips with their
+background: where a model fails, not only how often; and how often the side stays when each scene's pictures get
+another scene's sound (near 100 %: the picture alone decides, the sound does not say which object it is).
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def _kinds(scene: dict) -> list[str]:
     silent = len(scene["objects"]) - len(sounding)
     moving = any(abs(o["azimuth_start_deg"] - o["azimuth_end_deg"]) > 1 for o in sounding)
     alone = ["one sounding object and nothing else"] if len(scene["objects"]) == len(sounding) == 1 else []
+    if len(sounding) == 1 and scene["footage"]:
+        alone.append("one sounding object over footage")  # the issue's "real objects on real footage"
     return [
         *alone,
         f"{len(sounding)} sounding object(s)",
@@ -76,22 +78,35 @@ def _kinds(scene: dict) -> list[str]:
         "over footage" if scene["footage"] else "over a picture",
         "moving" if moving else "still",
         "room" if scene["room"] else "no room",
+        f"background {scene['background']}",
     ]
 
 
 def _tally(by_kind: dict, kinds: list[str], d: dict) -> None:
-    """Add one output's direction scores to its scene's groups and to the truth-|ILD| bands."""
+    """Add one output's direction scores and ILD series to its scene's groups and to the truth-|ILD| bands."""
     for kind in kinds:
-        by_kind.setdefault(kind, [0, 0])
-        by_kind[kind][0] += d["all"][0]
-        by_kind[kind][1] += d["all"][1]
+        group = by_kind.setdefault(kind, [0, 0, [], []])
+        group[0] += d["all"][0]
+        group[1] += d["all"][1]
+        group[2].append(d["ild_pred"])
+        group[3].append(d["ild_truth"])
     truth, agree = d["ild_truth"], np.sign(d["ild_pred"]) == np.sign(d["ild_truth"])
     for low, high in ((1, 3), (3, 6), (6, np.inf)):
         band = (np.abs(truth) >= low) & (np.abs(truth) < high)
-        name = f"truth |ILD| {low}-{high:g} dB"
-        by_kind.setdefault(name, [0, 0])
-        by_kind[name][0] += int((agree & band).sum())
-        by_kind[name][1] += int(band.sum())
+        group = by_kind.setdefault(f"truth |ILD| {low}-{high:g} dB", [0, 0, [], []])
+        group[0] += int((agree & band).sum())
+        group[1] += int(band.sum())
+
+
+def _kind_figures(group: list) -> tuple[float | None, int, float | None]:
+    """(direction accuracy, decided segments, ILD correlation) of one group; the truth-|ILD| bands have no
+    correlation (their truth is cut to a range)."""
+    agree, count, pred, truth = group
+    corr = None
+    if pred:
+        p, t = np.concatenate(pred), np.concatenate(truth)
+        corr = float(np.corrcoef(p, t)[0, 1]) if len(p) > 2 and np.std(t) > 0 and np.std(p) > 0 else None
+    return (agree / count if count else None), count, corr
 
 
 def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -> dict:
@@ -141,7 +156,7 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
         "centred_clips": len(centred),
         "centred_mean_abs_ild_db": float(np.mean(centred)) if centred else None,
         "mirror_correlation": float(np.corrcoef(mp, mm)[0, 1]),
-        "by_kind": {k: (v[0] / v[1] if v[1] else None, v[1]) for k, v in sorted(by_kind.items())},
+        "by_kind": {k: _kind_figures(v) for k, v in sorted(by_kind.items())},
         "worst_clips": [f"{name} {share:.0%}" for share, name in sorted(worst)[:5]],
     }
 
@@ -164,13 +179,15 @@ def _sound_swap(engine: Binauralizer, data: Path, ids: list[str], meta: dict) ->
 
 
 def _print_breakdown(results: dict) -> None:
-    """Direction accuracy per kind of scene and each model's worst clips (both orientations)."""
-    print("\n| kind of scene (segments) | " + " | ".join(Path(m).name or m for m in results) + " |")
+    """Direction accuracy and ILD correlation per kind of scene, and each model's worst clips (both
+    orientations)."""
+    print("\n| kind of scene (decided segments) | " + " | ".join(Path(m).name or m for m in results) + " |")
     print("|---" * (len(results) + 1) + "|")
     first = next(iter(results.values()))["by_kind"]
-    for kind, (_, count) in first.items():
-        cells = [results[m]["by_kind"][kind][0] for m in results]
-        print(f"| {kind} ({count}) | " + " | ".join("-" if c is None else f"{c:.0%}" for c in cells) + " |")
+    for kind, (_, count, _) in first.items():
+        cells = [results[m]["by_kind"][kind] for m in results]
+        text = [("-" if a is None else f"{a:.0%}") + ("" if c is None else f", ILD corr {c:.2f}") for a, _, c in cells]
+        print(f"| {kind} ({count}) | " + " | ".join(text) + " |")
     for model, r in results.items():
         print(f"worst clips of {model}: {', '.join(r['worst_clips'])}")
         print(f"{model}: side kept with another scene's sound {r['side_kept_with_another_scenes_sound']:.0%}")

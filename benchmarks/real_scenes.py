@@ -10,14 +10,15 @@ windows at the 0.1 s hop, V-TTA) on onnxruntime fp32, so the models are compared
     python benchmarks/real_scenes.py OLD_MODEL_DIR NEW_MODEL_DIR [--clips 40] [--seed 9100] [--json out.json]
 
 Measures (0.5 s segments carrying sound): direction accuracy where the truth's |ILD| >= 1 dB (all, truth on the
-left, truth on the right), ILD correlation with the truth, STFT distance of model and of the mono copy, the mean
-|ILD| of the model on scenes whose truth is centred (and on ``--centred`` more such scenes, by what the picture
-shows: nothing, or objects that make no sound), and the mirror correlation (ILD of the mirrored picture's
-output against minus the original's). Then direction per kind of scene (how many objects sound, how many silent
-ones are in the picture, footage or a still picture behind them, moving or still, room or not, and bands of the
-truth's |ILD|, the background; each with its ILD correlation) and each model's five worst clips with their
-background: where a model fails, not only how often; and how often the side stays when each scene's pictures get
-another scene's sound (near 100 %: the picture alone decides, the sound does not say which object it is).
+left, truth on the right), ILD correlation with the truth, STFT distance of model and of the mono copy (and the
+share of off-centre clips, both orientations, where the model's is the smaller), the mean |ILD| of the model on
+scenes whose truth is centred (and on ``--centred`` more such scenes, by what the picture shows: nothing, or
+objects that make no sound), and the mirror correlation (ILD of the mirrored picture's output against minus the
+original's). Then the same per kind of scene (how many objects sound, how many silent ones are in the picture,
+footage or a still picture behind them, moving or still, room or not, the background, and bands of the truth's
+|ILD|) and each model's five worst clips with their background: where a model fails, not only how often; and how
+often the side stays when each scene's pictures get another scene's sound (near 100 %: the picture alone decides,
+the sound does not say which object it is).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -82,48 +84,76 @@ def _kinds(scene: dict) -> list[str]:
     ]
 
 
-def _tally(by_kind: dict, kinds: list[str], d: dict) -> None:
-    """Add one output's direction scores and ILD series to its scene's groups and to the truth-|ILD| bands."""
-    for kind in kinds:
-        group = by_kind.setdefault(kind, [0, 0, [], []])
-        group[0] += d["all"][0]
-        group[1] += d["all"][1]
-        group[2].append(d["ild_pred"])
-        group[3].append(d["ild_truth"])
+@dataclass
+class _Group:
+    """One kind of scene's tallies over both orientations: decided segments (all, truth left, truth right) and
+    those whose side agrees, the ILD series, and the off-centre clips whose output is nearer the truth than the
+    mono copy is (STFT distance)."""
+
+    agree: dict = field(default_factory=lambda: {"all": 0, "left": 0, "right": 0})
+    count: dict = field(default_factory=lambda: {"all": 0, "left": 0, "right": 0})
+    pred: list = field(default_factory=list)
+    truth: list = field(default_factory=list)
+    beats_mono: int = 0
+    clips: int = 0
+
+    def add(self, d: dict, beats_mono: bool | None) -> None:
+        for side in self.count:
+            self.agree[side] += d[side][0]
+            self.count[side] += d[side][1]
+        self.pred.append(d["ild_pred"])
+        self.truth.append(d["ild_truth"])
+        if beats_mono is not None:
+            self.beats_mono += int(beats_mono)
+            self.clips += 1
+
+    def figures(self) -> dict:
+        p = np.concatenate(self.pred) if self.pred else np.zeros(0)
+        t = np.concatenate(self.truth) if self.truth else np.zeros(0)
+        usable = len(p) > 2 and np.std(t) > 0 and np.std(p) > 0
+        share = {k: (self.agree[k] / n if n else None) for k, n in self.count.items()}
+        return {
+            "direction": share,
+            "segments": self.count["all"],
+            "ild_correlation": float(np.corrcoef(p, t)[0, 1]) if usable else None,
+            "beats_mono": self.beats_mono / self.clips if self.clips else None,
+            "clips": self.clips,
+        }
+
+
+def _tally(by_kind: dict, kinds: list[str], d: dict, beats_mono: bool) -> None:
+    """Add one output's direction scores, ILD series and STFT comparison to its scene's groups, and its direction
+    to the truth-|ILD| bands (no correlation there: their truth is cut to a range)."""
+    for kind in ["all", *kinds]:
+        by_kind.setdefault(kind, _Group()).add(d, beats_mono)
     truth, agree = d["ild_truth"], np.sign(d["ild_pred"]) == np.sign(d["ild_truth"])
     for low, high in ((1, 3), (3, 6), (6, np.inf)):
         band = (np.abs(truth) >= low) & (np.abs(truth) < high)
-        group = by_kind.setdefault(f"truth |ILD| {low}-{high:g} dB", [0, 0, [], []])
-        group[0] += int((agree & band).sum())
-        group[1] += int(band.sum())
+        cut = {"all": (int((agree & band).sum()), int(band.sum())), "left": (0, 0), "right": (0, 0)}
+        by_kind.setdefault(f"truth |ILD| {low}-{high:g} dB", _Group()).add(
+            {**cut, "ild_pred": np.zeros(0), "ild_truth": np.zeros(0)}, None
+        )
 
 
-def _kind_figures(group: list) -> tuple[float | None, int, float | None]:
-    """(direction accuracy, decided segments, ILD correlation) of one group; the truth-|ILD| bands have no
-    correlation (their truth is cut to a range)."""
-    agree, count, pred, truth = group
-    corr = None
-    if pred:
-        p, t = np.concatenate(pred), np.concatenate(truth)
-        corr = float(np.corrcoef(p, t)[0, 1]) if len(p) > 2 and np.std(t) > 0 and np.std(p) > 0 else None
-    return (agree / count if count else None), count, corr
+def _stft_pair(out: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """STFT distance to the truth of ``out`` and of the truth's mono copy (both peak-normalised)."""
+    mono = np.repeat(truth.sum(0, keepdims=True) / 2, 2, axis=0)
+    target = peak_normalize(truth)
+    return stft_distance(peak_normalize(out), target), stft_distance(peak_normalize(mono), target)
 
 
 def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -> dict:
-    cfg = ModelConfig()
-    acc = {"all": [0, 0], "left": [0, 0], "right": [0, 0]}
-    by_kind: dict[str, list[int]] = {}
+    by_kind: dict[str, _Group] = {}
     worst: list[tuple[float, str]] = []
-    ild_p, ild_t, centred, mirror_p, mirror_m = [], [], [], [], []
-    stft_model, stft_mono = [], []
+    centred, mirror_p, mirror_m, stft_model, stft_mono = [], [], [], [], []
     for cid in ids:
-        clip = load_clip(data, cid, cfg)
+        clip = load_clip(data, cid, ModelConfig())
         truth = clip.audio.astype(np.float64)
         pred = engine.process_arrays(clip.audio, clip.frames, RunOptions())
         flipped = engine.process_arrays(clip.audio[::-1].copy(), clip.frames[:, :, ::-1].copy(), RunOptions())
-        mono = np.repeat(truth.sum(0, keepdims=True) / 2, 2, axis=0)
-        stft_model.append(stft_distance(peak_normalize(pred), peak_normalize(truth)))
-        stft_mono.append(stft_distance(peak_normalize(mono), peak_normalize(truth)))
+        near = [_stft_pair(pred, truth)]  # model and mono copy vs truth; the headline: this orientation, every clip
+        stft_model.append(near[0][0])
+        stft_mono.append(near[0][1])
         a, _ = segment_ild_db(pred)
         b, energy = segment_ild_db(flipped)
         live = energy > 1e-4 * energy.max()
@@ -133,30 +163,27 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
             centred.append(float(np.mean(np.abs(a[live]))))
             continue
         both = [0, 0]  # this scene, both orientations
-        for out, gt in ((pred, truth), (flipped, truth[::-1])):
+        near.append(_stft_pair(flipped, truth[::-1].copy()))
+        for (out, gt), (model, mono) in zip(((pred, truth), (flipped, truth[::-1])), near, strict=True):
             d = direction_scores(out, gt)
             both = [both[0] + d["all"][0], both[1] + d["all"][1]]
-            for k in acc:
-                acc[k][0] += d[k][0]
-                acc[k][1] += d[k][1]
-            ild_p.append(d["ild_pred"])
-            ild_t.append(d["ild_truth"])
-            _tally(by_kind, _kinds(meta["clips"][cid]), d)
+            _tally(by_kind, _kinds(meta["clips"][cid]), d, model < mono)
         if both[1]:
             worst.append((both[0] / both[1], f"{cid} ({meta['clips'][cid]['background']})"))
-    p, t = np.concatenate(ild_p), np.concatenate(ild_t)
-    mp, mm = np.concatenate(mirror_p), np.concatenate(mirror_m)
+    every = by_kind.pop("all")
+    p, t = np.concatenate(every.pred), np.concatenate(every.truth)
     return {
-        "direction_accuracy": {k: (v[0] / v[1] if v[1] else None) for k, v in acc.items()},
-        "segments": {k: v[1] for k, v in acc.items()},
+        "direction_accuracy": every.figures()["direction"],
+        "segments": dict(every.count),
         "ild_correlation": float(np.corrcoef(p, t)[0, 1]),
         "mean_ild_error_db": float(np.mean(np.abs(p - t))),
         "stft_model": float(np.mean(stft_model)),
         "stft_mono": float(np.mean(stft_mono)),
+        "clips_beating_mono": every.figures()["beats_mono"],
         "centred_clips": len(centred),
         "centred_mean_abs_ild_db": float(np.mean(centred)) if centred else None,
-        "mirror_correlation": float(np.corrcoef(mp, mm)[0, 1]),
-        "by_kind": {k: _kind_figures(v) for k, v in sorted(by_kind.items())},
+        "mirror_correlation": float(np.corrcoef(np.concatenate(mirror_p), np.concatenate(mirror_m))[0, 1]),
+        "by_kind": {k: v.figures() for k, v in sorted(by_kind.items())},
         "worst_clips": [f"{name} {share:.0%}" for share, name in sorted(worst)[:5]],
     }
 
@@ -179,15 +206,23 @@ def _sound_swap(engine: Binauralizer, data: Path, ids: list[str], meta: dict) ->
 
 
 def _print_breakdown(results: dict) -> None:
-    """Direction accuracy and ILD correlation per kind of scene, and each model's worst clips (both
-    orientations)."""
+    """Per kind of scene: direction (all / truth left / truth right), ILD correlation and the share of off-centre
+    clips (both orientations) nearer the truth than their mono copy; then each model's worst clips."""
     print("\n| kind of scene (decided segments) | " + " | ".join(Path(m).name or m for m in results) + " |")
     print("|---" * (len(results) + 1) + "|")
     first = next(iter(results.values()))["by_kind"]
-    for kind, (_, count, _) in first.items():
-        cells = [results[m]["by_kind"][kind] for m in results]
-        text = [("-" if a is None else f"{a:.0%}") + ("" if c is None else f", ILD corr {c:.2f}") for a, _, c in cells]
-        print(f"| {kind} ({count}) | " + " | ".join(text) + " |")
+    for kind, figures in first.items():
+        cells = []
+        for model in results:
+            f = results[model]["by_kind"][kind]
+            d = f["direction"]
+            text = "-" if d["all"] is None else f"{d['all']:.0%}"
+            if d["left"] is not None and d["right"] is not None:
+                text += f" (L {d['left']:.0%} / R {d['right']:.0%})"
+            if f["ild_correlation"] is not None:
+                text += f", ILD corr {f['ild_correlation']:.2f}, beats mono {f['beats_mono']:.0%} of {f['clips']}"
+            cells.append(text)
+        print(f"| {kind} ({figures['segments']}) | " + " | ".join(cells) + " |")
     for model, r in results.items():
         print(f"worst clips of {model}: {', '.join(r['worst_clips'])}")
         print(f"{model}: side kept with another scene's sound {r['side_kept_with_another_scenes_sound']:.0%}")
@@ -218,15 +253,17 @@ def main() -> int:
         if centred is not None:
             results[model]["centred_scenes"] = _centred_scenes(engine, centred)
     header = (
-        "| model | direction (all / left / right) | ILD corr | STFT model / mono | centred |ILD| dB | mirror corr |"
+        "| model | direction (all / left / right) | ILD corr | STFT model / mono | clips nearer than mono "
+        "| centred |ILD| dB | mirror corr |"
     )
     print(header)
-    print("|---" * 6 + "|")
+    print("|---" * 7 + "|")
     for model, r in results.items():
         d = r["direction_accuracy"]
         print(
             f"| {model} | {d['all']:.0%} / {d['left']:.0%} / {d['right']:.0%} | {r['ild_correlation']:.2f} | "
-            f"{r['stft_model']:.3f} / {r['stft_mono']:.3f} | {r['centred_mean_abs_ild_db']:.2f} "
+            f"{r['stft_model']:.3f} / {r['stft_mono']:.3f} | {r['clips_beating_mono']:.0%} | "
+            f"{r['centred_mean_abs_ild_db']:.2f} "
             f"({r['centred_clips']} clips) | {r['mirror_correlation']:.2f} |"
         )
     print(f"segments decided: {next(iter(results.values()))['segments']}; wall {time.perf_counter() - started:.0f} s")

@@ -151,9 +151,9 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
         truth = clip.audio.astype(np.float64)
         pred = engine.process_arrays(clip.audio, clip.frames, RunOptions())
         flipped = engine.process_arrays(clip.audio[::-1].copy(), clip.frames[:, :, ::-1].copy(), RunOptions())
-        near = [_stft_pair(pred, truth)]  # model and mono copy vs truth; the headline: this orientation, every clip
-        stft_model.append(near[0][0])
-        stft_mono.append(near[0][1])
+        own = _stft_pair(pred, truth)  # model and mono copy vs truth; the headline: this orientation, every clip
+        stft_model.append(own[0])
+        stft_mono.append(own[1])
         a, _ = segment_ild_db(pred)
         b, energy = segment_ild_db(flipped)
         live = energy > 1e-4 * energy.max()
@@ -163,23 +163,23 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
             centred.append(float(np.mean(np.abs(a[live]))))
             continue
         both = [0, 0]  # this scene, both orientations
-        near.append(_stft_pair(flipped, truth[::-1].copy()))
-        for (out, gt), (model, mono) in zip(((pred, truth), (flipped, truth[::-1])), near, strict=True):
+        mirrored = truth[::-1].copy()
+        for out, gt, (model, mono) in ((pred, truth, own), (flipped, mirrored, _stft_pair(flipped, mirrored))):
             d = direction_scores(out, gt)
             both = [both[0] + d["all"][0], both[1] + d["all"][1]]
             _tally(by_kind, _kinds(meta["clips"][cid]), d, model < mono)
         if both[1]:
             worst.append((both[0] / both[1], f"{cid} ({meta['clips'][cid]['background']})"))
     every = by_kind.pop("all")
-    p, t = np.concatenate(every.pred), np.concatenate(every.truth)
+    overall, p, t = every.figures(), np.concatenate(every.pred), np.concatenate(every.truth)
     return {
-        "direction_accuracy": every.figures()["direction"],
+        "direction_accuracy": overall["direction"],
         "segments": dict(every.count),
         "ild_correlation": float(np.corrcoef(p, t)[0, 1]),
         "mean_ild_error_db": float(np.mean(np.abs(p - t))),
         "stft_model": float(np.mean(stft_model)),
         "stft_mono": float(np.mean(stft_mono)),
-        "clips_beating_mono": every.figures()["beats_mono"],
+        "clips_beating_mono": overall["beats_mono"],
         "centred_clips": len(centred),
         "centred_mean_abs_ild_db": float(np.mean(centred)) if centred else None,
         "mirror_correlation": float(np.corrcoef(np.concatenate(mirror_p), np.concatenate(mirror_m))[0, 1]),

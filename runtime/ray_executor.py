@@ -63,10 +63,11 @@ class FileWorker:
 
     def __init__(self, model: str | None, load: LoadOptions, cpus: float | None = None) -> None:
         from ccstereo.runtime.binauralizer import Binauralizer
+        from ccstereo.runtime.cpu_features import usable_cpus
         from ccstereo.runtime.options import quiet_libraries
 
         quiet_libraries()  # a worker on another node does not inherit the driver's environment
-        if load.threads is None and cpus is not None and int(cpus) < len(os.sched_getaffinity(0)):
+        if load.threads is None and cpus is not None and int(cpus) < len(usable_cpus()):
             # a share of this node: as many threads as CPUs reserved; a whole node: the tuned setting, as one
             # process on it would run (and its tuning cache serves both)
             load = dataclasses.replace(load, threads=max(1, int(cpus)))

@@ -72,17 +72,44 @@ def partial_path(final: Path, suffix: str | None = None) -> Path:
     me = os.getpid()
     stem = f".{final.stem}{PARTIAL_MARK}{_host()}-{me}-{_start_ticks(me) or 0}-"
     tail = final.suffix if suffix is None else suffix
+    mode = new_file_mode()
     for _ in range(100):
         path = folder / f"{stem}{secrets.token_hex(4)}{tail}"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, new_file_mode())
-        except FileExistsError:
-            continue
+            if _create(path, mode):
+                return path
         except OSError as exc:
             raise WriteError(f"{folder}: output folder is not writable ({exc.strerror})") from exc
-        os.close(fd)
-        return path
     raise WriteError(f"{folder}: no free temporary name for {final.name}")
+
+
+def _create(path: Path, mode: int) -> bool:
+    """Create ``path`` empty, exclusively; False when the name is taken. A signal's exception (Ctrl-C) raised
+    between the creation and the return — Python runs its handler right after a C call such as ``os.open`` —
+    removes the file again: the caller never learnt its name, so nobody else would."""
+    fd = -1
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return False
+    except BaseException:
+        _unmake(path, fd)
+        raise
+    try:
+        os.close(fd)
+    except BaseException:
+        _unmake(path, -1)
+        raise
+    return True
+
+
+def _unmake(path: Path, fd: int) -> None:
+    """Remove a temporary this process may have just made. Safe without knowing whether ``os.open`` returned (a
+    signal can land right after it): the name is ours alone (random, with our pid and start time)."""
+    with contextlib.suppress(OSError):
+        if fd >= 0:
+            os.close(fd)
+        os.unlink(path)
 
 
 def publish(tmp: Path, final: Path) -> Path:

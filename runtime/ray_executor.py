@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,18 +119,20 @@ class RayExecutor:
         # running cluster is joined at once: its workers load the model while this process waits.
         helper = None if self.scale.ray_address or not queue else _WhileRayStarts(self.model, self.load)
         ray = None
+        orphans: list[tuple[Path, tuple[str, int]]] = []
         try:
             if helper is not None:
                 helper.begin(queue, options, events.finished)
             ray = import_ray()
             workers = _up(ray, self.model, self.load, self.scale, len(queue))
-            sending = _Sending(ray, workers[0], options, self.scale.retries, events.finished)
+            sending = _Sending(ray, workers[0], options, self.scale.retries, events.finished, orphans)
             results.update(_on_workers(sending, workers[1], helper, queue))
         finally:
             if helper is not None:
                 helper.abort()
             if ray is not None:
                 ray.shutdown()  # a Ray of our own: all of it
+            sweep_orphans(orphans)
         return [results[job.path] for job in jobs]
 
 
@@ -165,6 +168,9 @@ class _Sending:
     options: RunOptions
     retries: int
     finished: Callable[[FileResult], None]
+    # what workers were writing when the run ended early (Ctrl-C, an error): (output, writer id) each, for
+    # ``sweep_orphans`` once Ray is shut down
+    orphans: list[tuple[Path, tuple[str, int]]]
 
 
 def _on_workers(sending: _Sending, idle: list, helper, queue: list[FileJob]) -> dict[Path, FileResult]:
@@ -338,18 +344,33 @@ def _worker_factory(ray, model: Path | None, load: LoadOptions, scale: ScaleOpti
 def _schedule(sending: _Sending, idle: list, jobs: list[FileJob]) -> dict[Path, FileResult]:
     """Keep every worker busy with one job at a time, in the order given (largest first); a job whose worker died
     goes to a new worker (after the dead one's temporaries of its output are removed), ``scale.retries`` times at
-    most."""
-    from ccstereo.atomic import remove_partials_of
-
-    ray, start = sending.ray, sending.start
+    most. A run that ends early (Ctrl-C) leaves what its workers were writing in ``sending.orphans``."""
+    ray = sending.ray
     queue = [_Attempt(job, 1) for job in jobs]
     writers = {id(worker): worker.ready.remote() for worker in idle}  # who writes each worker's temporaries
     running: dict = {}  # object ref -> (worker, attempt)
     results: dict[Path, FileResult] = {}
+    sent: list = []  # the (worker, attempt) being sent: a job may reach its worker before its ref is known
+    try:
+        _send_all(sending, queue, idle, (running, writers, sent), results)
+    except BaseException:
+        sending.orphans.extend(_writing(ray, [*running.values(), *sent], writers))
+        raise
+    return results
+
+
+def _send_all(sending: _Sending, queue: list, idle: list, state: tuple, results: dict[Path, FileResult]) -> None:
+    """``_schedule``'s loop; ``state``: (running refs, writer ids, the job being sent), which it keeps current."""
+    from ccstereo.atomic import remove_partials_of
+
+    ray, start = sending.ray, sending.start
+    running, writers, sent = state
     while queue or running:
         while queue and idle:
             worker, attempt = idle.pop(), queue.pop(0)
+            sent.append((worker, attempt))
             running[worker.run.remote(attempt.job, sending.options)] = (worker, attempt)
+            sent.clear()
         done, _ = ray.wait(list(running), num_returns=1)
         worker, attempt = running.pop(done[0])
         try:
@@ -369,7 +390,39 @@ def _schedule(sending: _Sending, idle: list, jobs: list[FileJob]) -> dict[Path, 
         result.attempts = attempt.number
         results[attempt.job.path] = result
         sending.finished(result)
-    return results
+
+
+def _writing(ray, pairs: list, writers: dict) -> list[tuple[Path, tuple[str, int]]]:
+    """(output, writer id) of each (worker, attempt) in ``pairs`` whose worker had answered who it is."""
+    found = []
+    for worker, attempt in pairs:
+        with contextlib.suppress(Exception):  # a worker that never answered wrote nothing
+            if attempt.job.target is not None:
+                found.append((attempt.job.target, tuple(ray.get(writers[id(worker)], timeout=2))))
+    return found
+
+
+def sweep_orphans(orphans: list[tuple[Path, tuple[str, int]]], wait_s: float = 10.0) -> None:
+    """Remove the temporaries that workers stopped mid-file left, once Ray is shut down. A worker process on this
+    machine is waited for (``wait_s`` at most) before its files are swept: one still ending could make a file after
+    the sweep. A worker on another machine is not visible from here: its files (shared storage) are swept at once."""
+    from ccstereo.atomic import remove_partials_of, writer_id
+
+    host, deadline = writer_id()[0], time.monotonic() + wait_s
+    for target, writer in orphans:
+        if writer[0] == host:
+            while _running(writer[1]) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        remove_partials_of(target, writer)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (one that has ended and writes nothing more)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def _size(job: FileJob) -> int:

@@ -1,6 +1,6 @@
 """ccs-run --ray alone: a Ray of its own on 127.0.0.1 for the run, while the driver works through the queue until the
-first worker is up. Same outputs as one process; an interrupt while the driver is mid-file leaves nothing partial.
-(Its own file: the two-node cluster of test_distributed.py is stopped before these start.)"""
+first worker is up. Same outputs as one process; an interrupt while the driver or a worker is mid-file leaves nothing
+partial. (Its own file: the two-node cluster of test_distributed.py is stopped before these start.)"""
 
 from __future__ import annotations
 
@@ -151,3 +151,31 @@ def test_interrupt_while_the_driver_works_leaves_no_partial_file(tmp_path):
     assert not list((tmp_path / "out").glob(".*partial*"))
     for done in (tmp_path / "out").glob("*.wav"):  # whatever was finished before the interrupt is whole
         assert sf.info(str(done)).duration == pytest.approx(6.0, abs=0.1)
+
+
+def test_interrupt_while_a_ray_worker_writes_leaves_no_partial_file(tmp_path):
+    # A file on a Ray worker (its temporaries carry the worker's pid, not the driver's) when Ctrl-C reaches the
+    # driver: Ray's shutdown ends the worker mid-file, and the driver removes what it left once it is gone.
+    clips = sample_cuts(tmp_path / "in", 4, 7.5, 0.1)
+    out = tmp_path / "out"
+    out.mkdir()
+    run = subprocess.Popen(
+        [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(out), "--ray", "--workers", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not [p for p in out.glob(".*partial*") if f"-{run.pid}-" not in p.name]:
+            assert run.poll() is None and time.monotonic() < deadline, "no worker started a file"
+            time.sleep(0.02)
+        time.sleep(0.3)  # the worker is into its file (7.5 s of sound: more than a second of work)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=90)
+    finally:
+        run.kill()
+    assert run.returncode == 130, stderr[-2000:]
+    assert "no partial output left" in stderr
+    assert not list(out.glob(".*partial*"))
+    for done in out.glob("*.wav"):
+        assert sf.info(str(done)).duration == pytest.approx(7.5, abs=0.1)

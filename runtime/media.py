@@ -106,7 +106,10 @@ def container_info(path: Path, container, first_audio_time) -> MediaInfo:
     duration = container.duration / 1_000_000 if container.duration else None
     # MPEG-TS declares no durations: FFmpeg's figure for a file is an estimate (from the last timestamps it finds near
     # the end, or the bitrate) that can fall short of the sound and would cut its end; a stream in a pipe has none.
-    audio_duration = None if container.format.name == "mpegts" else stream_duration_s(audio)
+    # A DURATION tag is Matroska's own statistic (its muxer writes it, and drops a copied one); other containers
+    # (NUT) carry a copied source's tag as it was: `ffmpeg -i a.mkv -t 10 -c copy b.nut` says a's full length.
+    tags = container.format.name.startswith("matroska")
+    audio_duration = None if container.format.name == "mpegts" else stream_duration_s(audio, tags)
     if audio_duration is not None and audio_duration <= 0 and not duration:
         raise MediaError(f"{path}: zero-length media")
     fps = float(video.average_rate) if video.average_rate else 0.0
@@ -149,10 +152,12 @@ def read_audio(path: str | Path) -> tuple[int, float, np.ndarray]:
     return rate, start_s, audio
 
 
-def stream_duration_s(stream) -> float | None:
-    """Return the duration a stream declares for itself (header or Matroska DURATION tag); None if none."""
+def stream_duration_s(stream, tags: bool = True) -> float | None:
+    """Return the duration a stream declares for itself (header, or ``tags``: its DURATION tag); None if none."""
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
         return float(stream.duration * stream.time_base)
+    if not tags:
+        return None
     tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
     if tag:
         try:

@@ -100,6 +100,23 @@ def test_a_stream_cut_off_midway_ends_with_one_line_and_a_clean_output(tmp_path)
     assert 0 < decoded_audio(out).shape[1] < 8 * 48000
 
 
+def test_a_trimmed_copy_that_keeps_its_sources_length_tag_is_whole(tmp_path):
+    # ffmpeg's Matroska muxer writes each stream's length as a DURATION tag; a NUT copy of its first 4 s carries that
+    # tag as it was (8 s). The file and the same bytes through a pipe are whole: exit 0, 4 s of sound.
+    mkv = remux(tmp_path, "clip.mkv")
+    nut = tmp_path / "first4.nut"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(mkv), "-t", "4", "-c", "copy", str(nut)], check=True)
+    with av.open(str(nut)) as c:
+        assert c.streams.audio[0].metadata.get("DURATION", "").startswith("00:00:08")  # the stale tag is there
+    out = tmp_path / "first4.wav"
+    done = subprocess.run([*RUN, str(nut), "-o", str(out), *ENGINE], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert sf.info(str(out)).duration == pytest.approx(4.0, abs=0.1)
+    result = piped(nut, tmp_path / "piped.wav", *ENGINE, "--format", "wav")
+    assert result.returncode == 0, result.stderr.decode()
+    assert np.array_equal(sf.read(str(tmp_path / "piped.wav"))[0], sf.read(str(out))[0])
+
+
 def test_streams_further_apart_than_the_bound_end_with_the_option_to_raise(tmp_path):
     source = remux(tmp_path, "clip.mkv")
     result = piped(source, tmp_path / "out.mkv", *ENGINE, "--max-apart-s", "0.01")

@@ -189,12 +189,14 @@ class MuxWriter:
             self._unlink()
             raise
         in_video = self.src.stream
-        # The audio keeps its place on the input's timeline (a track starting 1.5 s after the picture still does).
-        # A timeline that starts before 0 (an MPEG-TS whose clock wrapped past 2^33 ticks) is moved, both streams
-        # alike, to start at 0: an mp4 edit list would otherwise hide everything before 0.
+        # The audio keeps its place beside the picture (a track starting 1.5 s after the picture still does), and the
+        # timeline is moved, both streams alike, so the earlier one starts at 0, as FFmpeg's own remuxing does: an
+        # MPEG-TS clock that starts at 1.4 s or hours in (a broadcast capture, an HLS segment) or that wrapped past
+        # 2^33 ticks (before 0) would otherwise give an mp4 an edit list with that much nothing before the picture,
+        # or hide everything before 0.
         base = in_video.time_base or Fraction(1, 90000)
         video_start = float(in_video.start_time * base) if in_video.start_time is not None else 0.0
-        self.shift_s = max(0.0, -min(start_s, video_start))
+        self.shift_s = -min(start_s, video_start)
         self.video_shift = round(self.shift_s / base) if self.shift_s else 0
         self.start = round((start_s + self.shift_s) * rate_hz)
         self.out = _open_output(self.tmp, _CONTAINER[fmt], mode.live)

@@ -165,6 +165,26 @@ def test_mpegts_across_the_33_bit_clock_wrap_keeps_every_second(tmp_path):
     assert abs(lead) < 0.045, streams
 
 
+@pytest.mark.parametrize("offset_s", ["3600", "1.4"], ids=["an-hour-in", "ffmpeg-default"])
+def test_mpegts_whose_clock_starts_late_gives_an_mp4_of_its_own_length(tmp_path, offset_s):
+    # A broadcast capture or an HLS segment: its clock starts hours in (FFmpeg's own TS muxer starts at 1.4 s). The
+    # mp4 starts at 0, as FFmpeg's remuxing does, instead of carrying that much nothing before the picture.
+    late = tmp_path / "late.ts"
+    sources = (*hostile.video_src(4, "160x96", 25), *hostile.tone_src(4))
+    hostile.ffmpeg(*sources, *hostile.X264, *hostile.AAC, "-output_ts_offset", offset_s, str(late))
+    before = {s["codec_type"]: s for s in ffprobe(late, "stream=codec_type,start_time")["streams"]}
+    assert float(before["audio"]["start_time"]) >= 1.0  # the input does start late
+    result = ccs_run(late, "-o", tmp_path / "out.mp4", "--quiet")
+    assert result.returncode == 0, result.stderr
+    probe = ffprobe(tmp_path / "out.mp4", "stream=codec_type,start_time:format=duration")
+    streams = {s["codec_type"]: s for s in probe["streams"]}
+    assert float(probe["format"]["duration"]) == pytest.approx(4.0, abs=0.15)
+    assert min(float(s["start_time"]) for s in streams.values()) == pytest.approx(0.0, abs=0.03)
+    lead_in = float(before["video"]["start_time"]) - float(before["audio"]["start_time"])
+    lead_out = float(streams["video"]["start_time"]) - float(streams["audio"]["start_time"])
+    assert abs(lead_out - lead_in) < 0.045, (before, streams)
+
+
 def test_192k_audio_into_the_default_container_is_resampled_and_said(tmp_path):
     src = tmp_path / "hi.mkv"
     hostile.ffmpeg(

@@ -105,13 +105,14 @@ class RayExecutor:
         self.load, self.scale = load, scale
 
     def run(self, jobs: list[FileJob], options: RunOptions, events: Events) -> list[FileResult]:
+        results: dict[Path, FileResult] = {}
+        for given in jobs:
+            if given.error is not None:  # known before any worker: reported at once, naming the file as given
+                result = failed(given, given.error)
+                results[_absolute(given).path] = result
+                events.finished(result)
         # workers may run elsewhere (a cluster with shared storage): they get absolute paths
         jobs = [_absolute(job) for job in jobs]
-        results: dict[Path, FileResult] = {}
-        for job in jobs:
-            if job.error is not None:  # known before any worker: reported at once
-                results[job.path] = failed(job, job.error)
-                events.finished(results[job.path])
         queue = sorted((j for j in jobs if j.error is None), key=_size, reverse=True)
         if not queue:  # nothing a worker could do: no Ray started for it
             return [results[job.path] for job in jobs]

@@ -179,3 +179,16 @@ def test_interrupt_while_a_ray_worker_writes_leaves_no_partial_file(tmp_path):
     assert not list(out.glob(".*partial*"))
     for done in out.glob("*.wav"):
         assert sf.info(str(done)).duration == pytest.approx(7.5, abs=0.1)
+
+
+def test_an_unreadable_file_fails_alone_with_one_line_naming_it_once(tmp_path):
+    sample_cuts(tmp_path, 1, 3.0, 0.5)  # clip0.mp4
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    (tmp_path / "out").mkdir()
+    cmd = [*RUN, "clip0.mp4", "bad.mp4", *SAME_ENGINE, "-o", "out/", "--ray", "--workers", "1", "-q"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: bad.mp4: unreadable media file"), errors
+    assert errors[0].count("bad.mp4") == 1, errors  # named once, as given (not "/abs/bad.mp4: bad.mp4: ...")
+    assert sf.info(str(tmp_path / "out" / "clip0.binaural.wav")).duration == pytest.approx(3.0, abs=0.1)

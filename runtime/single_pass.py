@@ -40,12 +40,19 @@ class SinglePass:
         self.error: MediaError | None = None
         _hear_demuxer_warnings()
         try:
-            if live:
-                self.container = av.open(ArrivingBytes(fileobj), mode="r", options=LIVE_INPUT_OPTIONS)
-            else:
-                self.container = av.open(fileobj, mode="r")
+            with av.logging.Capture(local=True) as said:
+                if live:
+                    self.container = av.open(ArrivingBytes(fileobj), mode="r", options=LIVE_INPUT_OPTIONS)
+                else:
+                    self.container = av.open(fileobj, mode="r")
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise MediaError(f"{name}: unreadable media stream ({_reason(exc)})") from exc
+        if self.container.format.name.startswith("mov") and any(_PARTIAL in text for _, _, text in said):
+            self.container.close()  # the index came last: the media before it was read past and cannot be had again
+            raise MediaError(
+                f"{name}: an MP4/MOV whose index (moov) follows its media cannot be read from a pipe: give the file "
+                "itself, or have the producer write -movflags +faststart (or frag_keyframe+empty_moov)"
+            )
         if not self.container.streams.audio or not self.container.streams.video:
             kind = "audio" if not self.container.streams.audio else "video"
             self.container.close()
@@ -190,6 +197,7 @@ class ArrivingBytes:
 
 
 _PREMATURE = "ended prematurely"  # FFmpeg's demuxers (Matroska, NUT, ...) on a stream cut off mid-element
+_PARTIAL = "partial file"  # FFmpeg's mov demuxer on a pipe, when the media it needs lies before what it has read
 
 
 def _hear_demuxer_warnings() -> None:

@@ -51,10 +51,11 @@ def video_packets(path: Path) -> list[bytes]:
         ("clip.mkv", ()),
         ("clip.ts", ()),
         ("clip.mp4", ("-movflags", "frag_keyframe+empty_moov")),
+        ("clip.mp4", ("-movflags", "+faststart")),
         ("clip.nut", ()),
         ("clip.flv", ()),
     ],
-    ids=["matroska", "mpegts", "fragmented-mp4", "nut", "flv"],
+    ids=["matroska", "mpegts", "fragmented-mp4", "faststart-mp4", "nut", "flv"],
 )
 def test_a_piped_stream_gives_the_files_output(tmp_path, name, options):
     source = remux(tmp_path, name, *options)
@@ -115,6 +116,15 @@ def test_a_trimmed_copy_that_keeps_its_sources_length_tag_is_whole(tmp_path):
     result = piped(nut, tmp_path / "piped.wav", *ENGINE, "--format", "wav")
     assert result.returncode == 0, result.stderr.decode()
     assert np.array_equal(sf.read(str(tmp_path / "piped.wav"))[0], sf.read(str(out))[0])
+
+
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.mov"])
+def test_an_mp4_with_its_index_at_the_end_is_refused_on_a_pipe_saying_how_to_send_it(tmp_path, name):
+    source = remux(tmp_path, name)  # FFmpeg's default: the index (moov) after the media
+    result = piped(source, tmp_path / "out.mkv", *ENGINE)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("error: -: ") and "faststart" in lines[0] and "index (moov)" in lines[0], lines
 
 
 def test_streams_further_apart_than_the_bound_end_with_the_option_to_raise(tmp_path):

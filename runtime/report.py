@@ -18,6 +18,7 @@ _WALL = {"decode": "decode_s", "colour": "preprocess_s", "resize_crop": "preproc
 _WALL |= {"overlap_add": "overlap_add_s", "combine": "encode_s", "encode": "encode_s", "mux": "encode_s"}
 _WALL |= {"level": "encode_s"}  # the lossy output's true peak measured, and the output written again scaled
 _open_stages = threading.local()
+_adding = threading.Lock()  # stages run on several threads (decoding, resizing, writing) and add to one tally
 
 
 def process_age_s() -> float | None:
@@ -65,9 +66,10 @@ class StageTimes:
 
     def _add(self, name: str, now: tuple[float, float], started: tuple[float, float]) -> None:
         wall = _WALL.get(name)
-        if wall is not None:
-            setattr(self, wall, getattr(self, wall) + now[0] - started[0])
-        self.cpu_s[name] = self.cpu_s.get(name, 0.0) + now[1] - started[1]
+        with _adding:
+            if wall is not None:
+                setattr(self, wall, getattr(self, wall) + now[0] - started[0])
+            self.cpu_s[name] = self.cpu_s.get(name, 0.0) + now[1] - started[1]
 
     def settle(self, process_cpu_s: float) -> None:
         """Give "backend" the process's CPU-seconds of the run that no other stage took (its thread pool's)."""

@@ -8,8 +8,10 @@ a bounded queue keeps memory flat.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -25,6 +27,9 @@ from ccstereo.runtime.visual_rate import CropTracker, FeatureStore, KeyPlan
 from ccstereo.runtime.windows import WindowPlan
 
 QUEUE_DEPTH = 2
+# frames resized at once beside the decoding, where the process may use more than one CPU (< 2: one at a time, on
+# the decoding thread; benchmarks/resolution.py compares the two)
+RESIZE_WORKERS = 2
 
 
 @dataclass
@@ -45,12 +50,87 @@ class End:
     total_samples: int
 
 
+class _ResizeAhead:
+    """The frames of a tick-ordered iterator, read ``2 x workers`` ahead of use, each wanted one's resize for the
+    model started on a thread pool as it is read: Pillow lets go of the GIL while it resamples, so the resizes of
+    the next frames run beside the decoding (a 1080p picture takes ~15 ms, a 4K one ~75 ms: more than the model's
+    share of its tick). The result is the same function's, to the bit; a picture equal to the one before shares its
+    resize. ``wanted``: the ticks the windows will ask for, ascending (a frame no window shows is not resized)."""
+
+    def __init__(self, ticks: Iterator, config: ModelConfig, tta: bool, times: StageTimes, wanted: Iterator[int]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.ticks, self.config, self.tta, self.times, self.wanted = ticks, config, tta, times, wanted
+        self.next_wanted: int | None = next(wanted, None)
+        self.pool = ThreadPoolExecutor(RESIZE_WORKERS, thread_name_prefix="ccs-resize")
+        self.pending: deque = deque()
+        self.futures: dict = {}  # tick -> the Future of its resized picture
+        self.last: tuple | None = None  # (picture, Future) last sent to the pool
+
+    def __iter__(self) -> _ResizeAhead:
+        return self
+
+    def __next__(self) -> tuple[int, np.ndarray]:
+        while len(self.pending) < 2 * RESIZE_WORKERS and self._read():
+            pass
+        if not self.pending:
+            self.pool.shutdown(wait=False)
+            raise StopIteration
+        return self.pending.popleft()
+
+    def _read(self) -> bool:
+        item = next(self.ticks, None)
+        if item is None:
+            return False
+        tick, image = item
+        while self.next_wanted is not None and self.next_wanted < tick:
+            self.next_wanted = next(self.wanted, None)
+        if self.next_wanted == tick:
+            last = self.last
+            if last is not None and _same_picture(last[0], image):
+                self.futures[tick] = last[1]
+            else:
+                self.futures[tick] = self.pool.submit(self._resize, image)
+                self.last = (image, self.futures[tick])
+        self.pending.append(item)
+        return True
+
+    def _resize(self, image: np.ndarray) -> np.ndarray:
+        with self.times.stage("resize_crop"):
+            return resize_for_model(image, self.config, self.tta)
+
+    def take(self, tick: int, tta: bool):
+        """Return the resized picture of ``tick`` when it was started with ``tta``, else None (forgets older ticks)."""
+        for old in [t for t in self.futures if t < tick]:
+            del self.futures[old]
+        future = self.futures.pop(tick, None) if tta == self.tta else None
+        return None if future is None else future.result()
+
+
+def _same_picture(a: np.ndarray, b: np.ndarray) -> bool:
+    return a is b or (a.shape == b.shape and np.array_equal(a, b))
+
+
+def resize_ahead(wanted: Iterator[int]) -> Iterator[int] | None:
+    """``wanted`` where this process may use more than one CPU (the resizes then run beside the decoding), else None:
+    one CPU gains nothing from a pool."""
+    from ccstereo.runtime.cpu_features import usable_cpus
+
+    return wanted if RESIZE_WORKERS > 1 and len(usable_cpus()) > 1 else None
+
+
 class _Frames:
     """Crops per tick from a tick-ordered frame iterator; the last frame repeats past the end of the video.
 
-    A decoded picture equal to the previous one (a still image, a repeated frame) is not resized again."""
+    A decoded picture equal to the previous one (a still image, a repeated frame) is not resized again. ``wanted``
+    (the ticks the windows ask for): frames are read ahead and resized on a pool (``_ResizeAhead``)."""
 
-    def __init__(self, ticks: Iterator[tuple[int, np.ndarray]], config: ModelConfig, tta: bool, times: StageTimes):
+    def __init__(
+        self, ticks: Iterator[tuple[int, np.ndarray]], config: ModelConfig, tta: bool, times: StageTimes,
+        wanted: Iterator[int] | None = None,
+    ) -> None:  # fmt: skip
+        self.ahead = None if wanted is None else _ResizeAhead(ticks, config, tta, times, wanted)
+        ticks = ticks if self.ahead is None else self.ahead
         self.ticks, self.config, self.tta, self.times = ticks, config, tta, times
         self.tick: int = -1
         self.image: np.ndarray | None = None
@@ -80,8 +160,12 @@ class _Frames:
         return crop
 
     def _resized(self, image: np.ndarray, tta: bool) -> np.ndarray:
+        ready = None if self.ahead is None else self.ahead.take(self.tick, tta)
+        if ready is not None:
+            self.resized, self.resized_from, self.resized_tta = ready, image, tta
+            return ready
         last = self.resized_from
-        same = last is not None and (last is image or (last.shape == image.shape and np.array_equal(last, image)))
+        same = last is not None and _same_picture(last, image)
         if not same or self.resized is None or self.resized_tta != tta:
             self.resized = resize_for_model(image, self.config, tta)
         self.resized_from, self.resized_tta = image, tta
@@ -190,7 +274,8 @@ def produce(
     with the total length."""
     plan, config, batch_size, tracker = batching.plan, batching.config, batching.batch_size, batching.tracker
     share_identical = batching.share_identical
-    crops, windows, k = _Frames(frames, config, batching.tta, times), _Audio(audio, plan, times), 0
+    wanted = resize_ahead(plan.tick(i) for i in itertools.count())
+    crops, windows, k = _Frames(frames, config, batching.tta, times, wanted), _Audio(audio, plan, times), 0
     most = batch_size * (GROW_WHILE_SHARED if share_identical and tracker is None else 1)
     size = grow = min(FIRST_BATCH, batch_size)  # a small first call: an early start
     while True:

@@ -68,9 +68,11 @@ def collect_inputs(paths: list[Path]) -> list[Path]:
 
 
 def _listed(listing: Path) -> list[Path]:
-    """Return the paths named by a text file: one path or glob per line (relative to the file), # comments."""
+    """Return the paths named by a text file: one path or glob per line (relative to the file), # comments. UTF-8,
+    with or without the byte-order mark a Windows editor writes first; names in another encoding come through as
+    their bytes (``surrogateescape``, as the file system gives them)."""
     try:
-        lines = listing.read_text().splitlines()
+        lines = listing.read_text(encoding="utf-8-sig", errors="surrogateescape").splitlines()
     except OSError as exc:
         raise OptionError(f"{listing}: cannot read the list: {exc.strerror}") from exc
     found: list[Path] = []

@@ -93,3 +93,15 @@ def test_a_dead_writers_temporaries_go_and_no_one_elses(tmp_path):
     unrelated = partial_path(tmp_path / "clip 1.binaural.wav")
     assert remove_partials_of(final, writer_id()) == [mine]
     assert other.exists() and unrelated.exists() and not mine.exists()
+
+
+def test_a_list_file_from_a_windows_editor_names_its_files(tmp_path):
+    # UTF-8 with a byte-order mark and CRLF line ends; a name in Latin-1 bytes as a file system may hold it
+    from ccstereo.runtime.inputs import collect_inputs
+
+    first, second = tmp_path / "clip one.mp4", tmp_path / "caf\udce9.mp4"
+    for path in (first, second):
+        path.write_bytes(b"")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbfclip one.mp4\r\n# a comment\r\ncaf\xe9.mp4\r\n")
+    assert collect_inputs([f"@{listing}"]) == [first, second]  # type: ignore[list-item]

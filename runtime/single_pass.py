@@ -39,12 +39,13 @@ class SinglePass:
         self.name, self.max_apart_s, self.soft_end = name, max_apart_s, soft_end
         self.error: MediaError | None = None
         _hear_demuxer_warnings()
+        self.kept = None if _seekable(fileobj) else TailKept(ArrivingBytes(fileobj) if live else fileobj)
         try:
             with av.logging.Capture(local=True) as said:
                 if live:
-                    self.container = av.open(ArrivingBytes(fileobj), mode="r", options=LIVE_INPUT_OPTIONS)
+                    self.container = av.open(self.kept or ArrivingBytes(fileobj), mode="r", options=LIVE_INPUT_OPTIONS)
                 else:
-                    self.container = av.open(fileobj, mode="r")
+                    self.container = av.open(self.kept or fileobj, mode="r")
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise MediaError(f"{name}: unreadable media stream ({_reason(exc)})") from exc
         if self.container.format.name.startswith("mov") and any(_PARTIAL in text for _, _, text in said):
@@ -148,9 +149,21 @@ class SinglePass:
                     packet = None
                 if packet is None:
                     self.ended = True
+                    self._check_end()
                 elif packet.dts is not None or packet.size:  # not the demuxer's flush packet
                     self._queue(packet)
             return queue.popleft() if queue else None
+
+    def _check_end(self) -> None:
+        """A NUT stream through a pipe that ends without its closing index was cut between two packets (a producer
+        killed mid-stream): said like a cut inside one."""
+        if self.kept is not None and self.container.format.name == "nut" and not nut_ended_whole(self.kept.tail()):
+            self.error = MediaError(
+                f"{self.name}: truncated: the NUT stream ended without its closing index (its producer stopped "
+                "mid-stream, or was told -write_index 0)"
+            )
+            if not self.soft_end:
+                raise self.error
 
     def _queue(self, packet) -> None:
         if packet.stream.index == self.audio_stream.index:
@@ -197,6 +210,59 @@ class ArrivingBytes:
 
 
 _PREMATURE = "ended prematurely"  # FFmpeg's demuxers (Matroska, NUT, ...) on a stream cut off mid-element
+# FFmpeg's NUT muxer ends every stream it finishes with an index packet, on a pipe too (Matroska and MPEG-TS to a pipe
+# end with nothing of the kind): its start code, and the one of the syncpoints every NUT stream of it carries.
+NUT_INDEX = bytes.fromhex("4e58dd672f23e64e")
+NUT_SYNCPOINT = bytes.fromhex("4e4be4adeeca4569")
+TAIL_BYTES = 4 << 20  # what a pipe's reader keeps of its last bytes: a day's index of a NUT stream (~45 bytes/s)
+
+
+class TailKept:
+    """A pipe's reader that keeps the last ``TAIL_BYTES`` (at least) it handed on."""
+
+    def __init__(self, reader) -> None:
+        self.reader = reader
+        self.chunks: deque = deque()
+        self.size = 0
+
+    def read(self, n: int) -> bytes:
+        data = self.reader.read(n)
+        if data:
+            self.chunks.append(bytes(data))
+            self.size += len(data)
+            while self.size - len(self.chunks[0]) >= TAIL_BYTES:
+                self.size -= len(self.chunks.popleft())
+        return data
+
+    def tail(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def nut_ended_whole(tail: bytes) -> bool:
+    """Whether a NUT stream's last bytes end with a whole index packet (start code, forward pointer, its header
+    checksum when the pointer is over 4096, then that many bytes). A tail with neither an index nor a syncpoint says
+    nothing of the kind (a stream written without syncpoints has no index): True."""
+    at = tail.rfind(NUT_INDEX)
+    if at < 0:
+        return NUT_SYNCPOINT not in tail
+    pos, forward = at + len(NUT_INDEX), 0
+    while True:  # NUT's variable-length number: 7 bits a byte, the top bit says more follow
+        if pos >= len(tail):
+            return False
+        byte = tail[pos]
+        pos, forward = pos + 1, (forward << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            break
+    return pos + (4 if forward > 4096 else 0) + forward == len(tail)
+
+
+def _seekable(fileobj) -> bool:
+    try:
+        return bool(fileobj.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 _PARTIAL = "partial file"  # FFmpeg's mov demuxer on a pipe, when the media it needs lies before what it has read
 
 

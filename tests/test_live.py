@@ -173,3 +173,45 @@ def test_a_live_stream_cut_mid_element_ends_with_one_line_and_a_finished_output(
     assert done.returncode == 1 and len(lines) == 1 and "truncated" in lines[0], done.stderr.decode()
     check = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True)
     assert check.returncode == 0 and not check.stderr.strip(), check.stderr
+
+
+def test_a_killed_nut_producer_ends_with_one_line_and_a_finished_output(tmp_path, clicks):
+    """A real producer, SIGKILLed while it streams NUT in real time: FFmpeg's NUT muxer ends every stream it
+    finishes with an index packet (on a pipe too), so a stream without one was cut, even between two packets: exit
+    1, one line, the output sent so far a finished container. (Matroska and MPEG-TS to a pipe end with nothing of
+    the kind: a producer killed between two of their packets reads as a clean end.)"""
+    out = tmp_path / "out.mkv"
+    producer = subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-i", str(clicks), "-c", "copy", "-f", "nut", "-"],
+                                stdout=subprocess.PIPE)  # fmt: skip
+    with open(out, "wb") as sink:
+        ccs = subprocess.Popen([*RUN, "-", "--live", "-o", "-", "-q"], stdin=producer.stdout, stdout=sink,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+        producer.stdout.close()
+        deadline = time.time() + 60
+        while out.stat().st_size < 20000 and time.time() < deadline:  # output has begun
+            time.sleep(0.1)
+        time.sleep(2.0)  # seconds of it
+        producer.kill()
+        producer.wait()
+        _, err = ccs.communicate(timeout=60)
+    lines = [line for line in err.strip().splitlines() if not line.startswith("live: ")]
+    assert ccs.returncode == 1 and len(lines) == 1 and "without its closing index" in lines[0], err
+    check = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True)
+    assert check.returncode == 0 and not check.stderr.strip(), check.stderr
+    with av.open(str(out)) as c:
+        seconds = sum(f.samples for f in c.decode(c.streams.audio[0])) / 48000
+    assert 1.0 < seconds < 19, seconds
+
+
+def test_a_nut_stream_cut_between_two_packets_is_truncated_and_a_whole_one_is_not(tmp_path):
+    from ccstereo.runtime.single_pass import NUT_SYNCPOINT
+
+    whole = subprocess.run(["ffmpeg", "-v", "error", "-i", str(SAMPLE), "-c", "copy", "-f", "nut", "-"],
+                           capture_output=True, check=True).stdout  # fmt: skip
+    cut = whole[: whole.index(NUT_SYNCPOINT, len(whole) // 2)]  # ends exactly where a syncpoint would begin
+    for data, code in ((whole, 0), (cut, 1)):
+        done = subprocess.run([*RUN, "-", "-o", "-", "--format", "wav", *ENGINE], input=data, capture_output=True,
+                              timeout=300)  # fmt: skip
+        lines = done.stderr.decode().strip().splitlines()
+        assert done.returncode == code, lines
+        assert (lines == []) if code == 0 else (len(lines) == 1 and "without its closing index" in lines[0]), lines

@@ -69,8 +69,10 @@ def partial_path(final: Path, suffix: str | None = None) -> Path:
     folder = final.parent
     if not folder.is_dir():
         raise WriteError(f"{folder}: output folder does not exist")
+    if len(os.fsencode(final.name)) > NAME_MAX:
+        raise WriteError(f"{final}: file name too long ({len(os.fsencode(final.name))} bytes; at most {NAME_MAX})")
     me = os.getpid()
-    stem = f".{final.stem}{PARTIAL_MARK}{_host()}-{me}-{_start_ticks(me) or 0}-"
+    stem = f".{_short_stem(final)}{PARTIAL_MARK}{_host()}-{me}-{_start_ticks(me) or 0}-"
     tail = final.suffix if suffix is None else suffix
     mode = new_file_mode()
     for _ in range(100):
@@ -81,6 +83,29 @@ def partial_path(final: Path, suffix: str | None = None) -> Path:
         except OSError as exc:
             raise WriteError(f"{folder}: output folder is not writable ({exc.strerror})") from exc
     raise WriteError(f"{folder}: no free temporary name for {final.name}")
+
+
+NAME_MAX = 255  # bytes in one file name (Linux, macOS, Windows file systems alike)
+# A temporary's name beside its stem: ".", ".partial-", host (8), pid (7), start ticks (20), random (8), three "-",
+# a suffix (16 at most): the stem gets the rest, so a temporary fits wherever its file's name does.
+_STEM_BYTES = NAME_MAX - 72
+
+
+def _short_stem(final: Path) -> str:
+    """Return ``final``'s stem as temporaries carry it: whole when it fits ``_STEM_BYTES``, else its first
+    characters and a hash of the whole (two long names that begin alike keep apart)."""
+    stem = final.stem
+    if len(os.fsencode(stem)) <= _STEM_BYTES:
+        return stem
+    keep, used = [], 0
+    for char in stem:
+        size = len(os.fsencode(char))
+        if used + size > _STEM_BYTES - 9:
+            break
+        keep.append(char)
+        used += size
+    digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:8]
+    return "".join(keep) + "~" + digest
 
 
 def _create(path: Path, mode: int) -> bool:
@@ -191,7 +216,7 @@ def remove_partials_of(final: Path, writer: tuple[str, int]) -> list[Path]:
     final = Path(final)
     removed = []
     try:
-        entries = list(final.parent.glob(f".{glob.escape(final.stem)}{PARTIAL_MARK}*"))
+        entries = list(final.parent.glob(f".{glob.escape(_short_stem(final))}{PARTIAL_MARK}*"))
     except (OSError, ValueError):
         return removed
     for entry in entries:

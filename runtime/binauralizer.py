@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ccstereo.atomic import remove_partials_of, writer_id
+from ccstereo.atomic import NAME_MAX, remove_partials_of, writer_id
 from ccstereo.config import ModelConfig
 from ccstereo.runtime.backends import Backend, load_backend
 from ccstereo.runtime.clipping import ClipGuard
@@ -85,6 +86,11 @@ def output_rate_hz(fmt: str, input_rate_hz: int) -> int:
 def output_path(source: Path, out: Path | None, fmt: str) -> Path:
     """Return ``<stem>.binaural.<fmt>`` beside the input, or inside ``out`` when it is a folder."""
     name = f"{source.stem}.binaural.{fmt}"
+    if len(os.fsencode(name)) > NAME_MAX and (out is None or _is_folder(out)):
+        raise OutputError(
+            f"{source}: its output's name would be {len(os.fsencode(name))} bytes long (the file system takes "
+            f"{NAME_MAX}): name the output with -o"
+        )
     if out is None:
         return source.with_name(name)
     if _is_folder(out):

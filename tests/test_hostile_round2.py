@@ -542,3 +542,16 @@ def test_ccs_view_html_cannot_overwrite_a_given_file(tmp_path, victim, spelling)
     assert result.returncode == 2, result.stderr
     one_line_error(result)
     assert all(p.read_bytes() == data for p, data in before.items()) and leftovers(tmp_path) == []
+
+
+def test_a_long_file_name_gets_its_output_and_one_too_long_says_to_name_it(tmp_path):
+    # 229 bytes: the output's 238-byte name fits the file system's 255, its temporaries' longer names would not
+    fits = plain(tmp_path, "é" * 100 + "a" * 25 + ".mp4")
+    result = ccs_run(fits, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / ("é" * 100 + "a" * 25 + ".binaural.mp4")).is_file()
+    assert leftovers(tmp_path) == []
+    too_long = plain(tmp_path, "b" * 248 + ".mp4")  # its output would be 261 bytes
+    one_line_error(ccs_run(too_long, "--quiet"), "261 bytes", "name the output with -o")
+    named = ccs_run(too_long, "-o", tmp_path / "short.mp4", "--quiet")
+    assert named.returncode == 0 and (tmp_path / "short.mp4").is_file(), named.stderr

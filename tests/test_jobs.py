@@ -105,3 +105,12 @@ def test_a_list_file_from_a_windows_editor_names_its_files(tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_bytes(b"\xef\xbb\xbfclip one.mp4\r\n# a comment\r\ncaf\xe9.mp4\r\n")
     assert collect_inputs([f"@{listing}"]) == [first, second]  # type: ignore[list-item]
+
+
+def test_temporaries_of_a_long_name_fit_and_are_found_again(tmp_path):
+    final = tmp_path / ("x" * 240 + ".binaural.mp4")  # 253 bytes: the final fits, ".<stem>.partial-..." would not
+    other = tmp_path / ("x" * 240 + "y.binaural.mp4")  # same first 240 characters: its temporaries are its own
+    mine, theirs = partial_path(final), partial_path(other)
+    assert len(mine.name.encode()) <= 255 and len(theirs.name.encode()) <= 255
+    assert remove_partials_of(final, writer_id()) == [mine]
+    assert theirs.exists()

@@ -37,6 +37,8 @@ def failure_line(path, exc: BaseException) -> tuple[str, bool]:
     internal = not isinstance(exc, (CCStereoError, OSError, ValueError, MemoryError))
     shown = printable(path)
     text = " ".join(str(exc).replace(str(path), shown).split()) or type(exc).__name__
+    if isinstance(exc, BrokenPipeError):  # `ccs-run ... -o - | player`, and the player was closed
+        text = "the output's reader closed the pipe (broken pipe): nothing more could be sent"
     if internal:  # still one line, and says so
         text = f"internal error ({type(exc).__name__}: {text}); please report it with this file"
     return (text if shown in text else f"{shown}: {text}"), internal

@@ -208,3 +208,15 @@ def test_mpegts_and_nut_to_standard_output_carry_the_same_sound_and_picture(tmp_
     sound, ref_sound = decoded_audio(out), decoded_audio(ref)
     assert sound.shape[1] == ref_sound.shape[1] + 1024
     assert np.array_equal(sound[:, 1024:], ref_sound)
+
+
+def test_a_reader_that_stops_reading_ends_the_run_with_one_line(tmp_path):
+    # `ccs-run clip -o - | player`, and the player is closed early
+    run = subprocess.Popen([*RUN, str(SAMPLE), "-o", "-", "--format", "wav", *ENGINE], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)  # fmt: skip
+    assert run.stdout is not None and len(run.stdout.read(1000)) == 1000
+    run.stdout.close()
+    _, err = run.communicate(timeout=120)
+    lines = err.decode().strip().splitlines()
+    assert run.returncode == 1 and len(lines) == 1, lines
+    assert "closed the pipe" in lines[0], lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import os
 from pathlib import Path
 
 from ccstereo.runtime.errors import OptionError
@@ -67,6 +68,20 @@ def collect_inputs(paths: list[Path]) -> list[Path]:
     return found
 
 
+def distinct_files(paths: list[Path]) -> list[Path]:
+    """Return ``paths`` with each named once, where it first appears: the same path given twice (``a.mp4 ./a.mp4``, a
+    glob and a list that both hold it) is one input, not two that want one output. (A link is a name of its own,
+    with an output of its own.)"""
+    seen: set[str] = set()
+    kept = []
+    for path in paths:
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            kept.append(path)
+    return kept
+
+
 def _listed(listing: Path) -> list[Path]:
     """Return the paths named by a text file: one path or glob per line (relative to the file), # comments. UTF-8,
     with or without the byte-order mark a Windows editor writes first; names in another encoding come through as
@@ -93,7 +108,7 @@ def check_run_paths(inputs: list[Path], out: Path | None, fmt: str | None) -> li
     from ccstereo.runtime.errors import printable
     from ccstereo.runtime.writers import SameFileError, same_file
 
-    files = collect_inputs(inputs)
+    files = distinct_files(collect_inputs(inputs))
     if not files:
         raise OptionError("no input media found")
     single = out is not None and not out.is_dir()

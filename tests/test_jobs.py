@@ -114,3 +114,15 @@ def test_temporaries_of_a_long_name_fit_and_are_found_again(tmp_path):
     assert len(mine.name.encode()) <= 255 and len(theirs.name.encode()) <= 255
     assert remove_partials_of(final, writer_id()) == [mine]
     assert theirs.exists()
+
+
+def test_the_same_path_given_twice_is_one_input_and_a_link_keeps_its_own(tmp_path):
+    from ccstereo.runtime.inputs import check_run_paths
+
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"")
+    (tmp_path / "link.mp4").symlink_to(clip)
+    listing = tmp_path / "list.txt"
+    listing.write_text("a.mp4\n*.mp4\n")
+    given = [clip, tmp_path / "." / "a.mp4", f"@{listing}", tmp_path / "link.mp4"]
+    assert check_run_paths(given, None, None) == [clip, tmp_path / "link.mp4"]  # type: ignore[arg-type]

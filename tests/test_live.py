@@ -128,6 +128,14 @@ def test_falling_behind_degrades_in_the_stated_order_and_keeps_every_sample(clic
     assert abs(len(run.output) - 20.0 * 48000) < 0.05 * 48000
 
 
+def _clean_seconds(out) -> float:
+    """Assert that FFmpeg decodes ``out`` without a word; return its seconds of sound."""
+    check = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True)
+    assert check.returncode == 0 and not check.stderr.strip(), check.stderr
+    with av.open(str(out)) as c:
+        return sum(f.samples for f in c.decode(c.streams.audio[0])) / 48000
+
+
 def _as_from_a_terminal() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -153,10 +161,7 @@ def test_a_signal_on_a_live_pipe_finishes_the_container(tmp_path, clicks, sig):
     assert ccs.returncode == 128 + sig, err
     lines = [line for line in err.strip().splitlines() if not line.startswith("live: ")]  # degradations said
     assert len(lines) == 1 and "output sent so far is complete" in lines[0], err
-    check = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True)
-    assert check.returncode == 0 and not check.stderr.strip(), check.stderr
-    with av.open(str(out)) as c:
-        seconds = sum(f.samples for f in c.decode(c.streams.audio[0])) / 48000
+    seconds = _clean_seconds(out)
     assert 2.0 < seconds < 19, seconds
 
 
@@ -196,10 +201,7 @@ def test_a_killed_nut_producer_ends_with_one_line_and_a_finished_output(tmp_path
         _, err = ccs.communicate(timeout=60)
     lines = [line for line in err.strip().splitlines() if not line.startswith("live: ")]
     assert ccs.returncode == 1 and len(lines) == 1 and "without its closing index" in lines[0], err
-    check = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True, text=True)
-    assert check.returncode == 0 and not check.stderr.strip(), check.stderr
-    with av.open(str(out)) as c:
-        seconds = sum(f.samples for f in c.decode(c.streams.audio[0])) / 48000
+    seconds = _clean_seconds(out)
     assert 1.0 < seconds < 19, seconds
 
 

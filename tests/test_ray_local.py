@@ -131,6 +131,15 @@ def test_local_ray_run_matches_one_process_and_the_driver_works_while_ray_starts
         assert [f["status"] for f in files] == ["ok"] * len(clips) and all(f["precision"] for f in files)
 
 
+def _nothing_partial(returncode: int, stderr: str, out: Path, seconds: float) -> None:
+    """An interrupted run: exit 130, said so, no temporary left, and whatever was finished before it is whole."""
+    assert returncode == 130, stderr[-2000:]
+    assert "no partial output left" in stderr
+    assert not list(out.glob(".*partial*"))
+    for done in out.glob("*.wav"):
+        assert sf.info(str(done)).duration == pytest.approx(seconds, abs=0.1)
+
+
 def test_interrupt_while_the_driver_works_leaves_no_partial_file(tmp_path):
     clips = sample_cuts(tmp_path / "in", 3, 6.0, 0.5)
     (tmp_path / "out").mkdir()
@@ -146,11 +155,7 @@ def test_interrupt_while_the_driver_works_leaves_no_partial_file(tmp_path):
         _, stderr = run.communicate(timeout=90)
     finally:
         run.kill()
-    assert run.returncode == 130, stderr[-2000:]
-    assert "no partial output left" in stderr
-    assert not list((tmp_path / "out").glob(".*partial*"))
-    for done in (tmp_path / "out").glob("*.wav"):  # whatever was finished before the interrupt is whole
-        assert sf.info(str(done)).duration == pytest.approx(6.0, abs=0.1)
+    _nothing_partial(run.returncode, stderr, tmp_path / "out", 6.0)
 
 
 def test_interrupt_while_a_ray_worker_writes_leaves_no_partial_file(tmp_path):
@@ -174,11 +179,7 @@ def test_interrupt_while_a_ray_worker_writes_leaves_no_partial_file(tmp_path):
         _, stderr = run.communicate(timeout=90)
     finally:
         run.kill()
-    assert run.returncode == 130, stderr[-2000:]
-    assert "no partial output left" in stderr
-    assert not list(out.glob(".*partial*"))
-    for done in out.glob("*.wav"):
-        assert sf.info(str(done)).duration == pytest.approx(7.5, abs=0.1)
+    _nothing_partial(run.returncode, stderr, out, 7.5)
 
 
 def test_an_unreadable_file_fails_alone_with_one_line_naming_it_once(tmp_path):

@@ -18,15 +18,18 @@ class EvalInputError(CCStereoError, ValueError):
 
 
 def read_binaural(path: Path, sample_rate_hz: int):
-    """Return [2, N] float64 audio of a wav/flac file resampled to ``sample_rate_hz``."""
+    """Return [2, N] float64 audio of a wav/flac file, or of the first audio track of any media file FFmpeg reads
+    (the mp4 ``ccs-run`` writes by default), resampled to ``sample_rate_hz``."""
     import numpy as np
     import soundfile as sf
     from scipy.signal import resample_poly
 
+    if not Path(path).is_file():
+        raise EvalInputError(f"{path}: no such file")
     try:
         data, rate = sf.read(str(path), dtype="float64", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as exc:
-        raise EvalInputError(f"{path}: cannot read audio: {exc}") from exc
+    except (RuntimeError, sf.LibsndfileError):
+        data, rate = _decoded(path)
     if data.shape[1] != 2:
         raise EvalInputError(f"{path}: expected 2 channels, found {data.shape[1]}")
     if data.shape[0] == 0:
@@ -37,6 +40,29 @@ def read_binaural(path: Path, sample_rate_hz: int):
         g = gcd(rate, sample_rate_hz)
         data = resample_poly(data, sample_rate_hz // g, rate // g, axis=0)
     return np.ascontiguousarray(data.T)
+
+
+def _decoded(path: Path):
+    """Return ([N, channels] float64, rate) of a media file's first audio track, decoded by FFmpeg (PyAV)."""
+    import av
+    import numpy as np
+
+    from ccstereo.runtime.media import MediaError, _reason, read_audio
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise EvalInputError(f"{path}: no audio stream")
+            channels = container.streams.audio[0].codec_context.channels
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise EvalInputError(f"{path}: cannot read audio ({_reason(exc)})") from exc
+    if channels != 2:  # read_audio would mix it to stereo: a reference must be binaural already
+        raise EvalInputError(f"{path}: expected 2 channels, found {channels}")
+    try:
+        rate, _, audio = read_audio(path)
+    except MediaError as exc:
+        raise EvalInputError(str(exc)) from exc
+    return np.asarray(audio, np.float64).T, rate
 
 
 def plot_comparison(pred, gt, out: Path, sample_rate_hz: int) -> None:
@@ -67,8 +93,8 @@ def plot_comparison(pred, gt, out: Path, sample_rate_hz: int) -> None:
 
 @app.command()
 def main(
-    pred: Annotated[Path, typer.Argument(help="predicted binaural wav/flac")],
-    gt: Annotated[Path, typer.Argument(help="ground-truth binaural wav/flac")],
+    pred: Annotated[Path, typer.Argument(help="predicted binaural audio (wav, flac, or a video's audio track)")],
+    gt: Annotated[Path, typer.Argument(help="ground-truth binaural audio (wav, flac, or a video's audio track)")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     plot: Annotated[Path | None, typer.Option(help="write a PNG of SPL difference and L-R spectrograms")] = None,
     sample_rate_hz: Annotated[int, typer.Option(help="evaluation sample rate")] = 16000,

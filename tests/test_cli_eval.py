@@ -41,3 +41,28 @@ def test_ccs_eval_rejects_mono_input(tmp_path):
     out = subprocess.run([*CLI, str(mono), str(mono)], capture_output=True, text=True)
     assert out.returncode == 2
     assert "mono.wav" in out.stderr and "2 channels" in out.stderr
+
+
+def _metrics(pred, gt) -> dict:
+    out = subprocess.run([*CLI, str(pred), str(gt), "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_ccs_eval_reads_the_audio_track_of_a_video_file(official, tmp_path):
+    # ccs-run writes mp4 by default: its audio is scored where it lies (FLAC in Matroska: the same samples; AAC in mp4:
+    # lossy, and aligned, the encoder's priming skipped)
+    pred = tmp_path / "pred.wav"
+    sf.write(pred, official.expected["binaural"].T, 16000, subtype="FLOAT")
+    wav = _metrics(pred, FIXTURE_DIR / "clip.wav")
+    for name, codec, tolerance in (("pred.mkv", "flac", 1e-5), ("pred.mp4", "aac", 0.1)):
+        video = ["-f", "lavfi", "-i", "color=c=gray:s=64x32:r=10", "-i", str(pred), "-shortest", "-c:v", "libx264"]
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *video, "-c:a", codec, str(tmp_path / name)], check=True)
+        got = _metrics(tmp_path / name, FIXTURE_DIR / "clip.wav")
+        assert got["stft"] == pytest.approx(wav["stft"], rel=tolerance), name
+        assert got["snr"] == pytest.approx(wav["snr"], rel=tolerance), name
+
+
+def test_ccs_eval_names_a_missing_file(tmp_path):
+    out = subprocess.run([*CLI, str(tmp_path / "gone.wav"), str(tmp_path / "gone.wav")], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip() == f"error: {tmp_path / 'gone.wav'}: no such file"

@@ -194,8 +194,10 @@ def load_checkpoint(path: str | Path) -> CCStereo:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     with path.open("rb") as fh:
-        head = fh.read(4)
-    if path.suffix == ".safetensors" or not head.startswith(b"PK"):
+        head = fh.read(9)
+    # safetensors: an 8-byte header length, then the JSON header; anything else goes to torch.load (a zip archive,
+    # or the older pickle format a checkpoint saved with _use_new_zipfile_serialization=False has)
+    if path.suffix == ".safetensors" or head[8:9] == b"{":
         model = _load_native(path)
     else:
         try:

@@ -6,6 +6,7 @@ so a failed export leaves nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -104,6 +105,9 @@ def export_checkpoint(checkpoint: Path, options: ExportOptions, log=print) -> di
     if options.engine == "on" and not can_build:
         raise ExportError(f"--engine needs an NVIDIA GPU with TensorRT: {gpu_reason}")
     out_dir = Path(options.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir}: -o names a file; the export writes a folder")
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".ccs-export-", dir=out_dir))
     try:
@@ -112,9 +116,13 @@ def export_checkpoint(checkpoint: Path, options: ExportOptions, log=print) -> di
         (staging / "export_report.json").write_text(json.dumps(report, indent=2, default=str))
         for item in staging.iterdir():  # each file of the folder appears whole (written in the staging folder)
             publish(item, out_dir / item.name)
+        made = False
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if made:  # a failed export leaves no folder it made (an empty one stays only if it was there before)
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
 
 
 @dataclass(frozen=True)

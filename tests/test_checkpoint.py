@@ -89,6 +89,14 @@ def test_pickled_code_is_refused(tmp_path):
         ccstereo.load_checkpoint(tmp_path / "evil.pth")
 
 
+def test_a_checkpoint_in_the_older_pickle_format_loads_as_the_zip_one(official, tmp_path):
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"state_dict": _official_state_dict(official)}, legacy, _use_new_zipfile_serialization=False)
+    assert not legacy.read_bytes().startswith(b"PK")  # not a zip archive
+    a, b = ccstereo.load_checkpoint(official.checkpoint), ccstereo.load_checkpoint(legacy)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
 def test_garbage_and_missing_files(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="junk.safetensors"):

@@ -171,7 +171,19 @@ def test_bad_checkpoint_fails_cleanly(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([*EXPORT_CLI, str(bad), "-o", str(out)], capture_output=True, text=True)
     assert result.returncode == 1 and "bad.pth" in result.stderr
-    assert not any(out.iterdir())
+    assert not out.exists()  # the folder it made for the export goes with it
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    result = subprocess.run([*EXPORT_CLI, str(bad), "-o", str(kept)], capture_output=True, text=True)
+    assert result.returncode == 1 and kept.is_dir() and not any(kept.iterdir())  # one that was there stays
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"mine")
+    result = subprocess.run([*EXPORT_CLI, str(bad), "-o", str(afile)], capture_output=True, text=True)
+    assert (
+        result.returncode == 1
+        and result.stderr.strip() == f"error: {afile}: -o names a file; the export writes a folder"
+    )
+    assert afile.read_bytes() == b"mine"
 
 
 def test_island_nodes_compute_in_fp32_and_others_in_fp16(exported):

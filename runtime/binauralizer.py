@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -283,10 +283,19 @@ class Binauralizer:
             raise OptionError("at least one frame is needed")
         times = StageTimes()
         batching, store, _ = self._batching(self.window_plan(options), options)
-        items = produce(iter([stereo]), iter(enumerate(frames)), batching, times)
+        items = produce(iter([stereo]), _checked_frames(frames), batching, times)
         pieces: list[np.ndarray] = []
         consume(items, WindowRunner(self.backend.run, self.config.window_samples, store), pieces.append, times)
         return np.concatenate(pieces, axis=1)
+
+
+def _checked_frames(frames: Sequence[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
+    """(i, frame) of ``process_arrays``'s frames, each checked to be a uint8 RGB picture as it is taken."""
+    for i, frame in enumerate(frames):
+        shape, dtype = getattr(frame, "shape", None), getattr(frame, "dtype", None)
+        if dtype != np.uint8 or shape is None or len(shape) != 3 or shape[2] != 3 or 0 in shape:
+            raise OptionError(f"frames[{i}] must be a uint8 RGB picture [H, W, 3], got {dtype} {shape}")
+        yield i, frame
 
 
 def _abandon(sink: OutputSink | None, final: Path) -> None:

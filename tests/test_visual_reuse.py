@@ -3,6 +3,8 @@ output is the same to the bit as computing every one of them."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -80,3 +82,19 @@ def test_a_long_still_picture_is_one_batch_of_five_crops(engine, tmp_path):
     assert with_sharing.windows > 100 and with_sharing.batches == 2
     assert with_sharing.crops_computed == FIRST_BATCH + 5
     assert without.batches >= 4  # without sharing a batch stays at 32 windows
+
+
+@pytest.mark.parametrize(
+    ("frames", "shown"),
+    [
+        (np.zeros((4, 96, 160, 3), np.float32), "float32 (96, 160, 3)"),  # floats, not 0-255 bytes
+        (np.zeros((96, 160, 3), np.uint8), "uint8 (160, 3)"),  # one picture given as the frame list
+        (np.zeros((4, 96, 160), np.uint8), "uint8 (96, 160)"),  # grey, no colour axis
+    ],
+    ids=["float", "one-picture", "grey"],
+)
+def test_process_arrays_names_frames_that_are_not_rgb_pictures(engine, frames, shown):
+    from ccstereo.runtime.errors import OptionError
+
+    with pytest.raises(OptionError, match=re.escape(f"frames[0] must be a uint8 RGB picture [H, W, 3], got {shown}")):
+        engine.process_arrays(_audio(1.0), frames)

@@ -152,7 +152,7 @@ def read_audio(path: str | Path) -> tuple[int, float, np.ndarray]:
     return rate, start_s, audio
 
 
-def stream_duration_s(stream, tags: bool = True) -> float | None:
+def stream_duration_s(stream, tags: bool) -> float | None:
     """Return the duration a stream declares for itself (header, or ``tags``: its DURATION tag); None if none."""
     if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
         return float(stream.duration * stream.time_base)

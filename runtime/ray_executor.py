@@ -105,14 +105,14 @@ class RayExecutor:
         self.load, self.scale = load, scale
 
     def run(self, jobs: list[FileJob], options: RunOptions, events: Events) -> list[FileResult]:
-        results: dict[Path, FileResult] = {}
-        for given in jobs:
-            if given.error is not None:  # known before any worker: reported at once, naming the file as given
-                result = failed(given, given.error)
-                results[_absolute(given).path] = result
-                events.finished(result)
         # workers may run elsewhere (a cluster with shared storage): they get absolute paths
-        jobs = [_absolute(job) for job in jobs]
+        absolute = [_absolute(job) for job in jobs]
+        results: dict[Path, FileResult] = {}
+        for given, job in zip(jobs, absolute, strict=True):
+            if given.error is not None:  # known before any worker: reported at once, naming the file as given
+                results[job.path] = failed(given, given.error)
+                events.finished(results[job.path])
+        jobs = absolute
         queue = sorted((j for j in jobs if j.error is None), key=_size, reverse=True)
         if not queue:  # nothing a worker could do: no Ray started for it
             return [results[job.path] for job in jobs]

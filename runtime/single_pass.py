@@ -39,13 +39,11 @@ class SinglePass:
         self.name, self.max_apart_s, self.soft_end = name, max_apart_s, soft_end
         self.error: MediaError | None = None
         _hear_demuxer_warnings()
-        self.kept = None if _seekable(fileobj) else TailKept(ArrivingBytes(fileobj) if live else fileobj)
+        reader = ArrivingBytes(fileobj) if live else fileobj
+        self.kept = None if _seekable(fileobj) else TailKept(reader)  # a pipe: its last bytes say how it ended
         try:
             with av.logging.Capture(local=True) as said:
-                if live:
-                    self.container = av.open(self.kept or ArrivingBytes(fileobj), mode="r", options=LIVE_INPUT_OPTIONS)
-                else:
-                    self.container = av.open(self.kept or fileobj, mode="r")
+                self.container = av.open(self.kept or reader, mode="r", options=LIVE_INPUT_OPTIONS if live else None)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise MediaError(f"{name}: unreadable media stream ({_reason(exc)})") from exc
         if self.container.format.name.startswith("mov") and any(_PARTIAL in text for _, _, text in said):
@@ -210,6 +208,7 @@ class ArrivingBytes:
 
 
 _PREMATURE = "ended prematurely"  # FFmpeg's demuxers (Matroska, NUT, ...) on a stream cut off mid-element
+_PARTIAL = "partial file"  # FFmpeg's mov demuxer on a pipe, when the media it needs lies before what it has read
 # FFmpeg's NUT muxer ends every stream it finishes with an index packet, on a pipe too (Matroska and MPEG-TS to a pipe
 # end with nothing of the kind): its start code, and the one of the syncpoints every NUT stream of it carries.
 NUT_INDEX = bytes.fromhex("4e58dd672f23e64e")
@@ -261,9 +260,6 @@ def _seekable(fileobj) -> bool:
         return bool(fileobj.seekable())
     except (AttributeError, OSError, ValueError):
         return False
-
-
-_PARTIAL = "partial file"  # FFmpeg's mov demuxer on a pipe, when the media it needs lies before what it has read
 
 
 def _hear_demuxer_warnings() -> None:

@@ -41,12 +41,11 @@ from ccstereo.synth.dataset import write_dataset
 from ccstereo.train.data import load_clip
 
 
-def _scenes(work: Path, clips: int, seed: int, head: str, centred_share: float | None = None) -> Path:
-    name = f"real-eval-{seed}-{clips}-{head}" if centred_share is None else f"real-eval-centred-{seed}-{clips}-{head}"
-    data = work / name
+def _scenes(work: Path, clips: int, seed: int, head: str, tag: str = "", **mix: float) -> Path:
+    """Render (once) ``clips`` real-eval scenes of 8 s; ``mix``: ``write_dataset``'s scene-mix options."""
+    data = work / f"real-eval{tag}-{seed}-{clips}-{head}"
     if not (data / "metadata.json").is_file():
-        more = {} if centred_share is None else {"centred_share": centred_share}
-        write_dataset(data, clips, 8.0, seed, head, mp4=False, log=lambda _m: None, kind="real-eval", **more)
+        write_dataset(data, clips, 8.0, seed, head, mp4=False, log=lambda _m: None, kind="real-eval", **mix)
     return data
 
 
@@ -228,6 +227,24 @@ def _print_breakdown(results: dict) -> None:
         print(f"{model}: side kept with another scene's sound {r['side_kept_with_another_scenes_sound']:.0%}")
 
 
+def _print_cards(results: dict, clips: int, seed: int) -> None:
+    """The photo-card scenes: every object an opaque photograph of itself, as a whole photo pasted over footage."""
+    print(f"\n{clips} more scenes whose objects are photo cards (seed {seed}, both orientations):")
+    print("| model | direction (all / left / right) | ILD corr | clips nearer than mono | one object over footage |")
+    print("|---" * 5 + "|")
+    for model, r in results.items():
+        c = r["card_scenes"]
+        d, f = c["direction_accuracy"], c["by_kind"].get("one sounding object over footage")
+        alone = "-"
+        if f is not None and f["direction"]["all"] is not None:
+            alone = f"{f['direction']['all']:.0%} ({f['segments']}), ILD corr {f['ild_correlation'] or 0:.2f}"
+        print(
+            f"| {model} | {d['all']:.0%} / {d['left']:.0%} / {d['right']:.0%} | {c['ild_correlation']:.2f} | "
+            f"{c['clips_beating_mono']:.0%} | {alone} |"
+        )
+        print(f"worst card scenes of {model}: {', '.join(c['worst_clips'])}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="exported model folders (or .onnx files)")
@@ -235,6 +252,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=9100)
     parser.add_argument("--head", default="kemar-ssr", help="HRTF set the scenes are rendered with")
     parser.add_argument("--centred", type=int, default=20, help="extra scenes whose sound is straight ahead (seed+1)")
+    parser.add_argument(
+        "--cards", type=int, default=0, help="extra scenes whose objects are photo cards, none centred (seed+2)"
+    )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ccstereo-real-scenes")
     parser.add_argument("--threads", type=int, default=None, help="backend threads (default: the backend's)")
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -243,7 +263,12 @@ def main() -> int:
     data = _scenes(args.work, args.clips, args.seed, args.head)
     meta = json.loads((data / "metadata.json").read_text())
     ids = sorted(meta["clips"])
-    centred = _scenes(args.work, args.centred, args.seed + 1, args.head, centred_share=1.0) if args.centred else None
+    centred = None
+    if args.centred:
+        centred = _scenes(args.work, args.centred, args.seed + 1, args.head, "-centred", centred_share=1.0)
+    cards = None
+    if args.cards:
+        cards = _scenes(args.work, args.cards, args.seed + 2, args.head, "-cards", centred_share=0.0, card_share=1.0)
     print(f"{len(ids)} real-eval scenes (+ mirrored), head {args.head}, seed {args.seed}: {data}")
     results = {}
     for model in args.models:
@@ -252,6 +277,9 @@ def main() -> int:
         results[model]["side_kept_with_another_scenes_sound"] = _sound_swap(engine, data, ids, meta)
         if centred is not None:
             results[model]["centred_scenes"] = _centred_scenes(engine, centred)
+        if cards is not None:
+            card_meta = json.loads((cards / "metadata.json").read_text())
+            results[model]["card_scenes"] = _score_model(engine, cards, sorted(card_meta["clips"]), card_meta)
     header = (
         "| model | direction (all / left / right) | ILD corr | STFT model / mono | clips nearer than mono "
         "| centred |ILD| dB | mirror corr |"
@@ -273,6 +301,8 @@ def main() -> int:
         for model, r in results.items():
             parts = ", ".join(f"{k} {v:.2f} ({n})" for k, (v, n) in r["centred_scenes"].items())
             print(f"{model}: {parts}")
+    if cards is not None:
+        _print_cards(results, args.cards, args.seed + 2)
     if args.json:
         write_text(
             args.json, json.dumps({"head": args.head, "seed": args.seed, "clips": len(ids), **results}, indent=1)

@@ -112,6 +112,39 @@ def test_paired_scenes_play_what_their_objects_make(assets):
     assert sounding >= 12 and centred >= 1
 
 
+def test_photo_cards_are_opaque_photographs_and_are_heard_where_they_are_seen(assets):
+    """--card-share 1: every object is an opaque rectangle (its own photographed background hides the picture behind
+    it, cut from a photograph of the scene's side of the split), and the sound still comes from where the card is."""
+    from ccstereo.synth.hrtf import load_hrtf
+    from ccstereo.synth.real_scene import Mix, _card, render_real_scene
+
+    head, train = load_hrtf("kemar"), assets["train"]
+    checked = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        audio, frames, info = render_real_scene(rng, 3.0, head, train, Mix(centred_share=0.0, card_share=1.0))
+        assert info["objects"] and all(o["card"] for o in info["objects"]), info
+        for k in (0, len(frames) - 1):
+            for x0, y0, x1, y1 in info["boxes"][k]:
+                inside = frames[k][max(y0, 0) + 2 : min(y1, 240) - 2, max(x0, 0) + 2 : min(x1, 480) - 2]
+                assert inside.size and inside.std() > 2  # a photograph, not a flat patch
+        if info["room"] or any(len(b) != 1 for b in info["boxes"]):
+            continue
+        ild, energy = segment_ild_db(audio)
+        for s, value in enumerate(ild):
+            x0, _, x1, _ = info["boxes"][min(5 * s + 2, len(info["boxes"]) - 1)][0]
+            offset = (x0 + x1) / 2 - 240
+            if abs(offset) > 60 and energy[s] > 1e-3 * energy.max():
+                assert np.sign(value) == -np.sign(offset), (seed, s, value, offset)
+                checked += 1
+    assert checked >= 5
+    card = _card(np.random.default_rng(1), train.stamps[0], train.backgrounds[0])
+    assert card.mode == "RGBA" and card.getchannel("A").getextrema() == (255, 255)
+    assert 0.7 <= card.width / card.height <= 1.5
+    _, _, plain = render_real_scene(np.random.default_rng(3), 2.0, head, train)
+    assert not any(o["card"] for o in plain["objects"])  # the default mix has no cards
+
+
 def _asymmetric_clip():
     """A clip whose picture is red on its left half and whose sound is louder in the left ear."""
     from ccstereo.train.data import Clip

@@ -34,6 +34,9 @@ def main(
     max_silent: Annotated[
         int, typer.Option(help="real kinds: each scene shows 0 to this many objects that make no sound (0-3)")
     ] = MAX_SILENT,
+    card_share: Annotated[
+        float, typer.Option(help="real kinds: share of objects shown as a photo card (on its own background)")
+    ] = 0.0,
     mp4: Annotated[bool, typer.Option("--mp4/--no-mp4", help="also write <id>.mp4 per clip")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -56,6 +59,7 @@ def main(
             centred_share=centred_share,
             paired_sounds=paired_sounds,
             max_silent=max_silent,
+            card_share=card_share,
         )
     except (CCStereoError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

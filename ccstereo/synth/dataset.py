@@ -84,6 +84,7 @@ def write_dataset(
     centred_share: float = CENTRED_SHARE,
     paired_sounds: bool = False,
     max_silent: int = MAX_SILENT,
+    card_share: float = 0.0,
 ) -> Path:
     """Render ``clips`` scenes of ``seconds`` into ``out``; deterministic for a given seed.
 
@@ -92,7 +93,8 @@ def write_dataset(
     pictures and footage, real recordings, rooms: ``ccstereo.synth.real_scene``, from that side's assets).
     ``centred_share`` is the share of real scenes with no sounding object in the picture (sound straight ahead);
     ``paired_sounds``: in real scenes every sound belongs to what makes it (``real_scene``'s ``paired``);
-    ``max_silent``: real scenes show 0 to this many objects that make no sound.
+    ``max_silent``: real scenes show 0 to this many objects that make no sound; ``card_share``: the share of objects
+    shown as a photo card (the object on its own photographed background, an opaque rectangle) instead of a cut-out.
     """
     import soundfile as sf
     from PIL import Image
@@ -109,19 +111,23 @@ def write_dataset(
         raise ValueError(f"the centred share is a fraction from 0 to 1, not {centred_share}")
     if not 0 <= max_silent <= MAX_SILENT:
         raise ValueError(f"a scene shows 0 to {MAX_SILENT} silent objects, not {max_silent}")
+    if not 0.0 <= card_share <= 1.0:
+        raise ValueError(f"the card share is a fraction from 0 to 1, not {card_share}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "binaural_audios").mkdir(exist_ok=True)
     meta = {"seed": seed, "seconds": seconds, "hrtf": hrtf, "kind": kind, "rate_hz": rate_hz, "fps": FPS}
     if assets is not None:
         from ccstereo.synth.real_scene import Mix, render_real_scene
 
-        mix = Mix(centred_share, paired_sounds, max_silent)
+        mix = Mix(centred_share, paired_sounds, max_silent, card_share)
         if centred_share != CENTRED_SHARE:  # only what differs from the default mix is recorded
             meta["centred_share"] = centred_share
         if paired_sounds:
             meta["paired_sounds"] = True
         if max_silent != MAX_SILENT:
             meta["max_silent"] = max_silent
+        if card_share:
+            meta["card_share"] = card_share
     meta["clips"] = {}
     ids = []
     for i in range(clips):

@@ -11,6 +11,9 @@ a measured head and a room.
   and it plays only that; the silent objects are any others; a scene with no sounding object plays a sound none of
   its pictured objects would make. Only then can a model learn which of several objects sounds from what it hears
   (without it, most objects play a random voice, instrument or everyday sound, and the picture alone decides).
+- ``card_share``: the share of objects shown as a photo card instead of a cut-out — an opaque rectangle, a
+  photograph of the object on its own background (the stamp over a patch of another photograph), as an object
+  photographed in a scene and pasted whole looks.
 - Frames are stored as JPEG at a random quality (compression artefacts).
 
 ``boxes`` give each tick's sounding-object boxes (x0, y0, x1, y1 in the 480 x 240 frame): the objectness
@@ -37,11 +40,12 @@ class Mix:
     """What a set of real scenes holds: ``centred_share`` of them have no sounding object (the rest: one object
     63 : two objects 25); each shows 0 to ``max_silent`` objects that make no sound (so ``centred_share=1``,
     ``max_silent=0``: the picture alone, the sound straight ahead); ``paired``: every sound belongs to what makes it
-    (module docstring)."""
+    (module docstring); ``card_share``: objects shown as photo cards (module docstring)."""
 
     centred_share: float = CENTRED_SHARE
     paired: bool = False
     max_silent: int = MAX_SILENT
+    card_share: float = 0.0
 
 
 @dataclass
@@ -51,6 +55,7 @@ class Placed:
     x_track: np.ndarray  # centre x per tick
     sounding: bool
     stamp: Stamp
+    card: bool = False  # shown on a photo card, not cut out
 
 
 @functools.lru_cache(maxsize=512)
@@ -168,17 +173,52 @@ def _track(rng: np.random.Generator, ticks: int, half: float) -> np.ndarray:
     return centre + amp * np.sin(2 * np.pi * t / rng.uniform(2.0, 8.0) + rng.uniform(0, 2 * np.pi))
 
 
-def _place(rng: np.random.Generator, stamp: Stamp, ticks: int, sounding: bool) -> Placed:
+def _card(rng: np.random.Generator, stamp: Stamp, photo_path: Path):
+    """The stamp photographed on its own background: an opaque RGBA rectangle, a patch of ``photo_path`` (a random
+    region, aspect 0.7-1.5) with the stamp over its middle at 55-90 % of its size. A card that comes out flat (a
+    white stamp on a white patch) is drawn again: its object would be invisible."""
+    from PIL import Image
+
+    stamp_image = _stamp_image(stamp.image)
+    photo = _photo(photo_path)
+    for _ in range(8):
+        aspect = float(np.clip(stamp_image.width / stamp_image.height * rng.uniform(0.8, 1.25), 0.7, 1.5))
+        width, height = int(256 * aspect), 256
+        h = photo.height * rng.uniform(0.15, 0.6)  # the patch's height as a share of the photograph's
+        w = min(h * aspect, photo.width)
+        h = w / aspect
+        x0, y0 = rng.uniform(0, photo.width - w), rng.uniform(0, photo.height - h)
+        card = photo.resize((width, height), Image.Resampling.BILINEAR, box=(x0, y0, x0 + w, y0 + h)).convert("RGBA")
+        fill = rng.uniform(0.55, 0.9)
+        scale = min(fill * width / stamp_image.width, fill * height / stamp_image.height)
+        obj = stamp_image.resize((max(4, int(stamp_image.width * scale)), max(4, int(stamp_image.height * scale))))
+        card.alpha_composite(obj, ((width - obj.width) // 2, (height - obj.height) // 2))
+        if np.asarray(card.convert("L")).std() > 8:
+            break
+    return card
+
+
+@functools.lru_cache(maxsize=16)
+def _photo(path: Path):
+    from PIL import Image
+
+    photo = Image.open(path).convert("RGB")
+    photo.thumbnail((1024, 1024))
+    return photo
+
+
+def _place(rng: np.random.Generator, stamp: Stamp, ticks: int, sounding: bool, card_from: Path | None = None) -> Placed:
+    """Place one object: the stamp's cut-out, or with ``card_from`` the stamp on a card of that photograph."""
     from PIL import ImageOps
 
-    image = _stamp_image(stamp.image)
+    image = _stamp_image(stamp.image) if card_from is None else _card(rng, stamp, card_from)
     height = rng.uniform(55, 150) if sounding else rng.uniform(35, 130)
     scale = min(height / image.height, 200 / image.width)
     image = image.resize((max(4, int(image.width * scale)), max(4, int(image.height * scale))))
     if rng.random() < 0.5:
         image = ImageOps.mirror(image)
     y = int(rng.integers(image.height // 2, max(image.height // 2 + 1, HEIGHT - image.height // 2)))
-    return Placed(image, y, _track(rng, ticks, image.width / 2), sounding, stamp)
+    return Placed(image, y, _track(rng, ticks, image.width / 2), sounding, stamp, card_from is not None)
 
 
 def _box(p: Placed, k: int) -> tuple[int, int, int, int]:
@@ -234,6 +274,15 @@ def _paired_picks(rng: np.random.Generator, assets: Assets, count: int, silent: 
     return sounding + [others[int(i)] for i in rng.choice(len(others), size=silent, replace=False)]
 
 
+def _card_photo(rng: np.random.Generator, mix: Mix, assets: Assets, background: Path) -> Path | None:
+    """The photograph an object's card is cut from, or None for a cut-out (no draw at all when no object is a card,
+    so the scenes of a mix without cards stay as they were)."""
+    if mix.card_share <= 0.0 or rng.random() >= mix.card_share:
+        return None
+    others = [p for p in assets.backgrounds if p != background] or list(assets.backgrounds)
+    return others[int(rng.integers(len(others)))]
+
+
 def _unseen_sound(rng: np.random.Generator, assets: Assets, placed: list[Placed]) -> Path:
     """A sound none of the pictured objects would make: a voice or an instrument, or the recording of a stamp that
     is not in the picture."""
@@ -268,7 +317,10 @@ def render_real_scene(
         picks = _paired_picks(rng, assets, count, silent)
     else:
         picks = list(rng.choice(len(assets.stamps), size=count + silent, replace=False))
-    placed = [_place(rng, assets.stamps[int(i)], ticks, j < count) for j, i in enumerate(picks)]
+    placed = [
+        _place(rng, assets.stamps[int(i)], ticks, j < count, _card_photo(rng, mix, assets, background))
+        for j, i in enumerate(picks)
+    ]
     rng.shuffle(placed)  # sounding objects are not always drawn on top
     blocks = int(np.ceil(n / (0.1 * rate))) + 2
     ticks_at = np.minimum(np.arange(blocks), ticks - 1)
@@ -295,6 +347,7 @@ def render_real_scene(
             {
                 "stamp": p.stamp.name,
                 "sounding": p.sounding,
+                "card": p.card,
                 "azimuth_start_deg": float(azimuth_deg(p.x_track[0])),
                 "azimuth_end_deg": float(azimuth_deg(p.x_track[-1])),
             }

@@ -51,17 +51,24 @@ def _scenes(work: Path, clips: int, seed: int, head: str, tag: str = "", **mix: 
 
 def _centred_scenes(engine: Binauralizer, data: Path) -> dict:
     """Mean |ILD| in dB of the output on scenes whose sound is straight ahead: all, and split by what the picture
-    shows (no object / objects that make no sound; footage / a still picture)."""
+    shows (no object / objects that make no sound; footage / a still picture); and the STFT distance to the truth
+    of the output and of the mono copy over all of them (a centred truth is nearly its own mono copy: whatever the
+    model adds is error)."""
     meta = json.loads((data / "metadata.json").read_text())
     groups: dict[str, list[float]] = {}
+    stft: list[tuple[float, float]] = []
     for cid in sorted(meta["clips"]):
         clip, scene = load_clip(data, cid, ModelConfig()), meta["clips"][cid]
-        ild, energy = segment_ild_db(engine.process_arrays(clip.audio, clip.frames, RunOptions()))
+        out = engine.process_arrays(clip.audio, clip.frames, RunOptions())
+        ild, energy = segment_ild_db(out)
         value = float(np.mean(np.abs(ild[energy > 1e-4 * energy.max()])))
         shown = "silent objects shown" if scene["objects"] else "no object shown"
         for key in ("all", shown, "over footage" if scene["footage"] else "over a picture"):
             groups.setdefault(key, []).append(value)
-    return {k: (float(np.mean(v)), len(v)) for k, v in groups.items()}
+        stft.append(_stft_pair(out, clip.audio.astype(np.float64)))
+    figures: dict = {k: (float(np.mean(v)), len(v)) for k, v in groups.items()}
+    figures["stft model / mono"] = (float(np.mean([m for m, _ in stft])), float(np.mean([o for _, o in stft])))
+    return figures
 
 
 def _kinds(scene: dict) -> list[str]:
@@ -299,7 +306,10 @@ def main() -> int:
     if centred is not None:
         print(f"\n{args.centred} more scenes with the sound straight ahead (seed {args.seed + 1}): mean |ILD| dB")
         for model, r in results.items():
-            parts = ", ".join(f"{k} {v:.2f} ({n})" for k, (v, n) in r["centred_scenes"].items())
+            parts = ", ".join(
+                f"{k} {v:.2f} ({n})" if k != "stft model / mono" else f"{k} {v:.3f} / {n:.3f}"
+                for k, (v, n) in r["centred_scenes"].items()
+            )
             print(f"{model}: {parts}")
     if cards is not None:
         _print_cards(results, args.cards, args.seed + 2)

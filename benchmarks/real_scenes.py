@@ -41,7 +41,7 @@ from ccstereo.synth.dataset import write_dataset
 from ccstereo.train.data import load_clip
 
 
-def _scenes(work: Path, clips: int, seed: int, head: str, tag: str = "", **mix: float) -> Path:
+def _scenes(work: Path, clips: int, seed: int, head: str, tag: str = "", **mix: object) -> Path:
     """Render (once) ``clips`` real-eval scenes of 8 s; ``mix``: ``write_dataset``'s scene-mix options."""
     data = work / f"real-eval{tag}-{seed}-{clips}-{head}"
     if not (data / "metadata.json").is_file():
@@ -234,13 +234,30 @@ def _print_breakdown(results: dict) -> None:
         print(f"{model}: side kept with another scene's sound {r['side_kept_with_another_scenes_sound']:.0%}")
 
 
-def _print_cards(results: dict, clips: int, seed: int) -> None:
-    """The photo-card scenes: every object an opaque photograph of itself, as a whole photo pasted over footage."""
-    print(f"\n{clips} more scenes whose objects are photo cards (seed {seed}, both orientations):")
+def _extra_sets(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
+    """The scene sets beside the main one that were asked for: key -> (folder, title)."""
+    sets = {}
+    if args.cards:
+        seed = args.seed + 2
+        folder = _scenes(args.work, args.cards, seed, args.head, "-cards", centred_share=0.0, card_share=1.0)
+        sets["card_scenes"] = (folder, f"{args.cards} more scenes whose objects are photo cards (seed {seed})")
+    if args.unseen_footage:
+        from ccstereo.synth.real_assets import held_out_footage
+
+        seed, mix = args.seed + 3, {"centred_share": 0.0, "card_share": 0.5, "footage_share": 1.0}
+        folder = _scenes(args.work, args.unseen_footage, seed, args.head, "-city", footage=held_out_footage(), **mix)
+        title = f"{args.unseen_footage} more scenes over footage unlike any training clip's (Kivy's city clip"
+        sets["unseen_footage_scenes"] = (folder, title + f", seed {seed}; half the objects photo cards)")
+    return sets
+
+
+def _print_set(results: dict, key: str, title: str) -> None:
+    """One more scene set's figures per model, both orientations."""
+    print(f"\n{title}, both orientations:")
     print("| model | direction (all / left / right) | ILD corr | clips nearer than mono | one object over footage |")
     print("|---" * 5 + "|")
     for model, r in results.items():
-        c = r["card_scenes"]
+        c = r[key]
         d, f = c["direction_accuracy"], c["by_kind"].get("one sounding object over footage")
         alone = "-"
         if f is not None and f["direction"]["all"] is not None:
@@ -249,7 +266,7 @@ def _print_cards(results: dict, clips: int, seed: int) -> None:
             f"| {model} | {d['all']:.0%} / {d['left']:.0%} / {d['right']:.0%} | {c['ild_correlation']:.2f} | "
             f"{c['clips_beating_mono']:.0%} | {alone} |"
         )
-        print(f"worst card scenes of {model}: {', '.join(c['worst_clips'])}")
+        print(f"worst scenes of {model}: {', '.join(c['worst_clips'])}")
 
 
 def main() -> int:
@@ -262,6 +279,12 @@ def main() -> int:
     parser.add_argument(
         "--cards", type=int, default=0, help="extra scenes whose objects are photo cards, none centred (seed+2)"
     )
+    parser.add_argument(
+        "--unseen-footage",
+        type=int,
+        default=0,
+        help="extra scenes over a held-out footage clip unlike any training one, none centred (seed+3)",
+    )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ccstereo-real-scenes")
     parser.add_argument("--threads", type=int, default=None, help="backend threads (default: the backend's)")
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -273,9 +296,7 @@ def main() -> int:
     centred = None
     if args.centred:
         centred = _scenes(args.work, args.centred, args.seed + 1, args.head, "-centred", centred_share=1.0)
-    cards = None
-    if args.cards:
-        cards = _scenes(args.work, args.cards, args.seed + 2, args.head, "-cards", centred_share=0.0, card_share=1.0)
+    extra = _extra_sets(args)
     print(f"{len(ids)} real-eval scenes (+ mirrored), head {args.head}, seed {args.seed}: {data}")
     results = {}
     for model in args.models:
@@ -284,9 +305,9 @@ def main() -> int:
         results[model]["side_kept_with_another_scenes_sound"] = _sound_swap(engine, data, ids, meta)
         if centred is not None:
             results[model]["centred_scenes"] = _centred_scenes(engine, centred)
-        if cards is not None:
-            card_meta = json.loads((cards / "metadata.json").read_text())
-            results[model]["card_scenes"] = _score_model(engine, cards, sorted(card_meta["clips"]), card_meta)
+        for key, (folder, _) in extra.items():
+            more = json.loads((folder / "metadata.json").read_text())
+            results[model][key] = _score_model(engine, folder, sorted(more["clips"]), more)
     header = (
         "| model | direction (all / left / right) | ILD corr | STFT model / mono | clips nearer than mono "
         "| centred |ILD| dB | mirror corr |"
@@ -311,8 +332,8 @@ def main() -> int:
                 for k, (v, n) in r["centred_scenes"].items()
             )
             print(f"{model}: {parts}")
-    if cards is not None:
-        _print_cards(results, args.cards, args.seed + 2)
+    for key, (_, title) in extra.items():
+        _print_set(results, key, title)
     if args.json:
         write_text(
             args.json, json.dumps({"head": args.head, "seed": args.seed, "clips": len(ids), **results}, indent=1)

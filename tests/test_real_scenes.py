@@ -175,6 +175,27 @@ def test_held_out_footage_is_in_no_side_and_a_scene_set_can_be_put_over_it(asset
         assert all(c["footage"] for c in clips) == bool(share) and len(clips) == 3
 
 
+def test_mosaic_scenes_are_over_patches_of_several_photographs(assets):
+    """--mosaic-share 1 --footage-share 0: every scene is over a mosaic, whose tiles come from more than one
+    photograph (a tile's patch of the first photograph differs from the others); the default mix has none."""
+    from ccstereo.synth.hrtf import load_hrtf
+    from ccstereo.synth.real_scene import Mix, _mosaic, render_real_scene
+
+    head, train = load_hrtf("kemar"), assets["train"]
+    for seed in range(6):
+        _, frames, info = render_real_scene(
+            np.random.default_rng(seed), 1.0, head, train, Mix(footage_share=0.0, mosaic_share=1.0)
+        )
+        assert info["mosaic"] and not info["footage"] and frames[0].shape == (240, 480, 3)
+        _, _, plain = render_real_scene(np.random.default_rng(seed), 1.0, head, train)
+        assert not plain["mosaic"]
+    picture = np.asarray(_mosaic(np.random.default_rng(0), train.backgrounds[0], train.backgrounds), np.float32)
+    assert picture.shape == (720, 1440, 3)
+    rows = np.abs(np.diff(picture.mean(axis=2), axis=0)).mean(axis=1)  # a horizontal seam: a jump along a whole row
+    cols = np.abs(np.diff(picture.mean(axis=2), axis=1)).mean(axis=0)
+    assert rows.max() > 4 * np.median(rows) and cols.max() > 4 * np.median(cols)
+
+
 def _asymmetric_clip():
     """A clip whose picture is red on its left half and whose sound is louder in the left ear."""
     from ccstereo.train.data import Clip

@@ -43,6 +43,9 @@ def main(
     footage_share: Annotated[
         float, typer.Option(help="real kinds: share of scenes over footage (the rest over a photograph)")
     ] = FOOTAGE_SHARE,
+    mosaic_share: Annotated[
+        float, typer.Option(help="real kinds: of the scenes over a photograph, the share over a mosaic of several")
+    ] = 0.0,
     mp4: Annotated[bool, typer.Option("--mp4/--no-mp4", help="also write <id>.mp4 per clip")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -68,6 +71,7 @@ def main(
             card_share=card_share,
             footage=footage,
             footage_share=footage_share,
+            mosaic_share=mosaic_share,
         )
     except (CCStereoError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -88,6 +88,7 @@ def write_dataset(
     card_share: float = 0.0,
     footage: Path | None = None,
     footage_share: float = FOOTAGE_SHARE,
+    mosaic_share: float = 0.0,
 ) -> Path:
     """Render ``clips`` scenes of ``seconds`` into ``out``; deterministic for a given seed.
 
@@ -99,7 +100,8 @@ def write_dataset(
     ``max_silent``: real scenes show 0 to this many objects that make no sound; ``card_share``: the share of objects
     shown as a photo card (the object on its own photographed background, an opaque rectangle) instead of a cut-out;
     ``footage``: a video to use as the only footage (instead of the side's clips), behind ``footage_share`` of the
-    scenes (the rest: a photograph).
+    scenes (the rest: a photograph); ``mosaic_share``: of the scenes over a photograph, those over a mosaic of
+    patches of several (a busy picture with hard edges, none of which sounds).
     """
     import soundfile as sf
     from PIL import Image
@@ -118,7 +120,7 @@ def write_dataset(
         raise ValueError(f"the centred share is a fraction from 0 to 1, not {centred_share}")
     if not 0 <= max_silent <= MAX_SILENT:
         raise ValueError(f"a scene shows 0 to {MAX_SILENT} silent objects, not {max_silent}")
-    for name, share in (("card", card_share), ("footage", footage_share)):
+    for name, share in (("card", card_share), ("footage", footage_share), ("mosaic", mosaic_share)):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"the {name} share is a fraction from 0 to 1, not {share}")
     out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,7 @@ def write_dataset(
     if assets is not None:
         from ccstereo.synth.real_scene import Mix, render_real_scene
 
-        mix = Mix(centred_share, paired_sounds, max_silent, card_share, footage_share)
+        mix = Mix(centred_share, paired_sounds, max_silent, card_share, footage_share, mosaic_share)
         if centred_share != CENTRED_SHARE:  # only what differs from the default mix is recorded
             meta["centred_share"] = centred_share
         if paired_sounds:
@@ -136,6 +138,8 @@ def write_dataset(
             meta["max_silent"] = max_silent
         if card_share:
             meta["card_share"] = card_share
+        if mosaic_share:
+            meta["mosaic_share"] = mosaic_share
         if footage is not None or footage_share != FOOTAGE_SHARE:
             meta["footage"] = {"clip": None if footage is None else footage.name, "share": footage_share}
     meta["clips"] = {}

@@ -50,13 +50,15 @@ class Mix:
     63 : two objects 25); each shows 0 to ``max_silent`` objects that make no sound (so ``centred_share=1``,
     ``max_silent=0``: the picture alone, the sound straight ahead); ``paired``: every sound belongs to what makes it
     (module docstring); ``card_share``: objects shown as photo cards (module docstring); ``footage_share``: scenes
-    over footage (when the assets have any), the rest over a photograph."""
+    over footage (when the assets have any), the rest over a photograph; ``mosaic_share``: of the scenes over a
+    photograph, those over a mosaic of patches of several (``_mosaic``)."""
 
     centred_share: float = CENTRED_SHARE
     paired: bool = False
     max_silent: int = MAX_SILENT
     card_share: float = 0.0
     footage_share: float = FOOTAGE_SHARE
+    mosaic_share: float = 0.0
 
 
 @dataclass
@@ -119,11 +121,36 @@ def object_sound(rng: np.random.Generator, stamp: Stamp | None, assets: Assets, 
     return _looped(rng, [_draw(rng, pool)], n, rate_hz)
 
 
-def _photo_frames(rng: np.random.Generator, path: Path, ticks: int) -> list:
-    """A photograph seen through a camera that pans and zooms slowly (one PIL image per tick)."""
+def _mosaic(rng: np.random.Generator, first: Path, backgrounds: tuple[Path, ...]):
+    """A busy picture: 2 x 2 to 3 x 3 tiles split at random, each a random patch of a random photograph (the first
+    one of ``first``) — hard edges and unrelated content everywhere, none of which makes a sound."""
     from PIL import Image
 
-    photo = Image.open(path).convert("RGB")
+    cols, rows = int(rng.integers(2, 4)), int(rng.integers(2, 4))
+    width, height = 1440, 720
+    xs = np.sort(np.concatenate([[0, width], rng.uniform(0.15, 0.85, cols - 1) * width])).astype(int)
+    ys = np.sort(np.concatenate([[0, height], rng.uniform(0.15, 0.85, rows - 1) * height])).astype(int)
+    mosaic = Image.new("RGB", (width, height))
+    for r in range(rows):
+        for c in range(cols):
+            w, h = int(xs[c + 1] - xs[c]), int(ys[r + 1] - ys[r])
+            path = first if r == c == 0 else backgrounds[int(rng.integers(len(backgrounds)))]
+            photo = _photo(path)
+            zoom = rng.uniform(0.3, 1.0)
+            pw = min(photo.width * zoom, photo.height * zoom * w / max(h, 1))
+            ph = pw * h / max(w, 1)
+            x0, y0 = rng.uniform(0, photo.width - pw), rng.uniform(0, photo.height - ph)
+            tile = photo.resize((max(w, 1), max(h, 1)), Image.Resampling.BILINEAR, box=(x0, y0, x0 + pw, y0 + ph))
+            mosaic.paste(tile, (int(xs[c]), int(ys[r])))
+    return mosaic
+
+
+def _photo_frames(rng: np.random.Generator, path: Path, ticks: int, picture=None) -> list:
+    """A photograph (``picture``, else the file ``path``) seen through a camera that pans and zooms slowly (one PIL
+    image per tick)."""
+    from PIL import Image
+
+    photo = picture if picture is not None else Image.open(path).convert("RGB")
     scale = max(WIDTH / photo.width, HEIGHT / photo.height) * rng.uniform(1.15, 1.6)
     photo = photo.resize((int(photo.width * scale) + 1, int(photo.height * scale) + 1), Image.Resampling.BILINEAR)
     zoom = rng.uniform(0.85, 1.0, size=2)  # view size as a share of the photo, start and end
@@ -302,6 +329,17 @@ def _unseen_sound(rng: np.random.Generator, assets: Assets, placed: list[Placed]
     return _draw(rng, pool)
 
 
+def _background(rng: np.random.Generator, assets: Assets, mix: Mix, ticks: int) -> tuple[Path, list, str]:
+    """The scene's background: (its file, one frame per tick, "footage" | "photo" | "mosaic")."""
+    if assets.footage and rng.random() < mix.footage_share:
+        background = assets.footage[int(rng.integers(len(assets.footage)))]
+        return background, _footage_frames(rng, background, ticks), "footage"
+    background = assets.backgrounds[int(rng.integers(len(assets.backgrounds)))]
+    if mix.mosaic_share > 0.0 and rng.random() < mix.mosaic_share:  # no draw at all without mosaics
+        return background, _photo_frames(rng, background, ticks, _mosaic(rng, background, assets.backgrounds)), "mosaic"
+    return background, _photo_frames(rng, background, ticks), "photo"
+
+
 def render_real_scene(
     rng: np.random.Generator,
     seconds: float,
@@ -313,13 +351,7 @@ def render_real_scene(
     scene drawn from ``mix``."""
     rate, n = hrirs.rate_hz, int(seconds * hrirs.rate_hz)
     ticks = int(np.ceil(seconds * FPS)) + 1
-    use_footage = assets.footage and rng.random() < mix.footage_share
-    if use_footage:
-        background = assets.footage[int(rng.integers(len(assets.footage)))]
-        frames = _footage_frames(rng, background, ticks)
-    else:
-        background = assets.backgrounds[int(rng.integers(len(assets.backgrounds)))]
-        frames = _photo_frames(rng, background, ticks)
+    background, frames, seen = _background(rng, assets, mix, ticks)
     rest = 1.0 - mix.centred_share
     count = int(rng.choice([0, 1, 2], p=[mix.centred_share, 0.63 * rest / 0.88, 0.25 * rest / 0.88]))
     silent = int(rng.integers(0, mix.max_silent + 1))
@@ -353,7 +385,8 @@ def render_real_scene(
     info = {
         "kind": "real",
         "background": picture_name(background),
-        "footage": bool(use_footage),
+        "footage": seen == "footage",
+        "mosaic": seen == "mosaic",
         "objects": [
             {
                 "stamp": p.stamp.name,

@@ -49,11 +49,11 @@ def _scenes(work: Path, clips: int, seed: int, head: str, tag: str = "", **mix: 
     return data
 
 
-def _centred_scenes(engine: Binauralizer, data: Path) -> dict:
+def _centred_scenes(engine: Binauralizer, data: Path) -> tuple[dict, tuple[float, float]]:
     """Mean |ILD| in dB of the output on scenes whose sound is straight ahead: all, and split by what the picture
-    shows (no object / objects that make no sound; footage / a still picture); and the STFT distance to the truth
-    of the output and of the mono copy over all of them (a centred truth is nearly its own mono copy: whatever the
-    model adds is error)."""
+    shows (no object / objects that make no sound; footage / a still picture) -> (mean, scenes); and the mean STFT
+    distance to the truth of the output and of the mono copy over all of them (a centred truth is nearly its own
+    mono copy: whatever the model adds is error)."""
     meta = json.loads((data / "metadata.json").read_text())
     groups: dict[str, list[float]] = {}
     stft: list[tuple[float, float]] = []
@@ -66,9 +66,8 @@ def _centred_scenes(engine: Binauralizer, data: Path) -> dict:
         for key in ("all", shown, "over footage" if scene["footage"] else "over a picture"):
             groups.setdefault(key, []).append(value)
         stft.append(_stft_pair(out, clip.audio.astype(np.float64)))
-    figures: dict = {k: (float(np.mean(v)), len(v)) for k, v in groups.items()}
-    figures["stft model / mono"] = (float(np.mean([m for m, _ in stft])), float(np.mean([o for _, o in stft])))
-    return figures
+    model_stft, mono_stft = np.mean(stft, axis=0)
+    return {k: (float(np.mean(v)), len(v)) for k, v in groups.items()}, (float(model_stft), float(mono_stft))
 
 
 def _kinds(scene: dict) -> list[str]:
@@ -150,7 +149,7 @@ def _stft_pair(out: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -> dict:
     by_kind: dict[str, _Group] = {}
-    flip_avg: dict[str, _Group] = {}  # (f(x) + ear-swapped f(mirrored x)) / 2: left/right symmetric, 2x compute
+    flip_avg = _Group()  # (f(x) + ear-swapped f(mirrored x)) / 2: left/right symmetric, 2x compute
     worst: list[tuple[float, str]] = []
     centred, mirror_p, mirror_m, stft_model, stft_mono = [], [], [], [], []
     for cid in ids:
@@ -177,7 +176,7 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
             _tally(by_kind, _kinds(meta["clips"][cid]), d, model < mono)
         sym = 0.5 * (pred + flipped[::-1])
         for out, gt in ((sym, truth), (sym[::-1], mirrored)):
-            _tally(flip_avg, [], direction_scores(out, gt), False)
+            flip_avg.add(direction_scores(out, gt), None)
         if both[1]:
             worst.append((both[0] / both[1], f"{cid} ({meta['clips'][cid]['background']})"))
     every = by_kind.pop("all")
@@ -195,7 +194,7 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
         "mirror_correlation": float(np.corrcoef(np.concatenate(mirror_p), np.concatenate(mirror_m))[0, 1]),
         "by_kind": {k: v.figures() for k, v in sorted(by_kind.items())},
         "worst_clips": [f"{name} {share:.0%}" for share, name in sorted(worst)[:5]],
-        "flip_averaged": {k: flip_avg["all"].figures()[k] for k in ("direction", "ild_correlation")},
+        "flip_averaged": {k: flip_avg.figures()[k] for k in ("direction", "ild_correlation")},
     }
 
 
@@ -316,7 +315,8 @@ def main() -> int:
         results[model] = _score_model(engine, data, ids, meta)
         results[model]["side_kept_with_another_scenes_sound"] = _sound_swap(engine, data, ids, meta)
         if centred is not None:
-            results[model]["centred_scenes"] = _centred_scenes(engine, centred)
+            by_shown, stft = _centred_scenes(engine, centred)
+            results[model]["centred_scenes"], results[model]["centred_scenes_stft_model_mono"] = by_shown, stft
         for key, (folder, _) in extra.items():
             more = json.loads((folder / "metadata.json").read_text())
             results[model][key] = _score_model(engine, folder, sorted(more["clips"]), more)
@@ -339,11 +339,9 @@ def main() -> int:
     if centred is not None:
         print(f"\n{args.centred} more scenes with the sound straight ahead (seed {args.seed + 1}): mean |ILD| dB")
         for model, r in results.items():
-            parts = ", ".join(
-                f"{k} {v:.2f} ({n})" if k != "stft model / mono" else f"{k} {v:.3f} / {n:.3f}"
-                for k, (v, n) in r["centred_scenes"].items()
-            )
-            print(f"{model}: {parts}")
+            parts = ", ".join(f"{k} {v:.2f} ({n})" for k, (v, n) in r["centred_scenes"].items())
+            model_stft, mono_stft = r["centred_scenes_stft_model_mono"]
+            print(f"{model}: {parts}, stft model / mono {model_stft:.3f} / {mono_stft:.3f}")
     for key, (_, title) in extra.items():
         _print_set(results, key, title)
     if args.json:

@@ -19,6 +19,11 @@ footage or a still picture behind them, moving or still, room or not, the backgr
 |ILD|) and each model's five worst clips with their background: where a model fails, not only how often; and how
 often the side stays when each scene's pictures get another scene's sound (near 100 %: the picture alone decides,
 the sound does not say which object it is).
+
+More sets, each from sources training never saw: ``--centred N`` (sound straight ahead), ``--cards N`` (objects as
+photo cards), ``--unseen-footage N`` (over Kivy's city clip, footage unlike every training clip) and ``--lone N``:
+over that clip, objects that all sound and nothing else in the picture, half of them photo cards — the kind of scene
+the independent check of issue 24 is made of.
 """
 
 from __future__ import annotations
@@ -253,6 +258,13 @@ def _extra_sets(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
         folder = _scenes(args.work, args.unseen_footage, seed, args.head, "-city", footage=held_out_footage(), **mix)
         title = f"{args.unseen_footage} more scenes over footage unlike any training clip's (Kivy's city clip"
         sets["unseen_footage_scenes"] = (folder, title + f", seed {seed}; half the objects photo cards)")
+    if args.lone:
+        from ccstereo.synth.real_assets import held_out_footage
+
+        seed, mix = args.seed + 4, {"centred_share": 0.0, "card_share": 0.5, "footage_share": 1.0, "max_silent": 0}
+        folder = _scenes(args.work, args.lone, seed, args.head, "-lone", footage=held_out_footage(), **mix)
+        title = f"{args.lone} more scenes shaped like the independent check: sounding objects and nothing else"
+        sets["lone_object_scenes"] = (folder, title + f" over the held-out city footage (seed {seed}; half cards)")
     return sets
 
 
@@ -295,6 +307,12 @@ def main() -> int:
         type=int,
         default=0,
         help="extra scenes over a held-out footage clip unlike any training one, none centred (seed+3)",
+    )
+    parser.add_argument(
+        "--lone",
+        type=int,
+        default=0,
+        help="extra scenes over that clip whose objects all sound (no silent ones), half photo cards (seed+4)",
     )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ccstereo-real-scenes")
     parser.add_argument("--threads", type=int, default=None, help="backend threads (default: the backend's)")

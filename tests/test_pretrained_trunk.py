@@ -170,3 +170,29 @@ def test_an_efficientnet_export_is_recovered_for_training(tmp_path):
     with torch.no_grad():
         out = recovered.forward_windows(torch.from_numpy(frames), torch.from_numpy(mono), torch.tensor([0, 1]))
     assert np.abs(out.numpy() - graph).max() <= 1e-4 * np.abs(graph).max()
+
+
+def test_a_frozen_trunk_keeps_imagenet_while_its_head_and_the_audio_network_learn(imagenet, tiny_dataset, tmp_path):
+    """--freeze-trunk (BatchNorms otherwise training): after steps at a high visual rate the trunk's weights and
+    BatchNorm statistics are ImageNet's to the bit, while the ASPP head and the audio network moved; without it
+    the same run moves the trunk."""
+    from ccstereo.model.efficientnet import EfficientNetLite0Trunk, load_imagenet_weights
+    from ccstereo.train.trainer import train
+
+    target = SMALL.replace(visual_trunk="efficientnet_lite0")
+    fields = dict(lr_visual=1e-2, lr_audio=1e-3, config=target, batch_size=2, log_every=1)
+    run = tmp_path / "frozen"
+    train(_options(tiny_dataset, run, steps=1, freeze_trunk=True, **fields), log=lambda _m: None)
+    first = ccstereo.load_checkpoint(run / "last.safetensors").state_dict()
+    train(_options(tiny_dataset, run, steps=4, freeze_trunk=True, **fields), log=lambda _m: None)
+    last = ccstereo.load_checkpoint(run / "last.safetensors").state_dict()
+    imagenet = EfficientNetLite0Trunk(target.imagenet_mean, target.imagenet_std)
+    load_imagenet_weights(imagenet)
+    for name, value in imagenet.state_dict().items():
+        assert torch.equal(last[f"visual.trunk.{name}"], value), name
+    moved = {n for n in last if not torch.equal(last[n], first[n])}
+    assert any(n.startswith("visual.aspp.") for n in moved) and any(n.startswith("audio.") for n in moved), moved
+    assert not any(n.startswith("visual.trunk.") for n in moved)
+    train(_options(tiny_dataset, tmp_path / "free", steps=2, **fields), log=lambda _m: None)
+    free = ccstereo.load_checkpoint(tmp_path / "free" / "last.safetensors").state_dict()
+    assert any(not torch.equal(free[f"visual.trunk.{n}"], v) for n, v in imagenet.state_dict().items())

@@ -45,6 +45,9 @@ def main(
     frozen_bn: Annotated[
         bool, typer.Option("--frozen-bn/--train-bn", help="keep BatchNorm statistics as loaded (needed for .onnx)")
     ] = _OPTS.frozen_bn,
+    freeze_trunk: Annotated[
+        bool, typer.Option("--freeze-trunk/--train-trunk", help="the visual trunk keeps its starting weights")
+    ] = _OPTS.freeze_trunk,
     resnet_width: Annotated[int, typer.Option(help="ResNet-18 stem width (64 = official)")] = _CONFIG.resnet_width,
     aspp_hidden: Annotated[int, typer.Option(help="ASPP branch width (256 = official)")] = _CONFIG.aspp_hidden,
     visual_trunk: Annotated[
@@ -85,6 +88,7 @@ def main(
         bf16=bf16,
         init=init,
         frozen_bn=frozen_bn,
+        freeze_trunk=freeze_trunk,
         seed=seed,
         val_every=val_every,
         val_clips=val_clips,

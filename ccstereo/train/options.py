@@ -29,6 +29,7 @@ class TrainOptions:
     bf16: bool = False
     init: Path | None = None  # start from these weights (native .safetensors, official .pth, or our fp32 .onnx)
     frozen_bn: bool = False  # BatchNorm statistics stay as loaded (required for an .onnx init: its BNs are folded)
+    freeze_trunk: bool = False  # the visual trunk keeps its weights (e.g. ImageNet's); the ASPP head and the rest learn
     seed: int = 0
     val_every: int = 500
     val_clips: int = 8

@@ -4,6 +4,7 @@ resumable native checkpoints, validation with real sliding-window inference, CSV
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import time
@@ -87,7 +88,8 @@ def compute_losses(
     target = model.stft(diff_n) + model.config.spec_eps
     with autocast:
         pixels = model.normalize_frames(frames)
-        trunk = model.visual.trunk(pixels)
+        with torch.no_grad() if opts.freeze_trunk else contextlib.nullcontext():
+            trunk = model.visual.trunk(pixels)
         visual = model.visual.aspp(trunk)  # = model.visual_features(pixels), the trunk's output kept
         v, v_prev = visual[:b], visual[b:]
         distill = teacher.loss(pixels[:b], trunk[:b]) if teacher is not None else torch.zeros(())
@@ -140,8 +142,9 @@ def _base_rates(opts: TrainOptions, heads: torch.nn.ModuleDict) -> list[float]:
 
 
 def _optimizer(model: CCStereo, opts: TrainOptions, heads: torch.nn.ModuleDict) -> torch.optim.Optimizer:
+    visual = model.visual.aspp if opts.freeze_trunk else model.visual  # a frozen trunk is in no group
     params = [
-        list(model.visual.parameters()) + list(heads["objectness"].parameters()),
+        list(visual.parameters()) + list(heads["objectness"].parameters()),
         [p for n, p in model.named_parameters() if not n.startswith("visual.")],
     ]
     teacher = _teacher(heads)
@@ -254,6 +257,8 @@ def train(opts: TrainOptions, log=print) -> dict:
         bases = _base_rates(opts, heads)
         while step < opts.steps:
             model.train()
+            if opts.freeze_trunk:  # its BatchNorms keep their statistics too
+                model.visual.trunk.eval()
             if opts.frozen_bn:
                 for module in model.modules():
                     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):

@@ -45,6 +45,10 @@ from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
 from ccstereo.synth.dataset import write_dataset
 from ccstereo.train.data import load_clip
 
+# the --cards and --lone sets' scene mixes (write_dataset's options; benchmarks/trunk_probe.py reads the same sets)
+CARDS_MIX = {"centred_share": 0.0, "card_share": 1.0}
+LONE_MIX = {"centred_share": 0.0, "card_share": 0.5, "footage_share": 1.0, "max_silent": 0}
+
 
 def _scenes(work: Path, clips: int, seed: int, head: str, tag: str = "", **mix: object) -> Path:
     """Render (once) ``clips`` real-eval scenes of 8 s; ``mix``: ``write_dataset``'s scene-mix options."""
@@ -249,7 +253,7 @@ def _extra_sets(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
     sets = {}
     if args.cards:
         seed = args.seed + 2
-        folder = _scenes(args.work, args.cards, seed, args.head, "-cards", centred_share=0.0, card_share=1.0)
+        folder = _scenes(args.work, args.cards, seed, args.head, "-cards", **CARDS_MIX)
         sets["card_scenes"] = (folder, f"{args.cards} more scenes whose objects are photo cards (seed {seed})")
     if args.unseen_footage:
         from ccstereo.synth.real_assets import held_out_footage
@@ -261,8 +265,8 @@ def _extra_sets(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
     if args.lone:
         from ccstereo.synth.real_assets import held_out_footage
 
-        seed, mix = args.seed + 4, {"centred_share": 0.0, "card_share": 0.5, "footage_share": 1.0, "max_silent": 0}
-        folder = _scenes(args.work, args.lone, seed, args.head, "-lone", footage=held_out_footage(), **mix)
+        seed = args.seed + 4
+        folder = _scenes(args.work, args.lone, seed, args.head, "-lone", footage=held_out_footage(), **LONE_MIX)
         title = f"{args.lone} more scenes shaped like the independent check: sounding objects and nothing else"
         sets["lone_object_scenes"] = (folder, title + f" over the held-out city footage (seed {seed}; half cards)")
     return sets

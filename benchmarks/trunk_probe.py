@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_scenes import _scenes  # noqa: E402
+from real_scenes import CARDS_MIX, LONE_MIX, _scenes  # noqa: E402
 
 from ccstereo.atomic import write_text  # noqa: E402
 from ccstereo.config import ModelConfig  # noqa: E402
@@ -151,10 +151,10 @@ def _held_out(work: Path, seed: int, head: str, rng: np.random.Generator, per_cl
     """The held-out sets' frames (real_scenes' scene sets; made once, shared with it)."""
     from ccstereo.synth.real_assets import held_out_footage
 
-    lone = {"centred_share": 0.0, "card_share": 0.5, "footage_share": 1.0, "max_silent": 0}
+    lone = _scenes(work, 24, seed + 4, head, "-lone", footage=held_out_footage(), **LONE_MIX)
     return {
-        "lone": _crops(_scenes(work, 24, seed + 4, head, "-lone", footage=held_out_footage(), **lone), per_clip, rng),
-        "cards": _crops(_scenes(work, 24, seed + 2, head, "-cards", centred_share=0.0, card_share=1.0), per_clip, rng),
+        "lone": _crops(lone, per_clip, rng),
+        "cards": _crops(_scenes(work, 24, seed + 2, head, "-cards", **CARDS_MIX), per_clip, rng),
         "scenes": _crops(_scenes(work, 40, seed, head), per_clip, rng, lone=True),
     }
 

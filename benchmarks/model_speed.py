@@ -67,7 +67,8 @@ def main() -> None:
     parser.add_argument("new", type=Path)
     parser.add_argument("--media", type=Path, default=REPO / "samples" / "sample.mp4")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--engines", nargs="+", default=list(ENGINES)[:3], choices=list(ENGINES))
+    default_engines = ["onnxruntime", "openvino", "openvino-int8"]
+    parser.add_argument("--engines", nargs="+", default=default_engines, choices=list(ENGINES))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

@@ -45,10 +45,6 @@ from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
 from ccstereo.synth.dataset import write_dataset
 from ccstereo.train.data import load_clip
 
-# the --cards and --lone sets' scene mixes (write_dataset's options; benchmarks/trunk_probe.py reads the same sets)
-CARDS_MIX = {"centred_share": 0.0, "card_share": 1.0}
-LONE_MIX = {"centred_share": 0.0, "card_share": 0.5, "footage_share": 1.0, "max_silent": 0}
-
 
 def _scenes(work: Path, clips: int, seed: int, head: str, tag: str = "", **mix: object) -> Path:
     """Render (once) ``clips`` real-eval scenes of 8 s; ``mix``: ``write_dataset``'s scene-mix options."""
@@ -56,6 +52,20 @@ def _scenes(work: Path, clips: int, seed: int, head: str, tag: str = "", **mix: 
     if not (data / "metadata.json").is_file():
         write_dataset(data, clips, 8.0, seed, head, mp4=False, log=lambda _m: None, kind="real-eval", **mix)
     return data
+
+
+def card_scenes(work: Path, clips: int, seed: int, head: str) -> Path:
+    """The --cards set of the main set's ``seed`` (its own: seed + 2): every object a photo card, none centred."""
+    return _scenes(work, clips, seed + 2, head, "-cards", centred_share=0.0, card_share=1.0)
+
+
+def lone_scenes(work: Path, clips: int, seed: int, head: str) -> Path:
+    """The --lone set of the main set's ``seed`` (its own: seed + 4): over the held-out city clip, every pasted
+    object sounds and nothing else is pasted, half of them photo cards."""
+    from ccstereo.synth.real_assets import held_out_footage
+
+    mix = {"centred_share": 0.0, "card_share": 0.5, "footage_share": 1.0, "max_silent": 0}
+    return _scenes(work, clips, seed + 4, head, "-lone", footage=held_out_footage(), **mix)
 
 
 def _centred_scenes(engine: Binauralizer, data: Path) -> tuple[dict, tuple[float, float]]:
@@ -252,9 +262,8 @@ def _extra_sets(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
     """The scene sets beside the main one that were asked for: key -> (folder, title)."""
     sets = {}
     if args.cards:
-        seed = args.seed + 2
-        folder = _scenes(args.work, args.cards, seed, args.head, "-cards", **CARDS_MIX)
-        sets["card_scenes"] = (folder, f"{args.cards} more scenes whose objects are photo cards (seed {seed})")
+        folder = card_scenes(args.work, args.cards, args.seed, args.head)
+        sets["card_scenes"] = (folder, f"{args.cards} more scenes whose objects are photo cards (seed {args.seed + 2})")
     if args.unseen_footage:
         from ccstereo.synth.real_assets import held_out_footage
 
@@ -263,12 +272,9 @@ def _extra_sets(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
         title = f"{args.unseen_footage} more scenes over footage unlike any training clip's (Kivy's city clip"
         sets["unseen_footage_scenes"] = (folder, title + f", seed {seed}; half the objects photo cards)")
     if args.lone:
-        from ccstereo.synth.real_assets import held_out_footage
-
-        seed = args.seed + 4
-        folder = _scenes(args.work, args.lone, seed, args.head, "-lone", footage=held_out_footage(), **LONE_MIX)
-        title = f"{args.lone} more scenes shaped like the independent check: sounding objects and nothing else"
-        sets["lone_object_scenes"] = (folder, title + f" over the held-out city footage (seed {seed}; half cards)")
+        folder = lone_scenes(args.work, args.lone, args.seed, args.head)
+        title = f"{args.lone} more scenes shaped like the independent check: sounding objects and nothing else over"
+        sets["lone_object_scenes"] = (folder, title + f" the held-out city footage (seed {args.seed + 4}; half cards)")
     return sets
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_scenes import CARDS_MIX, LONE_MIX, _scenes  # noqa: E402
+from real_scenes import _scenes, card_scenes, lone_scenes  # noqa: E402
 
 from ccstereo.atomic import write_text  # noqa: E402
 from ccstereo.config import ModelConfig  # noqa: E402
@@ -149,12 +149,9 @@ def _score(trunk: torch.nn.Module, head: torch.nn.Module, crops: dict) -> dict:
 
 def _held_out(work: Path, seed: int, head: str, rng: np.random.Generator, per_clip: int) -> dict:
     """The held-out sets' frames (real_scenes' scene sets; made once, shared with it)."""
-    from ccstereo.synth.real_assets import held_out_footage
-
-    lone = _scenes(work, 24, seed + 4, head, "-lone", footage=held_out_footage(), **LONE_MIX)
     return {
-        "lone": _crops(lone, per_clip, rng),
-        "cards": _crops(_scenes(work, 24, seed + 2, head, "-cards", **CARDS_MIX), per_clip, rng),
+        "lone": _crops(lone_scenes(work, 24, seed, head), per_clip, rng),
+        "cards": _crops(card_scenes(work, 24, seed, head), per_clip, rng),
         "scenes": _crops(_scenes(work, 40, seed, head), per_clip, rng, lone=True),
     }
 
@@ -170,7 +167,6 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ccstereo-real-scenes")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train_dir = args.work / f"probe-train-2100-{args.train_clips}"
     if not (train_dir / "metadata.json").is_file():
         write_dataset(

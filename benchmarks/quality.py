@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> dict:
     from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
     from ccstereo.synth.dataset import write_dataset
 
+    opts = RunOptions(mirror={"auto": None, "on": True, "off": False}[args.mirror])
     by_precision = {p: Binauralizer.load(args.model, precision=p) for p in args.precisions}
     engine = Binauralizer.load(args.model)
     # the auto choice is one of the precisions when they are given: its V-TTA run is shared, not repeated
@@ -98,12 +99,12 @@ def run(args: argparse.Namespace) -> dict:
         grey = [np.full_like(frames[0], 128)]
         preds = {
             "Mono-Mono": np.stack([mono / 2, mono / 2]),
-            "audio-only (grey frames)": engine.process_arrays(gt, grey),
-            "flipped visual": engine.process_arrays(gt, [np.ascontiguousarray(f[:, ::-1]) for f in frames]),
-            "model, no V-TTA": engine.process_arrays(gt, frames, RunOptions(tta=False)),
+            "audio-only (grey frames)": engine.process_arrays(gt, grey, opts),
+            "flipped visual": engine.process_arrays(gt, [np.ascontiguousarray(f[:, ::-1]) for f in frames], opts),
+            "model, no V-TTA": engine.process_arrays(gt, frames, RunOptions(tta=False, mirror=opts.mirror)),
         }
-        ppreds = {p: e.process_arrays(gt, frames) for p, e in by_precision.items()}
-        preds["model, V-TTA"] = ppreds[same] if same is not None else engine.process_arrays(gt, frames)
+        ppreds = {p: e.process_arrays(gt, frames, opts) for p, e in by_precision.items()}
+        preds["model, V-TTA"] = ppreds[same] if same is not None else engine.process_arrays(gt, frames, opts)
         for cond, pred in preds.items():
             accumulate(sums[cond], hits[cond], pred, gt, rate)
         for p, pred in ppreds.items():
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": str(args.model or "bundled default"),
         "precisions": precisions,
         "backend": engine.backend.name,
+        "mirror": engine.backend.info.mirror_tta if opts.mirror is None else opts.mirror,
         "seed": args.seed,
         "hrtf": args.hrtf,
         "clips": args.clips,
@@ -145,7 +147,7 @@ def markdown(result: dict) -> str:
     cols = [*METRICS, "direction_acc"]
     lines = [
         f"Held-out set: {result['clips']} clips x {result['seconds']} s, seed {result['seed']}, HRTF "
-        f"{result['hrtf']}, backend {result['backend']} "
+        f"{result['hrtf']}, backend {result['backend']}, mirror TTA {'on' if result.get('mirror') else 'off'} "
         f"({result['direction_segments']} segments with |ILD| > 3 dB)",
         "",
         "| condition | " + " | ".join(cols) + " |",
@@ -181,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--precisions", nargs="*", default=[], choices=["fp32", "bf16", "int8"])
+    parser.add_argument(
+        "--mirror",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="mirror test-time augmentation (auto: as the model says)",
+    )
     args = parser.parse_args(argv)
     if args.precisions and "fp32" not in args.precisions:
         args.precisions = ["fp32", *args.precisions]

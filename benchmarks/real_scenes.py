@@ -68,7 +68,7 @@ def lone_scenes(work: Path, clips: int, seed: int, head: str) -> Path:
     return _scenes(work, clips, seed + 4, head, "-lone", footage=held_out_footage(), **mix)
 
 
-def _centred_scenes(engine: Binauralizer, data: Path) -> tuple[dict, tuple[float, float]]:
+def _centred_scenes(engine: Binauralizer, data: Path, options: RunOptions) -> tuple[dict, tuple[float, float]]:
     """Mean |ILD| in dB of the output on scenes whose sound is straight ahead: all, and split by what the picture
     shows (no object / objects that make no sound; footage / a still picture) -> (mean, scenes); and the mean STFT
     distance to the truth of the output and of the mono copy over all of them (a centred truth is nearly its own
@@ -78,7 +78,7 @@ def _centred_scenes(engine: Binauralizer, data: Path) -> tuple[dict, tuple[float
     stft: list[tuple[float, float]] = []
     for cid in sorted(meta["clips"]):
         clip, scene = load_clip(data, cid, ModelConfig()), meta["clips"][cid]
-        out = engine.process_arrays(clip.audio, clip.frames, RunOptions())
+        out = engine.process_arrays(clip.audio, clip.frames, options)
         ild, energy = segment_ild_db(out)
         value = float(np.mean(np.abs(ild[energy > 1e-4 * energy.max()])))
         shown = "silent objects shown" if scene["objects"] else "no object shown"
@@ -166,7 +166,7 @@ def _stft_pair(out: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return stft_distance(peak_normalize(out), target), stft_distance(peak_normalize(mono), target)
 
 
-def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -> dict:
+def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict, options: RunOptions) -> dict:
     by_kind: dict[str, _Group] = {}
     flip_avg = _Group()  # (f(x) + ear-swapped f(mirrored x)) / 2: left/right symmetric, 2x compute
     worst: list[tuple[float, str]] = []
@@ -174,8 +174,8 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
     for cid in ids:
         clip = load_clip(data, cid, ModelConfig())
         truth = clip.audio.astype(np.float64)
-        pred = engine.process_arrays(clip.audio, clip.frames, RunOptions())
-        flipped = engine.process_arrays(clip.audio[::-1].copy(), clip.frames[:, :, ::-1].copy(), RunOptions())
+        pred = engine.process_arrays(clip.audio, clip.frames, options)
+        flipped = engine.process_arrays(clip.audio[::-1].copy(), clip.frames[:, :, ::-1].copy(), options)
         own = _stft_pair(pred, truth)  # model and mono copy vs truth; the headline: this orientation, every clip
         stft_model.append(own[0])
         stft_mono.append(own[1])
@@ -217,7 +217,7 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -
     }
 
 
-def _sound_swap(engine: Binauralizer, data: Path, ids: list[str], meta: dict) -> float:
+def _sound_swap(engine: Binauralizer, data: Path, ids: list[str], meta: dict, options: RunOptions) -> float:
     """Return the share of decided segments (own output |ILD| >= 1 dB) whose side stays when each off-centre
     scene's pictures get the next scene's sound: near 100 % means the side comes from the picture alone, and the
     sound does not pick which object it belongs to."""
@@ -226,8 +226,8 @@ def _sound_swap(engine: Binauralizer, data: Path, ids: list[str], meta: dict) ->
     for index, cid in enumerate(scenes):
         clip, other = load_clip(data, cid, cfg), load_clip(data, scenes[(index + 1) % len(scenes)], cfg)
         n = min(clip.audio.shape[1], other.audio.shape[1])
-        own, _ = segment_ild_db(engine.process_arrays(clip.audio[:, :n], clip.frames, RunOptions()))
-        swapped, energy = segment_ild_db(engine.process_arrays(other.audio[:, :n], clip.frames, RunOptions()))
+        own, _ = segment_ild_db(engine.process_arrays(clip.audio[:, :n], clip.frames, options))
+        swapped, energy = segment_ild_db(engine.process_arrays(other.audio[:, :n], clip.frames, options))
         decided = (energy > 1e-4 * energy.max()) & (np.abs(own) >= 1.0)
         kept += int(np.sum(np.sign(own[decided]) == np.sign(swapped[decided])))
         counted += int(decided.sum())
@@ -327,8 +327,14 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ccstereo-real-scenes")
     parser.add_argument("--threads", type=int, default=None, help="backend threads (default: the backend's)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--mirror",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="mirror test-time augmentation (RunOptions.mirror; auto: as each model says)",
+    )
     args = parser.parse_args()
-    started = time.perf_counter()
+    started, options = time.perf_counter(), RunOptions(mirror={"auto": None, "on": True, "off": False}[args.mirror])
     data = _scenes(args.work, args.clips, args.seed, args.head)
     meta = json.loads((data / "metadata.json").read_text())
     ids = sorted(meta["clips"])
@@ -340,14 +346,14 @@ def main() -> int:
     results = {}
     for model in args.models:
         engine = Binauralizer.load(model, backend="onnxruntime", precision="fp32", threads=args.threads)
-        results[model] = _score_model(engine, data, ids, meta)
-        results[model]["side_kept_with_another_scenes_sound"] = _sound_swap(engine, data, ids, meta)
+        results[model] = _score_model(engine, data, ids, meta, options)
+        results[model]["side_kept_with_another_scenes_sound"] = _sound_swap(engine, data, ids, meta, options)
         if centred is not None:
-            by_shown, stft = _centred_scenes(engine, centred)
+            by_shown, stft = _centred_scenes(engine, centred, options)
             results[model]["centred_scenes"], results[model]["centred_scenes_stft_model_mono"] = by_shown, stft
         for key, (folder, _) in extra.items():
             more = json.loads((folder / "metadata.json").read_text())
-            results[model][key] = _score_model(engine, folder, sorted(more["clips"]), more)
+            results[model][key] = _score_model(engine, folder, sorted(more["clips"]), more, options)
     header = (
         "| model | direction (all / left / right) | ILD corr | STFT model / mono | clips nearer than mono "
         "| centred |ILD| dB | mirror corr |"

@@ -21,6 +21,14 @@ _Calibrate = Annotated[
     typer.Option(help="video whose windows calibrate int8 (repeatable; default: the verification set)"),
 ]
 _Windows = Annotated[int, typer.Option(min=1, help="int8 calibration windows, spread over the videos")]
+_Mirror = Annotated[
+    bool,
+    typer.Option(
+        "--mirror-tta/--no-mirror-tta",
+        help="record that the checkpoint was trained with mirror augmentation: ccs-run then mirrors every other "
+        "picture and swaps its ears back (off: the official output)",
+    ),
+]
 
 
 @app.command()
@@ -43,6 +51,7 @@ def main(
     int8: Annotated[Switch, typer.Option(help="write model.int8.onnx for CPUs (auto: with OpenVINO)")] = _INT8,
     calibrate: _Calibrate = None,
     calibration_windows: _Windows = _OPTS.calibration_windows,
+    mirror_tta: _Mirror = _OPTS.mirror_tta,
 ) -> None:
     """Export CHECKPOINT to OUT/model.onnx, OUT/model.fp16.onnx, OUT/export_report.json (and a .plan on GPU)."""
     from ccstereo.errors import CCStereoError
@@ -57,7 +66,7 @@ def main(
         verification = {"verify": verify, "verify_clip": verify_clip, "verify_frames": verify_frames}
         options = ExportOptions(
             out, fp16, switch, profile, opset, fp32_islands=_islands(fp32_islands), int8=int8.value, calibrate=videos,
-            calibration_windows=calibration_windows, **verification,
+            calibration_windows=calibration_windows, mirror_tta=mirror_tta, **verification,
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

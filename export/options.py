@@ -35,6 +35,9 @@ class ExportOptions:
     int8: str = Switch.auto.value  # auto (when OpenVINO is installed) | on | off
     calibrate: tuple[Path, ...] = ()  # videos whose windows calibrate int8 (default: the verification set)
     calibration_windows: int = DEFAULT_CALIBRATION_WINDOWS
+    # recorded in the graphs' metadata: the checkpoint was trained with mirror augmentation (ccs-train --mirror),
+    # so ccs-run runs mirror test-time augmentation by default (RunOptions.mirror)
+    mirror_tta: bool = False
 
     def __post_init__(self) -> None:
         for name in ("engine", "int8"):

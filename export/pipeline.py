@@ -160,7 +160,10 @@ def _export_into(checkpoint: Path, options: ExportOptions, staging: Path, log, g
     name = None if vset is None else vset.name
     exporter = onnx_graph.exporter_version()
     config = model.config.to_dict()
-    return ExportReport(str(checkpoint), sha, config, exporter, options.opset, onnx, name, fp16, bf16, int8, engine)
+    return ExportReport(
+        str(checkpoint), sha, config, exporter, options.opset, onnx, name, fp16, bf16, int8, engine,
+        mirror_tta=options.mirror_tta,
+    )  # fmt: skip
 
 
 def _fp16_step(run: _Run) -> Fp16Result:
@@ -201,7 +204,8 @@ def _cpu_step(run: _Run, fp32_path: Path) -> tuple[Bf16Result | None, Int8Result
 
 def _metadata(model, sha: str, precision: str, options: ExportOptions) -> ModelInfo:
     name = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}[precision]
-    return ModelInfo(Path(name), model.config, sha, precision, options.opset, onnx_graph.exporter_version())
+    version = onnx_graph.exporter_version()
+    return ModelInfo(Path(name), model.config, sha, precision, options.opset, version, mirror_tta=options.mirror_tta)
 
 
 def _graph_file(path: Path, proto) -> GraphFile:

@@ -99,6 +99,7 @@ class ExportReport:
     int8: Int8Result
     engine: EngineResult
     seconds: float = 0.0
+    mirror_tta: bool = False  # ccs-export --mirror-tta: recorded in every graph's metadata
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as export_report.json holds it."""
@@ -108,6 +109,7 @@ class ExportReport:
             "config": self.config,
             "exporter": self.exporter,
             "opset": self.opset,
+            "mirror_tta": self.mirror_tta,
             "onnx": self.onnx.to_report(),
         }
         if self.verification_set is not None:

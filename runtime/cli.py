@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ccstereo.errors import CCStereoError
 from ccstereo.runtime import cli_options as o
 from ccstereo.runtime.options import BackendName, LoadOptions, RunOptions
 from ccstereo.runtime.ray_executor import ScaleOptions
@@ -33,6 +34,7 @@ def main(
     hop_s: Annotated[float | None, typer.Option(help="hop between windows in seconds (default 0.1)")] = None,
     hop_samples: o.HopSamplesOption = o.RUN.hop_samples,
     tta: Annotated[bool, typer.Option("--tta/--no-tta", help="V-TTA five-crop over frames")] = o.RUN.tta,
+    mirror: o.MirrorOption = o.RUN.mirror,
     fmt: o.FormatOption = None,
     full_band: o.FullBandOption = o.RUN.full_band,
     clip_mode: o.ClipOption = o.CLIP,
@@ -57,13 +59,11 @@ def main(
 
     Exit status: 0 all done (or skipped), 1 a file failed, 2 bad usage or model, 130 / 143 interrupted.
     """
-    from ccstereo.errors import CCStereoError
-
     try:
         load = LoadOptions(backend.value, precision.value, batch_size, threads, tune)
         options = RunOptions(hop_samples, tta, full_band, fmt and fmt.value, overwrite, clip_mode.value)
         visual = {"visual_rate": visual_rate.value, "visual_threshold": visual_threshold}
-        pipes = {"max_apart_s": max_apart_s, "live": live, "live_budget_s": live_budget_s}
+        pipes = {"max_apart_s": max_apart_s, "live": live, "live_budget_s": live_budget_s, "mirror": mirror}
         options = dataclasses.replace(options, **visual, visual_max_stale_s=visual_max_stale_s, **pipes)
         scale = ScaleOptions(ray, ray_address, workers, cpus_per_worker, gpus_per_worker)
         jobs = _jobs(inputs, out, options, report, (hop_s, hop_samples), ray or bool(ray_address) or view)
@@ -131,7 +131,6 @@ def _plan_pipe(inputs: list[Path], out: str | None, fmt: str | None, report: Pat
     """Return the one job of a run that reads standard input (``-``) or writes standard output (``-o -``)."""
     import sys
 
-    from ccstereo.errors import CCStereoError
     from ccstereo.runtime.errors import OptionError
     from ccstereo.runtime.media import probe
     from ccstereo.runtime.write_plan import FileJob, WritePlan
@@ -163,7 +162,6 @@ def _plan_pipe(inputs: list[Path], out: str | None, fmt: str | None, report: Pat
 def _run(jobs, where: tuple, options, hop_s, quiet: bool):
     """Run the planned jobs here or on Ray (``where``: model, LoadOptions, ScaleOptions), showing them; return
     (results, summary)."""
-    from ccstereo.errors import CCStereoError
     from ccstereo.runtime.console import ConsoleEvents, say
     from ccstereo.runtime.jobs import LocalExecutor, model_rate_hz, run_files, with_hop_seconds
 
@@ -226,7 +224,6 @@ def _guarded(run, to_pipe: bool = False):
 
 def _view_last(results) -> None:
     """ccs-run --view: the listening page of the last output written (or found done), until Ctrl-C."""
-    from ccstereo.errors import CCStereoError
     from ccstereo.runtime.view.cli import serve
     from ccstereo.runtime.view.page import build_view
 

@@ -34,6 +34,14 @@ TuneOption = Annotated[
         "engine measured fastest and accurate here, measured once per model and machine",
     ),
 ]
+MirrorOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--mirror/--no-mirror",
+        help="mirror test-time augmentation: every other picture mirrored, its window's ears swapped back (no extra "
+        "compute); default: as the model says (on for the bundled default, off for official checkpoints)",
+    ),
+]
 OutOption = Annotated[
     str | None, typer.Option("-o", "--out", help="output file, or folder (an existing one, or ending in /)")
 ]

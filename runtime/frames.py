@@ -33,6 +33,14 @@ def crop_resized(resized: np.ndarray, frame_number: int, config: ModelConfig, tt
     return np.ascontiguousarray(resized[top:bottom, left:right])
 
 
+def mirrored_tick(tick: int) -> bool:
+    """Mirror test-time augmentation (``RunOptions.mirror``): whether the crop of 0-based ``tick`` is mirrored.
+
+    Every other tick: over ten ticks each of the five V-TTA crop positions is seen plain and mirrored, and the
+    ~6 windows that overlap at any sample are half one, half the other."""
+    return tick % 2 == 1
+
+
 def crop_box(frame_number: int, config: ModelConfig) -> tuple[int, int, int, int]:
     """Return the (left, top, right, bottom) V-TTA crop of the resized frame for a 1-based frame number."""
     dx, dy = config.resize_width - config.crop_width, config.resize_height - config.crop_height

@@ -130,7 +130,8 @@ def produce_live(
 ) -> Iterator[Batch | End]:  # fmt: skip
     """Yield one window at a time, as soon as its sound has arrived, at the level ``control`` says; then End."""
     plan, config = batching.plan, batching.config
-    crops, windows = _Frames(frames, config, batching.tta, times), _Audio(audio, plan, times)
+    crops = _Frames(frames, config, batching.tta, times, mirror=batching.mirror)
+    windows = _Audio(audio, plan, times)
     start, held = 0, None
     while True:
         level = control.level
@@ -146,7 +147,10 @@ def produce_live(
         crop = crops.crop(tick, batching.tta and level < 1)
         control.windows[level] += 1
         limit = windows.total if windows.eof else None
-        yield Batch([start], window[None], crop[None], np.zeros(1, np.int64), start + step, limit, ready_s=ready)
+        flip = np.array([crops.flipped(tick)]) if batching.mirror else None
+        yield Batch(
+            [start], window[None], crop[None], np.zeros(1, np.int64), start + step, limit, ready_s=ready, mirrored=flip
+        )
         windows.release_before(start + step)
         start += step
     if windows.total == 0:
@@ -170,6 +174,7 @@ def merge(batches: list[Batch], share: bool = True) -> Batch:
         last.limit,
         shared_crops=len(crops) - len(distinct),
         ready_s=batches[0].ready_s,
+        mirrored=None if last.mirrored is None else np.concatenate([b.mirrored for b in batches]),
     )
 
 

@@ -34,6 +34,9 @@ class ModelInfo:
     # reduced precision -> largest relative change of a paper metric vs fp32 on the export's verification set
     measured_worst_metric_change: dict[str, float] = field(default_factory=dict)
     int8: dict[str, Any] = field(default_factory=dict)  # how an int8 graph was quantised (empty otherwise)
+    # the model maker's word that the model was trained left/right symmetric (mirror augmentation): ccs-run then
+    # runs mirror test-time augmentation unless told otherwise (RunOptions.mirror; ccs-export --mirror-tta)
+    mirror_tta: bool = False
 
     def to_props(self) -> dict[str, str]:
         """Return the metadata entries of this model (measured figures rounded as stored)."""
@@ -51,6 +54,8 @@ class ModelInfo:
             props["ccstereo.measured_worst_metric_change"] = json.dumps(worst)
         if self.int8:
             props["ccstereo.int8"] = json.dumps(self.int8)
+        if self.mirror_tta:
+            props["ccstereo.mirror_tta"] = "true"
         return props
 
     @classmethod
@@ -81,7 +86,16 @@ class ModelInfo:
             _json_dict(path, props, "ccstereo.measured_snr_db", float),
             _json_dict(path, props, "ccstereo.measured_worst_metric_change", float),
             _json_dict(path, props, "ccstereo.int8"),
+            _flag(path, props, "ccstereo.mirror_tta"),
         )
+
+
+def _flag(path: Path, props: dict[str, str], key: str) -> bool:
+    """Return the boolean stored under ``key`` (False when absent): exactly "true" or "false"."""
+    value = props.get(key, "false")
+    if value not in ("true", "false"):
+        raise ModelMetadataError(f"{path}: bad {key} metadata {value[:40]!r} (true or false)")
+    return value == "true"
 
 
 def _json_dict(path: Path, props: dict[str, str], key: str, value_type=None) -> dict[str, Any]:

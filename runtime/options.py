@@ -107,6 +107,10 @@ class RunOptions:
     # live_budget_s seconds of compute delay the run degrades (one crop, pictures held, doubled hop)
     live: bool = False
     live_budget_s: float = 0.25
+    # mirror test-time augmentation: every other tick's crop is mirrored and its window's ears swapped back, so a
+    # model's left/right leanings average out over the overlapping windows (no extra compute). None: as the model
+    # says (ModelInfo.mirror_tta: on for models trained with mirror augmentation, off for official checkpoints)
+    mirror: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.max_apart_s > 0:

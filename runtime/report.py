@@ -96,6 +96,7 @@ class RunReport:
     model_sha256: str = ""
     hop_samples: int = 0
     tta: bool = True
+    mirror: bool = False  # mirror test-time augmentation ran (RunOptions.mirror)
     full_band: bool = True
     input_rate_hz: int = 0  # the input's audio rate (probed)
     output_rate_hz: int = 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ccstereo.config import ModelConfig
-from ccstereo.runtime.frames import crop_resized, resize_for_model
+from ccstereo.runtime.frames import crop_resized, mirrored_tick, resize_for_model
 from ccstereo.runtime.fullband import OriginalAudio
 from ccstereo.runtime.media import MediaError, MediaInput
 from ccstereo.runtime.overlap_add import StreamingOverlapAdd
@@ -43,6 +43,7 @@ class Batch:
     shared_crops: int = 0  # crops of distinct ticks whose pixels equal another's: computed once, not again
     keys: KeyPlan | None = None  # adaptive visual rate: which features each window uses (frame_index unused)
     ready_s: float | None = None  # live: when the sound of its first window had arrived (time.monotonic)
+    mirrored: np.ndarray | None = None  # [B] bool: the window's crop was mirrored, so its ears are swapped back
 
 
 @dataclass
@@ -127,8 +128,9 @@ class _Frames:
 
     def __init__(
         self, ticks: Iterator[tuple[int, np.ndarray]], config: ModelConfig, tta: bool, times: StageTimes,
-        wanted: Iterator[int] | None = None,
+        wanted: Iterator[int] | None = None, mirror: bool = False,
     ) -> None:  # fmt: skip
+        self.mirror = mirror
         self.ahead = None if wanted is None else _ResizeAhead(ticks, config, tta, times, wanted)
         ticks = ticks if self.ahead is None else self.ahead
         self.ticks, self.config, self.tta, self.times = ticks, config, tta, times
@@ -155,9 +157,15 @@ class _Frames:
             raise MediaError("no video frame could be decoded")
         with self.times.stage("resize_crop"):
             crop = crop_resized(self._resized(self.image, tta), tick + 1, self.config, tta)
+            if self.flipped(tick):
+                crop = np.ascontiguousarray(crop[:, ::-1])
         self.cache = {key: c for key, c in self.cache.items() if key[0] >= tick - 1}
         self.cache[tick, tta] = crop
         return crop
+
+    def flipped(self, tick: int) -> bool:
+        """Whether the crop of ``tick`` is mirrored (mirror test-time augmentation, ``frames.mirrored_tick``)."""
+        return self.mirror and mirrored_tick(tick)
 
     def _resized(self, image: np.ndarray, tta: bool) -> np.ndarray:
         ready = None if self.ahead is None else self.ahead.take(self.tick, tta)
@@ -257,7 +265,8 @@ class Batching:
     ``share_identical``: crops whose pixels are identical (a still picture, repeated frames) enter the batch
     once and every window that uses them points at that one, so the visual network runs once per distinct
     picture; the result is the same to the bit (tests/test_visual_reuse.py). ``tracker``: the adaptive visual
-    rate (``runtime.visual_rate``): only crops it marks fresh are computed; batches carry each window's key."""
+    rate (``runtime.visual_rate``): only crops it marks fresh are computed; batches carry each window's key.
+    ``mirror``: mirror test-time augmentation (``RunOptions.mirror``)."""
 
     plan: WindowPlan
     config: ModelConfig
@@ -265,6 +274,7 @@ class Batching:
     tta: bool = True
     share_identical: bool = True
     tracker: CropTracker | None = None
+    mirror: bool = False
 
 
 def produce(
@@ -273,17 +283,17 @@ def produce(
     """Yield batches of windows as soon as their audio (stereo [2, n] model-rate chunks) is decoded, then End
     with the total length."""
     plan, config, batch_size, tracker = batching.plan, batching.config, batching.batch_size, batching.tracker
-    share_identical = batching.share_identical
     wanted = resize_ahead(plan.tick(i) for i in itertools.count())
-    crops, windows, k = _Frames(frames, config, batching.tta, times, wanted), _Audio(audio, plan, times), 0
-    most = batch_size * (GROW_WHILE_SHARED if share_identical and tracker is None else 1)
+    crops = _Frames(frames, config, batching.tta, times, wanted, batching.mirror)
+    windows, k = _Audio(audio, plan, times), 0
+    most = batch_size * (GROW_WHILE_SHARED if batching.share_identical and tracker is None else 1)
     size = grow = min(FIRST_BATCH, batch_size)  # a small first call: an early start
     while True:
         starts: list[int] = []
         monos: list[np.ndarray] = []
         ticks: list[int] = []
         crop_of: dict[int, np.ndarray] = {}
-        distinct = _Distinct(share_identical)
+        distinct = _Distinct(batching.share_identical)
         while len(starts) < size or (len(distinct) < size and len(starts) < grow):
             window = windows.window(k)
             if window is None:
@@ -298,13 +308,18 @@ def produce(
             k += 1
         if starts:
             limit, mono = windows.total if windows.eof else None, np.stack(monos).astype(np.float32)
+            flips = np.array([crops.flipped(t) for t in ticks]) if batching.mirror else None
             if tracker is None:
                 index = np.array([distinct.where[t] for t in ticks], np.int64)
                 shared = len(distinct.where) - len(distinct)
-                yield Batch(starts, mono, np.stack(distinct.unique), index, plan.start(k), limit, shared)
+                yield Batch(
+                    starts, mono, np.stack(distinct.unique), index, plan.start(k), limit, shared, mirrored=flips
+                )
             else:
                 frames_u8, keys = _adaptive_visual(ticks, crop_of, tracker, config)
-                yield Batch(starts, mono, frames_u8, keys.window_keys, plan.start(k), limit, keys.shared, keys)
+                yield Batch(
+                    starts, mono, frames_u8, keys.window_keys, plan.start(k), limit, keys.shared, keys, None, flips
+                )
             windows.release_before(plan.start(k))
         size, grow = batch_size, most
         if windows.done(k):
@@ -447,10 +462,18 @@ class WindowRunner:
 
     def __call__(self, item: Batch) -> np.ndarray:
         if item.keys is None:
-            return self.run(item.frames, item.mono, item.frame_index)
-        if self.store is None:
+            out = self.run(item.frames, item.mono, item.frame_index)
+        elif self.store is None:
             raise RuntimeError("an adaptive batch reached a consumer without a feature store")
-        return self.store.run(item.frames, item.mono, item.keys)
+        else:
+            out = self.store.run(item.frames, item.mono, item.keys)
+        return out if item.mirrored is None else swap_ears(out, item.mirrored)
+
+
+def swap_ears(binaural: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """Return binaural windows [B, 2, N] with left and right exchanged where ``mirrored`` [B] is true: a window
+    computed on a mirrored picture is the mirror image of the scene's sound."""
+    return np.where(mirrored[:, None, None], binaural[:, ::-1], binaural)
 
 
 def consume(

@@ -2,8 +2,9 @@
 
 At a 0.1 s hop every window has its own frame, and the visual network (ResNet-18 + ASPP at 448x224) is ~95 % of
 a window's arithmetic; most videos change little from one tenth of a second to the next. Each V-TTA crop
-position (five with V-TTA, one without) keeps the features last computed for it and a thumbnail of the crop
-they were computed from. A new crop at that position reuses those features when
+position (five with V-TTA, one without; each plain and mirrored with mirror test-time augmentation) keeps the
+features last computed for it and a thumbnail of the crop they were computed from. A new crop at that position
+reuses those features when
 
 - its pixels are identical to that crop's (exact: the features would be the same; at any age), or
 - the thumbnail differs by at most ``threshold`` grey levels (0-255) in every tile of ``TILE`` x ``TILE``
@@ -23,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from ccstereo.runtime.errors import OptionError
+from ccstereo.runtime.frames import mirrored_tick
 
 SCALE = 8  # thumbnail: the crop's mean over SCALE x SCALE pixel blocks
 TILE = 56  # difference measured per tile of TILE x TILE crop pixels (a multiple of SCALE)
@@ -77,15 +79,17 @@ class Decision:
 class CropTracker:
     """Decoding-thread side: for each (tick, crop), the key of the features to use and whether to compute."""
 
-    def __init__(self, rate: AdaptiveRate, fps: float, tta: bool) -> None:
-        self.rate = rate
+    def __init__(self, rate: AdaptiveRate, fps: float, tta: bool, mirror: bool = False) -> None:
+        self.rate, self.mirror = rate, mirror
         self.max_stale_ticks = int(round(rate.max_stale_s * fps))
         self.positions = 5 if tta else 1
-        self.slots: dict[int, _Slot] = {}
+        self.slots: dict[tuple[int, bool], _Slot] = {}
         self.next_key = 0
 
     def decide(self, tick: int, crop: np.ndarray) -> Decision:
-        position = (tick + 1) % self.positions  # the V-TTA crop position of frame number tick + 1
+        # the V-TTA crop position of frame number tick + 1, and whether it is mirrored (``RunOptions.mirror``): a
+        # mirrored crop is compared with the last mirrored crop of its position, never with a plain one
+        position = ((tick + 1) % self.positions, self.mirror and mirrored_tick(tick))
         slot = self.slots.get(position)
         if slot is not None:
             if np.array_equal(slot.crop, crop):

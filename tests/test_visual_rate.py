@@ -144,30 +144,37 @@ def test_threshold_zero_is_the_exact_output_on_moving_pictures(bundled, tmp_path
     assert np.max(np.abs(adaptive - exact)) <= 1e-6
 
 
-def test_a_still_picture_is_computed_once_per_position_for_the_whole_file_bit_identical(bundled, tmp_path):
+@pytest.mark.parametrize("mirror, slots", [(False, 5), (True, 10)])
+def test_a_still_picture_is_computed_once_per_position_for_the_whole_file_bit_identical(
+    bundled, tmp_path, mirror, slots
+):
     picture = np.random.default_rng(7).integers(0, 256, (240, 480, 3), dtype=np.uint8)
     video = write_lossless_video(tmp_path / "still.mkv", [picture] * 80, _audio(8.0), RATE)  # 8 s, 3 batches
-    exact, _ = _run(bundled, video, tmp_path / "exact.wav", share_identical_crops=False)
-    adaptive, report = _run(bundled, video, tmp_path / "a.wav", visual_rate="adaptive")
-    assert report.crops_computed == 5  # five V-TTA positions, once each, across batches
-    assert report.crops_shared == report.windows - 5 and report.crops_reused == 0
+    exact, _ = _run(bundled, video, tmp_path / "exact.wav", share_identical_crops=False, mirror=mirror)
+    adaptive, report = _run(bundled, video, tmp_path / "a.wav", visual_rate="adaptive", mirror=mirror)
+    # five V-TTA positions (each plain and mirrored with mirror test-time augmentation), once each, across batches
+    assert report.crops_computed == slots
+    assert report.crops_shared == report.windows - slots and report.crops_reused == 0
     assert np.array_equal(adaptive, exact)
 
 
-def test_faint_per_frame_noise_is_reused_within_35_db(bundled, tmp_path):
+@pytest.mark.parametrize("mirror, most", [(False, 15), (True, 20)])
+def test_faint_per_frame_noise_is_reused_within_35_db(bundled, tmp_path, mirror, most):
     # A still picture with +-2 levels of fresh noise per frame: exact sharing finds nothing to share.
     rng = np.random.default_rng(8)
     picture = rng.integers(20, 236, (240, 480, 3), dtype=np.int16)
     frames = [(picture + rng.integers(-2, 3, picture.shape)).astype(np.uint8) for _ in range(60)]
     video = write_lossless_video(tmp_path / "noisy.mkv", frames, _audio(6.0), RATE)
-    exact, exact_report = _run(bundled, video, tmp_path / "exact.wav")
+    exact, exact_report = _run(bundled, video, tmp_path / "exact.wav", mirror=mirror)
     adaptive, report = _run(
-        bundled, video, tmp_path / "a.wav", visual_rate="adaptive", visual_threshold=2.0, visual_max_stale_s=2.0
-    )
+        bundled, video, tmp_path / "a.wav", visual_rate="adaptive", visual_threshold=2.0, visual_max_stale_s=2.0,
+        mirror=mirror,
+    )  # fmt: skip
     assert exact_report.crops_shared == 0
     # Each of the 5 positions recurs every 5 ticks and is recomputed once its features are over 2 s (20 ticks)
-    # old: at ticks p, p + 25, p + 50 of the 60 -> 15 computed of ~60.
-    assert report.crops_computed <= 15 and report.crops_reused >= 40
+    # old: at ticks p, p + 25, p + 50 of the 60 -> 15 computed of the 55 windows. Mirrored, each of the 10
+    # (position, side) slots recurs every 10 ticks: computed at s and s + 30 -> 20.
+    assert report.crops_computed <= most and report.crops_reused >= report.windows - most >= 35
     assert _snr(adaptive, exact) >= 35
 
 

@@ -36,4 +36,4 @@ ccs-train "$run/mix" --train-split "$run/mix/splits/split1/train.txt" --val-spli
   --val-every 500 --val-clips 4 --seed 0
 # 3. int8 calibration videos (training side, another seed) and the export.
 scenes "$run/calibration" 3033 real-train 16
-ccs-export "$run/train/last.safetensors" -o "$run/model" $(printf -- '--calibrate %s ' "$run"/calibration/*.mp4)
+ccs-export "$run/train/last.safetensors" -o "$run/model" --mirror-tta $(printf -- '--calibrate %s ' "$run"/calibration/*.mp4)

@@ -1,0 +1,91 @@
+"""Mirror test-time augmentation (RunOptions.mirror, ccs-run --mirror): every other tick's picture goes through the
+model mirrored and that window's ears are swapped back; on by default for a model that says it was trained left/right
+symmetric (ccs-export --mirror-tta; the bundled default), off for every other model (the official output)."""
+
+import numpy as np
+import pytest
+
+from ccstereo.runtime.backends import default_model_path
+from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
+from ccstereo.runtime.errors import ModelMetadataError
+from ccstereo.runtime.model_info import read_onnx_info
+from ccstereo.runtime.windows import WindowPlan
+from ccstereo.testing.onnx_props import with_metadata
+
+ENGINE = {"backend": "onnxruntime", "precision": "fp32", "tune": False}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Binauralizer.load(None, **ENGINE)
+
+
+def _clip(seed: int, windows: int, config):
+    """Noise audio of ``windows`` whole windows and distinct, left/right unlike pictures already at the crop size (a
+    picture at the model's size is not resampled, so mirroring it before or after the runtime is the same pixels)."""
+    rng = np.random.default_rng(seed)
+    audio = rng.standard_normal((2, windows * config.window_samples)).astype(np.float32) * 0.1
+    ticks = int(windows * config.window_samples / config.sample_rate_hz * config.fps) + 2
+    frames = []
+    for t in range(ticks):
+        frame = np.zeros((config.crop_height, config.crop_width, 3), np.uint8)
+        frame[:, : config.crop_width // 3] = rng.integers(0, 256, 3, dtype=np.uint8)  # a coloured band on the left
+        frame[40:120, 300 + 5 * t : 380 + 5 * t] = rng.integers(0, 256, 3, dtype=np.uint8)  # a box right of centre
+        frames.append(frame)
+    return audio, frames
+
+
+def test_a_mirrored_window_is_the_ear_swapped_output_of_its_mirrored_picture(engine):
+    """Windows that do not overlap (hop = window) and no V-TTA crop: with mirroring, a window whose tick is odd gives
+    exactly the model's output for the mirrored picture with the ears swapped, and an even one the plain output."""
+    config = engine.config
+    audio, frames = _clip(1, 6, config)
+    mirrored_frames = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
+    hop = config.window_samples
+    run = {"hop_samples": hop, "tta": False, "full_band": False}
+    got = engine.process_arrays(audio, frames, RunOptions(mirror=True, **run))
+    plain = engine.process_arrays(audio, frames, RunOptions(mirror=False, **run))
+    of_mirror = engine.process_arrays(audio, mirrored_frames, RunOptions(mirror=False, **run))
+    plan = WindowPlan.for_config(config, hop)
+    parity = []
+    for k in range(6):
+        span = slice(k * hop, (k + 1) * hop)
+        odd = plan.tick(k) % 2 == 1
+        parity.append(odd)
+        expected = of_mirror[::-1, span] if odd else plain[:, span]
+        np.testing.assert_allclose(got[:, span], expected, atol=1e-5 * np.abs(expected).max())
+        if odd:  # the picture matters to this model: the mirrored window is not the plain one
+            assert np.abs(got[0, span] - plain[0, span]).max() > 1e-3 * np.abs(plain[:, span]).max()
+    assert any(parity) and not all(parity), parity
+
+
+def test_mirroring_follows_the_model_unless_the_run_says_otherwise(engine, tmp_path):
+    """The bundled default says it was trained with mirror augmentation: mirroring is on unless --no-mirror; the same
+    graph without that entry (as every official checkpoint's export) runs without it unless --mirror."""
+    assert read_onnx_info(default_model_path()).mirror_tta
+    plain_model = with_metadata(default_model_path(), tmp_path / "plain.onnx", lambda p: p.pop("ccstereo.mirror_tta"))
+    unmarked = Binauralizer.load(plain_model, **ENGINE)
+    audio, frames = _clip(2, 3, engine.config)
+    default = engine.process_arrays(audio, frames, RunOptions())
+    assert np.array_equal(default, engine.process_arrays(audio, frames, RunOptions(mirror=True)))
+    off = engine.process_arrays(audio, frames, RunOptions(mirror=False))
+    assert np.abs(default - off).max() > 1e-3 * np.abs(off).max()
+    assert np.array_equal(unmarked.process_arrays(audio, frames, RunOptions()), off)
+    assert np.array_equal(unmarked.process_arrays(audio, frames, RunOptions(mirror=True)), default)
+
+
+def test_a_model_whose_mirror_entry_is_not_true_or_false_is_refused(tmp_path):
+    bad = with_metadata(default_model_path(), tmp_path / "bad.onnx", lambda p: p.update({"ccstereo.mirror_tta": "yes"}))
+    with pytest.raises(ModelMetadataError, match=r"bad\.onnx.*mirror_tta"):
+        read_onnx_info(bad)
+
+
+def test_the_report_says_whether_mirroring_ran(engine, tmp_path):
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "samples" / "sample.mp4"
+    runs = {}
+    for name, mirror in (("auto", None), ("off", False)):
+        options = RunOptions(fmt="wav", full_band=False, mirror=mirror)
+        runs[name] = engine.process(sample, tmp_path / f"{name}.wav", options).to_dict()["mirror"]
+    assert runs == {"auto": True, "off": False}

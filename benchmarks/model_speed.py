@@ -1,6 +1,7 @@
 """Two exported models side by side on the same file and engine: is the new default as fast as the old one?
 
     python benchmarks/model_speed.py OLD NEW [--media samples/sample.mp4] [--rounds 5]
+                                     [--mirror-old auto|on|off] [--mirror-new auto|on|off]
                                      [--engines onnxruntime openvino openvino-int8 openvino-bf16]
 
 Both models are loaded once per engine (the engine and precision fixed, the same for both: ``auto`` could pick
@@ -31,7 +32,8 @@ ENGINES = {  # engine -> (precision, graph file)
 }
 
 
-def time_pair(old: Path, new: Path, media: Path, engine: str, rounds: int, threads: int | None) -> dict:
+def time_pair(models: dict[str, tuple[Path, bool | None]], media: Path, engine: str, rounds: int, threads: int | None):
+    """``models``: "old" and "new" -> (exported folder, RunOptions.mirror: None as the model says)."""
     from ccstereo.runtime.binauralizer import Binauralizer
     from ccstereo.runtime.options import RunOptions
 
@@ -39,17 +41,20 @@ def time_pair(old: Path, new: Path, media: Path, engine: str, rounds: int, threa
     backend = engine.split("-")[0]
     loaded = {
         name: Binauralizer.load(folder / graph, backend=backend, precision=precision, threads=threads, tune=False)
-        for name, folder in (("old", old), ("new", new))
+        for name, (folder, _) in models.items()
     }
-    options = RunOptions(fmt="wav", overwrite=True, full_band=False)
+    options = {
+        name: RunOptions(fmt="wav", overwrite=True, full_band=False, mirror=mirror)
+        for name, (_, mirror) in models.items()
+    }
     walls: dict[str, list[float]] = {"old": [], "new": []}
     with tempfile.TemporaryDirectory() as tmp:
         for name, engine_ in loaded.items():  # warm-up, untimed
-            engine_.process(media, Path(tmp) / f"{name}.wav", options)
+            engine_.process(media, Path(tmp) / f"{name}.wav", options[name])
         for _ in range(rounds):
             for name, engine_ in loaded.items():
                 started = time.perf_counter()
-                engine_.process(media, Path(tmp) / f"{name}.wav", options)
+                engine_.process(media, Path(tmp) / f"{name}.wav", options[name])
                 walls[name].append(time.perf_counter() - started)
     old_s, new_s = statistics.median(walls["old"]), statistics.median(walls["new"])
     return {
@@ -71,11 +76,16 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=default_engines, choices=list(ENGINES))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path)
+    for side in ("old", "new"):  # the same folder twice with --mirror-old off --mirror-new on: what mirroring costs
+        what = f"mirror test-time augmentation for {side.upper()} (auto: as the model says)"
+        parser.add_argument(f"--mirror-{side}", choices=("auto", "on", "off"), default="auto", help=what)
     args = parser.parse_args()
+    switch = {"auto": None, "on": True, "off": False}
+    models = {"old": (args.old, switch[args.mirror_old]), "new": (args.new, switch[args.mirror_new])}
     rows = []
     for engine in args.engines:
         try:
-            rows.append(time_pair(args.old, args.new, args.media, engine, args.rounds, args.threads))
+            rows.append(time_pair(models, args.media, engine, args.rounds, args.threads))
         except Exception as exc:  # noqa: BLE001 - an engine missing here: the other rows still stand
             print(f"{engine}: skipped ({' '.join(str(exc).split())[:200]})", file=sys.stderr)
     print(f"CPU: {cpu_name()}; {args.media.name}, median of {args.rounds} interleaved runs each\n")

@@ -252,11 +252,11 @@ class Binauralizer:
     def _batching(self, plan: WindowPlan, options: RunOptions) -> tuple[Batching, FeatureStore | None, str]:
         """Return (how windows become engine calls, the feature store of the adaptive rate, the rate in words)."""
         mirror = self.backend.info.mirror_tta if options.mirror is None else options.mirror
-        tracker, store, rate = self._visual_rate(options, mirror)
+        tracker, store, rate = self._visual_rate(options)
         batch, share = self.backend.max_batch, options.share_identical_crops
         return Batching(plan, self.config, batch, options.tta, share, tracker, mirror), store, rate
 
-    def _visual_rate(self, options: RunOptions, mirror: bool) -> tuple[CropTracker | None, FeatureStore | None, str]:
+    def _visual_rate(self, options: RunOptions) -> tuple[CropTracker | None, FeatureStore | None, str]:
         """Return (tracker, feature store, words) for the run's visual rate; (None, None, ...) for the exact
         rate, or where this backend can only run the whole graph (the words say why)."""
         rate = options.adaptive_rate()
@@ -266,7 +266,7 @@ class Binauralizer:
             runner = self.backend.split()
         except (BackendUnavailableError, ModelMetadataError) as exc:
             return None, None, f"exact ({exc})"
-        return CropTracker(rate, self.config.fps, options.tta, mirror), FeatureStore(runner), VisualRate.adaptive.value
+        return CropTracker(rate, self.config.fps, options.tta), FeatureStore(runner), VisualRate.adaptive.value
 
     def process_arrays(
         self, audio: np.ndarray, frames: Sequence[np.ndarray], options: RunOptions | None = None

@@ -33,12 +33,12 @@ def crop_resized(resized: np.ndarray, frame_number: int, config: ModelConfig, tt
     return np.ascontiguousarray(resized[top:bottom, left:right])
 
 
-def mirrored_tick(tick: int) -> bool:
-    """Mirror test-time augmentation (``RunOptions.mirror``): whether the crop of 0-based ``tick`` is mirrored.
-
-    Every other tick: over ten ticks each of the five V-TTA crop positions is seen plain and mirrored, and the
-    ~6 windows that overlap at any sample are half one, half the other."""
-    return tick % 2 == 1
+def mirrored_window(k: int) -> bool:
+    """Mirror test-time augmentation (``RunOptions.mirror``): whether window ``k`` (0-based, in the order windows are
+    cut) sees its picture mirrored. Every other window, whatever the hop: the windows that overlap at any sample are
+    half plain, half mirrored; at the default hop window k shows tick k + 3, so the mirrored ones are the odd ticks
+    and over ten ticks each of the five V-TTA crop positions is seen both ways."""
+    return k % 2 == 0
 
 
 def crop_box(frame_number: int, config: ModelConfig) -> tuple[int, int, int, int]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ccstereo.runtime.frames import mirrored_window
 from ccstereo.runtime.media import MediaError
 from ccstereo.runtime.report import StageTimes
 from ccstereo.runtime.stream import Batch, Batching, End, Pump, _Audio, _Frames, _unique
@@ -130,9 +131,8 @@ def produce_live(
 ) -> Iterator[Batch | End]:  # fmt: skip
     """Yield one window at a time, as soon as its sound has arrived, at the level ``control`` says; then End."""
     plan, config = batching.plan, batching.config
-    crops = _Frames(frames, config, batching.tta, times, mirror=batching.mirror)
-    windows = _Audio(audio, plan, times)
-    start, held = 0, None
+    crops, windows = _Frames(frames, config, batching.tta, times), _Audio(audio, plan, times)
+    start, held, count = 0, None, 0
     while True:
         level = control.level
         step = plan.hop_samples * (HOP_FACTOR if level >= 3 else 1)
@@ -144,15 +144,16 @@ def produce_live(
         if level >= 2 and held is not None and tick - held < HOLD_TICKS:
             tick = held
         held = tick
-        crop = crops.crop(tick, batching.tta and level < 1)
+        flip = batching.mirror and mirrored_window(count)
+        crop = crops.crop(tick, batching.tta and level < 1, flip)
         control.windows[level] += 1
         limit = windows.total if windows.eof else None
-        flip = np.array([crops.flipped(tick)]) if batching.mirror else None
+        flips = np.array([flip]) if batching.mirror else None
         yield Batch(
-            [start], window[None], crop[None], np.zeros(1, np.int64), start + step, limit, ready_s=ready, mirrored=flip
+            [start], window[None], crop[None], np.zeros(1, np.int64), start + step, limit, ready_s=ready, mirrored=flips
         )
         windows.release_before(start + step)
-        start += step
+        start, count = start + step, count + 1
     if windows.total == 0:
         raise MediaError("zero-length audio")
     yield End(windows.total)

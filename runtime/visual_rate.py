@@ -24,7 +24,6 @@ from typing import Protocol
 import numpy as np
 
 from ccstereo.runtime.errors import OptionError
-from ccstereo.runtime.frames import mirrored_tick
 
 SCALE = 8  # thumbnail: the crop's mean over SCALE x SCALE pixel blocks
 TILE = 56  # difference measured per tile of TILE x TILE crop pixels (a multiple of SCALE)
@@ -79,17 +78,17 @@ class Decision:
 class CropTracker:
     """Decoding-thread side: for each (tick, crop), the key of the features to use and whether to compute."""
 
-    def __init__(self, rate: AdaptiveRate, fps: float, tta: bool, mirror: bool = False) -> None:
-        self.rate, self.mirror = rate, mirror
+    def __init__(self, rate: AdaptiveRate, fps: float, tta: bool) -> None:
+        self.rate = rate
         self.max_stale_ticks = int(round(rate.max_stale_s * fps))
         self.positions = 5 if tta else 1
         self.slots: dict[tuple[int, bool], _Slot] = {}
         self.next_key = 0
 
-    def decide(self, tick: int, crop: np.ndarray) -> Decision:
-        # the V-TTA crop position of frame number tick + 1, and whether it is mirrored (``RunOptions.mirror``): a
-        # mirrored crop is compared with the last mirrored crop of its position, never with a plain one
-        position = ((tick + 1) % self.positions, self.mirror and mirrored_tick(tick))
+    def decide(self, tick: int, crop: np.ndarray, flip: bool = False) -> Decision:
+        # the V-TTA crop position of frame number tick + 1, and whether the crop is mirrored (``RunOptions.mirror``):
+        # a mirrored crop is compared with the last mirrored crop of its position, never with a plain one
+        position = ((tick + 1) % self.positions, flip)
         slot = self.slots.get(position)
         if slot is not None:
             if np.array_equal(slot.crop, crop):

@@ -36,8 +36,9 @@ def _clip(seed: int, windows: int, config):
 
 
 def test_a_mirrored_window_is_the_ear_swapped_output_of_its_mirrored_picture(engine):
-    """Windows that do not overlap (hop = window) and no V-TTA crop: with mirroring, a window whose tick is odd gives
-    exactly the model's output for the mirrored picture with the ears swapped, and an even one the plain output."""
+    """Windows that do not overlap (hop = window) and no V-TTA crop: with mirroring, every other window (the first,
+    third, ...) gives exactly the model's output for the mirrored picture with the ears swapped, the others the plain
+    output."""
     config = engine.config
     audio, frames = _clip(1, 6, config)
     mirrored_frames = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
@@ -46,17 +47,43 @@ def test_a_mirrored_window_is_the_ear_swapped_output_of_its_mirrored_picture(eng
     got = engine.process_arrays(audio, frames, RunOptions(mirror=True, **run))
     plain = engine.process_arrays(audio, frames, RunOptions(mirror=False, **run))
     of_mirror = engine.process_arrays(audio, mirrored_frames, RunOptions(mirror=False, **run))
-    plan = WindowPlan.for_config(config, hop)
-    parity = []
     for k in range(6):
         span = slice(k * hop, (k + 1) * hop)
-        odd = plan.tick(k) % 2 == 1
-        parity.append(odd)
-        expected = of_mirror[::-1, span] if odd else plain[:, span]
+        mirrored = k % 2 == 0
+        expected = of_mirror[::-1, span] if mirrored else plain[:, span]
         np.testing.assert_allclose(got[:, span], expected, atol=1e-5 * np.abs(expected).max())
-        if odd:  # the picture matters to this model: the mirrored window is not the plain one
+        if mirrored:  # the picture matters to this model: the mirrored window is not the plain one
             assert np.abs(got[0, span] - plain[0, span]).max() > 1e-3 * np.abs(plain[:, span]).max()
-    assert any(parity) and not all(parity), parity
+
+
+@pytest.mark.parametrize("hop_s", [0.05, 0.1, 0.2, 0.3])
+def test_half_the_windows_are_mirrored_at_any_hop(engine, hop_s):
+    """At 0.2 s every window's tick is odd: a rule by tick would mirror all of them or none. The windows that overlap
+    any sample are half plain, half mirrored (one apart at most), and each batch's flags match its crops."""
+    from ccstereo.runtime.report import StageTimes
+    from ccstereo.runtime.stream import Batch, Batching, produce
+
+    config = engine.config
+    audio, frames = _clip(3, 6, config)
+    plan = WindowPlan.for_config(config, int(hop_s * config.sample_rate_hz))
+    batching = Batching(plan, config, 8, tta=True, mirror=True)
+    plain = Batching(plan, config, 8, tta=True, mirror=False)
+    flags, crops, plain_crops = [], [], []
+    for batch in produce(iter([audio]), enumerate(frames), batching, StageTimes()):
+        if isinstance(batch, Batch):
+            flags += list(batch.mirrored)
+            crops += [batch.frames[i] for i in batch.frame_index]
+    for batch in produce(iter([audio]), enumerate(frames), plain, StageTimes()):
+        if isinstance(batch, Batch):
+            assert batch.mirrored is None
+            plain_crops += [batch.frames[i] for i in batch.frame_index]
+    assert len(flags) == plan.count(audio.shape[1])
+    for flag, crop, reference in zip(flags, crops, plain_crops, strict=True):
+        assert np.array_equal(crop, reference[:, ::-1] if flag else reference)
+    overlapping = -(-config.window_samples // plan.hop_samples)
+    for first in range(len(flags) - overlapping + 1):
+        share = sum(flags[first : first + overlapping])
+        assert abs(2 * share - overlapping) <= 1, (first, flags)
 
 
 def test_mirroring_follows_the_model_unless_the_run_says_otherwise(engine, tmp_path):

@@ -120,7 +120,7 @@ def _forward(producer: subprocess.Popen, ccs: subprocess.Popen) -> float:
             ccs.stdin.write(chunk)
             ccs.stdin.flush()
     except BrokenPipeError:
-        pass
+        producer.kill()  # ccs-run stopped reading (it failed): a producer left writing would block for ever
     finally:
         producer.wait()
         with contextlib.suppress(BrokenPipeError):

@@ -116,3 +116,27 @@ def test_the_report_says_whether_mirroring_ran(engine, tmp_path):
         options = RunOptions(fmt="wav", full_band=False, mirror=mirror)
         runs[name] = engine.process(sample, tmp_path / f"{name}.wav", options).to_dict()["mirror"]
     assert runs == {"auto": True, "off": False}
+
+
+@pytest.mark.parametrize("mark", [True, False])
+def test_ccs_export_writes_the_mark_it_is_given_and_the_runtime_reads_it_back(tmp_path, mark):
+    """``ccs-export --mirror-tta`` / without: the metadata the exporter writes into its graphs says it (read back from a
+    saved file by the runtime's reader); without it no entry is written at all."""
+    from ccstereo.config import ModelConfig
+    from ccstereo.export.options import ExportOptions
+    from ccstereo.export.pipeline import _metadata
+    from ccstereo.testing.onnx_props import with_metadata
+
+    class _Model:
+        config = ModelConfig()
+
+    info = _metadata(_Model(), "0" * 64, "fp32", ExportOptions(tmp_path, mirror_tta=mark))
+    props = info.to_props()
+    assert ("ccstereo.mirror_tta" in props) == mark
+
+    def replace(entries: dict) -> None:
+        entries.clear()
+        entries.update(props)
+
+    saved = with_metadata(default_model_path(), tmp_path / "m.onnx", replace)
+    assert read_onnx_info(saved).mirror_tta is mark

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ccstereo.testing.bench import cpu_name
+from ccstereo.testing.bench import MIRROR_CHOICES, cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,10 +78,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     for side in ("old", "new"):  # the same folder twice with --mirror-old off --mirror-new on: what mirroring costs
         what = f"mirror test-time augmentation for {side.upper()} (auto: as the model says)"
-        parser.add_argument(f"--mirror-{side}", choices=("auto", "on", "off"), default="auto", help=what)
+        parser.add_argument(f"--mirror-{side}", choices=list(MIRROR_CHOICES), default="auto", help=what)
     args = parser.parse_args()
-    switch = {"auto": None, "on": True, "off": False}
-    models = {"old": (args.old, switch[args.mirror_old]), "new": (args.new, switch[args.mirror_new])}
+    models = {"old": (args.old, MIRROR_CHOICES[args.mirror_old]), "new": (args.new, MIRROR_CHOICES[args.mirror_new])}
     rows = []
     for engine in args.engines:
         try:

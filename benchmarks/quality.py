@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ccstereo.testing.bench import MIRROR_CHOICES
+
 METRICS = ("stft", "env", "mag", "phs", "snr", "spl")
 SEGMENT_S, MIN_ILD_DB = 0.5, 3.0
 
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> dict:
     from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
     from ccstereo.synth.dataset import write_dataset
 
-    opts = RunOptions(mirror={"auto": None, "on": True, "off": False}[args.mirror])
+    opts = RunOptions(mirror=MIRROR_CHOICES[args.mirror])
     by_precision = {p: Binauralizer.load(args.model, precision=p) for p in args.precisions}
     engine = Binauralizer.load(args.model)
     # the auto choice is one of the precisions when they are given: its V-TTA run is shared, not repeated
@@ -131,7 +133,7 @@ def run(args: argparse.Namespace) -> dict:
         "model": str(args.model or "bundled default"),
         "precisions": precisions,
         "backend": engine.backend.name,
-        "mirror": engine.backend.info.mirror_tta if opts.mirror is None else opts.mirror,
+        "mirror": engine.mirrors(opts),
         "seed": args.seed,
         "hrtf": args.hrtf,
         "clips": args.clips,
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", nargs="*", default=[], choices=["fp32", "bf16", "int8"])
     parser.add_argument(
         "--mirror",
-        choices=("auto", "on", "off"),
+        choices=list(MIRROR_CHOICES),
         default="auto",
         help="mirror test-time augmentation (auto: as the model says)",
     )

@@ -43,6 +43,7 @@ from ccstereo.config import ModelConfig
 from ccstereo.metrics import direction_scores, peak_normalize, segment_ild_db, stft_distance
 from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
 from ccstereo.synth.dataset import write_dataset
+from ccstereo.testing.bench import MIRROR_CHOICES
 from ccstereo.train.data import load_clip
 
 
@@ -329,12 +330,12 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument(
         "--mirror",
-        choices=("auto", "on", "off"),
+        choices=list(MIRROR_CHOICES),
         default="auto",
         help="mirror test-time augmentation (RunOptions.mirror; auto: as each model says)",
     )
     args = parser.parse_args()
-    started, options = time.perf_counter(), RunOptions(mirror={"auto": None, "on": True, "off": False}[args.mirror])
+    started, options = time.perf_counter(), RunOptions(mirror=MIRROR_CHOICES[args.mirror])
     data = _scenes(args.work, args.clips, args.seed, args.head)
     meta = json.loads((data / "metadata.json").read_text())
     ids = sorted(meta["clips"])

@@ -124,6 +124,10 @@ class Binauralizer:
             raise OptionError("give LoadOptions or its fields as keywords, not both")
         return cls(*load_backend(None if model is None else Path(model), options or LoadOptions(**fields)))
 
+    def mirrors(self, options: RunOptions) -> bool:
+        """Whether a run with ``options`` mirrors every other window (``RunOptions.mirror``; None: as the model)."""
+        return self.backend.info.mirror_tta if options.mirror is None else options.mirror
+
     def window_plan(self, options: RunOptions) -> WindowPlan:
         return WindowPlan.for_config(self.config, options.hop_samples)
 
@@ -173,7 +177,7 @@ class Binauralizer:
         final = PIPE if out == PIPE else self.plan_output(media.path, out, options, media.info)
         report = RunReport(str(media.path), str(final), "ok", backend=self.backend.name, model_sha256=self.model_sha256)
         report.tta, report.full_band = options.tta, options.full_band
-        report.mirror = self.backend.info.mirror_tta if options.mirror is None else options.mirror
+        report.mirror = self.mirrors(options)
         report.input_rate_hz = media.info.audio_rate_hz
         if final != PIPE and final.exists() and not options.overwrite:
             report.status = "skipped"
@@ -251,10 +255,9 @@ class Binauralizer:
 
     def _batching(self, plan: WindowPlan, options: RunOptions) -> tuple[Batching, FeatureStore | None, str]:
         """Return (how windows become engine calls, the feature store of the adaptive rate, the rate in words)."""
-        mirror = self.backend.info.mirror_tta if options.mirror is None else options.mirror
         tracker, store, rate = self._visual_rate(options)
         batch, share = self.backend.max_batch, options.share_identical_crops
-        return Batching(plan, self.config, batch, options.tta, share, tracker, mirror), store, rate
+        return Batching(plan, self.config, batch, options.tta, share, tracker, self.mirrors(options)), store, rate
 
     def _visual_rate(self, options: RunOptions) -> tuple[CropTracker | None, FeatureStore | None, str]:
         """Return (tracker, feature store, words) for the run's visual rate; (None, None, ...) for the exact

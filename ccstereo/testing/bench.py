@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+# a benchmark's --mirror auto|on|off -> RunOptions.mirror (auto: as the model's metadata says)
+MIRROR_CHOICES = {"auto": None, "on": True, "off": False}
+
 
 def full_size_checkpoint(workdir: Path, checkpoint: Path | None) -> Path:
     """Return ``checkpoint`` or a seeded random full-size (official architecture) native checkpoint."""

@@ -36,6 +36,21 @@ def test_synth_is_deterministic_per_seed(tmp_path):
     np.testing.assert_array_equal(wa, wb)
 
 
+@pytest.mark.parametrize(
+    "extra", [["--footage", "clip.mp4"], ["--card-share", "0.5"], ["--paired-sounds"], ["--centred-share", "1"]]
+)
+def test_synth_refuses_real_scene_options_for_shapes(tmp_path, extra):
+    """Shapes scenes have no footage, photographs or recordings: such an option is one error line and nothing is
+    written, not a dataset made as if it had not been given."""
+    out = tmp_path / "data"
+    cmd = [sys.executable, "-m", "ccstereo.synth.cli", str(out), "--clips", "1", "--seconds", "1", *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and extra[0] in lines[0] and "real" in lines[0], done.stderr
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("hrtf", ["kemar", "fabian"])
 def test_hrtf_left_is_left(hrtf):
     from ccstereo.synth.hrtf import load_hrtf

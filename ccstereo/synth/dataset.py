@@ -72,6 +72,15 @@ def write_splits(out: Path, ids: list[str], seed: int) -> None:
                         h5.create_dataset("audio", data=np.array(paths, dtype="S"))
 
 
+def _refuse_real_only(**given: bool) -> None:
+    """Shapes scenes have no photographed objects, footage or recordings: an option that only real kinds read is
+    refused rather than silently ignored (``given``: option name -> whether it differs from its default)."""
+    named = [name.replace("_", "-") for name, differs in given.items() if differs]
+    if named:
+        options = ", ".join(f"--{name}" for name in named)
+        raise ValueError(f"{options}: only real scenes (--kind real-train or real-eval) use this; shapes scenes do not")
+
+
 def write_dataset(
     out: Path,
     clips: int,
@@ -116,6 +125,16 @@ def write_dataset(
             assets = dataclasses.replace(assets, footage=(footage,))
     elif kind != "shapes":
         raise ValueError(f"unknown scene kind {kind!r}: shapes, real-train or real-eval")
+    else:
+        _refuse_real_only(
+            centred_share=centred_share != CENTRED_SHARE,
+            paired_sounds=paired_sounds,
+            max_silent=max_silent != MAX_SILENT,
+            card_share=bool(card_share),
+            footage=footage is not None,
+            footage_share=footage_share != FOOTAGE_SHARE,
+            mosaic_share=bool(mosaic_share),
+        )
     if not 0.0 <= centred_share <= 1.0:
         raise ValueError(f"the centred share is a fraction from 0 to 1, not {centred_share}")
     if not 0 <= max_silent <= MAX_SILENT:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccstereo.testing.bench import calibration_videos, cpu_name, export_once, full_size_checkpoint
+from ccstereo.testing.bench import cpu_name, work_and_model
 
 LOAD_DUTY = 0.4  # media work beside the engine in a 60 s run of real footage on a 2-core Zen 4: 4.5 CPU-s in ~11 s
 
@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from ccstereo.runtime.backends.timing import BATCH_SIZES
     from ccstereo.testing.real_media import long_real_clip
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="ccs-tuned-batch-"))
-    work.mkdir(parents=True, exist_ok=True)
-    model = args.model or export_once(full_size_checkpoint(work, None), work / "export", calibration_videos(work))
+    work, model = work_and_model(args.workdir, args.model, "ccs-batch-sizes-")
     tunes = [tune_once(model, Path(tempfile.mkdtemp(prefix="cache-", dir=work))) for _ in range(args.tunes)]
     engine = tunes[0]
     print(f"CPU: {cpu_name()}; engine {engine['backend']} {engine['precision']}, {engine['threads']} threads")

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ccstereo.testing.bench import calibration_videos, cpu_name, export_once, full_size_checkpoint
+from ccstereo.testing.bench import cpu_name, work_and_model
 
 
 def clip(work: Path, seconds: float) -> Path:
@@ -84,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="ccs-startup-"))
-    work.mkdir(parents=True, exist_ok=True)
-    model = args.model or export_once(full_size_checkpoint(work, None), work / "export", calibration_videos(work))
+    work, model = work_and_model(args.workdir, args.model, "ccs-startup-")
     results = {}
     for seconds in args.seconds:
         mp4 = clip(work, seconds)

@@ -81,6 +81,16 @@ def snr_db(test: np.ndarray, ref: np.ndarray) -> float:
     return float("inf") if noise == 0 else float(10 * np.log10(np.sum(ref**2) / noise))
 
 
+def work_and_model(workdir: Path | None, model: Path | None, prefix: str) -> tuple[Path, Path]:
+    """Return (the work folder: ``workdir`` or a new temporary one, the exported model folder: ``model`` or the
+    official architecture at full size with seeded random weights, exported once into the work folder)."""
+    import tempfile
+
+    work = workdir or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    return work, model or export_once(full_size_checkpoint(work, None), work / "export", calibration_videos(work))
+
+
 def benchmark_parser(doc: str, seconds: float) -> argparse.ArgumentParser:
     """Return the options every full-size benchmark takes: --seconds, --checkpoint, --workdir, --json."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -93,12 +93,12 @@ def tune_once(model: Path, cache: Path) -> dict:
 
 
 def picked(settings: list, column: int) -> int:
-    """The batch the tuner's rule (default first; a later one only if ``NOISE`` faster) picks by one column."""
-    from ccstereo.runtime.backends.tuning import NOISE
+    """The batch the tuner's rule (default first; a later one only if ``tuning.replaces``) picks by one column."""
+    from ccstereo.runtime.backends.tuning import replaces
 
     best = None
     for row in settings:
-        if best is None or row[column] < NOISE * best[column]:
+        if best is None or replaces(row[column], best[column]):
             best = row
     assert best is not None
     return best[0]

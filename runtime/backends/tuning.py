@@ -45,6 +45,11 @@ PROBE_BUDGET_S = 15.0  # no candidate or setting is started once the probe has t
 NOISE = 0.95
 
 
+def replaces(ms: float, fastest_ms: float) -> bool:
+    """Whether a setting timed at ``ms`` per window replaces the fastest so far (timed at ``fastest_ms``)."""
+    return ms < NOISE * fastest_ms
+
+
 @dataclass
 class Tuned:
     """The measured choice: what to build (``choose.build``), and the evidence behind it. Nothing built here
@@ -175,7 +180,7 @@ def _settings(
             setting = Setting(size, count, ms)
             settings.append(setting)
             probe.say(f"tuning: {trial.candidate.label} batch {size}, {count} threads: {ms:.1f} ms/window")
-            if fastest is None or ms < NOISE * (fastest.ms_per_window or 0):
+            if fastest is None or replaces(ms, fastest.ms_per_window or 0):
                 fastest = setting
     return settings, fastest
 

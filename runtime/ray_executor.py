@@ -202,6 +202,7 @@ class _WhileRayStarts:
         self.queue: list[FileJob] = []
         self.lock, self.planned = threading.Lock(), threading.Event()
         self.stopped = self.aborted = False
+        self.ended: BaseException | None = None
         self.results: dict[Path, FileResult] = {}
         self.finished: Callable[[FileResult], None] = lambda result: None
         self.options = RunOptions()
@@ -233,7 +234,11 @@ class _WhileRayStarts:
 
         self.planned.wait()
         while (job := self._next()) is not None:
-            result = worker.run(job, self.options, progress, worker="driver (while Ray started)")
+            try:
+                result = worker.run(job, self.options, progress, worker="driver (while Ray started)")
+            except BaseException as exc:  # noqa: BLE001 - an interrupt that surfaced here: join raises it
+                self.ended = exc
+                return
             if self.aborted:
                 return
             self.results[job.path] = result
@@ -248,7 +253,10 @@ class _WhileRayStarts:
             return list(self.queue)
 
     def join(self) -> dict[Path, FileResult]:
+        """The files this thread finished; the interrupt that ended it mid-file, if any, raised here."""
         self.thread.join()
+        if self.ended is not None:
+            raise self.ended
         return self.results
 
     def abort(self) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -46,6 +49,89 @@ def test_a_handler_that_makes_errors_into_results_still_stops():
             pytest.fail("the interrupt became a failed file")
 
 
+class _SignalledWhileCollected:
+    """An object whose ``__del__`` (a callback whose exceptions Python prints and drops, like the import machinery's
+    weakref callbacks) is running when the signal's handler runs."""
+
+    def __init__(self, sig: int) -> None:
+        self.sig = sig
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), self.sig)
+        for _ in range(1000):
+            pass
+
+
+@pytest.mark.parametrize("sig, expected", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_a_signal_dropped_inside_a_callback_still_ends_the_block(sig, expected):
+    hook, finished = sys.unraisablehook, []
+    with pytest.raises(expected), signals_as_exceptions():
+        _SignalledWhileCollected(sig)  # collected at once: the handler raises inside __del__, which drops it
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the work goes on: the signal must end it here
+            time.sleep(0.01)
+        finished.append(True)
+    assert not finished, "the signal was lost with the callback's exception"
+    assert sys.unraisablehook is hook
+
+
 def test_outside_the_block_nothing_is_raised():
     raise_if_signalled()
     assert signal.getsignal(signal.SIGINT) is BEFORE  # every block above put the handler back
+
+
+# Ctrl-C while the main thread imports and another thread imports too (ccs-run --ray: the main thread imports Ray
+# while the driver's decode threads import Pillow). Raised inside the import machinery's own code, the interrupt can
+# leave Python's global import lock held, and the next import on any other thread waits forever.
+_IMPORTING_WHEN_INTERRUPTED = """
+import importlib, random, signal, sys, threading, time
+from pathlib import Path
+from ccstereo.runtime.interrupts import signals_as_exceptions
+
+root = Path(sys.argv[1])
+sys.path.insert(0, str(root))
+names = iter(range(10**9))
+
+def fresh(count):
+    made = [f"m{next(names)}" for _ in range(count)]
+    for name in made:
+        (root / f"{name}.py").write_text("X = 1\\n")
+    importlib.invalidate_caches()
+    return made
+
+others = fresh(20000)
+threading.Thread(target=lambda: [importlib.import_module(n) for n in others], daemon=True).start()
+main = threading.main_thread().ident
+random.seed(int(sys.argv[3]))
+for attempt in range(int(sys.argv[2])):
+    mine = fresh(200)
+    timer = threading.Timer(random.uniform(0.0, 0.03), signal.pthread_kill, (main, signal.SIGINT))
+    try:
+        with signals_as_exceptions():
+            timer.start()
+            for name in mine:
+                importlib.import_module(name)
+            time.sleep(2)
+        print(f"interrupt {attempt} was lost", flush=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+    timer.join()
+    late = threading.Thread(target=importlib.import_module, args=fresh(1), daemon=True)
+    late.start()
+    late.join(5)
+    if late.is_alive():
+        print(f"an import on another thread waits forever after interrupt {attempt}", flush=True)
+        sys.exit(1)
+print("ok", flush=True)
+"""
+
+
+def test_an_interrupt_during_imports_leaves_other_threads_able_to_import(tmp_path):
+    script = tmp_path / "importing.py"
+    script.write_text(_IMPORTING_WHEN_INTERRUPTED)
+    (tmp_path / "modules").mkdir()
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "modules"), "60", "7"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr[-2000:]

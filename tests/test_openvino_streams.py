@@ -1,7 +1,11 @@
-"""OpenVINO runs a batch as parts on two streams: the same numbers, to the bit, as one stream computing it whole.
+"""OpenVINO runs a batch as parts on two streams: the same numbers, within float32 rounding, as one stream computing
+it whole.
 
 Real OpenVINO on the bundled model (every precision this CPU runs, whatever the CPU class); the split itself is
-checked against plain indexing.
+checked against plain indexing. Not "to the bit": in some processes (about 1 in 40, 1 in 10 beside a busy core; Zen
+4, OpenVINO 2026.4) a part of an fp32 batch comes out 1-2 ulp away from the one-stream result (at most 2.2e-8 on
+outputs of 0.23), the same for every later call of that shape in that process: which kernel a stream takes for a
+shape it meets the first time is not fixed. A window given the wrong picture or sound is off by orders more.
 """
 
 from __future__ import annotations
@@ -53,4 +57,6 @@ def test_two_streams_compute_what_one_computes(graph, precision):
     assert (one.streams, two.streams) == (1, 2)
     for windows, distinct in ((9, 9), (12, 2), (1, 1), (7, 3)):  # distinct crops, a still picture, one window
         batch = _batch(windows, distinct)
-        assert np.array_equal(two.run(*batch), one.run(*batch)), (windows, distinct)
+        whole, parts = one.run(*batch), two.run(*batch)
+        assert parts.shape == whole.shape
+        assert np.max(np.abs(parts - whole)) <= 1e-6 * np.max(np.abs(whole)), (windows, distinct)

@@ -193,3 +193,26 @@ def test_an_unreadable_file_fails_alone_with_one_line_naming_it_once(tmp_path):
     assert len(errors) == 1 and errors[0].startswith("error: bad.mp4: unreadable media file"), errors
     assert errors[0].count("bad.mp4") == 1, errors  # named once, as given (not "/abs/bad.mp4: bad.mp4: ...")
     assert sf.info(str(tmp_path / "out" / "clip0.binaural.wav")).duration == pytest.approx(3.0, abs=0.1)
+
+
+def test_an_interrupt_that_ends_the_drivers_own_worker_reaches_the_run(monkeypatch, tmp_path):
+    # The driver's worker thread (while Ray starts) can meet the interrupt first (raise_if_signalled in a job's
+    # error handler): its file is then neither done nor left to Ray, so the run must end with that interrupt.
+    from ccstereo.runtime import ray_executor
+    from ccstereo.runtime.interrupts import Terminated
+    from ccstereo.runtime.options import LoadOptions, RunOptions
+    from ccstereo.runtime.write_plan import FileJob
+
+    class Interrupted:
+        def __init__(self, *args) -> None:
+            pass
+
+        def run(self, *args, **kwargs):
+            raise Terminated()
+
+    monkeypatch.setattr(ray_executor, "FileWorker", Interrupted)
+    helper = ray_executor._WhileRayStarts(None, LoadOptions())
+    helper.begin([FileJob(tmp_path / "a.mp4"), FileJob(tmp_path / "b.mp4")], RunOptions(), lambda result: None)
+    with pytest.raises(Terminated):
+        helper.join()
+    assert [job.path.name for job in helper.rest()] == ["b.mp4"]

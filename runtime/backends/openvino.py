@@ -22,7 +22,7 @@ from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
 # Engine calls run as this many OpenVINO streams (each with its share of the threads) on the parts of a batch. A
 # stream's threads meet at a barrier after every layer: when the decode or encode thread takes a core from one of
 # them, the others wait. With one thread per stream (2 cores) nothing waits for a descheduled thread, and the
-# result is the same to the bit (tests/test_openvino_streams.py).
+# result is the same within float32 rounding (to the bit in most processes: tests/test_openvino_streams.py).
 STREAMS = 2
 
 

@@ -115,9 +115,13 @@ def test_a_damaged_int8_graph_is_refused_on_this_cpu_saying_why(bundled_copy, ca
     with pytest.raises(BackendUnavailableError, match=r"int8 on this CPU: (-?\d+\.\d) dB.*refused") as refused:
         Binauralizer.load(bundled_copy, backend="openvino", precision="int8")
     figure = float(re.search(r"int8 on this CPU: (-?\d+\.\d) dB", str(refused.value)).group(1))
-    # scrambled visual weights: far below the intact graph and the floor, whatever the export's metadata still claims
-    # (not noise: the audio path is intact, so the output still resembles the fp32 one; 14 dB with today's default)
-    assert figure < MIN_OFFERED_SNR_DB and figure < intact - 20, (figure, intact)
+    # scrambled visual weights: below the floor, whatever the export's metadata still claims (not noise: the audio
+    # path is intact, so the output still resembles the fp32 one; 14 dB with today's default)
+    assert figure < MIN_OFFERED_SNR_DB, (figure, intact)
+    if intact >= MIN_OFFERED_SNR_DB:  # int8 is sound on this CPU: what the check caught is the damage
+        assert figure < intact - 20, (figure, intact)
+    # else int8 itself is unsound here: without an int8 dot-product unit (AVX2 only) the intact graph measured
+    # 16.2 dB (ONEDNN_MAX_CPU_ISA=AVX2 on Zen 4) and is refused too, by the same check
     # tuned auto measures it too, finds it fails the gate, and runs something that passes
     engine = Binauralizer.load(bundled_copy)
     assert "int8" not in engine.backend.name

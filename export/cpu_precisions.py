@@ -6,6 +6,7 @@ candidates, the same OpenVINO settings). The figures go into the model files' me
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ccstereo.config import ModelConfig
+from ccstereo.errors import CCStereoError
 from ccstereo.export import int8 as int8_mod
 from ccstereo.export import onnx_graph, verify
 from ccstereo.export.errors import ExportError
@@ -99,16 +101,32 @@ def measure(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, option
         if options.int8 == "on":
             raise ExportError(f"--int8 on: {reason}") from None
         return CpuPrecisions(Bf16Result(False, reason), Int8Result(False, reason))
-    native = native_bf16()
-    bf16_engine = _openvino_cpu(fp32_path, "bf16")
-    accuracy = _accuracy(vset, fp32, bf16_engine.run(vset.crops_u8, vset.mono, vset.frame_index))
-    del bf16_engine
-    runtime = f"openvino {ov.__version__} CPU, INFERENCE_PRECISION_HINT=bf16"
-    bf16 = Bf16Result(True, runtime=runtime, native_bf16=native, accuracy=accuracy)
-    log(f"bf16 on this CPU (OpenVINO) vs FP32: binaural SNR {accuracy.binaural_snr_db:.1f} dB")
+    bf16 = _bf16(fp32_path, vset, fp32, f"openvino {ov.__version__} CPU, INFERENCE_PRECISION_HINT=bf16", log)
     if options.int8 == "off":
         return CpuPrecisions(bf16, Int8Result(False, "--int8 off"))
     return CpuPrecisions(bf16, _int8(config, fp32_path, vset, fp32, options, log))
+
+
+def _bf16(fp32_path: Path, vset, fp32: np.ndarray, runtime: str, log) -> Bf16Result:
+    """Measure OpenVINO bf16 of the fp32 graph; one OpenVINO cannot compile or run on this CPU is reported as not
+    measured (the export goes on: bf16 is then never offered for it), not an export that fails."""
+    try:
+        engine = _openvino_cpu(fp32_path, "bf16")
+        windows = engine.run(vset.crops_u8, vset.mono, vset.frame_index)
+    except (CCStereoError, RuntimeError) as exc:
+        reason = f"OpenVINO cannot run bf16 on this CPU: {_openvino_words(exc)}"
+        log(f"bf16 not measured: {reason}")
+        return Bf16Result(False, reason)
+    del engine
+    accuracy = _accuracy(vset, fp32, windows)
+    log(f"bf16 on this CPU (OpenVINO) vs FP32: binaural SNR {accuracy.binaural_snr_db:.1f} dB")
+    return Bf16Result(True, runtime=runtime, native_bf16=native_bf16(), accuracy=accuracy)
+
+
+def _openvino_words(exc: BaseException) -> str:
+    """OpenVINO's reason, without the (temporary) file name and its source-file locations."""
+    text = str(exc).split("OpenVINO cannot read or compile it: ")[-1]
+    return " ".join(re.sub(r"Exception from \S+:\d+:", " ", text).split())[:200]
 
 
 def _openvino_cpu(path: Path, precision: str):
@@ -160,8 +178,17 @@ def _int8(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, options:
     batches, source, held = _calibration(config, vset, options)
     path = fp32_path.with_name("model.int8.onnx")
     summary = int8_mod.quantize(fp32_path, batches, path)
-    engine = _openvino_cpu(path, "int8")
-    accuracy = _accuracy(vset, fp32, engine.run(vset.crops_u8, vset.mono, vset.frame_index))
+    try:
+        engine = _openvino_cpu(path, "int8")
+        windows = engine.run(vset.crops_u8, vset.mono, vset.frame_index)
+    except (CCStereoError, RuntimeError) as exc:
+        path.unlink()
+        reason = f"OpenVINO cannot run int8 on this CPU: {_openvino_words(exc)}"
+        if options.int8 == "on":
+            raise ExportError(reason) from exc
+        log(f"model.int8.onnx dropped: {reason}")
+        return Int8Result(False, reason, summary, source)
+    accuracy = _accuracy(vset, fp32, windows)
     held_out = _held_out_snr(fp32_path, engine, held, config) if held else {}
     del engine  # releases the file before it may be rewritten or removed below
     snr = min([accuracy.binaural_snr_db, *held_out.values()])

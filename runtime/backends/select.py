@@ -122,13 +122,12 @@ class _Here:
             return exported  # auto needs the export's figure AND this CPU's: no engine is built for a failed one
         if not (self.folder / verification.FILE_NAME).is_file():
             return exported  # nothing to check it against here: no engine is built for it
-        try:
-            engine = self.engine(candidate)
-        except ModelMetadataError:
+        try:  # a kept compiled graph loads at once and is compiled again on first use: the check's run
+            return evidence_here(self.engine(candidate), self.folder) or exported
+        except (ModelMetadataError, RuntimeError):
             if self.options.precision != "auto":
                 raise  # asked for by name: OpenVINO's reason is the answer
             return Evidence(None, None, "not compiled by OpenVINO on this CPU")  # auto goes on to the next
-        return evidence_here(engine, self.folder) or exported
 
 
 def _exported_folder(model: Path) -> Path | None:

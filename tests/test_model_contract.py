@@ -78,7 +78,10 @@ def test_exported_files_carry_what_the_exporter_measured(exported):
     fp32 = read_onnx_info(exported / "model.onnx")
     assert fp32.precision == "fp32" and fp32.checkpoint_sha256 == report["checkpoint_sha256"]
     assert fp32.config == ModelConfig.from_dict(report["config"]) and fp32.opset == report["opset"]
-    assert fp32.measured_snr_db["bf16"] == pytest.approx(report["bf16"]["binaural_snr_db"], abs=0.01)
+    if report["bf16"]["measured"]:
+        assert fp32.measured_snr_db["bf16"] == pytest.approx(report["bf16"]["binaural_snr_db"], abs=0.01)
+    else:  # OpenVINO could not run it here (the report says why): no figure claimed for it
+        assert "bf16" not in fp32.measured_snr_db and report["bf16"]["reason"]
     assert read_onnx_info(exported / "model.fp16.onnx").precision == "fp16"
     if report["int8"]["built"]:
         int8 = read_onnx_info(exported / "model.int8.onnx")

@@ -111,22 +111,29 @@ def _bf16(fp32_path: Path, vset, fp32: np.ndarray, runtime: str, log) -> Bf16Res
     """Measure OpenVINO bf16 of the fp32 graph; one OpenVINO cannot compile or run on this CPU is reported as not
     measured (the export goes on: bf16 is then never offered for it), not an export that fails."""
     try:
-        engine = _openvino_cpu(fp32_path, "bf16")
-        windows = engine.run(vset.crops_u8, vset.mono, vset.frame_index)
-    except (CCStereoError, RuntimeError) as exc:
-        reason = f"OpenVINO cannot run bf16 on this CPU: {_openvino_words(exc)}"
-        log(f"bf16 not measured: {reason}")
-        return Bf16Result(False, reason)
+        engine, windows = _run_here(fp32_path, "bf16", vset)
+    except _NotRunHereError as why:
+        log(f"bf16 not measured: {why}")
+        return Bf16Result(False, str(why))
     del engine
     accuracy = _accuracy(vset, fp32, windows)
     log(f"bf16 on this CPU (OpenVINO) vs FP32: binaural SNR {accuracy.binaural_snr_db:.1f} dB")
     return Bf16Result(True, runtime=runtime, native_bf16=native_bf16(), accuracy=accuracy)
 
 
-def _openvino_words(exc: BaseException) -> str:
-    """OpenVINO's reason, without the (temporary) file name and its source-file locations."""
-    text = str(exc).split("OpenVINO cannot read or compile it: ")[-1]
-    return " ".join(re.sub(r"Exception from \S+:\d+:", " ", text).split())[:200]
+class _NotRunHereError(Exception):
+    """OpenVINO cannot compile or run a precision on this CPU; the message says so, in OpenVINO's words."""
+
+
+def _run_here(path: Path, precision: str, vset):
+    """Return the runtime's OpenVINO engine for ``path`` at ``precision`` and its verification windows, or raise
+    _NotRunHereError with OpenVINO's reason (without the temporary file name and OpenVINO's source locations)."""
+    try:
+        engine = _openvino_cpu(path, precision)
+        return engine, engine.run(vset.crops_u8, vset.mono, vset.frame_index)
+    except (CCStereoError, RuntimeError) as exc:
+        words = " ".join(re.sub(r"Exception from \S+:\d+:", " ", str(exc.__cause__ or exc)).split())[:200]
+        raise _NotRunHereError(f"OpenVINO cannot run {precision} on this CPU: {words}") from exc
 
 
 def _openvino_cpu(path: Path, precision: str):
@@ -179,15 +186,13 @@ def _int8(config: ModelConfig, fp32_path: Path, vset, fp32: np.ndarray, options:
     path = fp32_path.with_name("model.int8.onnx")
     summary = int8_mod.quantize(fp32_path, batches, path)
     try:
-        engine = _openvino_cpu(path, "int8")
-        windows = engine.run(vset.crops_u8, vset.mono, vset.frame_index)
-    except (CCStereoError, RuntimeError) as exc:
+        engine, windows = _run_here(path, "int8", vset)
+    except _NotRunHereError as why:
         path.unlink()
-        reason = f"OpenVINO cannot run int8 on this CPU: {_openvino_words(exc)}"
         if options.int8 == "on":
-            raise ExportError(reason) from exc
-        log(f"model.int8.onnx dropped: {reason}")
-        return Int8Result(False, reason, summary, source)
+            raise ExportError(str(why)) from why
+        log(f"model.int8.onnx dropped: {why}")
+        return Int8Result(False, str(why), summary, source)
     accuracy = _accuracy(vset, fp32, windows)
     held_out = _held_out_snr(fp32_path, engine, held, config) if held else {}
     del engine  # releases the file before it may be rewritten or removed below

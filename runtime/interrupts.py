@@ -65,8 +65,7 @@ def signals_as_exceptions() -> Iterator[Arrived]:
         if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
             continue  # started under nohup: a closed terminal must not end the run
         previous[sig] = signal.signal(sig, handling.handler)
-    hook, sys.unraisablehook = sys.unraisablehook, handling.lost
-    handling.hook = hook
+    sys.unraisablehook = handling.lost  # the one it replaces is handling.hook
     try:
         with arrived.translate():
             yield arrived
@@ -74,7 +73,7 @@ def signals_as_exceptions() -> Iterator[Arrived]:
         try:
             handling.land()
         finally:
-            sys.unraisablehook = hook
+            sys.unraisablehook = handling.hook
             _ACTIVE.remove(arrived)
             for sig, old in previous.items():
                 signal.signal(sig, old)

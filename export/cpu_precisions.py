@@ -121,7 +121,7 @@ def _bf16(fp32_path: Path, vset, fp32: np.ndarray, runtime: str, log) -> Bf16Res
     return Bf16Result(True, runtime=runtime, native_bf16=native_bf16(), accuracy=accuracy)
 
 
-class _NotRunHereError(Exception):
+class _NotRunHereError(ExportError):
     """OpenVINO cannot compile or run a precision on this CPU; the message says so, in OpenVINO's words."""
 
 

@@ -33,6 +33,10 @@ from ccstereo.export.onnx_graph import get_metadata, save_onnx, set_metadata
 QUANTISED_SCOPE = "visual"  # module path prefix of the convolutions that run in int8
 CALIBRATION_BATCH = 8
 PERCENTILE = 99.999
+# The calibrator keeps every calibrated tensor of every batch until it builds its histograms: 256 windows of the
+# bundled default hold 4.7 GB, of an EfficientNet-Lite0 model (its wide, high-resolution early layers) 24 GB, more
+# than this machine has. Beyond this budget the batches are collected in chunks that fit it (ranges merged).
+CALIBRATION_MEMORY = 6 * 2**30
 
 
 @dataclass(frozen=True)
@@ -112,17 +116,56 @@ def batches_from_videos(videos: Sequence[Path], config: ModelConfig, limit: int)
     return batches_from_arrays(crop_arr, mono_arr, np.arange(len(mono_arr)), limit)
 
 
-def quantize(fp32_path: Path, batches: Sequence[CalibrationBatch], out_path: Path, method: str = "entropy") -> dict:
-    """Write the QDQ int8 graph of ``fp32_path`` to ``out_path``; return a summary (nodes, calibration)."""
+def calibrated_bytes_per_batch(proto: onnx.ModelProto, nodes: Sequence[str]) -> int:
+    """Bytes of the tensors the calibrator keeps per batch (the quantised convolutions' inputs and outputs, float32),
+    from ONNX shape inference at ``CALIBRATION_BATCH`` windows and frames; 0 when a shape is not known."""
+    from onnx import shape_inference
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    for value in fixed.graph.input:
+        for dim in value.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.dim_value = CALIBRATION_BATCH
+    graph = shape_inference.infer_shapes(fixed, data_prop=True).graph
+    shapes = {
+        v.name: [d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
+        for v in [*graph.value_info, *graph.input, *graph.output]
+    }
+    wanted = set(nodes)
+    tensors = {name for n in graph.node if n.name in wanted for name in (n.input[0], n.output[0])}
+    sizes = [int(np.prod(shapes.get(name) or [0])) for name in tensors]
+    return 0 if not sizes or 0 in sizes else 4 * sum(sizes)
+
+
+def batches_per_chunk(count: int, per_batch: int, budget: int) -> int:
+    """How many batches the calibrator collects at a time: all of them when they fit ``budget`` (or the size is
+    unknown), else the largest divisor of ``count`` (onnxruntime's chunks are equal) whose batches fit it, >= 1."""
+    if per_batch <= 0 or count * per_batch <= budget:
+        return count
+    most = max(1, budget // per_batch)
+    return max(d for d in range(1, min(most, count) + 1) if count % d == 0)
+
+
+def quantize(
+    fp32_path: Path,
+    batches: Sequence[CalibrationBatch],
+    out_path: Path,
+    method: str = "entropy",
+    memory_budget: int = CALIBRATION_MEMORY,
+) -> dict:
+    """Write the QDQ int8 graph of ``fp32_path`` to ``out_path``; return a summary (nodes, calibration).
+    ``memory_budget``: bytes of calibrated tensors held at once (``CALIBRATION_MEMORY``)."""
     if not batches:
         raise ValueError("int8 calibration needs at least one window")
     proto = onnx.load(str(fp32_path))
     nodes = quantised_nodes(proto)
     if not nodes:
         raise ValueError(f"{fp32_path}: no visual convolutions found (node scopes missing?)")
+    chunk = batches_per_chunk(len(batches), calibrated_bytes_per_batch(proto, nodes), memory_budget)
     with tempfile.TemporaryDirectory(prefix="ccs-int8-") as tmp:
         staged = Path(tmp) / "model.int8.onnx"
-        _quantize_static(fp32_path, staged, batches, nodes, method)
+        _quantize_static(fp32_path, staged, batches, nodes, method, chunk)
         quantised = onnx.load(str(staged))
     summary = {
         "quantised_convs": len(nodes),
@@ -145,16 +188,11 @@ def quantize(fp32_path: Path, batches: Sequence[CalibrationBatch], out_path: Pat
 
 
 def _quantize_static(
-    fp32_path: Path, staged: Path, batches: Sequence[CalibrationBatch], nodes: list[str], method: str
+    fp32_path: Path, staged: Path, batches: Sequence[CalibrationBatch], nodes: list[str], method: str, chunk: int
 ) -> None:
-    """Run onnxruntime's static QDQ quantiser on the ``nodes`` Convs, calibrated on ``batches``."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    """Run onnxruntime's static QDQ quantiser on the ``nodes`` Convs, calibrated on ``batches``, ``chunk`` batches
+    collected at a time (all at once: onnxruntime's plain path; fewer: its strided one, ranges merged)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {
         "percentile": CalibrationMethod.Percentile,
@@ -162,18 +200,16 @@ def _quantize_static(
         "entropy": CalibrationMethod.Entropy,
     }
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter(batches)
-
-        def get_next(self):
-            batch = next(self.items, None)
-            return None if batch is None else batch.feeds()
+    # (No "CalibMaxIntermediateOutputs": onnxruntime 1.32's min-max calibrator drops what it holds at that count
+    # without taking its range first, so only the batches after the last drop counted.)
+    options: dict = {"CalibPercentile": PERCENTILE}
+    if chunk < len(batches):
+        options["CalibStridedMinMax"] = chunk  # onnxruntime's name; it chunks every calibration method
 
     quantize_static(
         str(fp32_path),
         str(staged),
-        Reader(),
+        _reader(batches),
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["Conv"],
         nodes_to_quantize=nodes,
@@ -181,8 +217,29 @@ def _quantize_static(
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=methods[method],
-        extra_options={"CalibPercentile": PERCENTILE, "CalibMaxIntermediateOutputs": 2},
+        extra_options=options,
     )
+
+
+def _reader(batches: Sequence[CalibrationBatch]):
+    """onnxruntime's calibration reader over ``batches``; ``set_range`` narrows it to one chunk of them."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(batches)
+
+        def __len__(self) -> int:
+            return len(batches)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.items = iter(batches[start_index:end_index])
+
+        def get_next(self):
+            batch = next(self.items, None)
+            return None if batch is None else batch.feeds()
+
+    return Reader()
 
 
 def _windows(batches: Sequence[CalibrationBatch]) -> int:

@@ -374,3 +374,53 @@ def test_an_export_where_openvino_cannot_run_a_precision_keeps_fp32_and_says_why
     assert (out / "model.int8.onnx").is_file() == int8["built"]
     for entry in (bf16, int8):
         assert "ccs-export" not in entry.get("reason", "")  # no temporary path in what the user reads
+
+
+def test_calibration_in_chunks_sees_every_batch(exported, official, tmp_path):
+    """A calibration bigger than the memory budget is collected in chunks: min-max ranges merged over chunks equal
+    the ranges of one pass over all batches (every scale and zero point of the two graphs equal), including an
+    extreme batch that comes last; entropy calibration in chunks stays as close to fp32 as in one pass."""
+    from ccstereo.export.int8 import (
+        batches_from_arrays,
+        batches_per_chunk,
+        calibrated_bytes_per_batch,
+        quantised_nodes,
+        quantize,
+    )
+
+    crops = official.crops_u8.copy()
+    index = np.arange(len(official.windows), dtype=np.int64) % len(crops)
+    batches = batches_from_arrays(crops, official.windows, index, 24)
+    assert len(batches) == 3
+    last = batches[-1]
+    batches[-1] = type(last)(np.full_like(last.frames, 255), last.mono * 4, last.frame_index)  # the extreme one
+    fp32 = exported / "model.onnx"
+    per_batch = calibrated_bytes_per_batch(onnx.load(str(fp32)), quantised_nodes(onnx.load(str(fp32))))
+    assert per_batch > 0
+    assert batches_per_chunk(3, per_batch, 3 * per_batch) == 3
+    assert batches_per_chunk(3, per_batch, 2 * per_batch) == 1  # equal chunks: 3 splits only into 1s
+    assert batches_per_chunk(4, per_batch, 2 * per_batch) == 2
+    graphs = {}
+    for name, budget in (("whole", 1 << 40), ("chunked", 1)):
+        for method in ("minmax", "entropy"):
+            graphs[name, method] = tmp_path / f"{name}-{method}.onnx"
+            quantize(fp32, batches, graphs[name, method], method, memory_budget=budget)
+
+    def scales(path):
+        return {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
+                if "scale" in t.name or "zero_point" in t.name}  # fmt: skip
+
+    whole, chunked = scales(graphs["whole", "minmax"]), scales(graphs["chunked", "minmax"])
+    assert whole and whole.keys() == chunked.keys()
+    assert all(np.array_equal(whole[k], chunked[k]) for k in whole)
+    first = batches[:2]  # without the extreme batch the ranges are narrower: the chunks did see it
+    quantize(fp32, first, tmp_path / "first.onnx", "minmax", memory_budget=1 << 40)
+    narrower = scales(tmp_path / "first.onnx")
+    assert any(not np.array_equal(whole[k], narrower[k]) for k in whole)
+    reference = run(fp32, official.crops_u8, official.windows)
+
+    def snr(path):
+        out = run(path, official.crops_u8, official.windows)
+        return 10 * np.log10(np.sum(reference**2) / np.sum((out - reference) ** 2))
+
+    assert abs(snr(graphs["chunked", "entropy"]) - snr(graphs["whole", "entropy"])) <= 3.0

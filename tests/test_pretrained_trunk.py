@@ -90,6 +90,43 @@ def test_an_unknown_visual_trunk_is_a_config_error():
         ModelConfig(visual_trunk="vgg16")
 
 
+@pytest.mark.parametrize("blocks", [0, 9, 12, 17])
+def test_a_lite0_cut_inside_a_stage_is_a_config_error(blocks):
+    """Only a stage's end at stride 16 or 32 gives the 7 x 14 grid (block 9 is inside stage 5; 12 inside stage 6)."""
+    with pytest.raises(ccstereo.config.ConfigError, match="lite0_blocks"):
+        ModelConfig(visual_trunk="efficientnet_lite0", lite0_blocks=blocks)
+
+
+def test_a_model_file_from_before_the_cut_reads_as_the_whole_trunk():
+    """Graphs exported before ``lite0_blocks`` existed carry no such key: they are the whole Lite0 (16 blocks)."""
+    text = ModelConfig(visual_trunk="efficientnet_lite0").to_json().replace('"lite0_blocks": 16, ', "")
+    assert "lite0_blocks" not in text
+    assert ModelConfig.from_json(text).lite0_blocks == 16
+
+
+def test_a_cut_trunk_is_the_whole_trunks_eleventh_block_pooled(imagenet):
+    """The cut trunk with its ImageNet weights gives what the whole trunk computes after its 11th block (read by a
+    hook), averaged over 2 x 2 cells: 112 channels on the 7 x 14 grid the fusion expects."""
+    from ccstereo.model.efficientnet import EfficientNetLite0Trunk, load_imagenet_weights
+
+    cfg = ModelConfig()
+    whole = EfficientNetLite0Trunk(cfg.imagenet_mean, cfg.imagenet_std).eval()
+    cut = EfficientNetLite0Trunk(cfg.imagenet_mean, cfg.imagenet_std, blocks=11).eval()
+    load_imagenet_weights(whole)
+    load_imagenet_weights(cut)
+    seen = {}
+    whole.blocks[10].register_forward_hook(lambda _m, _i, out: seen.update(out=out))
+    x = torch.randn(2, 3, 224, 448)
+    with torch.no_grad():
+        whole(x)
+        out = cut(x)
+    inner = seen["out"]
+    assert inner.shape == (2, 112, 14, 28)
+    expected = inner.reshape(2, 112, 7, 2, 14, 2).mean(dim=(3, 5))
+    assert out.shape == (2, 112, 7, 14)
+    assert (out - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
 def _options(tiny_dataset, out, **fields):
     from ccstereo.train.trainer import TrainOptions
 
@@ -148,18 +185,21 @@ def test_a_run_starts_its_audio_network_from_a_model_and_its_trunk_from_imagenet
         train(_options(tiny_dataset, tmp_path / "no", init=tmp_path / "source.safetensors", **other), log=print)
 
 
-def test_an_efficientnet_export_is_recovered_for_training(tmp_path):
-    """ccs-export of an EfficientNet-Lite0 model, then ``from_onnx`` (the --init path): the recovered model computes
-    what the graph computes (its folded BatchNorms come back as the identity)."""
+@pytest.mark.parametrize("blocks", [16, 11])
+def test_an_efficientnet_export_is_recovered_for_training(tmp_path, blocks):
+    """ccs-export of an EfficientNet-Lite0 model (whole, or cut after block 11), then ``from_onnx`` (the --init
+    path): the recovered model computes what the graph computes (its folded BatchNorms come back as the identity)."""
     import onnxruntime as ort
 
     from ccstereo.model.from_onnx import model_from_onnx
 
     torch.manual_seed(4)
-    source = with_trained_batchnorms(ccstereo.CCStereo(ModelConfig(visual_trunk="efficientnet_lite0", aspp_hidden=32)))
+    config = ModelConfig(visual_trunk="efficientnet_lite0", aspp_hidden=32, lite0_blocks=blocks)
+    source = with_trained_batchnorms(ccstereo.CCStereo(config))
     ccstereo.save_checkpoint(source.eval(), tmp_path / "source.safetensors")
     recovered = model_from_onnx(export_fp32(tmp_path / "source.safetensors", tmp_path / "x"))
     assert recovered.config.visual_trunk == "efficientnet_lite0"
+    assert recovered.config.lite0_blocks == blocks
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)
     mono = (rng.standard_normal((2, 10080)) * 0.1).astype(np.float32)

@@ -70,31 +70,55 @@ class InvertedResidual(nn.Module):
         return out + x if self.residual else out
 
 
-class EfficientNetLite0Trunk(nn.Module):
-    """[B, 3, H, W] ImageNet-normalised -> [B, 320, H / 32, W / 32]."""
+LITE0_BLOCKS = sum(stage[0] for stage in LITE0_STAGES)
 
-    out_channels = LITE0_STAGES[-1][-1]
+
+def _kept(blocks: int) -> tuple[int, int]:
+    """(channels, stride) of the trunk's output when it keeps the first ``blocks`` inverted-residual blocks."""
+    if not 1 <= blocks <= LITE0_BLOCKS:
+        raise CCStereoError(f"an EfficientNet-Lite0 trunk keeps 1 to {LITE0_BLOCKS} blocks, not {blocks}")
+    stride, seen = 2, 0
+    for repeats, _, step, _, _, out_ch in LITE0_STAGES:
+        stride *= step
+        seen += repeats
+        if seen >= blocks:
+            return out_ch, stride
+    raise AssertionError("unreachable")
+
+
+class EfficientNetLite0Trunk(nn.Module):
+    """[B, 3, H, W] ImageNet-normalised -> [B, C, H / 32, W / 32].
+
+    ``blocks`` keeps the first blocks only (a cheaper trunk: 11 ends at 112 channels at stride 16); an output at
+    stride 16 is average-pooled 2 x 2 to the stride-32 grid the fusion expects. All 16: C = 320."""
+
     in_scale: torch.Tensor
     in_shift: torch.Tensor
 
-    def __init__(self, imagenet_mean: tuple[float, ...], imagenet_std: tuple[float, ...]) -> None:
+    def __init__(self, imagenet_mean: tuple[float, ...], imagenet_std: tuple[float, ...],
+                 blocks: int = LITE0_BLOCKS) -> None:  # fmt: skip
         super().__init__()
+        self.out_channels, stride = _kept(blocks)
+        if stride not in (16, 32):
+            raise CCStereoError(f"an EfficientNet-Lite0 trunk of {blocks} blocks ends at stride {stride}, not 16 or 32")
+        self.pool = stride == 16
         mean = torch.tensor(imagenet_mean, dtype=torch.float32).reshape(1, 3, 1, 1)
         std = torch.tensor(imagenet_std, dtype=torch.float32).reshape(1, 3, 1, 1)
         # x_imagenet = (p - mean) / std with p in [0, 1]; the weights want (255 p - 127) / 128
         self.register_buffer("in_scale", std * 255.0 / 128.0, persistent=False)
         self.register_buffer("in_shift", (mean * 255.0 - 127.0) / 128.0, persistent=False)
         self.stem = ConvBN(3, 32, 3, stride=2)
-        blocks = []
-        for repeats, kernel, stride, expansion, in_ch, out_ch in LITE0_STAGES:
+        layers = []
+        for repeats, kernel, step, expansion, in_ch, out_ch in LITE0_STAGES:
             for index in range(repeats):
                 first = index == 0
-                blocks.append(InvertedResidual(in_ch if first else out_ch, out_ch, kernel, stride if first else 1,
+                layers.append(InvertedResidual(in_ch if first else out_ch, out_ch, kernel, step if first else 1,
                                                expansion))  # fmt: skip
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = nn.Sequential(*layers[:blocks])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem(x * self.in_scale + self.in_shift))
+        out = self.blocks(self.stem(x * self.in_scale + self.in_shift))
+        return F.avg_pool2d(out, 2) if self.pool else out
 
 
 def _their_names() -> list[tuple[str, str]]:

@@ -48,7 +48,7 @@ class VisualEncoder(nn.Module):
         super().__init__()
         self.trunk: ResNet18Trunk | EfficientNetLite0Trunk
         if config.visual_trunk == "efficientnet_lite0":
-            self.trunk = EfficientNetLite0Trunk(config.imagenet_mean, config.imagenet_std)
+            self.trunk = EfficientNetLite0Trunk(config.imagenet_mean, config.imagenet_std, config.lite0_blocks)
         else:
             self.trunk = ResNet18Trunk(config.resnet_width)
         self.aspp = ASPP(self.trunk.out_channels, config.img_dim, config.aspp_hidden, config.aspp_dilations)

@@ -53,6 +53,9 @@ def main(
     visual_trunk: Annotated[
         str, typer.Option(help="resnet18 (official) or efficientnet_lite0 (starts from its ImageNet weights)")
     ] = _CONFIG.visual_trunk,
+    lite0_blocks: Annotated[
+        int, typer.Option(help="efficientnet_lite0: blocks kept (16 all; 11 ends at stride 16, a third fewer FLOPs)")
+    ] = _CONFIG.lite0_blocks,
     val_every: Annotated[int, typer.Option()] = _OPTS.val_every,
     val_clips: Annotated[int, typer.Option()] = _OPTS.val_clips,
     seed: Annotated[int, typer.Option()] = _OPTS.seed,
@@ -68,7 +71,9 @@ def main(
     if threads:
         torch.set_num_threads(threads)
     try:
-        config = ModelConfig(resnet_width=resnet_width, aspp_hidden=aspp_hidden, visual_trunk=visual_trunk)
+        config = ModelConfig(
+            resnet_width=resnet_width, aspp_hidden=aspp_hidden, visual_trunk=visual_trunk, lite0_blocks=lite0_blocks
+        )
     except CCStereoError as exc:
         raise typer.BadParameter(str(exc)) from exc
     opts = TrainOptions(

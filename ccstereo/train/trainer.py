@@ -187,7 +187,7 @@ def _warm_start(opts: TrainOptions, model: CCStereo) -> None:
         model.load_state_dict(loaded.state_dict())
         return
     visual = {"visual_trunk": model.config.visual_trunk, "resnet_width": model.config.resnet_width,
-              "aspp_hidden": model.config.aspp_hidden}  # fmt: skip
+              "aspp_hidden": model.config.aspp_hidden, "lite0_blocks": model.config.lite0_blocks}  # fmt: skip
     if loaded.config.replace(**visual) != model.config:
         raise ValueError(f"{opts.init}: its config differs from the requested one beyond the visual encoder")
     # another visual encoder: the audio network and fusion come from --init, the trunk from its pretraining

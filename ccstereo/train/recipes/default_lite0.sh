@@ -34,6 +34,7 @@ wait "$first" && wait "$second"
 scenes "$run/cards_c" 2100 real-train 300 --no-mp4 --card-share 0.5
 [ -f "$run/mix/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix" "$run/data_a" "$run/data_b" \
   "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty" "$run/cards_a" "$run/cards_b" "$run/cards_c"
+[ "${DATA_ONLY:-0}" = 1 ] && exit 0  # default_lite0_cut.sh: the same scenes, its own training
 # 2. Lite0 trunk from ImageNet, frozen (--freeze-trunk); audio network and fusion from today's default graph
 #    (weights recovered exactly by ccstereo.model.from_onnx; BatchNorms frozen); a new ASPP head.
 if [ ! -f "$run/init.onnx" ]; then

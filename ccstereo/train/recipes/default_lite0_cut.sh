@@ -14,26 +14,8 @@
 set -euo pipefail
 run=${1:?usage: default_lite0_cut.sh RUN_FOLDER}
 mkdir -p "$run"
-scenes() {  # scenes(folder, seed, kind, clips, extra...): once
-  [ -f "$1/metadata.json" ] || ccs-synth "$1" --kind "$3" --clips "$4" --seconds 8 --seed "$2" \
-    --hrtf kemar,fabian --quiet "${@:5}"
-}
-# 1. default_lite0.sh's scenes (the same seeds, the same scenes).
-scenes "$run/data_a" 2000 real-train 150 --no-mp4 & first=$!
-scenes "$run/data_b" 2001 real-train 150 --no-mp4 & second=$!
-wait "$first" && wait "$second"
-scenes "$run/data_c" 2002 real-train 150 --no-mp4 & first=$!
-scenes "$run/data_d" 2003 real-train 150 --no-mp4 & second=$!
-wait "$first" && wait "$second"
-scenes "$run/shapes" 1000 shapes 120 --no-mp4
-scenes "$run/empty" 2004 real-train 150 --no-mp4 --centred-share 1 --max-silent 0
-scenes "$run/cards_a" 2006 real-train 150 --no-mp4 --card-share 0.7 & first=$!
-scenes "$run/cards_b" 2007 real-train 150 --no-mp4 --card-share 0.7 & second=$!
-wait "$first" && wait "$second"
-scenes "$run/cards_c" 2100 real-train 300 --no-mp4 --card-share 0.5
-[ -f "$run/mix/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix" "$run/data_a" "$run/data_b" \
-  "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty" "$run/cards_a" "$run/cards_b" "$run/cards_c"
-[ "${DATA_ONLY:-0}" = 1 ] && exit 0
+# 1. default_lite0.sh's scenes (the same seeds, the same scenes), made by it.
+DATA_ONLY=1 bash "$(dirname "$0")/default_lite0.sh" "$run"
 # 2. Lite0's first 11 blocks from ImageNet, frozen; audio network and fusion from the default graph; a new ASPP head.
 if [ ! -f "$run/init.onnx" ]; then
   git -C "$(dirname "$0")" show 1cf403b:runtime/assets/default/model.onnx > "$run/init.onnx.part"
@@ -46,6 +28,7 @@ ccs-train "$run/mix" --train-split "$run/mix/splits/split1/train.txt" --val-spli
 # 3. The export, int8 calibrated on 16 real-looking videos as the bundled default's (in chunks: 2.4 GB). ccs-export
 #    measures it at 13.9 dB against fp32 (below its 30 dB floor) and drops it: this trunk does not survive
 #    per-tensor 8-bit activations; fp32 and bf16 (37.0 dB) are offered.
-scenes "$run/calibration" 3033 real-train 16
+[ -f "$run/calibration/metadata.json" ] || ccs-synth "$run/calibration" --kind real-train --clips 16 --seconds 8 \
+  --seed 3033 --hrtf kemar,fabian --quiet
 [ -f "$run/model/model.onnx" ] || ccs-export "$run/train/last.safetensors" -o "$run/model" --mirror-tta \
   $(printf -- '--calibrate %s ' "$run"/calibration/*.mp4)

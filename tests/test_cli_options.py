@@ -32,6 +32,7 @@ RENAMED = {
         "resnet_width": "config.resnet_width",
         "aspp_hidden": "config.aspp_hidden",
         "visual_trunk": "config.visual_trunk",
+        "lite0_blocks": "config.lite0_blocks",
     },
 }
 # A flag whose CLI spelling of the default differs from the field's: (CLI default, field default).

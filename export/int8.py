@@ -31,6 +31,7 @@ from ccstereo.export.fp16 import node_scope
 from ccstereo.export.onnx_graph import get_metadata, save_onnx, set_metadata
 
 QUANTISED_SCOPE = "visual"  # module path prefix of the convolutions that run in int8
+QUANTISED_OPS = ("Conv",)
 CALIBRATION_BATCH = 8
 PERCENTILE = 99.999
 # The calibrator keeps every calibrated tensor of every batch until it builds its histograms: 256 windows of the
@@ -51,7 +52,9 @@ class CalibrationBatch:
 
 def quantised_nodes(proto: onnx.ModelProto) -> list[str]:
     """Return the names of the Conv nodes that run in int8 (the visual network's)."""
-    return [n.name for n in proto.graph.node if n.op_type == "Conv" and node_scope(n).startswith(QUANTISED_SCOPE)]
+    return [
+        n.name for n in proto.graph.node if n.op_type in QUANTISED_OPS and node_scope(n).startswith(QUANTISED_SCOPE)
+    ]
 
 
 def batches_from_arrays(
@@ -116,9 +119,35 @@ def batches_from_videos(videos: Sequence[Path], config: ModelConfig, limit: int)
     return batches_from_arrays(crop_arr, mono_arr, np.arange(len(mono_arr)), limit)
 
 
-def calibrated_bytes_per_batch(proto: onnx.ModelProto, nodes: Sequence[str]) -> int:
-    """Bytes of the tensors the calibrator keeps per batch (the quantised convolutions' inputs and outputs, float32),
-    from ONNX shape inference at ``CALIBRATION_BATCH`` windows and frames; 0 when a shape is not known."""
+def calibrated_bytes_per_batch(proto: onnx.ModelProto, op_types: Sequence[str] = QUANTISED_OPS) -> int:
+    """Bytes of the tensors the calibrator keeps per batch (float32), from ONNX shape inference at
+    ``CALIBRATION_BATCH`` windows and frames; 0 when a shape is not known. onnxruntime's calibrator collects the
+    inputs and outputs of EVERY node of ``op_types``, not only of the nodes it quantises (the audio U-Net's
+    convolutions included): a budget counted over the quantised nodes alone ran a 7-node int8 out of memory."""
+    shapes = _shapes_at_calibration_batch(proto)
+    sizes = [int(np.prod(shapes.get(name) or [0])) for name in calibrated_tensors(proto, op_types, shapes)]
+    return 0 if not sizes or 0 in sizes else 4 * sum(sizes)
+
+
+def calibrated_tensors(
+    proto: onnx.ModelProto, op_types: Sequence[str], shapes: dict[str, list[int]] | None = None
+) -> set[str]:
+    """Names of the tensors onnxruntime's calibrator collects: the inputs and outputs of every ``op_types`` node
+    that are computed (not weights) and have a known tensor shape."""
+    shapes = _shapes_at_calibration_batch(proto) if shapes is None else shapes
+    weights = {t.name for t in proto.graph.initializer}
+    return {
+        name
+        for n in proto.graph.node
+        if n.op_type in op_types
+        for name in (*n.input, *n.output)
+        if name and name in shapes and name not in weights
+    }
+
+
+def _shapes_at_calibration_batch(proto: onnx.ModelProto) -> dict[str, list[int]]:
+    """Float tensor name -> shape (0 where unknown), by ONNX shape inference with every free input dimension set
+    to ``CALIBRATION_BATCH``."""
     from onnx import shape_inference
 
     fixed = onnx.ModelProto()
@@ -128,14 +157,12 @@ def calibrated_bytes_per_batch(proto: onnx.ModelProto, nodes: Sequence[str]) -> 
             if not dim.HasField("dim_value"):
                 dim.dim_value = CALIBRATION_BATCH
     graph = shape_inference.infer_shapes(fixed, data_prop=True).graph
-    shapes = {
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    return {
         v.name: [d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
         for v in [*graph.value_info, *graph.input, *graph.output]
+        if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type in floats
     }
-    wanted = set(nodes)
-    tensors = {name for n in graph.node if n.name in wanted for name in (n.input[0], n.output[0])}
-    sizes = [int(np.prod(shapes.get(name) or [0])) for name in tensors]
-    return 0 if not sizes or 0 in sizes else 4 * sum(sizes)
 
 
 def batches_per_chunk(count: int, per_batch: int, budget: int) -> int:
@@ -162,7 +189,7 @@ def quantize(
     nodes = quantised_nodes(proto)
     if not nodes:
         raise ValueError(f"{fp32_path}: no visual convolutions found (node scopes missing?)")
-    chunk = batches_per_chunk(len(batches), calibrated_bytes_per_batch(proto, nodes), memory_budget)
+    chunk = batches_per_chunk(len(batches), calibrated_bytes_per_batch(proto), memory_budget)
     with tempfile.TemporaryDirectory(prefix="ccs-int8-") as tmp:
         staged = Path(tmp) / "model.int8.onnx"
         _quantize_static(fp32_path, staged, batches, nodes, method, chunk)
@@ -211,7 +238,7 @@ def _quantize_static(
         str(staged),
         _reader(batches),
         quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv"],
+        op_types_to_quantize=list(QUANTISED_OPS),
         nodes_to_quantize=nodes,
         per_channel=True,
         activation_type=QuantType.QUInt8,

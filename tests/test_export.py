@@ -376,6 +376,29 @@ def test_an_export_where_openvino_cannot_run_a_precision_keeps_fp32_and_says_why
         assert "ccs-export" not in entry.get("reason", "")  # no temporary path in what the user reads
 
 
+def test_calibration_memory_counts_what_onnxruntime_collects(exported, tmp_path):
+    """The memory budget counts the tensors onnxruntime's calibrator really keeps (asked of onnxruntime): the
+    inputs and outputs of every Conv, the audio network's included, not only of the visual ones it quantises."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    from ccstereo.export.int8 import QUANTISED_OPS, calibrated_tensors, quantised_nodes
+
+    fp32 = exported / "model.onnx"
+    calibrator = create_calibrator(
+        fp32,
+        list(QUANTISED_OPS),
+        tmp_path / "augmented.onnx",
+        CalibrationMethod.MinMax,
+        providers=["CPUExecutionProvider"],
+    )
+    collected, _ = calibrator.select_tensors_to_calibrate(calibrator.model)
+    proto = onnx.load(str(fp32))
+    assert collected and calibrated_tensors(proto, QUANTISED_OPS) == collected
+    visual = set(quantised_nodes(proto))
+    outside = {o for n in proto.graph.node if n.op_type == "Conv" and n.name not in visual for o in n.output}
+    assert outside & collected  # what the old count (visual convolutions only) left out
+
+
 def test_calibration_in_chunks_sees_every_batch(exported, official, tmp_path):
     """A calibration bigger than the memory budget is collected in chunks: min-max ranges merged over chunks equal
     the ranges of one pass over all batches (every scale and zero point of the two graphs equal), including an
@@ -384,7 +407,6 @@ def test_calibration_in_chunks_sees_every_batch(exported, official, tmp_path):
         batches_from_arrays,
         batches_per_chunk,
         calibrated_bytes_per_batch,
-        quantised_nodes,
         quantize,
     )
 
@@ -395,7 +417,7 @@ def test_calibration_in_chunks_sees_every_batch(exported, official, tmp_path):
     last = batches[-1]
     batches[-1] = type(last)(np.full_like(last.frames, 255), last.mono * 4, last.frame_index)  # the extreme one
     fp32 = exported / "model.onnx"
-    per_batch = calibrated_bytes_per_batch(onnx.load(str(fp32)), quantised_nodes(onnx.load(str(fp32))))
+    per_batch = calibrated_bytes_per_batch(onnx.load(str(fp32)))
     assert per_batch > 0
     assert batches_per_chunk(3, per_batch, 3 * per_batch) == 3
     assert batches_per_chunk(3, per_batch, 2 * per_batch) == 1  # equal chunks: 3 splits only into 1s

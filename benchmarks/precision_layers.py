@@ -22,6 +22,7 @@ import numpy as np
 from ccstereo.atomic import write_text
 from ccstereo.export.fp16 import node_scope
 from ccstereo.runtime.graph_split import split_window_graph
+from ccstereo.runtime.verification import snr_db
 from ccstereo.testing.bench import cpu_name
 
 
@@ -34,12 +35,6 @@ def layer_outputs(visual, depth: int) -> dict[str, str]:
         if node.output and scope.startswith("visual"):
             last[scope] = (index, node.output[0])
     return {scope: tensor for scope, (_, tensor) in sorted(last.items(), key=lambda item: item[1][0])}
-
-
-def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    ref = reference.astype(np.float64)
-    noise = np.sum((ref - test.astype(np.float64)) ** 2)
-    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(ref**2) / noise))
 
 
 def measure(model_dir: Path, depth: int) -> list[dict]:
@@ -65,7 +60,7 @@ def measure(model_dir: Path, depth: int) -> list[dict]:
     rows = []
     for module, tensor in layers.items():
         ref, test = outputs["f32"][tensor], outputs["bf16"][tensor]
-        rows.append({"module": module, "shape": list(ref.shape), "snr_db": snr_db(ref, test),
+        rows.append({"module": module, "shape": list(ref.shape), "snr_db": snr_db(test, ref),
                      "absmax": float(np.abs(ref).max())})  # fmt: skip
     return rows
 

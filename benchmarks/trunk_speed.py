@@ -32,7 +32,9 @@ def _config(trunk: str) -> ModelConfig:
     """``resnet18`` (the default's half width) | ``lite0`` | ``lite0:N``."""
     if trunk == "resnet18":
         return ModelConfig(resnet_width=32, aspp_hidden=128)
-    blocks = int(trunk.partition(":")[2] or 16)
+    from ccstereo.model.efficientnet import LITE0_BLOCKS
+
+    blocks = int(trunk.partition(":")[2] or LITE0_BLOCKS)
     return ModelConfig(resnet_width=32, aspp_hidden=128, visual_trunk="efficientnet_lite0", lite0_blocks=blocks)
 
 

@@ -44,6 +44,7 @@ def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
 
 def engine_alone(model: Path, rounds: int) -> list[dict]:
     import ccstereo.runtime.backends.openvino as ovb
+    from ccstereo.runtime.backends.choose import Candidate, build
     from ccstereo.runtime.cpu_features import native_bf16
 
     z = np.load(model / "verification.npz")
@@ -60,7 +61,7 @@ def engine_alone(model: Path, rounds: int) -> list[dict]:
             if form == "strided":
                 ovb.block_overlap_add = lambda m: 0
             try:
-                backends[form] = ovb.OpenVINOBackend(model / file, precision, max_batch=32)
+                backends[form] = build(model, Candidate("openvino", precision, file), batch=32, keep=False)
             finally:
                 ovb.block_overlap_add = rewrite
         outputs = {form: b.run(frames, mono, index) for form, b in backends.items()}

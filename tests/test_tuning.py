@@ -238,6 +238,28 @@ def test_a_folder_without_verification_windows_is_not_tuned(bundled_copy, cache)
 
 
 # -- batch sizes and thread counts -------------------------------------------------------------------------------
+def test_candidates_are_timed_by_their_engine_calls_not_by_the_accuracy_check(bundled_copy, monkeypatch):
+    """A candidate's time is its engine's: the check's own comparison (paper metrics) made 2 s slower leaves the
+    trial's ms per window where the engine alone is (timed as the whole check it would gain >= 125 ms per window)."""
+    import time
+
+    config = read_onnx_info(bundled_copy / "model.onnx").config
+    shipped = verification.load(bundled_copy / verification.FILE_NAME, config)
+    candidate = choose.Candidate("onnxruntime", "fp32", "model.onnx")
+    backend = choose.build(bundled_copy, candidate, keep=False)
+    metrics = verification.paper_metrics
+
+    def slower(*args, **kwargs):
+        time.sleep(1.0)  # the check computes them twice: for the shipped output and for this engine's
+        return metrics(*args, **kwargs)
+
+    monkeypatch.setattr(verification, "paper_metrics", slower)
+    trial = timing.measure(backend, candidate, shipped)
+    alone = timing.time_setting(backend.run, shipped.vset, backend.max_batch)
+    assert trial.accuracy is not None and trial.usable
+    assert trial.ms_per_window is not None and trial.ms_per_window < 2 * alone, (trial.ms_per_window, alone)
+
+
 def test_timing_batches_give_every_window_its_own_copy_of_its_crop():
     """A run at the default hop computes one crop per window on footage; the timing calls must too (the shipped
     windows share crops: timing them as they are under-counted a run's visual work by a third)."""

@@ -23,7 +23,8 @@ from ccstereo.runtime.cpu_features import overridden_flags, usable_cpus
 CACHE_VERSION = 8  # 3: OpenVINO fp32 is spelled fp32 (was f32); 4: the kept setting's ms per window; 5: timed
 # with one crop per window (as a run at the default hop computes), not the shipped windows' shared crops; 6: OpenVINO
 # runs a batch as parts on two streams; 7: another setting than the default is kept only if 5 % faster (was 2 %);
-# 8: OpenVINO runs the inverse STFT in its block form (backends.openvino_graph), faster: its timings moved
+# 8: OpenVINO runs the inverse STFT in its block form (backends.openvino_graph), and candidates are timed by their
+# engine calls alone (timing.measure), not by the accuracy check's whole time
 
 
 @dataclass(frozen=True)

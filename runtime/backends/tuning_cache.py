@@ -23,8 +23,9 @@ from ccstereo.runtime.cpu_features import overridden_flags, usable_cpus
 CACHE_VERSION = 8  # 3: OpenVINO fp32 is spelled fp32 (was f32); 4: the kept setting's ms per window; 5: timed
 # with one crop per window (as a run at the default hop computes), not the shipped windows' shared crops; 6: OpenVINO
 # runs a batch as parts on two streams; 7: another setting than the default is kept only if 5 % faster (was 2 %);
-# 8: OpenVINO runs the inverse STFT in its block form (backends.openvino_graph), and candidates are timed by their
-# engine calls alone (timing.measure), not by the accuracy check's whole time
+# 8: OpenVINO runs the inverse STFT in its block form and int8 ReLUs before their quantisation
+# (backends.openvino_graph), and candidates are timed by their engine calls alone (timing.measure), not by the
+# accuracy check's whole time
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def compiled_blob(graph: Path, precision: str, threads: int | None) -> Path:
     """Return where OpenVINO's compiled ``graph`` at ``precision`` and ``threads`` is kept on this machine: keyed
     like the tuner's choice (the file's sha256, the CPU and its flags, library versions), so a changed file, CPU or
     library compiles again."""
-    # v 3: the graph is compiled with its inverse STFT in block form (backends.openvino_graph)
+    # v 3: the graph is compiled with its inverse STFT in block form, an int8 graph's ReLUs ahead of their
+    # quantisation (backends.openvino_graph)
     what = {"file": _sha256(graph), "precision": precision, "threads": threads, "machine": machine(), "v": 3}
     return (
         cache_dir() / "compiled" / f"{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]}.blob"

@@ -159,7 +159,7 @@ def _compiled(core, model_path: Path, config: dict, blob: Path | None):
         except (OSError, RuntimeError):
             pass  # unreadable or from another build: compile again and replace it
     try:
-        compiled = core.compile_model(_read(core, model_path), "CPU", config)
+        compiled = _compile(core, model_path, config)
     except RuntimeError as exc:  # OpenVINO's errors for a graph it cannot read or compile
         raise ModelMetadataError(f"{model_path}: OpenVINO cannot read or compile it: {str(exc).strip()[:300]}") from exc
     if blob is not None:
@@ -174,14 +174,14 @@ def _compiled(core, model_path: Path, config: dict, blob: Path | None):
     return compiled
 
 
-def _read(core, source):
-    """Return the graph at ``source`` (a path, or a serialised ONNX graph) as OpenVINO runs it: read, its inverse
-    STFT in the form OpenVINO's CPU plugin runs faster, and an int8 graph's ReLUs ahead of their quantisation
-    (``openvino_graph``: the same computation, reordered where that is exact)."""
+def _compile(core, source, config: dict):
+    """Return the graph at ``source`` (a path, or a serialised ONNX graph) compiled as OpenVINO runs it fastest: its
+    inverse STFT in blocks and an int8 graph's ReLUs ahead of their quantisation (``openvino_graph``: the same
+    computation, reordered where that is exact)."""
     model = core.read_model(str(source) if isinstance(source, Path) else source)
     block_overlap_add(model)
     relu_before_quantize(model)
-    return model
+    return core.compile_model(model, "CPU", config)
 
 
 class OpenVINOSplit:
@@ -190,8 +190,8 @@ class OpenVINOSplit:
 
     def __init__(self, model_path: Path, core, config: dict) -> None:
         halves = split_window_graph(model_path)
-        self.visual = core.compile_model(_read(core, halves.visual), "CPU", config).create_infer_request()
-        self.fusion = core.compile_model(_read(core, halves.fusion), "CPU", config).create_infer_request()
+        self.visual = _compile(core, halves.visual, config).create_infer_request()
+        self.fusion = _compile(core, halves.fusion, config).create_infer_request()
         self.feature_name = halves.features
 
     def features(self, frames: np.ndarray) -> np.ndarray:

@@ -1,16 +1,16 @@
 """Measured choice of the CPU engine and its settings (``--backend auto --precision auto`` without a GPU).
 
-On first use of an exported folder on a machine, every usable candidate — onnxruntime fp32, and with OpenVINO
-installed OpenVINO fp32, bf16 (where the CPU has native BF16) and int8 (where the folder has ``model.int8.onnx``)
-— runs the folder's verification windows (``runtime.verification``): that run is its accuracy check on THIS CPU
-and, repeated, its timing. The fastest candidate that passes the auto gate (>= 35 dB vs the shipped fp32 output,
-every paper metric within 2 %) is kept. Then, unless ``--batch-size`` / ``--threads`` were given, that engine is
-timed at the batch sizes (windows per call) and thread counts worth trying here on windows of the same clip, each
-batch with crops of its own as on real footage, and the fastest setting is kept. The choice is cached in the user
-cache folder under a key made of the model files' sha256, the CPU's model name and flags, and the versions of the
-libraries that run it (``tuning_cache``) — so a second run does not measure again, and a changed model file, CPU or
-library does. ``--tune`` measures again; ``--no-tune`` uses the flag rules of ``choose``. The tuner only supplies
-evidence: ``choose`` picks, ``select`` builds the run's engine once from the returned choice.
+On first use of an exported folder on a machine, every usable candidate — onnxruntime fp32, and with OpenVINO installed
+OpenVINO fp32, bf16 (where the CPU has native BF16) and int8 (where the folder has ``model.int8.onnx``) — runs the
+folder's verification windows (``runtime.verification``): its accuracy check on THIS CPU; then its calls alone are timed
+on windows of the same clip as a run makes them (``timing.measure``). The fastest candidate that passes the auto gate
+(>= 35 dB vs the shipped fp32 output, every paper metric within 2 %) is kept. Then, unless ``--batch-size`` /
+``--threads`` were given, that engine is timed at the batch sizes (windows per call) and thread counts worth trying here
+on windows of the same clip, each batch with crops of its own as on real footage, and the fastest setting is kept. The
+choice is cached in the user cache folder under a key made of the model files' sha256, the CPU's model name and flags,
+and the versions of the libraries that run it (``tuning_cache``) — so a second run does not measure again, and a changed
+model file, CPU or library does. ``--tune`` measures again; ``--no-tune`` uses the flag rules of ``choose``. The tuner
+only supplies evidence: ``choose`` picks, ``select`` builds the run's engine once from the returned choice.
 """
 
 from __future__ import annotations

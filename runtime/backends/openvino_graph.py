@@ -1,5 +1,7 @@
-"""Graph rewrites OpenVINO gets before it compiles an exported model: the same arithmetic, in a form its CPU
-plugin runs faster. Applied to the model as read (no file changes), so graphs exported by any version gain.
+"""Graph rewrites OpenVINO gets before it compiles an exported model: the same computation, reordered where that is
+exact, in a form its CPU plugin runs faster. Applied to the model as read (no file changes), so graphs exported by any
+version gain. Two: the inverse STFT in blocks (below) and an int8 graph's ReLUs ahead of their quantisation (further
+down).
 
 The inverse STFT is exported as one strided transposed convolution: [W, 2F, T] spectra (2F = 514 real and imaginary
 bins, T = 64 frames) against a [2F, 1, n_fft] synthesis basis, stride hop (160), i.e. every frame's windowed inverse

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ccstereo.runtime.verification import snr_db
 from ccstereo.testing.bench import cpu_name
 
 BUNDLED = Path(__file__).resolve().parents[1] / "runtime" / "assets" / "default"
@@ -38,11 +39,6 @@ _OLD = (
     "from ccstereo.runtime.entry import ccs_run; sys.argv[0] = 'ccs-run'; sys.exit(ccs_run())"
 )
 FORMS = ("exported", "rewritten")
-
-
-def snr_db(reference: np.ndarray, other: np.ndarray) -> float:
-    noise = float(np.sum((other.astype(np.float64) - reference) ** 2))
-    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(reference.astype(np.float64) ** 2)) / noise)
 
 
 def engine_alone(model: Path, rounds: int) -> list[dict]:
@@ -81,7 +77,7 @@ def engine_alone(model: Path, rounds: int) -> list[dict]:
                 "exported_ms": exported,
                 "rewritten_ms": rewritten,
                 "ratio": rewritten / exported,
-                "snr_db": snr_db(outputs["exported"], outputs["rewritten"]),
+                "snr_db": snr_db(outputs["rewritten"], outputs["exported"]),
             }
         )
     return rows
@@ -117,7 +113,7 @@ def end_to_end(model: Path, mp4: Path, rounds: int, work: Path, extra: list[str]
     for _ in range(rounds):
         for form in runs:
             runs[form].append(one_run(form, model, mp4, work, extra))
-    result: dict = {"options": extra, "snr_db": snr_db(*outputs)}
+    result: dict = {"options": extra, "snr_db": snr_db(outputs[1], outputs[0])}
     for form, done in runs.items():
         result[form] = {
             "engine": done[-1]["engine"],

@@ -298,6 +298,61 @@ def test_tuning_times_batch_sizes_unless_one_is_given_and_keeps_the_fastest(bund
     assert all(s.batch == 16 for s in given.settings)
 
 
+def test_a_first_pass_over_the_losing_bound_ends_the_timing_and_any_other_gets_its_second(bundled_copy):
+    shipped = verification.load(bundled_copy / verification.FILE_NAME, read_onnx_info(BUNDLED / "model.onnx").config)
+    backend = choose.build(bundled_copy, choose.Candidate("onnxruntime", "fp32", "model.onnx"), keep=False)
+    calls: list[int] = []
+
+    def counted(*args):
+        calls.append(len(args[1]))
+        return backend.run(*args)
+
+    batch = timing.TIMING_WINDOWS  # one call per pass
+    for bound, expected in ((0.0, 2), (1e9, 3), (None, 3)):  # the untimed first call, then one or two passes
+        calls.clear()
+        ms = timing.time_setting(counted, shipped.vset, batch, loses_above_ms=bound)
+        assert calls == [batch] * expected, (bound, calls)
+        assert ms > 0
+
+
+def test_the_probe_times_reduced_precisions_first_a_clear_loser_once_and_the_kept_setting_not_twice(
+    bundled_copy, cache, monkeypatch
+):
+    pytest.importorskip("openvino")
+    bounds: list[float | None] = []
+    measured, settings_timed = timing.time_setting, []
+
+    def in_measure(run, vset, batch, passes=2, loses_above_ms=None):
+        bounds.append(loses_above_ms)
+        return measured(run, vset, batch, passes, loses_above_ms)
+
+    def in_settings(run, vset, batch, *args, **kwargs):
+        settings_timed.append(batch)
+        return measured(run, vset, batch, *args, **kwargs)
+
+    monkeypatch.setattr(timing, "time_setting", in_measure)
+    monkeypatch.setattr(tuning, "time_setting", in_settings)
+    tuned = tuning.tune(bundled_copy, None, None, remeasure=True)
+    timed = [t for t in tuned.trials if t.ms_per_window is not None]
+    assert len(timed) == len(bounds) >= 2
+    reduced = [t.candidate.reduced for t in timed]
+    assert reduced == sorted(reduced, reverse=True)  # every reduced precision before every fp32 engine
+    fastest = None
+    for trial, bound in zip(timed, bounds, strict=True):
+        baseline = trial.candidate == choose.Candidate("onnxruntime", "fp32", "model.onnx")  # always two passes
+        assert bound == (None if fastest is None or baseline else pytest.approx(timing.LOSES * fastest))
+        assert ("one pass" in trial.note) == (bound is not None and trial.ms_per_window > bound)
+        if trial.usable:
+            fastest = min(fastest or float("inf"), trial.ms_per_window)
+    chosen = next(t for t in timed if t.candidate == tuned.candidate)
+    first = next(s for s in tuned.settings if s.batch == timing.BATCH_SIZES[0])
+    assert first.ms_per_window == chosen.ms_per_window  # the probe's own timing of the same engine and batch
+    assert sorted(settings_timed) == sorted(s.batch for s in tuned.settings if s is not first and s.ms_per_window)
+    fp32 = next(t for t in timed if t.candidate.backend == "onnxruntime")
+    if tuned.candidate != fp32.candidate:  # the speed-up is said against onnxruntime fp32 still
+        assert f"{fp32.ms_per_window / chosen.ms_per_window:.2f}x faster than onnxruntime fp32" in tuned.reason
+
+
 def test_thread_counts_are_every_cpu_and_one_per_physical_core():
     import os
     import subprocess

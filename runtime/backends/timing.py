@@ -20,6 +20,10 @@ from ccstereo.runtime.verification import CpuAccuracy, Shipped
 
 BATCH_SIZES = (32, 16, 8)  # tried for the chosen engine when --batch-size is not given (the default first)
 TIMING_WINDOWS = 32  # windows per timed pass of a setting (the largest batch size tried)
+# A candidate whose first timed pass is this much slower than the fastest accurate one timed before it is not timed
+# again: two passes of the same calls differ by a few per cent, never by this (Zen 4: OpenVINO bf16's first pass
+# 1.4x int8's best, the fp32 engines' 2.2-2.6x), and the fp32 engines' second pass was a second of every first run.
+LOSES = 1.25
 
 
 def physical_cores() -> int:
@@ -55,8 +59,11 @@ def timing_batches(vset, batch: int, count: int = TIMING_WINDOWS) -> list[tuple[
     ]
 
 
-def time_setting(run: Callable, vset, batch: int, passes: int = 2) -> float:
-    """Return the best of ``passes`` timings, in ms per window, of ``run`` on ``timing_batches(vset, batch)``."""
+def time_setting(run: Callable, vset, batch: int, passes: int = 2, loses_above_ms: float | None = None) -> float:
+    """Return the best of ``passes`` timings, in ms per window, of ``run`` on ``timing_batches(vset, batch)``.
+
+    ``loses_above_ms``: a first pass slower than this ends the timing there (its figure, an upper bound of the
+    best, already loses by more than a second pass of the same calls closes)."""
     calls = timing_batches(vset, batch)
     run(*calls[0])  # first-call allocations at this shape, not timed
     best = float("inf")
@@ -65,6 +72,8 @@ def time_setting(run: Callable, vset, batch: int, passes: int = 2) -> float:
         for call in calls:
             run(*call)
         best = min(best, time.perf_counter() - t0)
+        if loses_above_ms is not None and 1000 * best / TIMING_WINDOWS > loses_above_ms:
+            break
     return 1000 * best / TIMING_WINDOWS
 
 
@@ -103,9 +112,10 @@ class Setting:
     note: str = ""
 
 
-def measure(backend: Backend, candidate: Candidate, shipped: Shipped) -> Trial:
+def measure(backend: Backend, candidate: Candidate, shipped: Shipped, fastest_ms: float | None = None) -> Trial:
     """Check ``backend`` against the shipped fp32 outputs, then time its calls alone on windows of the same clip
-    as a run makes them (``time_setting``: best of two passes at its batch size).
+    as a run makes them (``time_setting``: best of two passes at its batch size; one when the first is over
+    ``LOSES`` x ``fastest_ms``, the fastest accurate candidate's time so far).
 
     Not the check itself, timed: its comparison (paper metrics of two clips) costs a fixed ~0.1 s, as much as the
     engine's own work on 16 windows, so engines 1.3x apart timed within 3 % of each other (Zen 4: OpenVINO int8
@@ -114,9 +124,11 @@ def measure(backend: Backend, candidate: Candidate, shipped: Shipped) -> Trial:
     vset = shipped.vset
     backend.run(vset.crops_u8, vset.mono[:2], vset.frame_index[:2])  # first-call allocations, not timed
     accuracy, _ = verification.check(backend.run, shipped, backend.max_batch)
-    ms = time_setting(backend.run, vset, backend.max_batch)
+    loses_above = None if fastest_ms is None else LOSES * fastest_ms
+    ms = time_setting(backend.run, vset, backend.max_batch, loses_above_ms=loses_above)
     if candidate.reduced:
         usable = auto_may_pick(accuracy.snr_db, accuracy.worst_metric_change)
     else:
         usable = accuracy.snr_db >= AUTO_MIN_SNR_DB  # an fp32 engine that does not reproduce fp32 is broken
-    return Trial(candidate, ms, accuracy, usable)
+    note = f"one pass: over {LOSES:g}x the fastest" if loses_above is not None and ms > loses_above else ""
+    return Trial(candidate, ms, accuracy, usable, note)

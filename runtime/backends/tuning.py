@@ -3,14 +3,17 @@
 On first use of an exported folder on a machine, every usable candidate — onnxruntime fp32, and with OpenVINO installed
 OpenVINO fp32, bf16 (where the CPU has native BF16) and int8 (where the folder has ``model.int8.onnx``) — runs the
 folder's verification windows (``runtime.verification``): its accuracy check on THIS CPU; then its calls alone are timed
-on windows of the same clip as a run makes them (``timing.measure``). The fastest candidate that passes the auto gate
-(>= 35 dB vs the shipped fp32 output, every paper metric within 2 %) is kept. Then, unless ``--batch-size`` /
-``--threads`` were given, that engine is timed at the batch sizes (windows per call) and thread counts worth trying here
-on windows of the same clip, each batch with crops of its own as on real footage, and the fastest setting is kept. The
-choice is cached in the user cache folder under a key made of the model files' sha256, the CPU's model name and flags,
-and the versions of the libraries that run it (``tuning_cache``) — so a second run does not measure again, and a changed
-model file, CPU or library does. ``--tune`` measures again; ``--no-tune`` uses the flag rules of ``choose``. The tuner
-only supplies evidence: ``choose`` picks, ``select`` builds the run's engine once from the returned choice.
+on windows of the same clip as a run makes them (``timing.measure``; the reduced precisions first, and a candidate whose
+first pass is clearly slower than the fastest accurate one so far is not timed twice, onnxruntime fp32 apart: the
+speed-up is said against it). The fastest candidate that passes the auto gate (>= 35 dB vs the shipped fp32 output,
+every paper metric within 2 %) is kept. Then, unless ``--batch-size`` / ``--threads`` were given, that engine is timed
+at the batch sizes (windows per call) and thread counts worth trying here on windows of the same clip, each batch with
+crops of its own as on real footage (its own timing standing for the setting it was timed at), and the fastest setting
+is kept. The choice is cached in the user cache folder under a key made of the model files' sha256, the CPU's model name
+and flags, and the versions of the libraries that run it (``tuning_cache``) — so a second run does not measure again,
+and a changed model file, CPU or library does. ``--tune`` measures again; ``--no-tune`` uses the flag rules of
+``choose``. The tuner only supplies evidence: ``choose`` picks, ``select`` builds the run's engine once from the
+returned choice.
 """
 
 from __future__ import annotations
@@ -126,18 +129,21 @@ class _Probe:
 
 
 def _probe(probe: _Probe, found: list[Candidate], batch: int, threads: int | None) -> tuple[list[Trial], tuple]:
-    """Measure every candidate (while the budget lasts); return the trials and the one ``choose`` takes, with the
-    engine that was timed for it (for timing its settings)."""
+    """Measure every candidate (while the budget lasts), the reduced precisions first: a later candidate clearly
+    slower than the fastest accurate one so far is timed once (``timing.LOSES``), except the baseline every speed-up
+    is said against. Return the trials and the one ``choose`` takes, with the engine that was timed for it (for
+    timing its settings)."""
     folder, trials = probe.folder, list[Trial]()
     engines: dict[Candidate, Backend] = {}
-    for candidate in found:
+    fastest: float | None = None
+    for candidate in sorted(found, key=lambda c: not c.reduced):  # stable: fp32 in the order found
         if probe.spent():
             spent = f"not tried: the probe's {PROBE_BUDGET_S:g} s were spent"
             trials.append(Trial(candidate, None, None, False, spent))
             continue
         try:
             backend = build(folder, candidate, batch, threads)
-            trial = measure(backend, candidate, probe.shipped)
+            trial = measure(backend, candidate, probe.shipped, None if _baseline(candidate) else fastest)
         except (BackendUnavailableError, ModelMetadataError) as exc:
             trials.append(Trial(candidate, None, None, False, str(exc)))
             continue
@@ -146,6 +152,7 @@ def _probe(probe: _Probe, found: list[Candidate], batch: int, threads: int | Non
             probe.say(f"tuning: {candidate.label}: {trial.ms_per_window:.1f} ms/window, {trial.accuracy.words()}")
         if trial.usable:
             engines[candidate] = backend
+            fastest = min(fastest or float("inf"), trial.ms_per_window or float("inf"))
         del backend
     if not engines:
         raise BackendUnavailableError(
@@ -172,11 +179,14 @@ def _settings(
         engine = backend if count == counts[0] else None
         for size in sizes:  # started only if its expected time (3 passes at the probe's rate) fits the budget
             expected = 3 * TIMING_WINDOWS * (trial.ms_per_window or 0) / 1000
-            if probe.spent(expected):
+            if count == counts[0] and size == backend.max_batch and trial.ms_per_window is not None:
+                ms = trial.ms_per_window  # this engine at this batch is what the probe timed: not timed again
+            elif probe.spent(expected):
                 settings.append(Setting(size, count, None, f"not tried: the probe's {PROBE_BUDGET_S:g} s were spent"))
                 continue
-            engine = engine or build(probe.folder, trial.candidate, size, count)
-            ms = time_setting(engine.run, probe.shipped.vset, size)
+            else:
+                engine = engine or build(probe.folder, trial.candidate, size, count)
+                ms = time_setting(engine.run, probe.shipped.vset, size)
             setting = Setting(size, count, ms)
             settings.append(setting)
             probe.say(f"tuning: {trial.candidate.label} batch {size}, {count} threads: {ms:.1f} ms/window")
@@ -198,13 +208,19 @@ def _setting_words(settings: list[Setting], chosen: Setting | None) -> str:
     )
 
 
+def _baseline(candidate: Candidate) -> bool:
+    """Whether ``candidate`` is the engine the chosen one's speed-up is said against: onnxruntime fp32."""
+    return candidate.backend == "onnxruntime" and candidate.precision == "fp32"
+
+
 def _words(trials: list[Trial], chosen: Trial) -> str:
-    base = next((t for t in trials if t.candidate.precision == "fp32" and t.ms_per_window), None)
+    base = next((t for t in trials if _baseline(t.candidate) and t.ms_per_window), None)
     speed = ""
     if base is not None and chosen is not base and base.ms_per_window and chosen.ms_per_window:
         speed = f", {base.ms_per_window / chosen.ms_per_window:.2f}x faster than onnxruntime fp32 here"
     others = ", ".join(
         f"{t.candidate.label} {t.ms_per_window:.1f} ms{'' if t.usable else ' (fails the accuracy gate)'}"
+        + (" (one pass)" if "one pass" in t.note else "")
         for t in trials
         if t is not chosen and t.ms_per_window
     )

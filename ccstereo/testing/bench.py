@@ -101,14 +101,31 @@ def benchmark_parser(doc: str, seconds: float) -> argparse.ArgumentParser:
     return parser
 
 
-def cpu_name() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it (a figure says which CPU it came from)."""
+# the units a figure depends on, in the order a CPU class is named by them
+_ISA_NAMES = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "BF16"), ("avx512_vnni", "VNNI"),
+              ("amx_tile", "AMX"))  # fmt: skip
+
+
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name as /proc/cpuinfo (or the text ``cpuinfo``) gives it, with its family, model and the
+    units a figure depends on: a virtual machine often names only the vendor line ("AMD EPYC"), which does not say
+    whether a figure came from a Zen 3, 4 or 5."""
     import platform
 
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return platform.processor() or "unknown CPU"
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if not key.strip():
+            break  # the first processor's block is enough
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    if "cpu family" not in fields:
+        return name
+    flags = set(fields.get("flags", "").split())
+    units = " ".join(label for flag, label in _ISA_NAMES if flag in flags) or "no AVX2"
+    return f"{name} (family {fields['cpu family']} model {fields.get('model', '?')}; {units})"

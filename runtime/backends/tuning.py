@@ -8,12 +8,12 @@ first pass is clearly slower than the fastest accurate one so far is not timed t
 speed-up is said against it). The fastest candidate that passes the auto gate (>= 35 dB vs the shipped fp32 output,
 every paper metric within 2 %) is kept. Then, unless ``--batch-size`` / ``--threads`` were given, that engine is timed
 at the batch sizes (windows per call) and thread counts worth trying here on windows of the same clip, each batch with
-crops of its own as on real footage (its own timing standing for the setting it was timed at), and the fastest setting
-is kept. The choice is cached in the user cache folder under a key made of the model files' sha256, the CPU's model name
-and flags, and the versions of the libraries that run it (``tuning_cache``) — so a second run does not measure again,
-and a changed model file, CPU or library does. ``--tune`` measures again; ``--no-tune`` uses the flag rules of
-``choose``. The tuner only supplies evidence: ``choose`` picks, ``select`` builds the run's engine once from the
-returned choice.
+crops of its own as on real footage, and the fastest setting is kept (the setting the probe timed is timed again beside
+the others: timings drift, the same engine and batch 0.91-1.22x apart a few seconds later on a 2-core Zen 4). The choice
+is cached in the user cache folder under a key made of the model files' sha256, the CPU's model name and flags, and the
+versions of the libraries that run it (``tuning_cache``) — so a second run does not measure again, and a changed model
+file, CPU or library does. ``--tune`` measures again; ``--no-tune`` uses the flag rules of ``choose``. The tuner only
+supplies evidence: ``choose`` picks, ``select`` builds the run's engine once from the returned choice.
 """
 
 from __future__ import annotations
@@ -179,14 +179,11 @@ def _settings(
         engine = backend if count == counts[0] else None
         for size in sizes:  # started only if its expected time (3 passes at the probe's rate) fits the budget
             expected = 3 * TIMING_WINDOWS * (trial.ms_per_window or 0) / 1000
-            if count == counts[0] and size == backend.max_batch and trial.ms_per_window is not None:
-                ms = trial.ms_per_window  # this engine at this batch is what the probe timed: not timed again
-            elif probe.spent(expected):
+            if probe.spent(expected):
                 settings.append(Setting(size, count, None, f"not tried: the probe's {PROBE_BUDGET_S:g} s were spent"))
                 continue
-            else:
-                engine = engine or build(probe.folder, trial.candidate, size, count)
-                ms = time_setting(engine.run, probe.shipped.vset, size)
+            engine = engine or build(probe.folder, trial.candidate, size, count)
+            ms = time_setting(engine.run, probe.shipped.vset, size)
             setting = Setting(size, count, ms)
             settings.append(setting)
             probe.say(f"tuning: {trial.candidate.label} batch {size}, {count} threads: {ms:.1f} ms/window")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -176,8 +177,10 @@ def _run(jobs, where: tuple, options, hop_s, quiet: bool):
         else:
             from ccstereo.runtime.binauralizer import Binauralizer
 
+            if not quiet:
+                _say_as_it_comes("ccstereo.runtime.tuning", logging.INFO)  # a first run's engine timing
             engine = Binauralizer.load(model, load)
-            _say_live_changes()
+            _say_as_it_comes("ccstereo.runtime.live", logging.WARNING)
             options = with_hop_seconds(options, hop_s, engine.config.sample_rate_hz)
             engine.window_plan(options)  # an impossible hop is a usage error before any file is touched
             if not quiet:
@@ -192,17 +195,18 @@ def _run(jobs, where: tuple, options, hop_s, quiet: bool):
     return results, summary
 
 
-def _say_live_changes() -> None:
-    """--live: each change of degradation level is a line on standard error as it happens."""
-    import logging
+def _say_as_it_comes(name: str, level: int) -> None:
+    """Each record of the logger ``name`` at ``level`` or above is a line on standard error as it happens (--live:
+    each change of degradation level; a first run: the engine timing's steps)."""
     import sys
 
-    logger = logging.getLogger("ccstereo.runtime.live")
+    logger = logging.getLogger(name)
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
+    logger.setLevel(min(level, logger.getEffectiveLevel()))
 
 
 def _guarded(run, to_pipe: bool = False):

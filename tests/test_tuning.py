@@ -224,8 +224,14 @@ def test_ccs_run_says_what_it_chose_and_no_tune_uses_the_flag_rules(cache, tmp_p
     tuned = subprocess.run(cmd, capture_output=True, text=True)
     assert tuned.returncode == 0, tuned.stderr
     assert "backend:" in tuned.stderr and "tuned:" in tuned.stderr and "on this CPU" in tuned.stderr
+    lines = tuned.stderr.splitlines()  # the seconds of a first run's timing are said as they go, before the choice
+    steps = [i for i, line in enumerate(lines) if line.startswith("tuning: ")]
+    chosen = next(i for i, line in enumerate(lines) if line.startswith("backend:"))
+    assert "once per model and machine" in lines[steps[0]] and len(steps) >= 3 and steps[-1] < chosen, lines
     cached = subprocess.run(cmd, capture_output=True, text=True)
-    assert "measured here before" in cached.stderr
+    assert "measured here before" in cached.stderr and "tuning: " not in cached.stderr
+    quiet = subprocess.run([*cmd, "--tune", "--quiet"], capture_output=True, text=True)
+    assert quiet.returncode == 0 and "tuning" not in quiet.stderr, quiet.stderr
     flags = subprocess.run([*cmd, "--no-tune"], capture_output=True, text=True)
     assert flags.returncode == 0 and "tuned:" not in flags.stderr
 

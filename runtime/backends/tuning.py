@@ -18,6 +18,7 @@ supplies evidence: ``choose`` picks, ``select`` builds the run's engine once fro
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.model_info import read_onnx_info
 from ccstereo.runtime.verification import Shipped
 
+# Where the probe says what it does as it goes (``ccs-run`` shows it on standard error unless --quiet): a first run
+# spends seconds here before any file is touched, and should not spend them in silence.
+LOG = logging.getLogger("ccstereo.runtime.tuning")
 PROBE_BUDGET_S = 15.0  # no candidate or setting is started once the probe has taken this long
 # A later setting replaces an earlier one (the default is first) only if this much faster. Settings differ by less
 # than their timings' noise on the CPUs measured, and a small batch's gain alone does not survive a run: on a 2-core
@@ -76,7 +80,8 @@ class Tuned:
 
 def tune(folder: Path, batch: int | None, threads: int | None, remeasure: bool, log=None) -> Tuned:
     """Return the fastest accurate CPU engine for ``folder`` here, at its fastest batch size and thread count
-    (``batch`` / ``threads`` None: measured; given: kept): from the cache, or measured now.
+    (``batch`` / ``threads`` None: measured; given: kept): from the cache, or measured now, saying each step to
+    ``log`` (default: the ``LOG`` logger at INFO).
 
     Raises ModelMetadataError when the folder ships no usable verification file (nothing to measure with)."""
     shipped_path = folder / verification.FILE_NAME
@@ -91,7 +96,11 @@ def tune(folder: Path, batch: int | None, threads: int | None, remeasure: bool, 
             chosen, kept, words = cached
             return Tuned(chosen, kept, f"{words} (measured here before; --tune measures again)", [], True)
     shipped = verification.load(shipped_path, read_onnx_info(folder / "model.onnx").config)
-    probe = _Probe(folder, shipped, log)
+    probe = _Probe(folder, shipped, log or LOG.info)
+    probe.say(
+        f"tuning: timing the engines {folder} can run on this CPU (once per model and machine, "
+        f"{PROBE_BUDGET_S:g} s at most; --no-tune skips it)"
+    )
     trials, best = _probe(probe, found, batch or DEFAULT_BATCH, threads)
     settings, picked = _settings(probe, best, batch, threads)
     words = _words(trials, best[0]) + _setting_words(settings, picked)

@@ -1,6 +1,6 @@
 """Measuring an engine the way a run uses it: its accuracy and speed on the shipped verification windows
-(``measure``), the thread counts and batch sizes worth trying, and calls shaped as a run's (each batch with crops of
-its own, as on footage whose every window has a new picture)."""
+(``check_here``, ``Passes``), the thread counts and batch sizes worth trying, and calls shaped as a run's (each batch
+with crops of its own, as on footage whose every window has a new picture)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from ccstereo.runtime.verification import CpuAccuracy, Shipped
 
 BATCH_SIZES = (32, 16, 8)  # tried for the chosen engine when --batch-size is not given (the default first)
 TIMING_WINDOWS = 32  # windows per timed pass of a setting (the largest batch size tried)
-# A candidate whose first timed pass is this much slower than the fastest accurate one timed before it is not timed
-# again. Timings drift (the same engine and batch measured 0.91-1.22x apart a few seconds later on a 2-core Zen 4), so
-# the margin is wider than the drift; engines that lose by more still do by far (Zen 4: the fp32 engines 2.2-2.6x
-# OpenVINO int8), and their second pass cost ~0.4 s of every first run each.
+# A candidate whose first timed pass is this much slower than the fastest accurate candidate's first pass is not
+# timed again. Timings drift (the same engine and batch measured 0.91-1.22x apart a few seconds later on a 2-core
+# Zen 4), so the margin is wider than the drift; engines that lose by more still do by far (Zen 4: the fp32 engines
+# 2.2-2.6x OpenVINO int8), and their second pass cost ~0.4 s of every first run each.
 LOSES = 1.5
 
 
@@ -60,22 +60,37 @@ def timing_batches(vset, batch: int, count: int = TIMING_WINDOWS) -> list[tuple[
     ]
 
 
-def time_setting(run: Callable, vset, batch: int, passes: int = 2, loses_above_ms: float | None = None) -> float:
-    """Return the best of ``passes`` timings, in ms per window, of ``run`` on ``timing_batches(vset, batch)``.
+class Passes:
+    """Timed passes of one engine over ``timing_batches(vset, batch)``: the first call untimed (allocations at this
+    shape), then one pass at a time, so that the passes of several engines can take turns. ``ms``: the best pass so
+    far, in ms per window."""
 
-    ``loses_above_ms``: a first pass slower than this ends the timing there (its figure, an upper bound of the
-    best, already loses by more than a second pass of the same calls closes)."""
-    calls = timing_batches(vset, batch)
-    run(*calls[0])  # first-call allocations at this shape, not timed
-    best = float("inf")
-    for _ in range(passes):
+    def __init__(self, run: Callable, vset, batch: int, name: str = "") -> None:
+        self.run, self.calls, self.name = run, timing_batches(vset, batch), name
+        self.best, self.count = float("inf"), 0
+
+    def one(self) -> float:
+        """Time one more pass; return its ms per window."""
+        if not self.count:
+            self.run(*self.calls[0])
         t0 = time.perf_counter()
-        for call in calls:
-            run(*call)
-        best = min(best, time.perf_counter() - t0)
-        if loses_above_ms is not None and 1000 * best / TIMING_WINDOWS > loses_above_ms:
-            break
-    return 1000 * best / TIMING_WINDOWS
+        for call in self.calls:
+            self.run(*call)
+        took = 1000 * (time.perf_counter() - t0) / TIMING_WINDOWS
+        self.best, self.count = min(self.best, took), self.count + 1
+        return took
+
+    @property
+    def ms(self) -> float:
+        return self.best
+
+
+def time_setting(run: Callable, vset, batch: int, passes: int = 2) -> float:
+    """Return the best of ``passes`` timings, in ms per window, of ``run`` on ``timing_batches(vset, batch)``."""
+    timer = Passes(run, vset, batch)
+    for _ in range(passes):
+        timer.one()
+    return timer.ms
 
 
 @dataclass(frozen=True)
@@ -113,23 +128,14 @@ class Setting:
     note: str = ""
 
 
-def measure(backend: Backend, candidate: Candidate, shipped: Shipped, fastest_ms: float | None = None) -> Trial:
-    """Check ``backend`` against the shipped fp32 outputs, then time its calls alone on windows of the same clip
-    as a run makes them (``time_setting``: best of two passes at its batch size; one when the first is over
-    ``LOSES`` x ``fastest_ms``, the fastest accurate candidate's time so far).
-
-    Not the check itself, timed: its comparison (paper metrics of two clips) costs a fixed ~0.1 s, as much as the
-    engine's own work on 16 windows, so engines 1.3x apart timed within 3 % of each other (Zen 4: OpenVINO int8
-    10.0-10.3 and bf16 10.2-10.3 ms per window, 4.9 and 6.5 alone) and the tuner kept bf16 in one of three fresh
-    tunings."""
+def check_here(backend: Backend, candidate: Candidate, shipped: Shipped) -> tuple[CpuAccuracy, bool]:
+    """Check ``backend`` against the shipped fp32 outputs on this CPU; return its accuracy and whether auto may take
+    it. Its time is not taken here: the check's comparison (paper metrics of two clips) costs a fixed ~0.1 s, as
+    much as the engine's own work on 16 windows, so engines 1.3x apart timed by it within 3 % of each other (Zen 4:
+    OpenVINO int8 10.0-10.3 and bf16 10.2-10.3 ms per window, 4.9 and 6.5 alone) — ``Passes`` times the calls."""
     vset = shipped.vset
-    backend.run(vset.crops_u8, vset.mono[:2], vset.frame_index[:2])  # first-call allocations, not timed
+    backend.run(vset.crops_u8, vset.mono[:2], vset.frame_index[:2])  # first-call allocations
     accuracy, _ = verification.check(backend.run, shipped, backend.max_batch)
-    loses_above = None if fastest_ms is None else LOSES * fastest_ms
-    ms = time_setting(backend.run, vset, backend.max_batch, loses_above_ms=loses_above)
     if candidate.reduced:
-        usable = auto_may_pick(accuracy.snr_db, accuracy.worst_metric_change)
-    else:
-        usable = accuracy.snr_db >= AUTO_MIN_SNR_DB  # an fp32 engine that does not reproduce fp32 is broken
-    note = f"one pass: over {LOSES:g}x the fastest" if loses_above is not None and ms > loses_above else ""
-    return Trial(candidate, ms, accuracy, usable, note)
+        return accuracy, auto_may_pick(accuracy.snr_db, accuracy.worst_metric_change)
+    return accuracy, accuracy.snr_db >= AUTO_MIN_SNR_DB  # an fp32 engine that does not reproduce fp32 is broken

@@ -29,17 +29,19 @@ from ccstereo.runtime.backends.choose import DEFAULT_BATCH, Candidate, Known, bu
 from ccstereo.runtime.backends.protocol import Backend
 from ccstereo.runtime.backends.timing import (
     BATCH_SIZES,
+    LOSES,
     TIMING_WINDOWS,
+    Passes,
     Setting,
     Trial,
-    measure,
+    check_here,
     thread_counts,
     time_setting,
 )
 from ccstereo.runtime.backends.tuning_cache import Kept, cache_dir, cache_key, read_cache, write_cache
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.model_info import read_onnx_info
-from ccstereo.runtime.verification import Shipped
+from ccstereo.runtime.verification import CpuAccuracy, Shipped
 
 # Where the probe says what it does as it goes (``ccs-run`` shows it on standard error unless --quiet): a first run
 # spends seconds here before any file is touched, and should not spend them in silence.
@@ -138,31 +140,31 @@ class _Probe:
 
 
 def _probe(probe: _Probe, found: list[Candidate], batch: int, threads: int | None) -> tuple[list[Trial], tuple]:
-    """Measure every candidate (while the budget lasts), the reduced precisions first: a later candidate clearly
-    slower than the fastest accurate one so far is timed once (``timing.LOSES``), except the baseline every speed-up
-    is said against. Return the trials and the one ``choose`` takes, with the engine that was timed for it (for
-    timing its settings)."""
-    folder, trials = probe.folder, list[Trial]()
-    engines: dict[Candidate, Backend] = {}
-    fastest: float | None = None
-    for candidate in sorted(found, key=lambda c: not c.reduced):  # stable: fp32 in the order found
+    """Check every candidate (while the budget lasts), then time them in turns (``_timed_in_turns``). Return the
+    trials and the one ``choose`` takes, with the engine that was timed for it (for timing its settings)."""
+    folder, order = probe.folder, sorted(found, key=lambda c: not c.reduced)  # stable: fp32 in the order found
+    untried: dict[Candidate, Trial] = {}
+    checked: dict[Candidate, tuple[Backend, CpuAccuracy, bool]] = {}
+    for candidate in order:
         if probe.spent():
-            spent = f"not tried: the probe's {PROBE_BUDGET_S:g} s were spent"
-            trials.append(Trial(candidate, None, None, False, spent))
+            untried[candidate] = Trial(
+                candidate, None, None, False, f"not tried: the probe's {PROBE_BUDGET_S:g} s were spent"
+            )
             continue
         try:
             backend = build(folder, candidate, batch, threads)
-            trial = measure(backend, candidate, probe.shipped, None if _baseline(candidate) else fastest)
+            accuracy, usable = check_here(backend, candidate, probe.shipped)
         except (BackendUnavailableError, ModelMetadataError) as exc:
-            trials.append(Trial(candidate, None, None, False, str(exc)))
+            untried[candidate] = Trial(candidate, None, None, False, str(exc))
             continue
-        trials.append(trial)
-        if trial.accuracy is not None:
-            probe.say(f"tuning: {candidate.label}: {trial.ms_per_window:.1f} ms/window, {trial.accuracy.words()}")
-        if trial.usable:
-            engines[candidate] = backend
-            fastest = min(fastest or float("inf"), trial.ms_per_window or float("inf"))
-        del backend
+        checked[candidate] = (backend, accuracy, usable)
+        probe.say(f"tuning: {candidate.label}: {accuracy.words()}{'' if usable else ' (fails the accuracy gate)'}")
+    timed = _timed_in_turns(probe, {c: (b, usable) for c, (b, _, usable) in checked.items()})
+    if timed:
+        said = (f"{c.label} {ms:.1f} ms/window{' (one pass)' if note else ''}" for c, (ms, note) in timed.items())
+        probe.say("tuning: " + ", ".join(said))
+    trials = [untried.get(c) or Trial(c, timed[c][0], checked[c][1], checked[c][2], timed[c][1]) for c in order]
+    engines = {c: b for c, (b, _, usable) in checked.items() if usable}
     if not engines:
         raise BackendUnavailableError(
             f"{folder}: no engine reproduces the shipped fp32 outputs on this CPU: "
@@ -171,6 +173,29 @@ def _probe(probe: _Probe, found: list[Candidate], batch: int, threads: int | Non
     choice = choose(("auto", "auto"), found, Known({t.candidate: t.evidence() for t in trials}), None, folder)
     trial = next(t for t in trials if t.candidate == choice.candidate)
     return trials, (trial, engines[choice.candidate])
+
+
+def _timed_in_turns(
+    probe: _Probe, engines: dict[Candidate, tuple[Backend, bool]]
+) -> dict[Candidate, tuple[float, str]]:
+    """Return each engine's best ms per window and a note: every engine's first pass, then, in the same order, a
+    second pass for the accurate ones whose first pass was within ``timing.LOSES`` of the fastest accurate first
+    pass (and for onnxruntime fp32, the baseline every speed-up is said against) while the budget lasts. Taking
+    turns, every engine's passes spread over the same seconds: a slow spell of the machine (timings drift by up
+    to 1.2x within seconds here) costs each engine at most one of its passes instead of deciding between them."""
+    timers = {c: Passes(b.run, probe.shipped.vset, b.max_batch, c.label) for c, (b, _) in engines.items()}
+    first = {c: timer.one() for c, timer in timers.items()}
+    accurate = [first[c] for c, (_, usable) in engines.items() if usable]
+    bound = LOSES * min(accurate) if accurate else float("inf")
+    notes = {}
+    for c, timer in timers.items():
+        if not (_baseline(c) or (engines[c][1] and first[c] <= bound)):
+            notes[c] = f"one pass: over {LOSES:g}x the fastest"
+        elif probe.spent(TIMING_WINDOWS * timer.ms / 1000):
+            notes[c] = f"one pass: the probe's {PROBE_BUDGET_S:g} s were spent"
+        else:
+            timer.one()
+    return {c: (timer.ms, notes.get(c, "")) for c, timer in timers.items()}
 
 
 def _settings(

@@ -359,6 +359,23 @@ def test_the_probe_times_candidates_in_turns_and_a_clear_loser_once(bundled_copy
         assert f"{fp32.ms_per_window / chosen.ms_per_window:.2f}x faster than onnxruntime fp32" in tuned.reason
 
 
+def test_the_settings_take_turns_too(bundled_copy, cache, monkeypatch):
+    """Each batch size / thread count's first pass before any second one (a slow spell costs each at most one)."""
+    passes: list[str] = []
+    one = timing.Passes.one
+
+    def spied(self):
+        passes.append(self.name)
+        return one(self)
+
+    monkeypatch.setattr(timing.Passes, "one", spied)
+    tuned = tuning.tune(bundled_copy, None, None, remeasure=True)
+    order = [f"batch {s.batch}/{s.threads}" for s in tuned.settings]
+    assert len(order) == len(timing.BATCH_SIZES) * len(timing.thread_counts())
+    assert all(s.ms_per_window for s in tuned.settings)  # the bundled model's probe is far inside its budget
+    assert [name for name in passes if name.startswith("batch ")] == order + order
+
+
 def test_thread_counts_are_every_cpu_and_one_per_physical_core():
     import os
     import subprocess

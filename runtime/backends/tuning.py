@@ -36,7 +36,6 @@ from ccstereo.runtime.backends.timing import (
     Trial,
     check_here,
     thread_counts,
-    time_setting,
 )
 from ccstereo.runtime.backends.tuning_cache import Kept, cache_dir, cache_key, read_cache, write_cache
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
@@ -201,28 +200,36 @@ def _timed_in_turns(
 def _settings(
     probe: _Probe, best: tuple, batch: int | None, threads: int | None
 ) -> tuple[list[Setting], Setting | None]:
-    """Time the chosen engine at every batch size and thread count not given; return (what was timed, the
-    fastest; None when nothing was to be chosen). Engines are timed, never changed."""
+    """Time the chosen engine at every batch size and thread count not given, the settings taking turns as the
+    candidates do (``_timed_in_turns``); return (what was timed, the fastest; None when nothing was to be chosen).
+    Engines are timed, never changed."""
     sizes, counts = [batch] if batch else list(BATCH_SIZES), [threads] if threads else thread_counts()
     trial, backend = best
     if len(sizes) * len(counts) == 1:
         return [], None
-    settings: list[Setting] = []
-    fastest: Setting | None = None
-    for count in counts:
+    timers: dict[tuple[int, int], Passes | None] = {}
+    for count in counts:  # the first turn: one pass of each setting
         engine = backend if count == counts[0] else None
         for size in sizes:  # started only if its expected time (3 passes at the probe's rate) fits the budget
-            expected = 3 * TIMING_WINDOWS * (trial.ms_per_window or 0) / 1000
-            if probe.spent(expected):
-                settings.append(Setting(size, count, None, f"not tried: the probe's {PROBE_BUDGET_S:g} s were spent"))
+            if probe.spent(3 * TIMING_WINDOWS * (trial.ms_per_window or 0) / 1000):
+                timers[(size, count)] = None
                 continue
             engine = engine or build(probe.folder, trial.candidate, size, count)
-            ms = time_setting(engine.run, probe.shipped.vset, size)
-            setting = Setting(size, count, ms)
-            settings.append(setting)
-            probe.say(f"tuning: {trial.candidate.label} batch {size}, {count} threads: {ms:.1f} ms/window")
-            if fastest is None or replaces(ms, fastest.ms_per_window or 0):
-                fastest = setting
+            timers[(size, count)] = timer = Passes(engine.run, probe.shipped.vset, size, f"batch {size}/{count}")
+            timer.one()
+    for timer in timers.values():  # the second turn, in the same order, while the budget lasts
+        if timer is not None and not probe.spent(TIMING_WINDOWS * timer.ms / 1000):
+            timer.one()
+    settings: list[Setting] = []
+    fastest: Setting | None = None
+    for (size, count), timer in timers.items():
+        if timer is None:
+            settings.append(Setting(size, count, None, f"not tried: the probe's {PROBE_BUDGET_S:g} s were spent"))
+            continue
+        settings.append(setting := Setting(size, count, timer.ms))
+        probe.say(f"tuning: {trial.candidate.label} batch {size}, {count} threads: {timer.ms:.1f} ms/window")
+        if fastest is None or replaces(timer.ms, fastest.ms_per_window or 0):
+            fastest = setting
     return settings, fastest
 
 

@@ -20,12 +20,12 @@ from ccstereo.runtime import verification
 from ccstereo.runtime.backends.choose import Candidate
 from ccstereo.runtime.cpu_features import overridden_flags, usable_cpus
 
-CACHE_VERSION = 8  # 3: OpenVINO fp32 is spelled fp32 (was f32); 4: the kept setting's ms per window; 5: timed
+CACHE_VERSION = 9  # 3: OpenVINO fp32 is spelled fp32 (was f32); 4: the kept setting's ms per window; 5: timed
 # with one crop per window (as a run at the default hop computes), not the shipped windows' shared crops; 6: OpenVINO
 # runs a batch as parts on two streams; 7: another setting than the default is kept only if 5 % faster (was 2 %);
 # 8: OpenVINO runs the inverse STFT in its block form and int8 ReLUs before their quantisation
-# (backends.openvino_graph), and candidates are timed by their engine calls alone (timing.measure), not by the
-# accuracy check's whole time
+# (backends.openvino_graph), and candidates are timed by their engine calls alone, not by the accuracy check's whole
+# time; 9: candidates and settings timed in turns (a choice a slow spell of the machine made is measured again)
 
 
 @dataclass(frozen=True)

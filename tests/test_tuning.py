@@ -175,6 +175,13 @@ def test_tuning_candidates_follow_the_cpu_override_on_both_sides(bundled_copy, m
     assert keys["none"] != keys["avx512_bf16"]
 
 
+def test_accuracy_words_say_an_exact_reproduction_in_words_not_as_infinite_db():
+    exact = verification.CpuAccuracy(float("inf"), 0.0, "stft")
+    assert "inf" not in exact.words() and "equal to the shipped fp32 output" in exact.words()
+    close = verification.CpuAccuracy(54.43, 0.0018, "snr")
+    assert close.words() == "54.4 dB, worst paper metric snr 0.18%"
+
+
 # -- measured choice and its cache ----------------------------------------------------------------------------
 def test_tuning_keeps_the_fastest_accurate_engine_and_caches_it(bundled_copy, cache):
     first = tuning.tune(bundled_copy, 32, None, remeasure=False)

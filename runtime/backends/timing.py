@@ -67,7 +67,7 @@ class Passes:
 
     def __init__(self, run: Callable, vset, batch: int, name: str = "") -> None:
         self.run, self.calls, self.name = run, timing_batches(vset, batch), name
-        self.best, self.count = float("inf"), 0
+        self.ms, self.count = float("inf"), 0
 
     def one(self) -> float:
         """Time one more pass; return its ms per window."""
@@ -77,12 +77,8 @@ class Passes:
         for call in self.calls:
             self.run(*call)
         took = 1000 * (time.perf_counter() - t0) / TIMING_WINDOWS
-        self.best, self.count = min(self.best, took), self.count + 1
+        self.ms, self.count = min(self.ms, took), self.count + 1
         return took
-
-    @property
-    def ms(self) -> float:
-        return self.best
 
 
 def time_setting(run: Callable, vset, batch: int, passes: int = 2) -> float:

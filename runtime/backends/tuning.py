@@ -3,17 +3,18 @@
 On first use of an exported folder on a machine, every usable candidate — onnxruntime fp32, and with OpenVINO installed
 OpenVINO fp32, bf16 (where the CPU has native BF16) and int8 (where the folder has ``model.int8.onnx``) — runs the
 folder's verification windows (``runtime.verification``): its accuracy check on THIS CPU; then its calls alone are timed
-on windows of the same clip as a run makes them (``timing.measure``; the reduced precisions first, and a candidate whose
-first pass is clearly slower than the fastest accurate one so far is not timed twice, onnxruntime fp32 apart: the
-speed-up is said against it). The fastest candidate that passes the auto gate (>= 35 dB vs the shipped fp32 output,
-every paper metric within 2 %) is kept. Then, unless ``--batch-size`` / ``--threads`` were given, that engine is timed
-at the batch sizes (windows per call) and thread counts worth trying here on windows of the same clip, each batch with
-crops of its own as on real footage, and the fastest setting is kept (the setting the probe timed is timed again beside
-the others: timings drift, the same engine and batch 0.91-1.22x apart a few seconds later on a 2-core Zen 4). The choice
-is cached in the user cache folder under a key made of the model files' sha256, the CPU's model name and flags, and the
-versions of the libraries that run it (``tuning_cache``) — so a second run does not measure again, and a changed model
-file, CPU or library does. ``--tune`` measures again; ``--no-tune`` uses the flag rules of ``choose``. The tuner only
-supplies evidence: ``choose`` picks, ``select`` builds the run's engine once from the returned choice.
+on windows of the same clip as a run makes them, the candidates taking turns (``_timed_in_turns``: the reduced
+precisions first; a candidate whose first pass is clearly slower than the fastest accurate one is not timed twice,
+onnxruntime fp32 apart: the speed-up is said against it). The fastest candidate that passes the auto gate (>= 35 dB vs
+the shipped fp32 output, every paper metric within 2 %) is kept. Then, unless ``--batch-size`` / ``--threads`` were
+given, that engine is timed at the batch sizes (windows per call) and thread counts worth trying here on windows of the
+same clip, each batch with crops of its own as on real footage, the settings taking turns too (the one the probe timed
+included: timings drift, the same engine and batch 0.91-1.22x apart a few seconds later on a 2-core Zen 4), and the
+fastest setting is kept. The choice is cached in the user cache folder under a key made of the model files' sha256, the
+CPU's model name and flags, and the versions of the libraries that run it (``tuning_cache``) — so a second run does not
+measure again, and a changed model file, CPU or library does. ``--tune`` measures again; ``--no-tune`` uses the flag
+rules of ``choose``. The tuner only supplies evidence: ``choose`` picks, ``select`` builds the run's engine once from
+the returned choice.
 """
 
 from __future__ import annotations
@@ -127,15 +128,14 @@ class _Probe:
 
     folder: Path
     shipped: Shipped
-    log: Callable[[str], None] | None
+    log: Callable[[str], None]
     started: float = field(default_factory=time.perf_counter)
 
     def spent(self, expected_s: float = 0.0) -> bool:
         return time.perf_counter() - self.started + expected_s > PROBE_BUDGET_S
 
     def say(self, line: str) -> None:
-        if self.log is not None:
-            self.log(line)
+        self.log(line)
 
 
 def _probe(probe: _Probe, found: list[Candidate], batch: int, threads: int | None) -> tuple[list[Trial], tuple]:
@@ -158,7 +158,7 @@ def _probe(probe: _Probe, found: list[Candidate], batch: int, threads: int | Non
             continue
         checked[candidate] = (backend, accuracy, usable)
         probe.say(f"tuning: {candidate.label}: {accuracy.words()}{'' if usable else ' (fails the accuracy gate)'}")
-    timed = _timed_in_turns(probe, {c: (b, usable) for c, (b, _, usable) in checked.items()})
+    timed = _timed_in_turns(probe, checked)
     if timed:
         said = (f"{c.label} {ms:.1f} ms/window{' (one pass)' if note else ''}" for c, (ms, note) in timed.items())
         probe.say("tuning: " + ", ".join(said))
@@ -175,20 +175,20 @@ def _probe(probe: _Probe, found: list[Candidate], batch: int, threads: int | Non
 
 
 def _timed_in_turns(
-    probe: _Probe, engines: dict[Candidate, tuple[Backend, bool]]
+    probe: _Probe, engines: dict[Candidate, tuple[Backend, CpuAccuracy, bool]]
 ) -> dict[Candidate, tuple[float, str]]:
     """Return each engine's best ms per window and a note: every engine's first pass, then, in the same order, a
     second pass for the accurate ones whose first pass was within ``timing.LOSES`` of the fastest accurate first
     pass (and for onnxruntime fp32, the baseline every speed-up is said against) while the budget lasts. Taking
     turns, every engine's passes spread over the same seconds: a slow spell of the machine (timings drift by up
     to 1.2x within seconds here) costs each engine at most one of its passes instead of deciding between them."""
-    timers = {c: Passes(b.run, probe.shipped.vset, b.max_batch, c.label) for c, (b, _) in engines.items()}
+    timers = {c: Passes(b.run, probe.shipped.vset, b.max_batch, c.label) for c, (b, _, _) in engines.items()}
     first = {c: timer.one() for c, timer in timers.items()}
-    accurate = [first[c] for c, (_, usable) in engines.items() if usable]
+    accurate = [first[c] for c, (_, _, usable) in engines.items() if usable]
     bound = LOSES * min(accurate) if accurate else float("inf")
     notes = {}
     for c, timer in timers.items():
-        if not (_baseline(c) or (engines[c][1] and first[c] <= bound)):
+        if not (_baseline(c) or (engines[c][2] and first[c] <= bound)):
             notes[c] = f"one pass: over {LOSES:g}x the fastest"
         elif probe.spent(TIMING_WINDOWS * timer.ms / 1000):
             notes[c] = f"one pass: the probe's {PROBE_BUDGET_S:g} s were spent"

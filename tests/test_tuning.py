@@ -456,3 +456,84 @@ def test_a_files_hash_is_remembered_across_runs_until_the_file_is_written_again(
     os.utime(model, ns=(before.st_atime_ns, before.st_mtime_ns))
     tuning_cache._sha256_of.cache_clear()
     assert tuning_cache._sha256(model) == hashlib.sha256(b"other version").hexdigest()
+
+
+# -- several runs started at once on a cold cache -------------------------------------------------------------
+# Each process waits until every one of them is ready, then tunes: they reach the empty cache within milliseconds.
+TOGETHER = """
+import json, sys, time
+from pathlib import Path
+from ccstereo.runtime.backends import tuning
+folder, ready, me, count = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+(ready / me).touch()
+while len(list(ready.iterdir())) < count:
+    time.sleep(0.005)
+said = []
+tuned = tuning.tune(folder, 32, None, remeasure=False, log=said.append)
+print(json.dumps({"cached": tuned.cached, "chosen": tuned.candidate.label, "said": said, "reason": tuned.reason}))
+"""
+
+
+def test_runs_started_together_on_a_cold_cache_measure_once_and_the_others_wait_for_that_choice(
+    bundled_copy, cache, tmp_path
+):
+    import os
+    import subprocess
+    import sys
+
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    env = {**os.environ, "CCSTEREO_CACHE_DIR": str(cache)}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TOGETHER, str(bundled_copy), str(ready), str(i), "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    results = []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    measured = [r for r in results if not r["cached"]]
+    waited = [r for r in results if r["cached"]]
+    assert len(measured) == 1 and len(waited) == 1, results  # without the lock both measure, each beside the other
+    assert any("waiting for its choice" in line for line in waited[0]["said"])
+    assert not any(line.startswith("tuning: timing the engines") for line in waited[0]["said"])
+    assert waited[0]["chosen"] == measured[0]["chosen"]
+    assert "by another process while this one waited" in waited[0]["reason"]
+    assert len(list((cache / "tuning").glob("*.json"))) == 1
+
+
+def test_a_tuner_waits_a_bounded_time_for_a_lock_another_process_holds_then_measures_itself(cache):
+    import fcntl
+    import os
+    import time
+
+    entry = cache / "tuning" / "somekey.json"
+    entry.parent.mkdir(parents=True)
+    holder = os.open(entry.with_suffix(".lock"), os.O_RDWR | os.O_CREAT)  # held as another process would hold it
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    said: list[str] = []
+    try:
+        start = time.monotonic()
+        with tuning_cache.measuring_alone(entry, said.append, wait_s=0.3) as waited:
+            assert waited and 0.3 <= time.monotonic() - start < 5
+    finally:
+        os.close(holder)
+    assert len(said) == 2 and "waiting" in said[0] and "measuring here as well" in said[1]
+    said.clear()
+    with tuning_cache.measuring_alone(entry, said.append) as waited:  # free now: taken at once, nothing said
+        assert not waited
+    assert said == []
+
+
+def test_an_unwritable_cache_folder_measures_without_a_lock(tmp_path):
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")
+    with tuning_cache.measuring_alone(blocked / "tuning" / "key.json", print) as waited:
+        assert waited is False

@@ -12,9 +12,10 @@ same clip, each batch with crops of its own as on real footage, the settings tak
 included: timings drift, the same engine and batch 0.91-1.22x apart a few seconds later on a 2-core Zen 4), and the
 fastest setting is kept. The choice is cached in the user cache folder under a key made of the model files' sha256, the
 CPU's model name and flags, and the versions of the libraries that run it (``tuning_cache``) — so a second run does not
-measure again, and a changed model file, CPU or library does. ``--tune`` measures again; ``--no-tune`` uses the flag
-rules of ``choose``. The tuner only supplies evidence: ``choose`` picks, ``select`` builds the run's engine once from
-the returned choice.
+measure again, and a changed model file, CPU or library does; processes that miss the cache together measure one at
+a time (``tuning_cache.measuring_alone``), the others taking the first one's choice. ``--tune`` measures again;
+``--no-tune`` uses the flag rules of ``choose``. The tuner only supplies evidence: ``choose`` picks, ``select`` builds
+the run's engine once from the returned choice.
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ from ccstereo.runtime.backends.timing import (
     check_here,
     thread_counts,
 )
-from ccstereo.runtime.backends.tuning_cache import Kept, cache_dir, cache_key, read_cache, write_cache
+from ccstereo.runtime.backends.tuning_cache import (
+    Kept,
+    cache_dir,
+    cache_key,
+    measuring_alone,
+    read_cache,
+    write_cache,
+)
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.model_info import read_onnx_info
 from ccstereo.runtime.verification import CpuAccuracy, Shipped
@@ -92,11 +100,21 @@ def tune(folder: Path, batch: int | None, threads: int | None, remeasure: bool, 
     found = timed_candidates(folder)
     key = cache_key(folder, found, threads, batch)
     entry = cache_dir() / "tuning" / f"{key}.json"
-    if not remeasure:
-        cached = read_cache(entry, found)
-        if cached is not None:
-            chosen, kept, words = cached
-            return Tuned(chosen, kept, f"{words} (measured here before; --tune measures again)", [], True)
+    cached = None if remeasure else read_cache(entry, found)
+    how = "measured here before"
+    if cached is None:
+        with measuring_alone(entry, log or LOG.info) as waited:
+            cached = read_cache(entry, found) if waited and not remeasure else None  # the other one's choice
+            if cached is None:
+                return _measure(folder, shipped_path, found, (batch, threads), entry, log)
+            how = "measured here by another process while this one waited"
+    chosen, kept, words = cached
+    return Tuned(chosen, kept, f"{words} ({how}; --tune measures again)", [], True)
+
+
+def _measure(folder: Path, shipped_path: Path, found: list[Candidate], asked: tuple, entry: Path, log) -> Tuned:
+    """Measure and cache the choice for ``folder`` (``asked``: the batch size and thread count given, or None)."""
+    batch, threads = asked
     shipped = verification.load(shipped_path, read_onnx_info(folder / "model.onnx").config)
     probe = _Probe(folder, shipped, log or LOG.info)
     probe.say(

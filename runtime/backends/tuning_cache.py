@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ CACHE_VERSION = 9  # 3: OpenVINO fp32 is spelled fp32 (was f32); 4: the kept set
 # 8: OpenVINO runs the inverse STFT in its block form and int8 ReLUs before their quantisation
 # (backends.openvino_graph), and candidates are timed by their engine calls alone, not by the accuracy check's whole
 # time; 9: candidates and settings timed in turns (a choice a slow spell of the machine made is measured again)
+
+
+# How long a tuner waits for another process measuring the same model on the same kind of machine before it measures
+# too: several times a probe's budget (builds and compiles come on top of it; a slower machine takes longer).
+LOCK_WAIT_S = 90.0
+_LOCK_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,54 @@ def compiled_blob(graph: Path, precision: str, threads: int | None) -> Path:
     return (
         cache_dir() / "compiled" / f"{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]}.blob"
     )
+
+
+@contextlib.contextmanager
+def measuring_alone(entry: Path, say: Callable[[str], None], wait_s: float = LOCK_WAIT_S) -> Iterator[bool]:
+    """Hold the advisory lock beside cache ``entry`` while the block measures; yield whether another process held
+    it first (its choice may be in the cache now).
+
+    Several runs started at once on a machine with a cold cache (``parallel``, ``xargs -P``, Ray workers, an array
+    job on nodes sharing a home folder) would otherwise all time the engines at the same time, each on cores the
+    others keep busy: every figure distorted, the cached choice whichever finished last, the budget spent N times. With
+    the lock one measures and the others wait for its choice. Where no lock can be had (no ``fcntl``, an unwritable
+    cache folder) or the holder keeps it past ``wait_s``, the block runs without it. The lock file stays (removing it
+    would let a third process lock a file the second no longer sees); the kernel releases the lock when its holder
+    exits, however it exits."""
+    try:
+        import fcntl
+
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(entry.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except (ImportError, OSError):
+        yield False
+        return
+    try:
+        yield _lock(handle, fcntl, say, wait_s)
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _lock(handle: int, fcntl, say: Callable[[str], None], wait_s: float) -> bool:
+    """Take the lock on ``handle``; return whether someone else held it (waited for, or given up on after
+    ``wait_s``)."""
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return told
+        except BlockingIOError:
+            pass
+        except OSError:  # a file system without locks: measure unlocked
+            return told
+        if not told:
+            say("tuning: another process is timing this model on this kind of machine; waiting for its choice")
+            told = True
+        if time.monotonic() > deadline:
+            say(f"tuning: still busy after {wait_s:g} s; measuring here as well")
+            return True
+        time.sleep(_LOCK_POLL_S)
 
 
 def read_cache(entry: Path, found: list[Candidate]) -> tuple[Candidate, Kept, str] | None:

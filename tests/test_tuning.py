@@ -183,6 +183,24 @@ def test_accuracy_words_say_an_exact_reproduction_in_words_not_as_infinite_db():
 
 
 # -- measured choice and its cache ----------------------------------------------------------------------------
+def _strict_json(path: Path):
+    """The file parsed as JSON proper: Infinity and NaN are not JSON, and other tools refuse them."""
+
+    def refuse(constant: str):
+        raise ValueError(f"{path.name}: {constant} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_cache_entry_is_json_proper_when_an_engine_reproduces_the_output_exactly(cache):
+    entry = cache / "tuning" / "key.json"
+    chosen = choose.Candidate("onnxruntime", "fp32", "model.onnx")
+    trials = [{"backend": "onnxruntime", "snr_db": float("inf"), "ms_per_window": 12.5}]
+    tuning_cache.write_cache(entry, chosen, tuning_cache.Kept(32, 2, 12.5), "tuned: exact", trials)
+    assert _strict_json(entry)["trials"][0]["snr_db"] == "inf"
+    assert tuning_cache.read_cache(entry, [chosen]) == (chosen, tuning_cache.Kept(32, 2, 12.5), "tuned: exact")
+
+
 def test_tuning_keeps_the_fastest_accurate_engine_and_caches_it(bundled_copy, cache):
     first = tuning.tune(bundled_copy, 32, None, remeasure=False)
     assert not first.cached and first.trials
@@ -193,7 +211,7 @@ def test_tuning_keeps_the_fastest_accurate_engine_and_caches_it(bundled_copy, ca
     assert all(t.accuracy is not None and t.accuracy.snr_db >= 35 for t in usable)
     entries = list((cache / "tuning").glob("*.json"))
     assert len(entries) == 1
-    assert json.loads(entries[0].read_text())["chosen"]["precision"] == fastest.candidate.precision
+    assert _strict_json(entries[0])["chosen"]["precision"] == fastest.candidate.precision
 
     second = tuning.tune(bundled_copy, 32, None, remeasure=False)  # nothing measured: read from the cache
     assert second.cached and not second.trials and second.reason.startswith(first.reason)

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import time
@@ -219,6 +220,18 @@ def write_cache(entry: Path, chosen: Candidate, kept: Kept, words: str, trials: 
     }
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
-        write_text(entry, json.dumps(data, indent=2))
+        write_text(entry, json.dumps(_finite(data), indent=2, allow_nan=False))
     except OSError:  # WriteError included
         pass
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float written as its name ("inf": an engine equal to the shipped output to
+    the sample): JSON has no infinity, and the cache is for people and their tools to read too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

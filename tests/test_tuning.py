@@ -4,6 +4,7 @@ the check a reduced precision must pass here, and the tuning cache (what re-meas
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -143,8 +144,16 @@ def test_bf16_asked_by_name_is_checked_on_this_cpu_too(bundled_copy, cache):
             values = rng.standard_normal(tuple(tensor.dims)).astype(np.float32) * 0.05
             proto.graph.initializer[i].CopyFrom(numpy_helper.from_array(values, tensor.name))
     onnx.save(proto, str(path))
-    with pytest.raises(BackendUnavailableError, match=r"bf16 on this CPU: (-?\d+\.\d) dB.*refused"):
+    # Under a capped oneDNN (ONEDNN_MAX_CPU_ISA below what the CPU reports, how this suite tests other CPU classes)
+    # OpenVINO still plans bf16 kernels from the CPU's own flags and oneDNN cannot create them: the graph is refused
+    # before any figure. A real CPU without the unit runs bf16 emulated or as f32 and is refused by its figure.
+    capped = bool(os.environ.get("ONEDNN_MAX_CPU_ISA"))
+    with pytest.raises((BackendUnavailableError, ModelMetadataError) if capped else BackendUnavailableError) as refused:
         Binauralizer.load(bundled_copy, backend="openvino", precision="bf16")
+    if isinstance(refused.value, BackendUnavailableError):
+        assert re.search(r"bf16 on this CPU: (-?\d+\.\d) dB.*refused", str(refused.value))
+    else:
+        assert "OpenVINO cannot read or compile it" in str(refused.value)
 
 
 def test_int8_is_judged_by_what_it_computes_on_this_cpu_not_by_the_export_figure(bundled_copy, cache):

@@ -17,10 +17,11 @@ from ccstereo.config import ModelConfig
 from ccstereo.runtime.backends import Backend, load_backend
 from ccstereo.runtime.clipping import ClipGuard
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError, OptionError
+from ccstereo.runtime.frames import picture_size
 from ccstereo.runtime.fullband import FullBandCombiner, OriginalAudio
 from ccstereo.runtime.live import LiveControl, live_batches
 from ccstereo.runtime.media import MediaError, MediaInfo, MediaInput, open_input, probe
-from ccstereo.runtime.options import LoadOptions, RunOptions, VisualRate
+from ccstereo.runtime.options import LoadOptions, Resize, RunOptions, VisualRate
 from ccstereo.runtime.report import RunReport, StageTimes
 from ccstereo.runtime.sink import OutputSink
 from ccstereo.runtime.stream import Batching, ConsumeResult, WindowRunner, consume, produce, threaded, windows_from
@@ -257,7 +258,9 @@ class Binauralizer:
         """Return (how windows become engine calls, the feature store of the adaptive rate, the rate in words)."""
         tracker, store, rate = self._visual_rate(options)
         batch, share = self.backend.max_batch, options.share_identical_crops
-        return Batching(plan, self.config, batch, options.tta, share, tracker, self.mirrors(options)), store, rate
+        picture = picture_size(self.config, options.tta) if options.resize == Resize.fast.value else None
+        batching = Batching(plan, self.config, batch, options.tta, share, tracker, self.mirrors(options), picture)
+        return batching, store, rate
 
     def _visual_rate(self, options: RunOptions) -> tuple[CropTracker | None, FeatureStore | None, str]:
         """Return (tracker, feature store, words) for the run's visual rate; (None, None, ...) for the exact

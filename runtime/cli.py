@@ -40,6 +40,7 @@ def main(
     full_band: o.FullBandOption = o.RUN.full_band,
     clip_mode: o.ClipOption = o.CLIP,
     visual_rate: o.VisualRateOption = o.VISUAL,
+    resize: o.ResizeOption = o.RESIZE,
     visual_threshold: o.ThresholdOption = o.RUN.visual_threshold,
     visual_max_stale_s: o.StaleOption = o.RUN.visual_max_stale_s,
     max_apart_s: o.MaxApartOption = o.RUN.max_apart_s,
@@ -63,7 +64,7 @@ def main(
     try:
         load = LoadOptions(backend.value, precision.value, batch_size, threads, tune)
         options = RunOptions(hop_samples, tta, full_band, fmt and fmt.value, overwrite, clip_mode.value)
-        visual = {"visual_rate": visual_rate.value, "visual_threshold": visual_threshold}
+        visual = {"visual_rate": visual_rate.value, "visual_threshold": visual_threshold, "resize": resize.value}
         pipes = {"max_apart_s": max_apart_s, "live": live, "live_budget_s": live_budget_s, "mirror": mirror}
         options = dataclasses.replace(options, **visual, visual_max_stale_s=visual_max_stale_s, **pipes)
         scale = ScaleOptions(ray, ray_address, workers, cpus_per_worker, gpus_per_worker)

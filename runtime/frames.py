@@ -17,12 +17,21 @@ def model_crop(image: np.ndarray, frame_number: int, config: ModelConfig, tta: b
     return crop_resized(resize_for_model(image, config, tta), frame_number, config, tta)
 
 
+def picture_size(config: ModelConfig, tta: bool) -> tuple[int, int]:
+    """(width, height) a picture is resized to before its crop: 480x240 with V-TTA, else 448x224."""
+    return (config.resize_width, config.resize_height) if tta else (config.crop_width, config.crop_height)
+
+
 def resize_for_model(image: np.ndarray, config: ModelConfig, tta: bool) -> np.ndarray:
-    """Return the frame resized as the official loader does (480x240 with V-TTA, else 448x224), uint8 RGB."""
+    """Return the frame resized as the official loader does (480x240 with V-TTA, else 448x224), uint8 RGB. A picture
+    already at that size is returned as it is, as Pillow's resize returns a copy of it (a video made at the model's
+    size, or a picture FFmpeg resized: ``RunOptions.resize`` fast)."""
     from PIL import Image
 
-    size = (config.resize_width, config.resize_height) if tta else (config.crop_width, config.crop_height)
-    return np.asarray(Image.fromarray(image).resize(size), dtype=np.uint8)
+    width, height = picture_size(config, tta)
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height)), dtype=np.uint8)
 
 
 def crop_resized(resized: np.ndarray, frame_number: int, config: ModelConfig, tta: bool) -> np.ndarray:

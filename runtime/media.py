@@ -406,12 +406,14 @@ class MediaInput:
             return audio_chunks(self.path, decoded, model_rate_hz, keep_original, declared, original_rate_hz)
         return iter_audio(self.path, model_rate_hz, keep_original, declared, original_rate_hz)
 
-    def frames(self, fps: float, times: StageTimes | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    def frames(
+        self, fps: float, times: StageTimes | None = None, size: tuple[int, int] | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """The picture on screen at each ``fps`` tick from the first audio sample on (``times`` is told what the
-        colour conversion took)."""
+        colour conversion took); ``size`` (width, height): FFmpeg resizes it as it converts it."""
         if self.single is not None:
-            return tick_frames(self.path, self.single.video_frames(), fps, self.info.audio_start_s, times)
-        return iter_tick_frames(self.path, fps, self.info.audio_start_s, times)
+            return tick_frames(self.path, self.single.video_frames(), fps, self.info.audio_start_s, times, size)
+        return iter_tick_frames(self.path, fps, self.info.audio_start_s, times, size)
 
     def video_source(self, copied: bool = True) -> Any:
         """What the output's video is copied from: the input's path (a reader of its own), or the single pass;
@@ -434,7 +436,7 @@ def open_input(path: str | Path, info: MediaInfo | None = None) -> MediaInput:
 
 
 def iter_tick_frames(
-    path: Path, fps: float, origin_s: float, times: StageTimes | None = None
+    path: Path, fps: float, origin_s: float, times: StageTimes | None = None, size: tuple[int, int] | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (tick, RGB uint8 [H, W, 3]) for ticks 0, 1, 2, ... at ``origin_s + tick / fps``.
 
@@ -448,17 +450,22 @@ def iter_tick_frames(
     with _open(path) as container:
         stream = picture_stream(container)
         stream.thread_type = "AUTO"
-        yield from tick_frames(path, decode_shown(container, stream, fps, origin_s), fps, origin_s, times)
+        yield from tick_frames(path, decode_shown(container, stream, fps, origin_s), fps, origin_s, times, size)
 
 
 def tick_frames(
-    path: Path, decoded: Iterator, fps: float, origin_s: float, times: StageTimes | None = None
+    path: Path,
+    decoded: Iterator,
+    fps: float,
+    origin_s: float,
+    times: StageTimes | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """``iter_tick_frames`` over the ``decoded`` frames of the picture stream (from a demuxer of its own, or a single
-    pass over a pipe)."""
+    pass over a pipe); ``size`` (width, height): each picture resized by FFmpeg as it is converted (bicubic)."""
     import av
 
-    pictures = _Pictures(times)
+    pictures = _Pictures(times, size)
     shown = None  # the decoded frame on screen
     tick = 0
     try:
@@ -479,8 +486,8 @@ class _Pictures:
     """RGB of decoded frames, converted when first shown; a frame equal, plane for plane, to the last converted
     one (a still image, a duplicated frame) reuses its array."""
 
-    def __init__(self, times: StageTimes | None = None) -> None:
-        self.times = times
+    def __init__(self, times: StageTimes | None = None, size: tuple[int, int] | None = None) -> None:
+        self.times, self.size = times, size
         self.frame = None
         self.key: tuple = ()
         self.planes: list[np.ndarray] = []
@@ -495,15 +502,21 @@ class _Pictures:
         same = key == self.key and len(planes) == len(self.planes)
         if image is None or not same or not all(map(np.array_equal, planes, self.planes)):
             if self.times is None:
-                image = _rgb(frame)
+                image = _rgb(frame, self.size)
             else:
                 with self.times.stage("colour"):
-                    image = _rgb(frame)
+                    image = _rgb(frame, self.size)
         self.frame, self.key, self.planes, self.image = frame, key, planes, image
         return image
 
 
-def _rgb(frame) -> np.ndarray:
-    image = frame.to_ndarray(format="rgb24")
+def _rgb(frame, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The frame as RGB uint8 [H, W, 3], turned upright; ``size`` (width, height, upright): resized by FFmpeg in
+    the same conversion (bicubic)."""
     rotation = int(round((getattr(frame, "rotation", 0) or 0) / 90.0)) % 4
+    if size is None:
+        image = frame.to_ndarray(format="rgb24")
+    else:
+        width, height = size if rotation % 2 == 0 else size[::-1]  # the stored picture is turned after resizing
+        image = frame.reformat(width=width, height=height, format="rgb24", interpolation="BICUBIC").to_ndarray()
     return np.ascontiguousarray(np.rot90(image, k=rotation)) if rotation else image

@@ -56,6 +56,13 @@ class VisualRate(str, Enum):
     adaptive = "adaptive"  # only where the picture changed since its features were computed
 
 
+class Resize(str, Enum):
+    """How a picture becomes the model's size (``frames.resize_for_model``)."""
+
+    exact = "exact"  # converted to RGB, then the official loader's Pillow bicubic: its pixels to the bit
+    fast = "fast"  # FFmpeg converts and resizes in one step (bicubic): a few times cheaper, not the same pixels
+
+
 def _check_choice(name: str, value: str | None, choices: type[Enum]) -> None:
     allowed = [m.value for m in choices]
     if value is not None and value not in allowed:
@@ -111,6 +118,9 @@ class RunOptions:
     # model's left/right leanings average out over the overlapping windows (no extra compute). None: as the model
     # says (ModelInfo.mirror_tta: on for models trained with mirror augmentation, off for official checkpoints)
     mirror: bool | None = None
+    # how each picture becomes the model's size: exact (the official loader's resize, to the bit) or fast (FFmpeg's
+    # conversion and bicubic resize in one step: not the official pixels, the output a few tens of dB away)
+    resize: str = Resize.exact.value
 
     def __post_init__(self) -> None:
         if not self.max_apart_s > 0:
@@ -124,6 +134,7 @@ class RunOptions:
         _check_choice("output format", self.fmt, OutputFormat)
         _check_choice("clip mode", self.clip_mode, ClipMode)
         _check_choice("visual rate", self.visual_rate, VisualRate)
+        _check_choice("resize", self.resize, Resize)
         self.adaptive_rate()  # validates the thresholds
 
     def adaptive_rate(self) -> AdaptiveRate | None:

@@ -273,7 +273,8 @@ class Batching:
     once and every window that uses them points at that one, so the visual network runs once per distinct
     picture; the result is the same to the bit (tests/test_visual_reuse.py). ``tracker``: the adaptive visual
     rate (``runtime.visual_rate``): only crops it marks fresh are computed; batches carry each window's key.
-    ``mirror``: mirror test-time augmentation (``RunOptions.mirror``)."""
+    ``mirror``: mirror test-time augmentation (``RunOptions.mirror``). ``picture``: (width, height) FFmpeg resizes
+    every picture to as it converts it (``RunOptions.resize`` fast), None: converted at its own size (exact)."""
 
     plan: WindowPlan
     config: ModelConfig
@@ -282,6 +283,7 @@ class Batching:
     share_identical: bool = True
     tracker: CropTracker | None = None
     mirror: bool = False
+    picture: tuple[int, int] | None = None  # RunOptions.resize fast: the decoder's pictures come at this size
 
 
 def produce(
@@ -379,8 +381,8 @@ def windows_from(
     if live is not None:
         from ccstereo.runtime.live import produce_live
 
-        return produce_live(audio, media.frames(batching.config.fps, times), batching, times, live)
-    return produce(audio, media.frames(batching.config.fps, times), batching, times)
+        return produce_live(audio, media.frames(batching.config.fps, times, batching.picture), batching, times, live)
+    return produce(audio, media.frames(batching.config.fps, times, batching.picture), batching, times)
 
 
 class Pump:

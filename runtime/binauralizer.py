@@ -178,7 +178,7 @@ class Binauralizer:
         final = PIPE if out == PIPE else self.plan_output(media.path, out, options, media.info)
         report = RunReport(str(media.path), str(final), "ok", backend=self.backend.name, model_sha256=self.model_sha256)
         report.tta, report.full_band = options.tta, options.full_band
-        report.mirror = self.mirrors(options)
+        report.mirror, report.resize = self.mirrors(options), options.resize
         report.input_rate_hz = media.info.audio_rate_hz
         if final != PIPE and final.exists() and not options.overwrite:
             report.status = "skipped"

@@ -97,6 +97,7 @@ class RunReport:
     hop_samples: int = 0
     tta: bool = True
     mirror: bool = False  # mirror test-time augmentation ran (RunOptions.mirror)
+    resize: str = "exact"  # how pictures became the model's size (RunOptions.resize): exact | fast
     full_band: bool = True
     input_rate_hz: int = 0  # the input's audio rate (probed)
     output_rate_hz: int = 0

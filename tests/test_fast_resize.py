@@ -83,7 +83,7 @@ def test_the_fast_output_is_near_the_exact_one_and_exact_stays_the_default(tmp_p
     outputs = {}
     for resize in ("exact", "fast"):
         options = RunOptions(fmt="wav", full_band=False, resize=resize)
-        engine.process(clip, tmp_path / f"{resize}.wav", options)
+        assert engine.process(clip, tmp_path / f"{resize}.wav", options).to_dict()["resize"] == resize
         outputs[resize] = sf.read(tmp_path / f"{resize}.wav", dtype="float32")[0]
     exact, fast = outputs["exact"], outputs["fast"]
     assert exact.shape == fast.shape

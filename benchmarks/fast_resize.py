@@ -15,7 +15,6 @@ the direction).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 import soundfile as sf
 
 from ccstereo.runtime.verification import snr_db
-from ccstereo.testing.bench import cpu_name
+from ccstereo.testing.bench import cpu_name, sizes_parser
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample.mp4"
@@ -62,12 +61,7 @@ def _span(runs: list[dict], key: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=["1920x1080", "3840x2160"])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = sizes_parser(__doc__, ["1920x1080", "3840x2160"]).parse_args()
     from ccstereo.testing.real_media import real_clips
 
     rows = []

@@ -12,7 +12,6 @@ of the resize stage, and whether the two outputs are identical to the byte (they
 
 from __future__ import annotations
 
-import argparse
 import filecmp
 import json
 import subprocess
@@ -21,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ccstereo.testing.bench import cpu_name
+from ccstereo.testing.bench import cpu_name, sizes_parser
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample.mp4"
@@ -56,12 +55,7 @@ def _span(runs: list[dict], key: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["640x360", "1920x1080", "3840x2160"])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = sizes_parser(__doc__, ["640x360", "1920x1080", "3840x2160"]).parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -101,6 +101,16 @@ def benchmark_parser(doc: str, seconds: float) -> argparse.ArgumentParser:
     return parser
 
 
+def sizes_parser(doc: str, sizes: list[str]) -> argparse.ArgumentParser:
+    """Return the options of a benchmark over picture sizes: --sizes WxH..., --rounds, --model, --json."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=sizes, help="picture sizes, WIDTHxHEIGHT")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each setting")
+    parser.add_argument("--model", default=None, help="model folder (default: the bundled one)")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    return parser
+
+
 # the units a figure depends on, in the order a CPU class is named by them
 _ISA_NAMES = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "BF16"), ("avx512_vnni", "VNNI"),
               ("amx_tile", "AMX"))  # fmt: skip

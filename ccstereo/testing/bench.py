@@ -122,6 +122,8 @@ def cpu_name(cpuinfo: str | None = None) -> str:
     whether a figure came from a Zen 3, 4 or 5."""
     import platform
 
+    from ccstereo.runtime.cpu_features import proc_flags
+
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -136,6 +138,6 @@ def cpu_name(cpuinfo: str | None = None) -> str:
     name = fields.get("model name") or platform.processor() or "unknown CPU"
     if "cpu family" not in fields:
         return name
-    flags = set(fields.get("flags", "").split())
+    flags = proc_flags(cpuinfo)
     units = " ".join(label for flag, label in _ISA_NAMES if flag in flags) or "no AVX2"
     return f"{name} (family {fields['cpu family']} model {fields.get('model', '?')}; {units})"

@@ -23,6 +23,7 @@ class ConfigError(CCStereoError, ValueError):
 VISUAL_TRUNKS = ("resnet18", "efficientnet_lite0")
 # EfficientNet-Lite0 block counts that end a stage at stride 16 or 32 (the 7 x 14 grid after pooling)
 LITE0_CUTS = (8, 11, 15, 16)
+LITE0_STRIDE_16 = (8, 11)  # of those, the ones that end at stride 16
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,18 @@ class ModelConfig:
         return self.window_samples // self.stft_hop_samples + 1
 
     @property
+    def visual_stride(self) -> int:
+        """Crop pixels per visual-grid cell: 32 (the paper's 224 x 448 crop), or 16 for an EfficientNet-Lite0 trunk
+        cut at stride 16 fed a crop half that size (its map is then the grid itself, not pooled 2 x 2)."""
+        return self.crop_height // self.visual_grid[0]
+
+    def trunk_strides(self) -> tuple[int, ...]:
+        """The visual strides this trunk can give (``visual_stride``)."""
+        if self.visual_trunk == "efficientnet_lite0" and self.lite0_blocks in LITE0_STRIDE_16:
+            return (32, 16)
+        return (32,)
+
+    @property
     def window_s(self) -> float:
         return self.window_samples / self.sample_rate_hz
 
@@ -116,8 +129,10 @@ class ModelConfig:
             f, t = f // 2, t // 2
         if (f, t) != tuple(self.audio_grid):
             raise ConfigError(f"STFT grid gives a bottleneck of {(f, t)}, config says {self.audio_grid}")
-        vh, vw = self.crop_height // 32, self.crop_width // 32
-        if (vh, vw) != tuple(self.visual_grid):
+        gh, gw = self.visual_grid
+        strides = self.trunk_strides()
+        if not any((self.crop_height, self.crop_width) == (gh * s, gw * s) for s in strides):
+            vh, vw = self.crop_height // strides[0], self.crop_width // strides[0]
             raise ConfigError(f"crop gives a visual grid of {(vh, vw)}, config says {self.visual_grid}")
 
     def _check_types(self) -> None:
@@ -186,3 +201,16 @@ def _default_of(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return None
+
+
+PICTURE_FIELDS = ("crop_width", "crop_height", "resize_width", "resize_height")
+
+
+def picture_sizes(scale: float) -> dict[str, int]:
+    """The crop and resize sizes of the paper's pictures (448x224 cut from 480x240) times ``scale``, as
+    ``ModelConfig`` fields; ConfigError where one would not be a whole number of pixels."""
+    base = ModelConfig()
+    sizes = {name: getattr(base, name) * scale for name in PICTURE_FIELDS}
+    if not all(value >= 1 and float(value).is_integer() for value in sizes.values()):
+        raise ConfigError(f"picture scale {scale} gives sizes of fractional pixels: {sizes}")
+    return {name: int(value) for name, value in sizes.items()}

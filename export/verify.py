@@ -87,8 +87,10 @@ def generated(config: ModelConfig, seconds: float = 3.0, seed: int = 0) -> Verif
     crops = []
     for number in distinct:
         image = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 90)], axis=-1).astype(np.uint8)
-        cx = int((0.5 + 0.45 * np.sin(2 * np.pi * (number / 10) / seconds)) * (w - 80))
-        image[80:160, cx : cx + 80] = (250, 240, 30)
+        # a box a sixth of the picture wide in its middle third (80 x 80 at the paper's 480 x 240) moving sideways
+        size = w // 6
+        cx = int((0.5 + 0.45 * np.sin(2 * np.pi * (number / 10) / seconds)) * (w - size))
+        image[h // 3 : 2 * h // 3, cx : cx + size] = (250, 240, 30)
         crops.append(_crop(image, number, config))
     index = np.array([distinct.index(k) for k in numbers], np.int64)
     return VerificationSet(f"generated-{seconds:g}s-seed{seed}", np.stack(crops), mono, index, starts, clip)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ccstereo
-from ccstereo.config import ModelConfig
+from ccstereo.config import ModelConfig, picture_sizes
 from conftest import export_fp32, skip_or_fail, with_trained_batchnorms
 
 SMALL = ModelConfig(resnet_width=16, aspp_hidden=32)
@@ -127,6 +127,45 @@ def test_a_cut_trunk_is_the_whole_trunks_eleventh_block_pooled(imagenet):
     assert (out - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
+@pytest.mark.parametrize("blocks", [8, 11])
+def test_a_cut_trunk_fed_half_size_pictures_gives_the_grid_unpooled(imagenet, blocks):
+    """``--picture-scale 0.5``: a 224 x 112 crop through a trunk cut at stride 16 gives the 7 x 14 grid as it is, the
+    whole trunk's map after that block (read by a hook) at that picture size, not averaged over 2 x 2 cells."""
+    from ccstereo.model.efficientnet import EfficientNetLite0Trunk, load_imagenet_weights
+
+    config = ModelConfig(visual_trunk="efficientnet_lite0", lite0_blocks=blocks, **picture_sizes(0.5))
+    assert config.visual_stride == 16 and (config.crop_width, config.crop_height) == (224, 112)
+    model = ccstereo.CCStereo(config).eval()
+    load_imagenet_weights(model.visual.trunk)
+    whole = EfficientNetLite0Trunk(config.imagenet_mean, config.imagenet_std).eval()
+    load_imagenet_weights(whole)
+    seen = {}
+    whole.blocks[blocks - 1].register_forward_hook(lambda _m, _i, out: seen.update(out=out))
+    x = torch.randn(2, 3, 112, 224)
+    with torch.no_grad():
+        whole(x)
+        out = model.visual.trunk(x)
+        features = model.visual(x)
+    assert out.shape[2:] == (7, 14) and torch.equal(out, seen["out"])
+    assert features.shape == (2, config.img_dim, 7, 14)
+
+
+@pytest.mark.parametrize(
+    ("trunk", "blocks"), [("resnet18", 16), ("efficientnet_lite0", 16), ("efficientnet_lite0", 15)]
+)
+def test_half_size_pictures_need_a_trunk_that_ends_at_stride_16(trunk, blocks):
+    """A stride-32 trunk fed a 224 x 112 crop would give a 3 x 7 map: the config refuses it, naming the grid."""
+    with pytest.raises(ccstereo.config.ConfigError, match="visual grid"):
+        ModelConfig(visual_trunk=trunk, lite0_blocks=blocks, **picture_sizes(0.5))
+    assert ModelConfig(visual_trunk=trunk, lite0_blocks=blocks).visual_stride == 32
+
+
+def test_a_picture_scale_must_give_whole_pixels():
+    assert picture_sizes(1.0) == {"crop_width": 448, "crop_height": 224, "resize_width": 480, "resize_height": 240}
+    with pytest.raises(ccstereo.config.ConfigError, match="fractional pixels"):
+        picture_sizes(0.3)
+
+
 def _options(tiny_dataset, out, **fields):
     from ccstereo.train.trainer import TrainOptions
 
@@ -158,9 +197,13 @@ def test_distillation_pulls_the_trunk_towards_the_teacher_and_resumes(imagenet, 
     assert resumed[-1] < _column(tmp_path / "fresh", "distill")[0] - 0.1
 
 
-def test_a_run_starts_its_audio_network_from_a_model_and_its_trunk_from_imagenet(imagenet, tiny_dataset, tmp_path):
-    """--init of a ResNet model into --visual-trunk efficientnet_lite0 (zero learning rates, frozen BatchNorm):
-    the audio network and fusion are the init's, the trunk is ImageNet's, the ASPP new."""
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_a_run_starts_its_audio_network_from_a_model_and_its_trunk_from_imagenet(
+    imagenet, tiny_dataset, tmp_path, scale
+):
+    """--init of a ResNet model into --visual-trunk efficientnet_lite0 (zero learning rates, frozen BatchNorm; at
+    0.5 cut after block 11 and fed half-size pictures): the audio network and fusion are the init's, the trunk is
+    ImageNet's, the ASPP new."""
     from ccstereo.model.efficientnet import EfficientNetLite0Trunk, load_imagenet_weights
     from ccstereo.train.trainer import train
 
@@ -168,15 +211,17 @@ def test_a_run_starts_its_audio_network_from_a_model_and_its_trunk_from_imagenet
     source = ccstereo.CCStereo(SMALL)
     ccstereo.save_checkpoint(source, tmp_path / "source.safetensors")
     target = SMALL.replace(visual_trunk="efficientnet_lite0")
+    if scale != 1.0:
+        target = target.replace(lite0_blocks=11, **picture_sizes(scale))
     fields = dict(steps=1, lr_visual=0.0, lr_audio=0.0, frozen_bn=True, config=target, batch_size=2)
     train(_options(tiny_dataset, tmp_path / "run", init=tmp_path / "source.safetensors", **fields), log=print)
     trained = ccstereo.load_checkpoint(tmp_path / "run" / "last.safetensors")
-    assert trained.config.visual_trunk == "efficientnet_lite0"
+    assert trained.config == target
     theirs = source.state_dict()
     for name, value in trained.state_dict().items():
         if not name.startswith("visual."):
             assert torch.equal(value, theirs[name]), name
-    imagenet = EfficientNetLite0Trunk(target.imagenet_mean, target.imagenet_std)
+    imagenet = EfficientNetLite0Trunk(target.imagenet_mean, target.imagenet_std, target.lite0_blocks)
     load_imagenet_weights(imagenet)
     for name, value in imagenet.state_dict().items():
         assert torch.equal(trained.visual.trunk.state_dict()[name], value), name
@@ -185,23 +230,26 @@ def test_a_run_starts_its_audio_network_from_a_model_and_its_trunk_from_imagenet
         train(_options(tiny_dataset, tmp_path / "no", init=tmp_path / "source.safetensors", **other), log=print)
 
 
-@pytest.mark.parametrize("blocks", [16, 11])
-def test_an_efficientnet_export_is_recovered_for_training(tmp_path, blocks):
-    """ccs-export of an EfficientNet-Lite0 model (whole, or cut after block 11), then ``from_onnx`` (the --init
-    path): the recovered model computes what the graph computes (its folded BatchNorms come back as the identity)."""
+@pytest.mark.parametrize(("blocks", "scale"), [(16, 1.0), (11, 1.0), (11, 0.5)])
+def test_an_efficientnet_export_is_recovered_for_training(tmp_path, blocks, scale):
+    """ccs-export of an EfficientNet-Lite0 model (whole, cut after block 11, or cut and fed half-size pictures),
+    then ``from_onnx`` (the --init path): the recovered model computes what the graph computes (its folded
+    BatchNorms come back as the identity), on crops of the size its config names."""
     import onnxruntime as ort
 
     from ccstereo.model.from_onnx import model_from_onnx
 
     torch.manual_seed(4)
-    config = ModelConfig(visual_trunk="efficientnet_lite0", aspp_hidden=32, lite0_blocks=blocks)
+    sizes = picture_sizes(scale)
+    config = ModelConfig(visual_trunk="efficientnet_lite0", aspp_hidden=32, lite0_blocks=blocks, **sizes)
     source = with_trained_batchnorms(ccstereo.CCStereo(config))
     ccstereo.save_checkpoint(source.eval(), tmp_path / "source.safetensors")
     recovered = model_from_onnx(export_fp32(tmp_path / "source.safetensors", tmp_path / "x"))
     assert recovered.config.visual_trunk == "efficientnet_lite0"
     assert recovered.config.lite0_blocks == blocks
+    assert (recovered.config.crop_width, recovered.config.crop_height) == (sizes["crop_width"], sizes["crop_height"])
     rng = np.random.default_rng(1)
-    frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)
+    frames = rng.integers(0, 256, (2, sizes["crop_height"], sizes["crop_width"], 3), dtype=np.uint8)
     mono = (rng.standard_normal((2, 10080)) * 0.1).astype(np.float32)
     session = ort.InferenceSession(str(tmp_path / "x" / "model.onnx"), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
@@ -236,3 +284,34 @@ def test_a_frozen_trunk_keeps_imagenet_while_its_head_and_the_audio_network_lear
     train(_options(tiny_dataset, tmp_path / "free", steps=2, **fields), log=lambda _m: None)
     free = ccstereo.load_checkpoint(tmp_path / "free" / "last.safetensors").state_dict()
     assert any(not torch.equal(free[f"visual.trunk.{n}"], v) for n, v in imagenet.state_dict().items())
+
+
+def test_ccs_run_feeds_a_half_size_model_crops_of_its_own_size(tmp_path):
+    """A model whose config names 224 x 112 crops (a Lite0 trunk cut at stride 16, ``--picture-scale 0.5``) runs
+    through ccs-run: pictures resized to its 240 x 120 and cut to its crop (its graph refuses any other size), with
+    and without V-TTA and mirroring, at the adaptive visual rate and with FFmpeg's resize; the output's left + right
+    is the input's mix."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from ccstereo.testing.media import moving_block_frames, panned_tone
+    from conftest import write_lossless_video
+
+    torch.manual_seed(5)
+    config = ModelConfig(visual_trunk="efficientnet_lite0", aspp_hidden=32, lite0_blocks=11, **picture_sizes(0.5))
+    ccstereo.save_checkpoint(with_trained_batchnorms(ccstereo.CCStereo(config)).eval(), tmp_path / "m.safetensors")
+    model = export_fp32(tmp_path / "m.safetensors", tmp_path / "x")
+    rate = 16000
+    audio = panned_tone(1.5, rate)
+    src = write_lossless_video(tmp_path / "in.mkv", moving_block_frames(15), audio, rate)
+    variants = [[], ["--no-tta", "--no-mirror"], ["--visual-rate", "adaptive"], ["--resize", "fast"]]
+    for k, extra in enumerate(variants):
+        out = tmp_path / f"out{k}.wav"
+        cmd = [sys.executable, "-m", "ccstereo.runtime.cli", src, "--model", model, "-o", out, "--backend"]
+        cmd += ["onnxruntime", "--clip-mode", "none", "--quiet", *extra]
+        result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, (extra, result.stderr[-2000:])
+        data, _ = sf.read(out, always_2d=True)
+        np.testing.assert_allclose(data[:, 0] + data[:, 1], audio[0] + audio[1], atol=1e-4)

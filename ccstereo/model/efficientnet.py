@@ -96,12 +96,14 @@ class EfficientNetLite0Trunk(nn.Module):
     in_shift: torch.Tensor
 
     def __init__(self, imagenet_mean: tuple[float, ...], imagenet_std: tuple[float, ...],
-                 blocks: int = LITE0_BLOCKS) -> None:  # fmt: skip
+                 blocks: int = LITE0_BLOCKS, grid_stride: int = 32) -> None:  # fmt: skip
         super().__init__()
         self.out_channels, stride = _kept(blocks)
         if stride not in (16, 32):
             raise CCStereoError(f"an EfficientNet-Lite0 trunk of {blocks} blocks ends at stride {stride}, not 16 or 32")
-        self.pool = stride == 16
+        if grid_stride not in (stride, 2 * stride) or grid_stride not in (16, 32):
+            raise CCStereoError(f"a Lite0 trunk of stride {stride} cannot give a visual grid of stride {grid_stride}")
+        self.pool = grid_stride == 2 * stride
         mean = torch.tensor(imagenet_mean, dtype=torch.float32).reshape(1, 3, 1, 1)
         std = torch.tensor(imagenet_std, dtype=torch.float32).reshape(1, 3, 1, 1)
         # x_imagenet = (p - mean) / std with p in [0, 1]; the weights want (255 p - 127) / 128

@@ -42,13 +42,16 @@ class ASPP(nn.Module):
 
 
 class VisualEncoder(nn.Module):
-    """[B, 3, 224, 448] ImageNet-normalised RGB -> [B, img_dim, 7, 14]."""
+    """[B, 3, 224, 448] ImageNet-normalised RGB -> [B, img_dim, 7, 14] (a cut EfficientNet-Lite0 trunk may take the
+    crop at half that size: ``ModelConfig.visual_stride`` 16)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.trunk: ResNet18Trunk | EfficientNetLite0Trunk
         if config.visual_trunk == "efficientnet_lite0":
-            self.trunk = EfficientNetLite0Trunk(config.imagenet_mean, config.imagenet_std, config.lite0_blocks)
+            self.trunk = EfficientNetLite0Trunk(
+                config.imagenet_mean, config.imagenet_std, config.lite0_blocks, config.visual_stride
+            )
         else:
             self.trunk = ResNet18Trunk(config.resnet_width)
         self.aspp = ASPP(self.trunk.out_channels, config.img_dim, config.aspp_hidden, config.aspp_dilations)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ccstereo.config import ModelConfig
+from ccstereo.config import ModelConfig, picture_sizes
 from ccstereo.train.options import TrainOptions
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -56,6 +56,10 @@ def main(
     lite0_blocks: Annotated[
         int, typer.Option(help="efficientnet_lite0: blocks kept (16 all; 11 ends at stride 16, a third fewer FLOPs)")
     ] = _CONFIG.lite0_blocks,
+    picture_scale: Annotated[
+        float,
+        typer.Option(help="crop and resize sizes times this (0.5: a 224x112 crop, for a Lite0 trunk cut at stride 16)"),
+    ] = 1.0,
     val_every: Annotated[int, typer.Option()] = _OPTS.val_every,
     val_clips: Annotated[int, typer.Option()] = _OPTS.val_clips,
     seed: Annotated[int, typer.Option()] = _OPTS.seed,
@@ -72,7 +76,11 @@ def main(
         torch.set_num_threads(threads)
     try:
         config = ModelConfig(
-            resnet_width=resnet_width, aspp_hidden=aspp_hidden, visual_trunk=visual_trunk, lite0_blocks=lite0_blocks
+            resnet_width=resnet_width,
+            aspp_hidden=aspp_hidden,
+            visual_trunk=visual_trunk,
+            lite0_blocks=lite0_blocks,
+            **picture_sizes(picture_scale),
         )
     except CCStereoError as exc:
         raise typer.BadParameter(str(exc)) from exc

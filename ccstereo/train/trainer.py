@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ccstereo.checkpoint import load_checkpoint, save_checkpoint
+from ccstereo.config import PICTURE_FIELDS
 from ccstereo.kernels.stft import complex_mask
 from ccstereo.model import CCStereo
 from ccstereo.train.data import SegmentSampler, TrainBatch, load_clip, read_split
@@ -186,8 +187,7 @@ def _warm_start(opts: TrainOptions, model: CCStereo) -> None:
     if loaded.config == model.config:
         model.load_state_dict(loaded.state_dict())
         return
-    visual = {"visual_trunk": model.config.visual_trunk, "resnet_width": model.config.resnet_width,
-              "aspp_hidden": model.config.aspp_hidden, "lite0_blocks": model.config.lite0_blocks}  # fmt: skip
+    visual = {name: getattr(model.config, name) for name in VISUAL_FIELDS}
     if loaded.config.replace(**visual) != model.config:
         raise ValueError(f"{opts.init}: its config differs from the requested one beyond the visual encoder")
     # another visual encoder: the audio network and fusion come from --init, the trunk from its pretraining
@@ -196,6 +196,10 @@ def _warm_start(opts: TrainOptions, model: CCStereo) -> None:
     if unexpected or any(not k.startswith("visual.") for k in missing):
         raise ValueError(f"{opts.init}: its audio network does not fit ({(unexpected + missing)[:3]})")
     _pretrained_trunk(model)
+
+
+# what a model may change from its --init: the visual encoder and the pictures it is fed
+VISUAL_FIELDS = ("visual_trunk", "resnet_width", "aspp_hidden", "lite0_blocks", *PICTURE_FIELDS)
 
 
 def _pretrained_trunk(model: CCStereo) -> None:

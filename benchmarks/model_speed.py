@@ -1,13 +1,14 @@
 """Two exported models side by side on the same file and engine: is the new default as fast as the old one?
 
-    python benchmarks/model_speed.py OLD NEW [--media samples/sample.mp4] [--rounds 5]
+    python benchmarks/model_speed.py OLD NEW [--media samples/sample.mp4 | --real-seconds 60] [--rounds 5]
                                      [--mirror-old auto|on|off] [--mirror-new auto|on|off]
-                                     [--engines onnxruntime openvino openvino-int8 openvino-bf16]
+                                     [--engines onnxruntime openvino openvino-int8 openvino-bf16 auto]
 
-Both models are loaded once per engine (the engine and precision fixed, the same for both: ``auto`` could pick
-differently for each), then the file is binauralised OLD, NEW, OLD, NEW... ``--rounds`` times each, interleaved so
-that a machine that slows down or speeds up during the run affects both alike; the figure is the ratio of the
-medians of the wall times (NEW / OLD; < 1 is faster). Prints a markdown table; ``--json`` writes the figures.
+Both models are loaded once per engine (the engine and precision fixed, the same for both), or with ``auto`` as
+``ccs-run`` loads each by default (its tuned choice, which may differ between the two: what a user gets), then the
+file is binauralised OLD, NEW, OLD, NEW... ``--rounds`` times each, interleaved so that a machine that slows down or
+speeds up during the run affects both alike; the figure is the ratio of the medians of the wall times (NEW / OLD;
+< 1 is faster). Prints a markdown table; ``--json`` writes the figures.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ ENGINES = {  # engine -> (precision, graph file)
     "openvino": ("fp32", "model.onnx"),
     "openvino-int8": ("int8", "model.int8.onnx"),
     "openvino-bf16": ("bf16", "model.onnx"),  # what ccs-run picks on AVX512-BF16 / AMX CPUs
+    "auto": ("auto", ""),  # the folder as ccs-run loads it: the tuner's choice for each model
 }
 
 
@@ -39,8 +41,9 @@ def time_pair(models: dict[str, tuple[Path, bool | None]], media: Path, engine: 
 
     precision, graph = ENGINES[engine]
     backend = engine.split("-")[0]
+    tune = None if engine == "auto" else False
     loaded = {
-        name: Binauralizer.load(folder / graph, backend=backend, precision=precision, threads=threads, tune=False)
+        name: Binauralizer.load(folder / graph, backend=backend, precision=precision, threads=threads, tune=tune)
         for name, (folder, _) in models.items()
     }
     options = {
@@ -57,8 +60,9 @@ def time_pair(models: dict[str, tuple[Path, bool | None]], media: Path, engine: 
                 engine_.process(media, Path(tmp) / f"{name}.wav", options[name])
                 walls[name].append(time.perf_counter() - started)
     old_s, new_s = statistics.median(walls["old"]), statistics.median(walls["new"])
+    names = {name: engine_.backend.name for name, engine_ in loaded.items()}
     return {
-        "engine": loaded["new"].backend.name,
+        "engine": names["new"] if names["new"] == names["old"] else f"{engine}: {names['old']} / {names['new']}",
         "old_s": old_s,
         "new_s": new_s,
         "ratio": new_s / old_s,
@@ -71,6 +75,7 @@ def main() -> None:
     parser.add_argument("old", type=Path, help="exported model folder (model.onnx, model.int8.onnx)")
     parser.add_argument("new", type=Path)
     parser.add_argument("--media", type=Path, default=REPO / "samples" / "sample.mp4")
+    parser.add_argument("--real-seconds", type=float, help="instead of --media: that long a clip of real footage")
     parser.add_argument("--rounds", type=int, default=5)
     default_engines = ["onnxruntime", "openvino", "openvino-int8"]
     parser.add_argument("--engines", nargs="+", default=default_engines, choices=list(ENGINES))
@@ -82,6 +87,10 @@ def main() -> None:
     args = parser.parse_args()
     models = {"old": (args.old, MIRROR_CHOICES[args.mirror_old]), "new": (args.new, MIRROR_CHOICES[args.mirror_new])}
     rows = []
+    if args.real_seconds:
+        from ccstereo.testing.real_media import long_real_clip
+
+        args.media = long_real_clip(Path(tempfile.gettempdir()) / "ccstereo-real-clips", args.real_seconds)
     for engine in args.engines:
         try:
             rows.append(time_pair(models, args.media, engine, args.rounds, args.threads))

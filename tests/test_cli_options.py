@@ -33,10 +33,15 @@ RENAMED = {
         "aspp_hidden": "config.aspp_hidden",
         "visual_trunk": "config.visual_trunk",
         "lite0_blocks": "config.lite0_blocks",
+        "picture_scale": "config.crop_width",  # and the other picture sizes: config.picture_sizes
     },
 }
 # A flag whose CLI spelling of the default differs from the field's: (CLI default, field default).
-SPELLED = {("ccs-export", "fp32_islands"): ("auto", None), ("ccs-export", "calibrate"): (None, ())}
+SPELLED = {
+    ("ccs-export", "fp32_islands"): ("auto", None),
+    ("ccs-export", "calibrate"): (None, ()),
+    ("ccs-train", "picture_scale"): (1.0, 448),  # a scale of the paper's 448 x 224 crop
+}
 
 
 def _apps():

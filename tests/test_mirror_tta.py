@@ -122,13 +122,12 @@ def test_the_report_says_whether_mirroring_ran(engine, tmp_path):
 def test_ccs_export_writes_the_mark_it_is_given_and_the_runtime_reads_it_back(tmp_path, mark):
     """``ccs-export --mirror-tta`` / without: the metadata the exporter writes into its graphs says it (read back from a
     saved file by the runtime's reader); without it no entry is written at all."""
-    from ccstereo.config import ModelConfig
     from ccstereo.export.options import ExportOptions
     from ccstereo.export.pipeline import _metadata
     from ccstereo.testing.onnx_props import with_metadata
 
-    class _Model:
-        config = ModelConfig()
+    class _Model:  # the bundled graph's own config: its metadata is rewritten onto it below
+        config = read_onnx_info(default_model_path()).config
 
     info = _metadata(_Model(), "0" * 64, "fp32", ExportOptions(tmp_path, mirror_tta=mark))
     props = info.to_props()

@@ -83,9 +83,10 @@ def test_fp32_asked_is_fp32_of_the_backend_asked():
     assert choose(("openvino", "fp32"), ALL, Known({}, timed=False), None, MODEL).candidate == OV32
 
 
-def test_an_engine_runs_what_it_is_given_the_gate_is_the_choosers(tmp_path):
+def test_an_engine_runs_what_it_is_given_the_gate_is_the_choosers(tmp_path, exported):
     """An int8 graph whose export figure is below the floor still builds and runs when built directly; only the
-    chooser refuses it (test_ccs_run covers the refusal end to end)."""
+    chooser refuses it (test_ccs_run covers the refusal end to end). (The fixture checkpoint's export: the bundled
+    default has no int8 graph since 2026-12-07.)"""
     pytest.importorskip("openvino")
     import json
 
@@ -94,10 +95,9 @@ def test_an_engine_runs_what_it_is_given_the_gate_is_the_choosers(tmp_path):
     from ccstereo.runtime.backends.choose import build
     from ccstereo.testing.onnx_props import with_metadata
 
-    bundled = Path(__file__).resolve().parents[1] / "runtime" / "assets" / "default"
     claim = {"ccstereo.measured_snr_db": json.dumps({"int8": 12.0})}
-    with_metadata(bundled / "model.int8.onnx", tmp_path / "model.int8.onnx", lambda props: props.update(claim))
-    shutil.copy(bundled / "model.onnx", tmp_path / "model.onnx")
+    with_metadata(exported / "model.int8.onnx", tmp_path / "model.int8.onnx", lambda props: props.update(claim))
+    shutil.copy(exported / "model.onnx", tmp_path / "model.onnx")
     engine = build(tmp_path, INT8, batch=2)
     config = engine.info.config
     frames = np.zeros((1, config.crop_height, config.crop_width, 3), np.uint8)
@@ -107,7 +107,7 @@ def test_an_engine_runs_what_it_is_given_the_gate_is_the_choosers(tmp_path):
         choose(("auto", "int8"), [INT8], Known({INT8: Evidence(12.0, 0.0, "at export")}, False), None, tmp_path)
 
 
-def test_a_compiled_graph_is_kept_and_a_damaged_one_is_compiled_again(tmp_path, monkeypatch):
+def test_a_compiled_graph_is_kept_and_a_damaged_one_is_compiled_again(tmp_path, monkeypatch, exported):
     """OpenVINO's compiled graph is written once (atomically) to the user cache and imported on the next start;
     the imported engine computes the same bits; a damaged blob is compiled again and replaced, never trusted."""
     pytest.importorskip("openvino")
@@ -116,7 +116,7 @@ def test_a_compiled_graph_is_kept_and_a_damaged_one_is_compiled_again(tmp_path, 
     from ccstereo.runtime.backends.choose import build
 
     monkeypatch.setenv("CCSTEREO_CACHE_DIR", str(tmp_path / "cache"))
-    bundled = Path(__file__).resolve().parents[1] / "runtime" / "assets" / "default"
+    bundled = exported  # an exported folder with an int8 graph (the fixture checkpoint's)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)
     mono, index = rng.standard_normal((3, 10080)).astype(np.float32), np.array([0, 1, 1])
@@ -134,15 +134,17 @@ def test_a_compiled_graph_is_kept_and_a_damaged_one_is_compiled_again(tmp_path, 
     assert len(list((tmp_path / "cache" / "compiled").iterdir())) == 2  # other settings: another blob
 
 
-def test_every_precision_can_be_asked_for_on_any_cpu_but_only_units_are_timed(monkeypatch):
+def test_every_precision_can_be_asked_for_on_any_cpu_but_only_units_are_timed(monkeypatch, exported):
     """OpenVINO emulates a missing BF16 unit, so bf16 asked by name is a candidate on every CPU (its accuracy
     check decides); the tuner times it only where the CPU has the unit (emulated it would only lose)."""
     pytest.importorskip("openvino")
     from ccstereo.runtime.backends.choose import cpu_candidates
     from ccstereo.runtime.backends.tuning import timed_candidates
 
-    bundled = Path(__file__).resolve().parents[1] / "runtime" / "assets" / "default"
+    bundled = exported  # an exported folder with every CPU graph (the fixture checkpoint's)
     for flags, native in (("avx2 fma", False), ("avx512_bf16 avx512_vnni", True)):
         monkeypatch.setenv("CCSTEREO_CPU_FLAGS", flags)
         assert {BF16, INT8, OV32, ORT} <= set(cpu_candidates(bundled))
         assert (BF16 in timed_candidates(bundled)) is native
+        default = set(cpu_candidates(Path(__file__).resolve().parents[1] / "runtime" / "assets" / "default"))
+        assert {BF16, OV32, ORT} <= default and INT8 not in default  # no int8 graph bundled: not a candidate

@@ -214,8 +214,7 @@ def test_full_scale_input_never_clips_silently(tmp_path):
     for mode in ("rescale", "clamp", "none"):
         report = tmp_path / f"{mode}.json"
         out = tmp_path / f"{mode}.wav"
-        # --no-mirror: unmirrored, the bundled model pushes this square past full scale (mirrored it peaks at 0.98)
-        result = ccs_run(source, "-o", out, "--clip-mode", mode, "--report", report, "--no-mirror")
+        result = ccs_run(source, "-o", out, "--clip-mode", mode, "--report", report)
         assert result.returncode == 0, result.stderr
         entry = json.loads(report.read_text())["files"][0]["clip"]
         wav, _ = sf.read(out, always_2d=True)

@@ -15,13 +15,15 @@ BUNDLED = Path(__file__).resolve().parents[1] / "runtime" / "assets" / "default"
 
 
 @pytest.mark.parametrize("name", ["model.onnx", "model.int8.onnx"])
-def test_the_header_is_what_onnxruntime_reads(name):
+def test_the_header_is_what_onnxruntime_reads(name, request):
+    """The bundled fp32 graph, and an int8 graph (the fixture checkpoint's export: none is bundled)."""
     import onnxruntime as ort
 
+    path = BUNDLED / name if name == "model.onnx" else request.getfixturevalue("exported") / name
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(BUNDLED / name), options, providers=["CPUExecutionProvider"])
-    header = read_header(BUNDLED / name)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    header = read_header(path)
     assert header.props == dict(session.get_modelmeta().custom_metadata_map)
     assert header.inputs == {i.name: i.shape for i in session.get_inputs()}
     assert header.outputs == {o.name: o.shape for o in session.get_outputs()}
@@ -49,7 +51,7 @@ def test_an_initializer_listed_as_an_input_is_not_an_input(tmp_path):
 
 
 def test_every_truncation_and_random_bytes_are_one_error_naming_the_file(tmp_path):
-    data = (BUNDLED / "model.int8.onnx").read_bytes()
+    data = (BUNDLED / "model.onnx").read_bytes()
     rng = np.random.default_rng(7)
     cuts = sorted({0, 1, 7, *rng.integers(1, len(data) - 1, 40).tolist()})
     for cut in cuts:

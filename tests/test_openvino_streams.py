@@ -41,9 +41,9 @@ def test_every_window_keeps_its_frame_in_its_part(indices, n):
     assert all(len(f) == len(np.unique(local)) for f, _, local in parts)  # a part carries only frames it uses
 
 
-def _batch(windows: int, distinct: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _batch(windows: int, distinct: int, crop: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(windows + distinct)
-    frames = rng.integers(0, 256, (distinct, 224, 448, 3), dtype=np.uint8)
+    frames = rng.integers(0, 256, (distinct, *crop, 3), dtype=np.uint8)
     mono = (0.1 * rng.standard_normal((windows, 10080))).astype(np.float32)
     index = np.sort(rng.integers(0, distinct, windows)).astype(np.int64)
     index[0], index[-1] = 0, distinct - 1
@@ -51,12 +51,15 @@ def _batch(windows: int, distinct: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 @pytest.mark.parametrize(("graph", "precision"), [("model.onnx", "fp32"), ("model.int8.onnx", "int8")])
-def test_two_streams_compute_what_one_computes(graph, precision):
-    one = OpenVINOBackend(BUNDLED / graph, precision, threads=1)
-    two = OpenVINOBackend(BUNDLED / graph, precision, threads=2)
+def test_two_streams_compute_what_one_computes(graph, precision, request):
+    """The bundled fp32 graph, and an int8 graph (the fixture checkpoint's export: none is bundled)."""
+    path = BUNDLED / graph if precision == "fp32" else request.getfixturevalue("exported") / graph
+    one = OpenVINOBackend(path, precision, threads=1)
+    two = OpenVINOBackend(path, precision, threads=2)
     assert (one.streams, two.streams) == (1, 2)
+    config = one.info.config
     for windows, distinct in ((9, 9), (12, 2), (1, 1), (7, 3)):  # distinct crops, a still picture, one window
-        batch = _batch(windows, distinct)
+        batch = _batch(windows, distinct, (config.crop_height, config.crop_width))
         whole, parts = one.run(*batch), two.run(*batch)
         assert parts.shape == whole.shape
         assert np.max(np.abs(parts - whole)) <= 1e-6 * np.max(np.abs(whole)), (windows, distinct)

@@ -164,8 +164,10 @@ def test_interrupt_while_a_ray_worker_writes_leaves_no_partial_file(tmp_path):
     clips = sample_cuts(tmp_path / "in", 4, 7.5, 0.1)
     out = tmp_path / "out"
     out.mkdir()
+    # --hop-s 0.025: four times the windows of the default hop, so the driver's own thread (which works while Ray
+    # starts) cannot finish all four files before Ray's worker takes one, however fast the bundled model is
     run = subprocess.Popen(
-        [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(out), "--ray", "--workers", "1"],
+        [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(out), "--ray", "--workers", "1", "--hop-s", "0.025"],
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -31,21 +31,25 @@ def _snr(test: np.ndarray, ref: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("name", ["model.onnx", "model.int8.onnx"])
-def test_the_two_halves_compute_what_the_whole_graph_computes(name):
+def test_the_two_halves_compute_what_the_whole_graph_computes(name, request):
+    """The bundled fp32 graph, and an int8 graph (the fixture checkpoint's export: none is bundled)."""
     import onnxruntime as ort
 
-    path = BUNDLED / name
+    from ccstereo.runtime.model_info import read_onnx_info
+
+    path = BUNDLED / name if name == "model.onnx" else request.getfixturevalue("exported") / name
+    config = read_onnx_info(path).config
     halves = split_window_graph(path)
     whole = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     visual = ort.InferenceSession(halves.visual, providers=["CPUExecutionProvider"])
     fusion = ort.InferenceSession(halves.fusion, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (3, 224, 448, 3), dtype=np.uint8)
+    frames = rng.integers(0, 256, (3, config.crop_height, config.crop_width, 3), dtype=np.uint8)
     mono = (0.1 * rng.standard_normal((5, whole.get_inputs()[1].shape[1]))).astype(np.float32)
     index = np.array([0, 1, 2, 2, 1], np.int64)
     expected = whole.run(None, {"frames": frames, "mono": mono, "frame_index": index})[0]
     features = visual.run(None, {"frames": frames})[0]
-    assert features.shape[:2] == (3, 128)  # one row per crop, img_dim channels
+    assert features.shape[:2] == (3, config.img_dim)  # one row per crop, img_dim channels
     got = fusion.run(None, {halves.features: features, "mono": mono, "frame_index": index})[0]
     assert np.max(np.abs(got - expected)) <= 1e-6 * np.max(np.abs(expected))
 

@@ -135,9 +135,11 @@ def audio_outlasts_video(folder: Path) -> Path:
 
 
 def full_scale_square(folder: Path) -> Path:
-    """16-bit square wave at full scale: the binaural output of such input exceeds 1.0 unless handled."""
+    """16-bit square wave at full scale in both channels: the binaural output of such input exceeds 1.0 unless
+    handled, whatever the model (left + right is the input's mix, 2.0 at the square's negative half, so any
+    difference between the ears puts one of them past full scale)."""
     square = "if(lt(mod(t*220\\,1)\\,0.5)\\,{a}\\,-{a})"
-    expression = f"aevalsrc='{square.format(a=1)}|{square.format(a=0.2)}':s=44100:d=2"
+    expression = f"aevalsrc='{square.format(a=1)}|{square.format(a=1)}':s=44100:d=2"
     return _av(folder, "loud.mkv", *video_src(2.0), "-f", "lavfi", "-i", expression, *X264, "-c:a", "pcm_s16le")
 
 

@@ -116,21 +116,20 @@ def test_a_compiled_graph_is_kept_and_a_damaged_one_is_compiled_again(tmp_path, 
     from ccstereo.runtime.backends.choose import build
 
     monkeypatch.setenv("CCSTEREO_CACHE_DIR", str(tmp_path / "cache"))
-    bundled = exported  # an exported folder with an int8 graph (the fixture checkpoint's)
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)
     mono, index = rng.standard_normal((3, 10080)).astype(np.float32), np.array([0, 1, 1])
-    first = build(bundled, INT8).run(frames, mono, index)
+    first = build(exported, INT8).run(frames, mono, index)
     blobs = list((tmp_path / "cache" / "compiled").iterdir())
     assert [b.suffix for b in blobs] == [".blob"]  # one file, no temporary left beside it
     written = blobs[0].stat().st_mtime_ns
-    assert np.array_equal(build(bundled, INT8).run(frames, mono, index), first)
+    assert np.array_equal(build(exported, INT8).run(frames, mono, index), first)
     assert blobs[0].stat().st_mtime_ns == written  # imported, not compiled and written again
     blobs[0].write_bytes(b"not a compiled graph" * 64)
-    assert np.array_equal(build(bundled, INT8).run(frames, mono, index), first)
+    assert np.array_equal(build(exported, INT8).run(frames, mono, index), first)
     assert blobs[0].stat().st_size > 1_000_000  # replaced by a real one
     assert not list((tmp_path / "cache" / "compiled").glob("*partial*"))
-    assert build(bundled, INT8, threads=1).run(frames, mono, index).shape == first.shape
+    assert build(exported, INT8, threads=1).run(frames, mono, index).shape == first.shape
     assert len(list((tmp_path / "cache" / "compiled").iterdir())) == 2  # other settings: another blob
 
 
@@ -141,10 +140,9 @@ def test_every_precision_can_be_asked_for_on_any_cpu_but_only_units_are_timed(mo
     from ccstereo.runtime.backends.choose import cpu_candidates
     from ccstereo.runtime.backends.tuning import timed_candidates
 
-    bundled = exported  # an exported folder with every CPU graph (the fixture checkpoint's)
     for flags, native in (("avx2 fma", False), ("avx512_bf16 avx512_vnni", True)):
         monkeypatch.setenv("CCSTEREO_CPU_FLAGS", flags)
-        assert {BF16, INT8, OV32, ORT} <= set(cpu_candidates(bundled))
-        assert (BF16 in timed_candidates(bundled)) is native
+        assert {BF16, INT8, OV32, ORT} <= set(cpu_candidates(exported))
+        assert (BF16 in timed_candidates(exported)) is native
         default = set(cpu_candidates(Path(__file__).resolve().parents[1] / "runtime" / "assets" / "default"))
         assert {BF16, OV32, ORT} <= default and INT8 not in default  # no int8 graph bundled: not a candidate

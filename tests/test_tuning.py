@@ -124,11 +124,10 @@ def _int8_here(folder: Path) -> float:
 def test_a_damaged_int8_graph_is_refused_on_this_cpu_saying_why(int8_copy, cache):
     pytest.importorskip("openvino")
     pytest.importorskip("onnx")
-    bundled_copy = int8_copy
-    intact = _int8_here(bundled_copy)
-    _damage_int8(bundled_copy)
+    intact = _int8_here(int8_copy)
+    _damage_int8(int8_copy)
     with pytest.raises(BackendUnavailableError, match=r"int8 on this CPU: (-?\d+\.\d) dB.*refused") as refused:
-        Binauralizer.load(bundled_copy, backend="openvino", precision="int8")
+        Binauralizer.load(int8_copy, backend="openvino", precision="int8")
     figure = float(re.search(r"int8 on this CPU: (-?\d+\.\d) dB", str(refused.value)).group(1))
     # scrambled weights: below the floor, whatever the export's metadata still claims
     assert figure < MIN_OFFERED_SNR_DB, (figure, intact)
@@ -137,7 +136,7 @@ def test_a_damaged_int8_graph_is_refused_on_this_cpu_saying_why(int8_copy, cache
     # else int8 itself is unsound here: without an int8 dot-product unit (AVX2 only) the intact graph measured
     # 16.2 dB (ONEDNN_MAX_CPU_ISA=AVX2 on Zen 4) and is refused too, by the same check
     # tuned auto measures it too, finds it fails the gate, and runs something that passes
-    engine = Binauralizer.load(bundled_copy)
+    engine = Binauralizer.load(int8_copy)
     assert "int8" not in engine.backend.name
     assert "OpenVINO int8" in engine.reason and "fails the accuracy gate" in engine.reason
 
@@ -173,15 +172,14 @@ def test_int8_is_judged_by_what_it_computes_on_this_cpu_not_by_the_export_figure
     # An int8 graph measured >= 35 dB at export on a CPU with VNNI; CPUs without an int8 dot-product unit run
     # another kernel (AVX2's saturating u8 x s8 multiply-add) and may land below the floor.
     pytest.importorskip("openvino")
-    bundled_copy = int8_copy
-    here = _int8_here(bundled_copy)
-    assert read_onnx_info(bundled_copy / "model.int8.onnx").measured_snr_db["int8"] >= 35
+    here = _int8_here(int8_copy)
+    assert read_onnx_info(int8_copy / "model.int8.onnx").measured_snr_db["int8"] >= 35
     if here >= 30:
-        engine = Binauralizer.load(bundled_copy, backend="openvino", precision="int8")
+        engine = Binauralizer.load(int8_copy, backend="openvino", precision="int8")
         assert engine.backend.name == "openvino-cpu-int8" and f"{here:.1f} dB" in engine.reason
     else:
         with pytest.raises(BackendUnavailableError, match=f"int8 on this CPU: {here:.1f} dB"):
-            Binauralizer.load(bundled_copy, backend="openvino", precision="int8")
+            Binauralizer.load(int8_copy, backend="openvino", precision="int8")
 
 
 def test_tuning_candidates_follow_the_cpu_override_on_both_sides(bundled_copy, monkeypatch):

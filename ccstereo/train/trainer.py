@@ -173,6 +173,10 @@ def _resume(opts: TrainOptions, model: CCStereo, optimizer, heads: torch.nn.Modu
     return int(state["step"]), float(state["best_stft"])
 
 
+# what a model may change from its --init: the visual encoder and the pictures it is fed
+VISUAL_FIELDS = ("visual_trunk", "resnet_width", "aspp_hidden", "lite0_blocks", *PICTURE_FIELDS)
+
+
 def _warm_start(opts: TrainOptions, model: CCStereo) -> None:
     """Load the --init weights into a fresh run (a resumed run keeps its own)."""
     assert opts.init is not None
@@ -196,10 +200,6 @@ def _warm_start(opts: TrainOptions, model: CCStereo) -> None:
     if unexpected or any(not k.startswith("visual.") for k in missing):
         raise ValueError(f"{opts.init}: its audio network does not fit ({(unexpected + missing)[:3]})")
     _pretrained_trunk(model)
-
-
-# what a model may change from its --init: the visual encoder and the pictures it is fed
-VISUAL_FIELDS = ("visual_trunk", "resnet_width", "aspp_hidden", "lite0_blocks", *PICTURE_FIELDS)
 
 
 def _pretrained_trunk(model: CCStereo) -> None:

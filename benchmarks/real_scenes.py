@@ -282,7 +282,8 @@ def _extra_sets(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
 def _flip_averaged(r: dict) -> str:
     """The flip-averaged output's figures: what left/right symmetry by construction would give."""
     d, corr = r["flip_averaged"]["direction"], r["flip_averaged"]["ild_correlation"]
-    return f"flip-averaged (2x compute): {d['all']:.0%} (L {d['left']:.0%} / R {d['right']:.0%}), ILD corr {corr:.2f}"
+    sides = f"{_f(d['all'])} (L {_f(d['left'])} / R {_f(d['right'])})"
+    return f"flip-averaged (2x compute): {sides}, ILD corr {_f(corr, '.2f')}"
 
 
 def _print_set(results: dict, key: str, title: str) -> None:
@@ -297,10 +298,16 @@ def _print_set(results: dict, key: str, title: str) -> None:
         if f is not None and f["direction"]["all"] is not None:
             alone = f"{f['direction']['all']:.0%} ({f['segments']}), ILD corr {f['ild_correlation'] or 0:.2f}"
         print(
-            f"| {model} | {d['all']:.0%} / {d['left']:.0%} / {d['right']:.0%} | {c['ild_correlation']:.2f} | "
-            f"{c['clips_beating_mono']:.0%} | {alone} |"
+            f"| {model} | {_f(d['all'])} / {_f(d['left'])} / {_f(d['right'])} | {_f(c['ild_correlation'], '.2f')} | "
+            f"{_f(c['clips_beating_mono'])} | {alone} |"
         )
         print(f"worst scenes of {model}: {', '.join(c['worst_clips'])}; {_flip_averaged(c)}")
+
+
+def _f(value: float | None, spec: str = ".0%") -> str:
+    """A figure for the tables, or "-" where a set had nothing to measure it on (a small set: no centred clip, no
+    segment on one side)."""
+    return "-" if value is None else format(value, spec)
 
 
 def main() -> int:
@@ -355,6 +362,10 @@ def main() -> int:
         for key, (folder, _) in extra.items():
             more = json.loads((folder / "metadata.json").read_text())
             results[model][key] = _score_model(engine, folder, sorted(more["clips"]), more, options)
+    if args.json:
+        write_text(
+            args.json, json.dumps({"head": args.head, "seed": args.seed, "clips": len(ids), **results}, indent=1)
+        )
     header = (
         "| model | direction (all / left / right) | ILD corr | STFT model / mono | clips nearer than mono "
         "| centred |ILD| dB | mirror corr |"
@@ -364,10 +375,10 @@ def main() -> int:
     for model, r in results.items():
         d = r["direction_accuracy"]
         print(
-            f"| {model} | {d['all']:.0%} / {d['left']:.0%} / {d['right']:.0%} | {r['ild_correlation']:.2f} | "
-            f"{r['stft_model']:.3f} / {r['stft_mono']:.3f} | {r['clips_beating_mono']:.0%} | "
-            f"{r['centred_mean_abs_ild_db']:.2f} "
-            f"({r['centred_clips']} clips) | {r['mirror_correlation']:.2f} |"
+            f"| {model} | {_f(d['all'])} / {_f(d['left'])} / {_f(d['right'])} | {_f(r['ild_correlation'], '.2f')} | "
+            f"{r['stft_model']:.3f} / {r['stft_mono']:.3f} | {_f(r['clips_beating_mono'])} | "
+            f"{_f(r['centred_mean_abs_ild_db'], '.2f')} "
+            f"({r['centred_clips']} clips) | {_f(r['mirror_correlation'], '.2f')} |"
         )
     print(f"segments decided: {next(iter(results.values()))['segments']}; wall {time.perf_counter() - started:.0f} s")
     _print_breakdown(results)
@@ -379,10 +390,6 @@ def main() -> int:
             print(f"{model}: {parts}, stft model / mono {model_stft:.3f} / {mono_stft:.3f}")
     for key, (_, title) in extra.items():
         _print_set(results, key, title)
-    if args.json:
-        write_text(
-            args.json, json.dumps({"head": args.head, "seed": args.seed, "clips": len(ids), **results}, indent=1)
-        )
     return 0
 
 

@@ -223,6 +223,32 @@ def test_a_mirrored_segment_flips_the_picture_and_swaps_the_ears():
     assert (plain.frames[:, :, :100, 0].mean(axis=(1, 2)) > 128).all()
 
 
+def test_strong_jitter_changes_both_frames_alike_and_reaches_what_mild_never_does():
+    from ccstereo.train.data import Clip, SegmentSampler
+
+    ys, xs = np.mgrid[: CFG.resize_height, : CFG.resize_width]
+    picture = np.stack([64 + xs * 128 // CFG.resize_width, 96 + ys * 64 // CFG.resize_height, 0 * xs + 150], -1)
+    frames = np.repeat(picture[None].astype(np.uint8), 30, axis=0)  # a still picture: both frames of a pair equal
+    sound = np.random.default_rng(1).standard_normal((2, 3 * CFG.sample_rate_hz)).astype(np.float32)
+    clip = Clip("x", sound, frames, None)
+    base = picture.mean()
+    for strong in (False, True):
+        batch = SegmentSampler([clip], CFG, seed=7, strong_jitter=strong).batch(200)
+        assert batch.frames.dtype == np.uint8
+        assert np.array_equal(batch.frames, batch.prev_frames)  # one change per pair, never per frame
+        level = batch.frames.reshape(200, -1).mean(axis=1) / base
+        grey = (batch.frames[..., 0] == batch.frames[..., 2]).all(axis=(1, 2))
+        contrast = batch.frames[..., 1].std(axis=(1, 2)) / picture[..., 1].std()
+        if strong:
+            assert level.min() < 0.65 and level.max() > 1.3
+            assert 5 <= grey.sum() <= 40  # about one pair in ten
+            assert contrast.min() < 0.7 and contrast.max() > 1.3
+        else:
+            assert level.min() > 0.6 and level.max() < 1.45
+            assert not grey.any()
+            assert contrast.min() > 0.6 and contrast.max() < 1.45
+
+
 def test_objectness_map_is_the_share_of_each_cell_the_boxes_cover():
     from ccstereo.train.data import objectness_map
 

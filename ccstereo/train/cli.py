@@ -29,6 +29,12 @@ def main(
     mirror: Annotated[
         bool, typer.Option("--mirror/--no-mirror", help="half the segments mirrored: picture flipped, ears swapped")
     ] = _OPTS.mirror,
+    strong_jitter: Annotated[
+        bool,
+        typer.Option(
+            "--strong-jitter/--mild-jitter", help="pictures: brightness x0.5-1.5, contrast x0.6-1.4, colour, some grey"
+        ),
+    ] = _OPTS.strong_jitter,
     objectness_weight: Annotated[
         float, typer.Option(help="auxiliary objectness loss weight (data with object boxes: real scenes)")
     ] = _OPTS.objectness_weight,
@@ -95,6 +101,7 @@ def main(
         lr_audio,
         scl_weight,
         mirror=mirror,
+        strong_jitter=strong_jitter,
         objectness_weight=objectness_weight,
         distill_weight=distill_weight,
         ild_weight=ild_weight,

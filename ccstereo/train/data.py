@@ -162,18 +162,31 @@ class SegmentSampler:
     Clips with object boxes (ccs-synth real scenes) also give the objectness target of each crop.
     """
 
-    def __init__(self, clips: list[Clip], config: ModelConfig, seed: int, mirror: bool = False) -> None:
+    def __init__(
+        self, clips: list[Clip], config: ModelConfig, seed: int, mirror: bool = False, strong_jitter: bool = False
+    ) -> None:
         usable = [c for c in clips if c.audio.shape[1] > config.window_samples]
         if not usable:
             raise DatasetError(f"no clip is longer than one window ({config.window_samples} samples)")
-        self.clips, self.config, self.mirror = usable, config, mirror
+        self.clips, self.config, self.mirror, self.strong = usable, config, mirror, strong_jitter
         self.rng = np.random.default_rng(seed)
         self.with_boxes = all(c.boxes is not None for c in usable)
 
     def _jitter(self, images: np.ndarray) -> np.ndarray:
-        brightness = self.rng.uniform(0.75, 1.25)
-        colour = self.rng.uniform(0.9, 1.1, size=3)
-        return np.clip(images.astype(np.float32) * (brightness * colour), 0, 255).astype(np.uint8)
+        """The same photometric change for every image given (a frame pair). Mild: brightness x0.75-1.25 and
+        each colour x0.9-1.1. Strong (``strong_jitter``): brightness x0.5-1.5, contrast x0.6-1.4 about the
+        pair's mean grey, each colour x0.85-1.15, and one pair in ten grey (then no colour change): footage
+        unlike the training backgrounds differs in these ways (night, haze, a camera's colour)."""
+        if not self.strong:
+            brightness = self.rng.uniform(0.75, 1.25)
+            colour = self.rng.uniform(0.9, 1.1, size=3)
+            return np.clip(images.astype(np.float32) * (brightness * colour), 0, 255).astype(np.uint8)
+        x, colour = images.astype(np.float32), self.rng.uniform(0.85, 1.15, size=3)
+        if self.rng.random() < 0.1:
+            x, colour = np.repeat(x @ np.float32([[0.299], [0.587], [0.114]]), 3, axis=-1), np.ones(3)
+        grey = float(x.mean())
+        x = grey + self.rng.uniform(0.6, 1.4) * (x - grey)
+        return np.clip(x * (self.rng.uniform(0.5, 1.5) * colour), 0, 255).astype(np.uint8)
 
     def batch(self, size: int) -> TrainBatch:
         cfg = self.config

@@ -23,6 +23,7 @@ class TrainOptions:
     amp_weight: float = 0.005  # weight of the magnitude loss in the official trainer
     phase_weight: float = 1.0
     mirror: bool = False  # half the segments flipped left-right with the ears swapped (--mirror)
+    strong_jitter: bool = False  # wider brightness, contrast and colour changes of the pictures, some grey
     objectness_weight: float = 0.5  # auxiliary objectness loss, on data with object boxes (real scenes)
     distill_weight: float = 0.0  # feature distillation from an ImageNet EfficientNet-Lite0 (training only)
     ild_weight: float = 0.0  # interaural level difference in dB per window, broadband and per band (losses.ild_loss)

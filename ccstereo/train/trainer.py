@@ -247,7 +247,7 @@ def train(opts: TrainOptions, log=print) -> dict:
         _warm_start(opts, model)
     elif step == 0:
         _pretrained_trunk(model)
-    sampler = SegmentSampler(train_clips, cfg, opts.seed + step, mirror=opts.mirror)
+    sampler = SegmentSampler(train_clips, cfg, opts.seed + step, mirror=opts.mirror, strong_jitter=opts.strong_jitter)
     gen = torch.Generator().manual_seed(opts.seed + step)
     log_path = opts.out / "train_log.csv"
     new_log = not log_path.exists() or step == 0

@@ -398,6 +398,6 @@ def test_a_video_the_browser_cannot_play_still_gives_sound_switch_and_plots(brow
     page.keyboard.press("Space")
     _until(page, "ccsView.clock().currentTime >= 1.0")
     page.keyboard.press("a")
-    page.wait_for_timeout(300)
-    drift = page.evaluate("ccsView.audios.original.currentTime - ccsView.clock().currentTime")
-    assert abs(drift) <= 0.05 and page.evaluate("ccsView.active()") == "original"
+    assert page.evaluate("ccsView.active()") == "original"
+    # the heard track joins the clock within 50 ms inside 2 s (as above: a loaded host needs a moment for the seek)
+    _until(page, "Math.abs(ccsView.audios.original.currentTime - ccsView.clock().currentTime) <= 0.05", timeout_s=2.0)

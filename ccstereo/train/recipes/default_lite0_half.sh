@@ -17,8 +17,11 @@
 # Needs: pip install -e ".[export,train,cpu]", apt-get (real assets, as default_real_scenes.sh).
 set -euo pipefail
 run=${1:?usage: default_lite0_half.sh RUN_FOLDER}
-jitter=${JITTER:-strong}
-case "$jitter" in strong | mild) ;; *) echo "JITTER must be strong or mild, not $jitter" >&2; exit 2 ;; esac
+case "${JITTER:-strong}" in
+  strong) jitter=--strong-jitter ;;  # step 5
+  mild) jitter=--mild-jitter ;;      # step 4
+  *) echo "JITTER must be strong or mild, not $JITTER" >&2; exit 2 ;;
+esac
 mkdir -p "$run"
 # 1. default_lite0.sh's scenes (the same seeds, the same scenes), made by it.
 DATA_ONLY=1 bash "$(dirname "$0")/default_lite0.sh" "$run"
@@ -30,7 +33,7 @@ fi
 ccs-train "$run/mix" --train-split "$run/mix/splits/split1/train.txt" --val-split "$run/mix/splits/split1/val.txt" \
   -o "$run/train" --steps 2000 --batch-size 16 --visual-trunk efficientnet_lite0 --lite0-blocks 11 \
   --picture-scale 0.5 --resnet-width 32 --aspp-hidden 128 --init "$run/init.onnx" --frozen-bn --freeze-trunk \
-  --lr-visual 1e-3 --lr-audio 2e-4 --mirror "--$jitter-jitter" --objectness-weight 0.5 --ild-weight 0.1 --bf16 \
+  --lr-visual 1e-3 --lr-audio 2e-4 --mirror "$jitter" --objectness-weight 0.5 --ild-weight 0.1 --bf16 \
   --val-every 500 --val-clips 4 --seed 0
 # 3. The export, without int8: this trunk's int8 graph measured 13.9 dB against fp32 at full size (default_lite0_cut.sh),
 #    far under ccs-export's floor; fp32 and bf16 are offered.

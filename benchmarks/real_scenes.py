@@ -246,7 +246,7 @@ def _print_breakdown(results: dict) -> None:
         for model in results:
             f = results[model]["by_kind"][kind]
             d = f["direction"]
-            text = "-" if d["all"] is None else f"{d['all']:.0%}"
+            text = _f(d["all"])
             if d["left"] is not None and d["right"] is not None:
                 text += f" (L {d['left']:.0%} / R {d['right']:.0%})"
             if f["ild_correlation"] is not None:

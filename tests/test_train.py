@@ -198,3 +198,36 @@ def test_frames_kept_encoded_give_the_decoded_frames_batch_for_batch(tiny_datase
         x, y = one.batch(8), two.batch(8)
         assert np.array_equal(x.frames, y.frames) and np.array_equal(x.prev_frames, y.prev_frames)
         assert np.array_equal(x.binaural, y.binaural) and np.array_equal(x.mirrored, y.mirrored)
+
+
+def test_keep_every_keeps_the_weights_of_those_steps_alone(tiny_dataset, tmp_path):
+    from safetensors import safe_open
+
+    from ccstereo.config import ModelConfig
+    from ccstereo.train.trainer import TrainOptions, train
+
+    out = tmp_path / "k"
+    opts = TrainOptions(
+        data=tiny_dataset,
+        train_split=tiny_dataset / "splits/split1/train.txt",
+        out=out,
+        steps=5,
+        batch_size=2,
+        val_every=1000,
+        keep_every=2,
+        config=ModelConfig(resnet_width=16, aspp_hidden=32),
+    )
+    train(opts, log=lambda _m: None)
+    kept = sorted(p.name for p in (out / "steps").iterdir())
+    assert kept == ["step_000002.safetensors", "step_000004.safetensors"]
+
+    def read(path):
+        with safe_open(str(path), "pt") as fh:
+            return fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not iterable)
+
+    (meta2, w2), (meta4, w4) = (read(out / "steps" / n) for n in kept)
+    _, last = read(out / "last.safetensors")
+    assert '"step": "2"' in meta2["extra"] and '"step": "4"' in meta4["extra"]
+    changed = [k for k in w4 if w4[k].is_floating_point() and not torch.equal(w4[k], w2[k])]
+    assert changed, "the two kept steps hold the same weights"
+    assert any(not torch.equal(w4[k], last[k]) for k in changed), "step 4's file holds the last step's weights"

@@ -68,6 +68,9 @@ def main(
     ] = 1.0,
     val_every: Annotated[int, typer.Option()] = _OPTS.val_every,
     val_clips: Annotated[int, typer.Option()] = _OPTS.val_clips,
+    keep_every: Annotated[
+        int, typer.Option(help="also keep the weights every N steps: OUT/steps/step_NNNNNN.safetensors (0: never)")
+    ] = _OPTS.keep_every,
     seed: Annotated[int, typer.Option()] = _OPTS.seed,
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = _OPTS.resume,
     threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
@@ -112,6 +115,7 @@ def main(
         seed=seed,
         val_every=val_every,
         val_clips=val_clips,
+        keep_every=keep_every,
         resume=resume,
         config=config,
     )

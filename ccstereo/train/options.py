@@ -34,6 +34,7 @@ class TrainOptions:
     seed: int = 0
     val_every: int = 500
     val_clips: int = 8
+    keep_every: int = 0  # also keep the weights every this many steps as OUT/steps/step_NNNNNN.safetensors (0: never)
     log_every: int = 10
     resume: bool = True
     config: ModelConfig = field(default_factory=ModelConfig)

@@ -299,6 +299,9 @@ def train(opts: TrainOptions, log=print) -> dict:
                         best = scores["stft"]
                         save_checkpoint(model, opts.out / "best.safetensors", extra={"step": str(step)})
                 _save(opts, model, optimizer, heads, step, best)
+            if opts.keep_every and step % opts.keep_every == 0:
+                (opts.out / "steps").mkdir(exist_ok=True)
+                save_checkpoint(model, opts.out / "steps" / f"step_{step:06d}.safetensors", extra={"step": str(step)})
     summary = {"steps": step, "best_val_stft": best, "history": history[-5:]}
     (opts.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -231,3 +231,41 @@ def test_keep_every_keeps_the_weights_of_those_steps_alone(tiny_dataset, tmp_pat
     changed = [k for k in w4 if w4[k].is_floating_point() and not torch.equal(w4[k], w2[k])]
     assert changed, "the two kept steps hold the same weights"
     assert any(not torch.equal(w4[k], last[k]) for k in changed), "step 4's file holds the last step's weights"
+
+
+def _saved(path, seed, **config):
+    from ccstereo.config import ModelConfig
+
+    torch.manual_seed(seed)
+    model = ccstereo.CCStereo(ModelConfig(resnet_width=16, aspp_hidden=32, **config)).eval()
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.normal_()
+    return ccstereo.save_checkpoint(model, path), model.state_dict()
+
+
+def test_averaged_checkpoint_holds_the_mean_of_each_weight(tmp_path):
+    from ccstereo.train.average import main
+
+    (a, wa), (b, wb), (c, wc) = (_saved(tmp_path / f"{n}.safetensors", s) for n, s in (("a", 1), ("b", 2), ("c", 3)))
+    out = tmp_path / "soup.safetensors"
+    assert main([str(out), str(a), str(b), str(c)]) == 0
+    soup = ccstereo.load_checkpoint(out).state_dict()
+    floats = [k for k in wa if wa[k].is_floating_point()]
+    assert floats and all(torch.allclose(soup[k], (wa[k] + wb[k] + wc[k]) / 3, atol=1e-6) for k in floats)
+    assert not torch.equal(soup[floats[0]], wa[floats[0]])
+
+
+def test_averaging_refuses_other_configs_and_its_own_input(tmp_path, capsys):
+    from ccstereo.train.average import main
+
+    (a, _), (b, _) = _saved(tmp_path / "a.safetensors", 1), _saved(tmp_path / "b.safetensors", 2)
+    (other, _) = _saved(tmp_path / "wide.safetensors", 3, aspp_dilations=(2, 4, 6))
+    assert main([str(tmp_path / "x.safetensors"), str(a), str(other)]) == 1
+    line = capsys.readouterr().err.strip()
+    assert "wide.safetensors" in line and "configuration" in line and "\n" not in line
+    assert not (tmp_path / "x.safetensors").exists()
+    before = b.read_bytes()
+    assert main([str(b), str(a), str(b)]) == 1
+    assert "overwrite" in capsys.readouterr().err and b.read_bytes() == before

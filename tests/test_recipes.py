@@ -42,3 +42,17 @@ def test_every_option_a_recipe_gives_exists(recipe):
     for name, options in calls:
         unknown = sorted(set(options) - _options_of(COMMANDS[name]))
         assert not unknown, f"{recipe.name}: {name} has no {unknown}"
+
+
+PARTS = sorted((Path(__file__).resolve().parents[1] / "ccstereo/train/recipes").glob("*.bash"))
+
+
+@pytest.mark.parametrize("part", PARTS, ids=[p.name for p in PARTS])
+def test_every_option_a_sourced_recipe_part_gives_exists(part):
+    calls = _calls(part.read_text())
+    assert calls, f"{part.name} calls no project command"
+    for name, options in calls:
+        unknown = sorted(set(options) - _options_of(COMMANDS[name]))
+        assert not unknown, f"{part.name}: {name} has no {unknown}"
+    users = [r.name for r in RECIPES if part.name in r.read_text()]
+    assert users, f"no recipe sources {part.name}"

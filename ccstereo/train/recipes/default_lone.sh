@@ -16,13 +16,8 @@ step=$(printf '%06d' "${STEP:-1000}")
 mkdir -p "$run"
 # 1. default_lite0.sh's scenes (the same seeds, the same scenes), made by it, and 300 lone-object scenes.
 DATA_ONLY=1 bash "$(dirname "$0")/default_lite0.sh" "$run"
-lone() {  # lone(folder, seed): once
-  [ -f "$1/metadata.json" ] || ccs-synth "$1" --kind real-train --clips 150 --seconds 8 --seed "$2" \
-    --hrtf kemar,fabian --quiet --no-mp4 --centred-share 0 --card-share 0.5 --footage-share 0.7 --max-silent 0
-}
-lone "$run/lone_a" 2200 & first=$!
-lone "$run/lone_b" 2201 & second=$!
-wait "$first" && wait "$second"
+. "$(dirname "$0")/lone_scenes.bash"
+lone_scenes "$run" lone_a:2200 lone_b:2201
 [ -f "$run/mix_lone/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix_lone" "$run/data_a" "$run/data_b" \
   "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty" "$run/cards_a" "$run/cards_b" "$run/cards_c" \
   "$run/lone_a" "$run/lone_b"

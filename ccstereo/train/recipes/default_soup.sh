@@ -14,16 +14,8 @@ mkdir -p "$run"
 # 1. Run A, with its data (step 6's recipe; it also exports step 6 to RUN/model_lone).
 bash "$(dirname "$0")/default_lone.sh" "$run"
 # 2. 600 more lone-object scenes, made as default_lone.sh makes its 300.
-lone() {  # lone(folder, seed): once
-  [ -f "$1/metadata.json" ] || ccs-synth "$1" --kind real-train --clips 150 --seconds 8 --seed "$2" \
-    --hrtf kemar,fabian --quiet --no-mp4 --centred-share 0 --card-share 0.5 --footage-share 0.7 --max-silent 0
-}
-lone "$run/lone_c" 2202 & first=$!
-lone "$run/lone_d" 2203 & second=$!
-wait "$first" && wait "$second"
-lone "$run/lone_e" 2204 & first=$!
-lone "$run/lone_f" 2205 & second=$!
-wait "$first" && wait "$second"
+. "$(dirname "$0")/lone_scenes.bash"
+lone_scenes "$run" lone_c:2202 lone_d:2203 lone_e:2204 lone_f:2205
 [ -f "$run/mix_more/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix_more" "$run/data_a" "$run/data_b" \
   "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty" "$run/cards_a" "$run/cards_b" "$run/cards_c" \
   "$run/lone_a" "$run/lone_b" "$run/lone_c" "$run/lone_d" "$run/lone_e" "$run/lone_f"

@@ -35,13 +35,17 @@ def _calls(text: str) -> list[tuple[str, list[str]]]:
     return calls
 
 
+def _assert_known_options(file: str, calls: list[tuple[str, list[str]]]) -> None:
+    for name, options in calls:
+        unknown = sorted(set(options) - _options_of(COMMANDS[name]))
+        assert not unknown, f"{file}: {name} has no {unknown}"
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.name for r in RECIPES])
 def test_every_option_a_recipe_gives_exists(recipe):
     calls = _calls(recipe.read_text())
     assert {name for name, _ in calls} >= {"ccs-train", "ccs-export"}, calls
-    for name, options in calls:
-        unknown = sorted(set(options) - _options_of(COMMANDS[name]))
-        assert not unknown, f"{recipe.name}: {name} has no {unknown}"
+    _assert_known_options(recipe.name, calls)
 
 
 PARTS = sorted((Path(__file__).resolve().parents[1] / "ccstereo/train/recipes").glob("*.bash"))
@@ -51,8 +55,6 @@ PARTS = sorted((Path(__file__).resolve().parents[1] / "ccstereo/train/recipes").
 def test_every_option_a_sourced_recipe_part_gives_exists(part):
     calls = _calls(part.read_text())
     assert calls, f"{part.name} calls no project command"
-    for name, options in calls:
-        unknown = sorted(set(options) - _options_of(COMMANDS[name]))
-        assert not unknown, f"{part.name}: {name} has no {unknown}"
+    _assert_known_options(part.name, calls)
     users = [r.name for r in RECIPES if part.name in r.read_text()]
     assert users, f"no recipe sources {part.name}"

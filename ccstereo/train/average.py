@@ -13,8 +13,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
 from ccstereo.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
@@ -22,7 +20,7 @@ def average_checkpoints(out: Path, inputs: list[Path]) -> Path:
     """Write the mean of the checkpoints ``inputs`` (two or more, one configuration) to ``out``."""
     if len(inputs) < 2:
         raise CheckpointError("averaging needs two or more checkpoints")
-    if any(out.resolve() == p.resolve() for p in inputs if p.exists()):
+    if any(out.resolve() == p.resolve() for p in inputs):
         raise CheckpointError(f"{out}: the output would overwrite one of its own inputs")
     first = load_checkpoint(inputs[0])
     total = {k: v.detach().clone() for k, v in first.state_dict().items()}
@@ -33,9 +31,7 @@ def average_checkpoints(out: Path, inputs: list[Path]) -> Path:
         for key, value in model.state_dict().items():
             if total[key].is_floating_point():
                 total[key] += value
-    mean = {k: (v / len(inputs) if v.is_floating_point() else v) for k, v in total.items()}
-    with torch.no_grad():
-        first.load_state_dict(mean)
+    first.load_state_dict({k: (v / len(inputs) if v.is_floating_point() else v) for k, v in total.items()})
     names = ",".join(p.name for p in inputs)
     return save_checkpoint(first, out, extra={"average_of": names})
 

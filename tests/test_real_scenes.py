@@ -5,6 +5,8 @@ ear-swapped sound)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -172,6 +174,43 @@ def test_held_out_footage_is_in_no_side_and_a_scene_set_can_be_put_over_it(asset
         clips = json.loads((out / "metadata.json").read_text())["clips"].values()
         assert {c["background"] for c in clips if c["footage"]} == expected
         assert all(c["footage"] for c in clips) == bool(share) and len(clips) == 3
+
+
+def test_opencv_footage_is_a_training_clip_named_alone_and_only_its_clips_are_unpacked(assets, tmp_path):
+    """ccs-synth --footage vtest.avi / tree.avi: OpenCV's sample clips from Debian opencv-doc (sizes as the
+    package's file list gives them), for training scenes only; neither side's assets list them (scene sets made
+    without them keep their draws), and the package's trailer clips are never unpacked."""
+    import json
+
+    from ccstereo.synth.dataset import write_dataset
+    from ccstereo.synth.real_assets import AssetsUnavailableError, footage_clip
+
+    try:
+        clips = {name: footage_clip(Path(name), "train") for name in ("vtest.avi", "tree.avi")}
+    except (AssetsUnavailableError, OSError) as exc:
+        skip_or_fail(f"opencv-doc cannot be fetched here: {exc}")
+    assert clips["vtest.avi"].stat().st_size == 8131690 and clips["tree.avi"].stat().st_size == 1250680
+    assert sorted(p.name for p in clips["vtest.avi"].parent.iterdir()) == ["tree.avi", "vtest.avi"]
+    listed = {p.name for side in assets.values() for p in side.footage}
+    assert not listed & set(clips)
+    with pytest.raises(AssetsUnavailableError, match="training clip"):
+        footage_clip(Path("vtest.avi"), "eval")
+    with pytest.raises(AssetsUnavailableError, match="no such video"):
+        footage_clip(tmp_path / "vtest.avi", "train")  # a path is a path, never a clip's name
+    out = write_dataset(
+        tmp_path / "s",
+        2,
+        1.0,
+        7,
+        "kemar",
+        mp4=False,
+        log=lambda _m: None,
+        kind="real-train",
+        footage=Path("tree.avi"),
+        footage_share=1.0,
+    )
+    meta = json.loads((out / "metadata.json").read_text())
+    assert {c["background"] for c in meta["clips"].values()} == {"tree.avi"}
 
 
 def test_mosaic_scenes_are_over_patches_of_several_photographs(assets):

@@ -38,7 +38,11 @@ def main(
         float, typer.Option(help="real kinds: share of objects shown as a photo card (on its own background)")
     ] = 0.0,
     footage: Annotated[
-        Path | None, typer.Option(help="real kinds: this video as the only footage (instead of the side's clips)")
+        Path | None,
+        typer.Option(
+            help="real kinds: this video as the only footage (instead of the side's clips); vtest.avi or tree.avi "
+            "alone: OpenCV's sample clip of that name (Debian opencv-doc, fetched once; training only)"
+        ),
     ] = None,
     footage_share: Annotated[
         float, typer.Option(help="real kinds: share of scenes over footage (the rest over a photograph)")

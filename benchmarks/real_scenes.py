@@ -18,7 +18,9 @@ original's). Then the same per kind of scene (how many objects sound, how many s
 footage or a still picture behind them, moving or still, room or not, the background, and bands of the truth's
 |ILD|) and each model's five worst clips with their background: where a model fails, not only how often; and how
 often the side stays when each scene's pictures get another scene's sound (near 100 %: the picture alone decides,
-the sound does not say which object it is).
+the sound does not say which object it is); and, for scenes with one sounding object, how often the truth itself
+and the output are on the side the picture shows (rooms: a narrow-band sound's reflections can make the truth's
+louder ear the other one, which no model that follows the picture can match).
 
 More sets, each from sources training never saw: ``--centred N`` (sound straight ahead), ``--cards N`` (objects as
 photo cards), ``--unseen-footage N`` (over Kivy's city clip, footage unlike every training clip) and ``--lone N``:
@@ -40,9 +42,10 @@ import numpy as np
 
 from ccstereo.atomic import write_text
 from ccstereo.config import ModelConfig
-from ccstereo.metrics import direction_scores, peak_normalize, segment_ild_db, stft_distance
+from ccstereo.metrics import direction_scores, peak_normalize, picture_side_scores, segment_ild_db, stft_distance
 from ccstereo.runtime.binauralizer import Binauralizer, RunOptions
 from ccstereo.synth.dataset import write_dataset
+from ccstereo.synth.scene import azimuth_deg
 from ccstereo.testing.bench import MIRROR_CHOICES
 from ccstereo.train.data import load_clip
 
@@ -160,6 +163,23 @@ def _tally(by_kind: dict, kinds: list[str], d: dict, beats_mono: bool) -> None:
         )
 
 
+def _picture_side(tallies: dict, scene: dict, outputs: tuple) -> None:
+    """Scenes with one sounding object: add both orientations' ``picture_side_scores`` (the object's azimuth from
+    its box each tick; mirrored: negated) to the tallies of all such scenes, of those with or without a room, and of
+    those whose object moves (more than 1 degree over the clip) or stays still."""
+    if len(scene["boxes"][0]) != 1:
+        return
+    azimuths = np.array([float(azimuth_deg((b[0][0] + b[0][2]) / 2)) for b in scene["boxes"]])
+    moving = float(np.ptp(azimuths)) > 1.0  # degrees, over the whole clip
+    for (out, gt), sign in zip(outputs, (1.0, -1.0), strict=True):
+        scores = picture_side_scores(out, gt, sign * azimuths)
+        for group in ("all", "room" if scene["room"] else "no room", "moving" if moving else "still"):
+            tally = tallies.setdefault(group, {k: [0, 0] for k in scores})
+            for key, (agree, counted) in scores.items():
+                tally[key][0] += agree
+                tally[key][1] += counted
+
+
 def _stft_pair(out: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """STFT distance to the truth of ``out`` and of the truth's mono copy (both peak-normalised)."""
     mono = np.repeat(truth.sum(0, keepdims=True) / 2, 2, axis=0)
@@ -172,6 +192,7 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict, o
     flip_avg = _Group()  # (f(x) + ear-swapped f(mirrored x)) / 2: left/right symmetric, 2x compute
     worst: list[tuple[float, str]] = []
     centred, mirror_p, mirror_m, stft_model, stft_mono = [], [], [], [], []
+    picture_side: dict[str, dict] = {}
     for cid in ids:
         clip = load_clip(data, cid, ModelConfig())
         truth = clip.audio.astype(np.float64)
@@ -190,6 +211,7 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict, o
             continue
         both = [0, 0]  # this scene, both orientations
         mirrored = truth[::-1].copy()
+        _picture_side(picture_side, meta["clips"][cid], ((pred, truth), (flipped, mirrored)))
         for out, gt, (model, mono) in ((pred, truth, own), (flipped, mirrored, _stft_pair(flipped, mirrored))):
             d = direction_scores(out, gt)
             both = [both[0] + d["all"][0], both[1] + d["all"][1]]
@@ -215,6 +237,7 @@ def _score_model(engine: Binauralizer, data: Path, ids: list[str], meta: dict, o
         "by_kind": {k: v.figures() for k, v in sorted(by_kind.items())},
         "worst_clips": [f"{name} {share:.0%}" for share, name in sorted(worst)[:5]],
         "flip_averaged": {k: flip_avg.figures()[k] for k in ("direction", "ild_correlation")},
+        "picture_side": {g: {k: (a / n if n else None, n) for k, (a, n) in t.items()} for g, t in picture_side.items()},
     }
 
 
@@ -257,6 +280,20 @@ def _print_breakdown(results: dict) -> None:
         print(f"worst clips of {model}: {', '.join(r['worst_clips'])}")
         print(f"{model}: side kept with another scene's sound {r['side_kept_with_another_scenes_sound']:.0%}")
         print(f"{model}: {_flip_averaged(r)}")
+        print(f"{model}: {_picture_side_line(r)}")
+
+
+def _picture_side_line(r: dict) -> str:
+    """One sounding object, off centre: how often the truth, and the output, are on the side the picture shows."""
+    parts = []
+    for group in ("all", "no room", "room", "still", "moving"):
+        t = r["picture_side"].get(group)
+        if t:
+            parts.append(
+                f"{group} ({t['truth_vs_picture'][1]}): truth {_f(t['truth_vs_picture'][0])}, output "
+                f"{_f(t['output_vs_picture'][0])} (output vs truth {_f(t['output_vs_truth'][0])})"
+            )
+    return "one sounding object >= 2 deg off centre, on the picture's side: " + ("; ".join(parts) or "-")
 
 
 def _extra_sets(args: argparse.Namespace) -> dict[str, tuple[Path, str]]:
@@ -302,6 +339,7 @@ def _print_set(results: dict, key: str, title: str) -> None:
             f"{_f(c['clips_beating_mono'])} | {alone} |"
         )
         print(f"worst scenes of {model}: {', '.join(c['worst_clips'])}; {_flip_averaged(c)}")
+        print(f"{model}: {_picture_side_line(c)}")
 
 
 def _f(value: float | None, spec: str = ".0%") -> str:

@@ -75,3 +75,31 @@ def test_metrics_do_not_import_scipy_signal():
         "assert 'scipy.signal' not in sys.modules, 'scipy.signal imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_picture_side_scores_count_where_the_truth_and_the_output_follow_the_picture():
+    """Six 0.5 s segments of noise with set ear gains and a source azimuth per 0.1 s tick: only the segments with a
+    decided truth (|ILD| >= 1 dB, sound present) and a source off centre (mean >= 2 deg) count."""
+    rng = np.random.default_rng(3)
+    seg = 8000
+    #            truth ILD dB, output ILD dB, azimuth deg (+ = left)
+    plan = [
+        (6.0, 4.0, 10.0),
+        (-6.0, 3.0, 10.0),
+        (-6.0, 2.0, -10.0),
+        (6.0, 4.0, 0.5),
+        (0.5, 4.0, 10.0),
+        (None, 4.0, 9.0),
+    ]
+    truth, pred, azimuths = np.zeros((2, seg * len(plan))), np.zeros((2, seg * len(plan))), []
+    for k, (t_db, p_db, az) in enumerate(plan):
+        noise = rng.standard_normal(seg)
+        part = slice(k * seg, (k + 1) * seg)
+        if t_db is not None:
+            truth[:, part] = noise * 10 ** (t_db / 40), noise * 10 ** (-t_db / 40)
+        pred[:, part] = noise * 10 ** (p_db / 40), noise * 10 ** (-p_db / 40)
+        azimuths += [az - 1.0, az + 1.0, az, az, az]  # the mean over the segment's five ticks is az
+    scores = metrics.picture_side_scores(pred, truth, np.array(azimuths))
+    assert scores == {"truth_vs_picture": (2, 3), "output_vs_picture": (2, 3), "output_vs_truth": (1, 3)}
+    swapped = metrics.picture_side_scores(pred, truth, -np.array(azimuths))
+    assert swapped == {"truth_vs_picture": (1, 3), "output_vs_picture": (1, 3), "output_vs_truth": (1, 3)}

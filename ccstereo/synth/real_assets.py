@@ -28,6 +28,7 @@ benchmark (``benchmarks/real_scenes.py``) hears objects, pictures and sounds tha
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import os
@@ -82,12 +83,21 @@ def cache_root() -> Path:
 
 def _debian(package: str, root: Path, members: tuple[str, ...] = ()) -> Path:
     """Download and unpack one Debian package (once; only ``members``, paths inside it, when given); return the
-    folder it was unpacked into."""
-    version = DEBIAN_PACKAGES[package]
+    folder it was unpacked into. Processes that fetch the same package at once (``ccs-synth`` runs two at a time in
+    the recipes) take turns."""
     target = root / package
     if (target / ".complete").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{package}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (target / ".complete").is_file():
+            _fetch_debian(package, root, target, members)
+    return target
+
+
+def _fetch_debian(package: str, root: Path, target: Path, members: tuple[str, ...]) -> None:
+    version = DEBIAN_PACKAGES[package]
     debs = sorted(root.glob(f"{package}_*.deb"))
     if not debs:
         cmd = ["apt-get", "download", f"{package}={version}"]
@@ -105,7 +115,6 @@ def _debian(package: str, root: Path, members: tuple[str, ...] = ()) -> Path:
     else:
         subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(target)], check=True)
     (target / ".complete").write_text(version)
-    return target
 
 
 def _footage(root: Path) -> list[Path]:

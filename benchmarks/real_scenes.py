@@ -379,8 +379,11 @@ def main() -> int:
         default="auto",
         help="mirror test-time augmentation (RunOptions.mirror; auto: as each model says)",
     )
+    parser.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction, default=True, help="V-TTA five-crop (ccs-run --tta/--no-tta)"
+    )
     args = parser.parse_args()
-    started, options = time.perf_counter(), RunOptions(mirror=MIRROR_CHOICES[args.mirror])
+    started, options = time.perf_counter(), RunOptions(tta=args.tta, mirror=MIRROR_CHOICES[args.mirror])
     data = _scenes(args.work, args.clips, args.seed, args.head)
     meta = json.loads((data / "metadata.json").read_text())
     ids = sorted(meta["clips"])

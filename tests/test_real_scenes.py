@@ -183,7 +183,7 @@ def test_opencv_footage_is_a_training_clip_named_alone_and_only_its_clips_are_un
     import json
 
     from ccstereo.synth.dataset import write_dataset
-    from ccstereo.synth.real_assets import AssetsUnavailableError, footage_clip
+    from ccstereo.synth.real_assets import RESERVED, AssetsUnavailableError, footage_clip
 
     try:
         clips = {name: footage_clip(Path(name), "train") for name in ("vtest.avi", "tree.avi")}
@@ -193,6 +193,7 @@ def test_opencv_footage_is_a_training_clip_named_alone_and_only_its_clips_are_un
     assert sorted(p.name for p in clips["vtest.avi"].parent.iterdir()) == ["tree.avi", "vtest.avi"]
     listed = {p.name for side in assets.values() for p in side.footage}
     assert not listed & set(clips)
+    assert not [p for p in clips.values() if any(r in str(p).lower() for r in RESERVED)]
     with pytest.raises(AssetsUnavailableError, match="training clip"):
         footage_clip(Path("vtest.avi"), "eval")
     with pytest.raises(AssetsUnavailableError, match="no such video"):

@@ -214,14 +214,19 @@ def segment_ild_db(x: np.ndarray, sample_rate_hz: int = 16000, segment_s: float 
     return 10.0 * np.log10((energy[0] + floor) / (energy[1] + floor)), energy.sum(axis=0)
 
 
+def _decided_segments(pred: np.ndarray, truth: np.ndarray, sample_rate_hz: int, min_ild_db: float):
+    """(output ILD, truth ILD, segments that carry sound, those whose truth |ILD| >= ``min_ild_db``) per 0.5 s."""
+    ild_p, energy = segment_ild_db(pred, sample_rate_hz)
+    ild_t, _ = segment_ild_db(truth, sample_rate_hz)
+    live = energy > 1e-4 * max(float(energy.max()), 1e-20)
+    return ild_p, ild_t, live, live & (np.abs(ild_t) >= min_ild_db)
+
+
 def direction_scores(pred: np.ndarray, truth: np.ndarray, sample_rate_hz: int = 16000, min_ild_db: float = 1.0):
     """Direction measures of a binaural ``pred`` against ``truth`` ([2, N] each), on 0.5 s segments that carry
     sound: which side louder agrees where the truth's |ILD| >= ``min_ild_db`` (overall, truth-left, truth-right
     as (agreeing, counted) pairs), and both ILD series for correlation across clips."""
-    ild_p, energy = segment_ild_db(pred, sample_rate_hz)
-    ild_t, _ = segment_ild_db(truth, sample_rate_hz)
-    live = energy > 1e-4 * max(float(energy.max()), 1e-20)
-    decided = live & (np.abs(ild_t) >= min_ild_db)
+    ild_p, ild_t, live, decided = _decided_segments(pred, truth, sample_rate_hz, min_ild_db)
     agree = np.sign(ild_p) == np.sign(ild_t)
     left, right = decided & (ild_t > 0), decided & (ild_t < 0)
     return {
@@ -246,13 +251,11 @@ def picture_side_scores(
     ``min_azimuth_deg`` off centre, how often the truth's louder ear is on the side the picture shows, how often
     the output's is, and how often output and truth agree there — (agreeing, counted) each. Where the truth leaves
     the picture's side (a room's reflections on a narrow-band sound), no model that follows the picture agrees."""
-    ild_p, energy = segment_ild_db(pred, sample_rate_hz)
-    ild_t, _ = segment_ild_db(truth, sample_rate_hz)
+    ild_p, ild_t, _, decided = _decided_segments(pred, truth, sample_rate_hz, min_ild_db)
     azimuths, ticks_per_segment = np.asarray(azimuth_per_tick, np.float64), 5  # 0.5 s segments, 0.1 s ticks
     count = min(len(ild_t), len(azimuths) // ticks_per_segment)
     side = azimuths[: count * ticks_per_segment].reshape(count, ticks_per_segment).mean(axis=1)
-    live = energy[:count] > 1e-4 * max(float(energy.max()), 1e-20)
-    decided = live & (np.abs(ild_t[:count]) >= min_ild_db) & (np.abs(side) >= min_azimuth_deg)
+    decided = decided[:count] & (np.abs(side) >= min_azimuth_deg)
     t, p, s = np.sign(ild_t[:count]), np.sign(ild_p[:count]), np.sign(side)
     n = int(decided.sum())
     return {

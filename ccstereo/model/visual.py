@@ -55,6 +55,13 @@ class VisualEncoder(nn.Module):
         else:
             self.trunk = ResNet18Trunk(config.resnet_width)
         self.aspp = ASPP(self.trunk.out_channels, config.img_dim, config.aspp_hidden, config.aspp_dilations)
+        self.objectness = nn.Conv2d(config.img_dim, 1, 1) if config.objectness_gate else None
+
+    def gate(self, features: torch.Tensor) -> torch.Tensor:
+        """Return the ASPP features [B, C, h, w], each cell times its objectness (with ``objectness_gate``)."""
+        if self.objectness is None:
+            return features
+        return features * torch.sigmoid(self.objectness(features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.aspp(self.trunk(x))
+        return self.gate(self.aspp(self.trunk(x)))

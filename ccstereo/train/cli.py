@@ -62,6 +62,13 @@ def main(
     lite0_blocks: Annotated[
         int, typer.Option(help="efficientnet_lite0: blocks kept (16 all; 11 ends at stride 16, a third fewer FLOPs)")
     ] = _CONFIG.lite0_blocks,
+    objectness_gate: Annotated[
+        bool,
+        typer.Option(
+            "--objectness-gate/--no-objectness-gate",
+            help="the model weighs each visual cell by its own objectness score (trained by --objectness-weight)",
+        ),
+    ] = _CONFIG.objectness_gate,
     picture_scale: Annotated[
         float,
         typer.Option(help="crop and resize sizes times this (0.5: a 224x112 crop, for a Lite0 trunk cut at stride 16)"),
@@ -89,6 +96,7 @@ def main(
             aspp_hidden=aspp_hidden,
             visual_trunk=visual_trunk,
             lite0_blocks=lite0_blocks,
+            objectness_gate=objectness_gate,
             **picture_sizes(picture_scale),
         )
     except CCStereoError as exc:

@@ -91,7 +91,8 @@ def compute_losses(
         pixels = model.normalize_frames(frames)
         with torch.no_grad() if opts.freeze_trunk else contextlib.nullcontext():
             trunk = model.visual.trunk(pixels)
-        visual = model.visual.aspp(trunk)  # = model.visual_features(pixels), the trunk's output kept
+        features = model.visual.aspp(trunk)
+        visual = model.visual.gate(features)  # = model.visual_features(pixels), the trunk's output kept
         v, v_prev = visual[:b], visual[b:]
         distill = teacher.loss(pixels[:b], trunk[:b]) if teacher is not None else torch.zeros(())
         feats = model.audio.encode(spec)
@@ -114,7 +115,8 @@ def compute_losses(
     )
     objectness = torch.zeros(())
     if head is not None and batch.objectness is not None and opts.objectness_weight > 0:
-        logits = head(v.float()).squeeze(1)
+        own = model.visual.objectness  # a gated model is taught its own gate; otherwise the training-only head
+        logits = (own(features[:b].float()) if own is not None else head(v.float())).squeeze(1)
         objectness = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.objectness))
     ild = ild_loss(spec, pred, target) if opts.ild_weight > 0 else torch.zeros(())
     total = mse + opts.amp_weight * amp + opts.phase_weight * phs + opts.scl_weight * scl
@@ -174,7 +176,7 @@ def _resume(opts: TrainOptions, model: CCStereo, optimizer, heads: torch.nn.Modu
 
 
 # what a model may change from its --init: the visual encoder and the pictures it is fed
-VISUAL_FIELDS = ("visual_trunk", "resnet_width", "aspp_hidden", "lite0_blocks", *PICTURE_FIELDS)
+VISUAL_FIELDS = ("visual_trunk", "resnet_width", "aspp_hidden", "lite0_blocks", "objectness_gate", *PICTURE_FIELDS)
 
 
 def _warm_start(opts: TrainOptions, model: CCStereo) -> None:

@@ -286,6 +286,32 @@ def test_a_frozen_trunk_keeps_imagenet_while_its_head_and_the_audio_network_lear
     assert any(not torch.equal(free[f"visual.trunk.{n}"], v) for n, v in imagenet.state_dict().items())
 
 
+def test_a_frozen_trunks_tail_learns_and_the_rest_stays_imagenet(imagenet, tiny_dataset, tmp_path):
+    """--freeze-trunk --trunk-tail 3 (blocks 8-10 of an 11-block cut): after steps at a high trunk rate (the others
+    zero) those blocks' weights moved and every other trunk weight and every BatchNorm statistic is ImageNet's to
+    the bit; a tail without a frozen Lite0 trunk, or as long as the trunk, is refused."""
+    from ccstereo.model.efficientnet import EfficientNetLite0Trunk, load_imagenet_weights
+    from ccstereo.train.trainer import train
+
+    target = SMALL.replace(visual_trunk="efficientnet_lite0", lite0_blocks=11, **picture_sizes(0.5))
+    fields = dict(lr_visual=0.0, lr_audio=0.0, lr_trunk=1e-2, config=target, batch_size=2, trunk_tail=3)
+    run = tmp_path / "tail"
+    train(_options(tiny_dataset, run, steps=3, freeze_trunk=True, **fields), log=lambda _m: None)
+    last = ccstereo.load_checkpoint(run / "last.safetensors").state_dict()
+    imagenet = EfficientNetLite0Trunk(target.imagenet_mean, target.imagenet_std, 11, target.visual_stride)
+    load_imagenet_weights(imagenet)
+    moved = {n for n, v in imagenet.state_dict().items() if not torch.equal(last[f"visual.trunk.{n}"], v)}
+    assert moved, "the tail did not learn"
+    assert all(n.startswith(("blocks.8.", "blocks.9.", "blocks.10.")) for n in moved), sorted(moved)[:5]
+    assert not any(n.endswith(("running_mean", "running_var")) for n in moved)
+    assert {n.split(".")[1] for n in moved} == {"8", "9", "10"}
+    for refused in (dict(freeze_trunk=False), dict(freeze_trunk=True, trunk_tail=11)):
+        with pytest.raises(ValueError, match="--trunk-tail"):
+            train(_options(tiny_dataset, tmp_path / "no", steps=1, **{**fields, **refused}), log=lambda _m: None)
+    with pytest.raises(ValueError, match="--trunk-tail"):
+        train(_options(tiny_dataset, tmp_path / "no", steps=1, freeze_trunk=True, **{**fields, "config": SMALL}))
+
+
 def test_ccs_run_feeds_a_half_size_model_crops_of_its_own_size(tmp_path):
     """A model whose config names 224 x 112 crops (a Lite0 trunk cut at stride 16, ``--picture-scale 0.5``) runs
     through ccs-run: pictures resized to its 240 x 120 and cut to its crop (its graph refuses any other size), with

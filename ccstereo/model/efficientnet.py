@@ -122,6 +122,13 @@ class EfficientNetLite0Trunk(nn.Module):
         out = self.blocks(self.stem(x * self.in_scale + self.in_shift))
         return F.avg_pool2d(out, 2) if self.pool else out
 
+    def forward_tail_learning(self, x: torch.Tensor, tail: int) -> torch.Tensor:
+        """``forward`` for training with only the last ``tail`` blocks learning: the rest runs without a graph."""
+        with torch.no_grad():
+            out = self.blocks[:-tail](self.stem(x * self.in_scale + self.in_shift))
+        out = self.blocks[-tail:](out)
+        return F.avg_pool2d(out, 2) if self.pool else out
+
 
 def _their_names() -> list[tuple[str, str]]:
     """Return (our prefix, the released file's prefix) for every convolution + BatchNorm pair of the trunk."""

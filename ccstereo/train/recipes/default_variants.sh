@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Two variants of step 7's second run (run B of default_soup.sh: the same scenes, start, seed and options), each
+# measured on the validation scenes and not taken (README, "Real scenes", 2026-12-07):
+# - gate: --objectness-gate (the model weighs each visual cell by its own objectness score);
+# - tail: --trunk-tail 3 --lr-trunk 1e-4 (the frozen ImageNet trunk's last stage, blocks 8-10, learns).
+# Each exports its weights at steps 1000, 1500 and 2000 to RUN/VARIANT_STEP.
+# Resumable: run it again with the same RUN folder and it skips the data it already wrote and continues training.
+#   bash ccstereo/train/recipes/default_variants.sh RUN_FOLDER gate|tail
+# Needs: pip install -e ".[export,train,cpu]", apt-get (real assets, as default_real_scenes.sh).
+set -euo pipefail
+run=${1:?usage: default_variants.sh RUN_FOLDER gate|tail}
+variant=${2:?usage: default_variants.sh RUN_FOLDER gate|tail}
+case "$variant" in
+  gate) extra=(--objectness-gate) ;;
+  tail) extra=(--trunk-tail 3 --lr-trunk 1e-4) ;;
+  *) echo "default_variants.sh: unknown variant $variant (gate or tail)" >&2; exit 2 ;;
+esac
+mkdir -p "$run"
+# 1. Run B's scenes: default_lite0.sh's, and 900 lone-object scenes (seeds 2200-2205).
+DATA_ONLY=1 bash "$(dirname "$0")/default_lite0.sh" "$run"
+. "$(dirname "$0")/lone_scenes.bash"
+lone_scenes "$run" lone_a:2200 lone_b:2201 lone_c:2202 lone_d:2203 lone_e:2204 lone_f:2205
+[ -f "$run/mix_more/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix_more" "$run/data_a" "$run/data_b" \
+  "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty" "$run/cards_a" "$run/cards_b" "$run/cards_c" \
+  "$run/lone_a" "$run/lone_b" "$run/lone_c" "$run/lone_d" "$run/lone_e" "$run/lone_f"
+if [ ! -f "$run/init.onnx" ]; then
+  git -C "$(dirname "$0")" show 1cf403b:runtime/assets/default/model.onnx > "$run/init.onnx.part"
+  mv "$run/init.onnx.part" "$run/init.onnx"
+fi
+# 2. Run B's training line with the variant's options.
+mix="$run/mix_more"
+ccs-train "$mix" --train-split "$mix/splits/split1/train.txt" --val-split "$mix/splits/split1/val.txt" \
+  -o "$run/train_$variant" --steps 2000 --batch-size 16 --visual-trunk efficientnet_lite0 --lite0-blocks 11 \
+  --picture-scale 0.5 --resnet-width 32 --aspp-hidden 128 --init "$run/init.onnx" --frozen-bn --freeze-trunk \
+  --lr-visual 1e-3 --lr-audio 2e-4 --mirror --strong-jitter --objectness-weight 0.5 --ild-weight 0.5 --bf16 \
+  --val-every 500 --val-clips 4 --seed 0 --keep-every 250 "${extra[@]}"
+# 3. The exports that were measured.
+for step in 1000 1500 2000; do
+  out="$run/${variant}_$step"
+  [ -f "$out/model.onnx" ] || ccs-export "$run/train_$variant/steps/step_00$step.safetensors" -o "$out" \
+    --mirror-tta --int8 off
+done

@@ -269,3 +269,27 @@ def test_averaging_refuses_other_configs_and_its_own_input(tmp_path, capsys):
     before = b.read_bytes()
     assert main([str(b), str(a), str(b)]) == 1
     assert "overwrite" in capsys.readouterr().err and b.read_bytes() == before
+
+
+def test_averaging_exported_graphs_means_their_recovered_weights_and_never_mixes_kinds(tmp_path, capsys):
+    """Two fp32 graphs (``model.onnx``, BatchNorms folded): the soup holds the mean of the weights recovered from
+    each; a graph beside a checkpoint is refused (folded and unfolded weights are not the same parameters)."""
+    from ccstereo.config import ModelConfig
+    from ccstereo.model.from_onnx import model_from_onnx
+    from ccstereo.train.average import main
+    from conftest import export_fp32, with_trained_batchnorms
+
+    graphs = []
+    for name, seed in (("a", 1), ("b", 2)):
+        torch.manual_seed(seed)
+        model = with_trained_batchnorms(ccstereo.CCStereo(ModelConfig(resnet_width=16, aspp_hidden=32)))
+        path = ccstereo.save_checkpoint(model, tmp_path / f"{name}.safetensors")
+        graphs.append(export_fp32(path, tmp_path / name))
+    out = tmp_path / "soup.safetensors"
+    assert main([str(out), *map(str, graphs)]) == 0
+    soup = ccstereo.load_checkpoint(out).state_dict()
+    wa, wb = (model_from_onnx(g).state_dict() for g in graphs)
+    floats = [k for k in wa if wa[k].is_floating_point() and not torch.equal(wa[k], wb[k])]
+    assert floats and all(torch.allclose(soup[k], (wa[k] + wb[k]) / 2, atol=1e-6) for k in floats)
+    assert main([str(tmp_path / "mixed.safetensors"), str(graphs[0]), str(tmp_path / "b.safetensors")]) == 1
+    assert "not both" in capsys.readouterr().err and not (tmp_path / "mixed.safetensors").exists()

@@ -144,6 +144,8 @@ class ModelConfig:
 
         for f in dataclasses.fields(self):
             value, default = getattr(self, f.name), _default_of(f)
+            if isinstance(default, bool) and not isinstance(value, bool):
+                raise ConfigError(f"{f.name} must be true or false, got {value!r}")
             if isinstance(default, bool) or default is None:
                 continue
             if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):

@@ -25,6 +25,8 @@ def test_json_round_trip_is_equal():
         ({"hop_samples": 0}, "hop_samples"),
         ({"avad_layers": (True,)}, "avad_layers"),
         ({"window_samples": 16000}, "bottleneck"),
+        ({"objectness_gate": "yes"}, "objectness_gate must be true or false"),
+        ({"objectness_gate": 1}, "objectness_gate must be true or false"),
     ],
 )
 def test_inconsistent_configs_are_rejected_with_the_value(changes, word):

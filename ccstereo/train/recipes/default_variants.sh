@@ -3,7 +3,10 @@
 # measured on the validation scenes and not taken (README, "Real scenes", 2026-12-07):
 # - gate: --objectness-gate (the model weighs each visual cell by its own objectness score);
 # - tail: --trunk-tail 3 --lr-trunk 1e-4 (the frozen ImageNet trunk's last stage, blocks 8-10, learns).
-# Each exports its weights at steps 1000, 1500 and 2000 to RUN/VARIANT_STEP.
+# Each exports its weights at steps 1000, 1500 and 2000 to RUN/VARIANT_STEP. SEED=1 trains the same with --seed 1
+# (into RUN/train_VARIANT_s1, exports RUN/VARIANT_s1_STEP); the two tail runs' step 1500 averaged, as measured:
+#   python -m ccstereo.train.average RUN/tail_soup.safetensors RUN/train_tail/steps/step_001500.safetensors \
+#     RUN/train_tail_s1/steps/step_001500.safetensors
 # Resumable: run it again with the same RUN folder and it skips the data it already wrote and continues training.
 #   bash ccstereo/train/recipes/default_variants.sh RUN_FOLDER gate|tail
 # Needs: pip install -e ".[export,train,cpu]", apt-get (real assets, as default_real_scenes.sh).
@@ -15,6 +18,9 @@ case "$variant" in
   tail) extra=(--trunk-tail 3 --lr-trunk 1e-4) ;;
   *) echo "default_variants.sh: unknown variant $variant (gate or tail)" >&2; exit 2 ;;
 esac
+seed=${SEED:-0}
+name=$variant
+[ "$seed" = 0 ] || name=${variant}_s$seed
 mkdir -p "$run"
 # 1. Run B's scenes: default_lite0.sh's, and 900 lone-object scenes (seeds 2200-2205).
 DATA_ONLY=1 bash "$(dirname "$0")/default_lite0.sh" "$run"
@@ -30,13 +36,13 @@ fi
 # 2. Run B's training line with the variant's options.
 mix="$run/mix_more"
 ccs-train "$mix" --train-split "$mix/splits/split1/train.txt" --val-split "$mix/splits/split1/val.txt" \
-  -o "$run/train_$variant" --steps 2000 --batch-size 16 --visual-trunk efficientnet_lite0 --lite0-blocks 11 \
+  -o "$run/train_$name" --steps 2000 --batch-size 16 --visual-trunk efficientnet_lite0 --lite0-blocks 11 \
   --picture-scale 0.5 --resnet-width 32 --aspp-hidden 128 --init "$run/init.onnx" --frozen-bn --freeze-trunk \
   --lr-visual 1e-3 --lr-audio 2e-4 --mirror --strong-jitter --objectness-weight 0.5 --ild-weight 0.5 --bf16 \
-  --val-every 500 --val-clips 4 --seed 0 --keep-every 250 "${extra[@]}"
+  --val-every 500 --val-clips 4 --seed "$seed" --keep-every 250 "${extra[@]}"
 # 3. The exports that were measured.
 for step in 1000 1500 2000; do
-  out="$run/${variant}_$step"
-  [ -f "$out/model.onnx" ] || ccs-export "$run/train_$variant/steps/step_00$step.safetensors" -o "$out" \
+  out="$run/${name}_$step"
+  [ -f "$out/model.onnx" ] || ccs-export "$run/train_$name/steps/step_00$step.safetensors" -o "$out" \
     --mirror-tta --int8 off
 done

@@ -30,9 +30,17 @@ def _calls(text: str) -> list[tuple[str, list[str]]]:
         code = line.split("#", 1)[0]
         for name in COMMANDS:
             for match in re.finditer(rf"(?<![\w-]){name}\s+([^;&|]*)", code):
-                words = shlex.split(match.group(1).replace('"', ""), posix=True)
+                text = match.group(1)
+                for array in re.findall(r"\$\{(\w+)\[@\]\}", text):  # "${extra[@]}": each array of that name
+                    text += " " + " ".join(_assigned(joined, array))
+                words = shlex.split(text.replace('"', ""), posix=True)
                 calls.append((name, [w.split("=", 1)[0] for w in words if w.startswith("--")]))
     return calls
+
+
+def _assigned(text: str, array: str) -> list[str]:
+    """The words of every ``array=(...)`` assignment of that name (a case statement may give one per branch)."""
+    return [m.group(1) for m in re.finditer(rf"(?<!\w){array}=\(([^)]*)\)", text)]
 
 
 def _assert_known_options(file: str, calls: list[tuple[str, list[str]]]) -> None:

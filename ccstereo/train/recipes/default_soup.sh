@@ -13,12 +13,9 @@ run=${1:?usage: default_soup.sh RUN_FOLDER}
 mkdir -p "$run"
 # 1. Run A, with its data (step 6's recipe; it also exports step 6 to RUN/model_lone).
 bash "$(dirname "$0")/default_lone.sh" "$run"
-# 2. 600 more lone-object scenes, made as default_lone.sh makes its 300.
+# 2. 600 more lone-object scenes (seeds 2202-2205, made as default_lone.sh makes its 300) and RUN/mix_more.
 . "$(dirname "$0")/lone_scenes.bash"
-lone_scenes "$run" lone_c:2202 lone_d:2203 lone_e:2204 lone_f:2205
-[ -f "$run/mix_more/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix_more" "$run/data_a" "$run/data_b" \
-  "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty" "$run/cards_a" "$run/cards_b" "$run/cards_c" \
-  "$run/lone_a" "$run/lone_b" "$run/lone_c" "$run/lone_d" "$run/lone_e" "$run/lone_f"
+run_b_scenes "$run"
 # 3. Run B: run A's training line on the larger mix.
 mix="$run/mix_more"
 ccs-train "$mix" --train-split "$mix/splits/split1/train.txt" --val-split "$mix/splits/split1/val.txt" \

@@ -25,10 +25,7 @@ mkdir -p "$run"
 # 1. Run B's scenes: default_lite0.sh's, and 900 lone-object scenes (seeds 2200-2205).
 DATA_ONLY=1 bash "$(dirname "$0")/default_lite0.sh" "$run"
 . "$(dirname "$0")/lone_scenes.bash"
-lone_scenes "$run" lone_a:2200 lone_b:2201 lone_c:2202 lone_d:2203 lone_e:2204 lone_f:2205
-[ -f "$run/mix_more/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix_more" "$run/data_a" "$run/data_b" \
-  "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty" "$run/cards_a" "$run/cards_b" "$run/cards_c" \
-  "$run/lone_a" "$run/lone_b" "$run/lone_c" "$run/lone_d" "$run/lone_e" "$run/lone_f"
+run_b_scenes "$run"
 if [ ! -f "$run/init.onnx" ]; then
   git -C "$(dirname "$0")" show 1cf403b:runtime/assets/default/model.onnx > "$run/init.onnx.part"
   mv "$run/init.onnx.part" "$run/init.onnx"

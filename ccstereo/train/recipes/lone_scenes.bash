@@ -1,4 +1,4 @@
-# Sourced by default_lone.sh and default_soup.sh (not a recipe of its own).
+# Sourced by default_lone.sh, default_soup.sh and default_variants.sh (not a recipe of its own).
 # lone_scenes RUN NAME:SEED [NAME:SEED ...]: 150 lone-object scenes (every pasted object sounds, nothing else is
 # pasted; half photo cards, 70 % over the training footage) into RUN/NAME for each seed, two at a time, each once.
 lone_scenes() {
@@ -18,4 +18,14 @@ lone_scenes() {
     shift
     if [ $# -gt 0 ]; then shift; fi
   done
+}
+
+# run_b_scenes RUN: run B's scenes (default_soup.sh), once: the 900 lone-object scenes of seeds 2200-2205 (those made
+# already are kept) and RUN/mix_more, them with default_lite0.sh's scenes (which must be in RUN already).
+run_b_scenes() {
+  local run=$1
+  lone_scenes "$run" lone_a:2200 lone_b:2201 lone_c:2202 lone_d:2203 lone_e:2204 lone_f:2205
+  [ -f "$run/mix_more/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix_more" "$run/data_a" \
+    "$run/data_b" "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty" "$run/cards_a" "$run/cards_b" \
+    "$run/cards_c" "$run/lone_a" "$run/lone_b" "$run/lone_c" "$run/lone_d" "$run/lone_e" "$run/lone_f"
 }

@@ -1,10 +1,11 @@
 """The interaural level difference loss (ccs-train --ild-weight): its value is the level error in dB, a band
-with no energy does not count, it steers a prediction to the truth's level, and a run logs it."""
+with no energy does not count, it steers a prediction to the truth's level, and a run logs it. The side loss
+(--ild-side-weight): only the side counts, near-centre truths do not, and it moves a wrong side over."""
 
 import numpy as np
 import torch
 
-from ccstereo.train.losses import ILD_BAND_EDGES, ild_loss
+from ccstereo.train.losses import ILD_BAND_EDGES, ild_loss, ild_side_loss
 
 BINS, FRAMES = 257, 64
 
@@ -59,6 +60,45 @@ def test_it_steers_a_prediction_to_the_truths_level():
     assert abs(10 * np.log10(float(left / right)) - 20 * np.log10(0.7 / 1.4)) < 0.5
 
 
+def test_the_side_loss_counts_the_side_not_the_level():
+    """Truth 7.96 dB left: a prediction 3 dB right costs the 1 dB margin + 3 dB, one 0.5 dB left costs 0.5 dB, one
+    2 dB left costs nothing though it is 6 dB short of the truth; a truth 0.5 dB from centre costs nothing."""
+    x = _source(4)
+    mono, target = _pair(1.5, 0.6, x)
+
+    def heard(db: float) -> torch.Tensor:  # the difference spectrogram of the same mono heard ``db`` to the left
+        g = 10 ** (db / 20)
+        return mono * (g - 1) / (g + 1)
+
+    assert abs(float(ild_side_loss(mono, heard(-3.0), target)) - 4.0) < 0.02
+    assert abs(float(ild_side_loss(mono, heard(0.5), target)) - 0.5) < 0.02
+    assert float(ild_side_loss(mono, heard(2.0), target)) == 0.0
+    assert float(ild_side_loss(mono, target, target)) == 0.0
+    assert float(ild_loss(mono, heard(2.0), target)) > 5.0  # the level loss does see the 6 dB
+    near_mono, near_target = _pair(1.03, 0.97, x)  # 0.52 dB: not decided
+    assert float(ild_side_loss(near_mono, -near_target * 5, near_target)) == 0.0
+    # a batch: the mean over all windows, decided or not
+    both = ild_side_loss(
+        torch.cat([mono, near_mono]), torch.cat([heard(-3.0), -near_target]), torch.cat([target, near_target])
+    )
+    assert abs(float(both) - 2.0) < 0.02
+
+
+def test_the_side_loss_moves_a_wrong_side_over_and_then_stops():
+    x = _source(5)
+    mono, target = _pair(0.7, 1.4, x)  # right louder: -6.02 dB
+    pred = (-0.5 * target).clone().requires_grad_(True)  # heard on the left
+    opt = torch.optim.Adam([pred], lr=0.02)
+    for _ in range(200):
+        opt.zero_grad()
+        ild_side_loss(mono, pred, target).backward()
+        opt.step()
+    left = (mono + pred.detach()).pow(2).sum()
+    right = (mono - pred.detach()).pow(2).sum()
+    assert 10 * np.log10(float(left / right)) <= -1.0 + 0.05  # on the right by the margin
+    assert float(ild_side_loss(mono, pred.detach(), target)) < 0.05
+
+
 def test_a_run_logs_the_ild_loss_only_when_asked(tiny_dataset, tmp_path):
     from ccstereo.config import ModelConfig
     from ccstereo.train.trainer import TrainOptions, train
@@ -69,11 +109,13 @@ def test_a_run_logs_the_ild_loss_only_when_asked(tiny_dataset, tmp_path):
         out = tmp_path / f"run{weight}"
         opts = TrainOptions(
             tiny_dataset, tiny_dataset / "splits/split1/train.txt", out, steps=4, batch_size=2, log_every=2,
-            val_every=1000, ild_weight=weight, config=cfg,
+            val_every=1000, ild_weight=weight, ild_side_weight=weight, config=cfg,
         )  # fmt: skip
         train(opts, log=lambda _m: None)
         header, *rows = (out / "train_log.csv").read_text().splitlines()
-        at = header.split(",").index("ild")
-        columns[weight] = [float(r.split(",")[at]) for r in rows]
-    assert columns[0.0] == [0.0, 0.0]
-    assert all(v > 0.05 for v in columns[0.1]), columns  # synthetic scenes are off-centre: a level error in dB
+        for name in ("ild", "ild_side"):
+            at = header.split(",").index(name)
+            columns[weight, name] = [float(r.split(",")[at]) for r in rows]
+    assert columns[0.0, "ild"] == columns[0.0, "ild_side"] == [0.0, 0.0]
+    # synthetic scenes are off-centre: a level error in dB, and an untrained model is near the centre (the margin)
+    assert all(v > 0.05 for v in columns[0.1, "ild"] + columns[0.1, "ild_side"]), columns

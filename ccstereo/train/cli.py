@@ -44,6 +44,10 @@ def main(
     ild_weight: Annotated[
         float, typer.Option(help="interaural level difference loss (dB per window, broadband and per band; 0: off)")
     ] = _OPTS.ild_weight,
+    ild_side_weight: Annotated[
+        float,
+        typer.Option(help="hinge on the side of each window's ILD: wrong side or within 1 dB of centre costs (0: off)"),
+    ] = _OPTS.ild_side_weight,
     bf16: Annotated[bool, typer.Option("--bf16/--fp32", help="bf16 autocast on CPU (AVX512-BF16 or AMX)")] = _OPTS.bf16,
     init: Annotated[
         Path | None, typer.Option(help="start from these weights: .safetensors, official .pth, or our fp32 .onnx")
@@ -120,6 +124,7 @@ def main(
         objectness_weight=objectness_weight,
         distill_weight=distill_weight,
         ild_weight=ild_weight,
+        ild_side_weight=ild_side_weight,
         bf16=bf16,
         init=init,
         frozen_bn=frozen_bn,

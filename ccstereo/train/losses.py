@@ -1,5 +1,5 @@
-"""Training losses: difference-spectrogram MSE, magnitude, binaural phase, interaural level difference (ILD) and
-spatial contrastive (SCL)."""
+"""Training losses: difference-spectrogram MSE, magnitude, binaural phase, interaural level difference (ILD), the
+side of the ILD, and spatial contrastive (SCL)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,11 @@ ILD_BAND_EDGES = (0, 16, 48, 128, None)  # STFT bins at 16 kHz / 512: 0-0.5, 0.5
 _ILD_BANDS = ((0, None), *zip(ILD_BAND_EDGES[:-1], ILD_BAND_EDGES[1:], strict=True))  # broadband, then each band
 
 
-def ild_loss(
-    mono: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, floor: float = 1e-4, limit_db: float = 20.0
-) -> torch.Tensor:
-    """Mean |ILD(pred) - ILD(target)| in dB over each window, broadband and per band, of [B, 2, F, T] (real, imag)
-    mono (L + R) and difference (L - R) spectrograms; each band weighs by its share of the target's energy, so a
-    silent band does not count. Level in dB does not care how loud a window is: a quiet scene in a room, whose
-    1-3 dB decide its side, counts as much as a loud one (the difference-spectrogram MSE follows loudness), and a
-    scene whose truth is centred is pulled to 0 dB. The target's ILD is clipped at +-``limit_db``."""
+def _window_ilds(
+    mono: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, floor: float, limit_db: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ILD of pred, ILD of target clipped at +-``limit_db``, weight), each [B, 1 + bands]: broadband, then each
+    band; the weight is 1 broadband and each band's share of the target's energy."""
 
     def band_energies(diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         left = (mono + diff).pow(2).sum(1).sum(-1)  # [B, F]; the factor 1/4 of (M +- D) / 2 cancels in the ratio
@@ -42,8 +39,33 @@ def ild_loss(
     ild_pred = 10.0 * torch.log10((lp + eps) / (rp + eps))
     ild_true = (10.0 * torch.log10((lt + eps) / (rt + eps))).clamp(-limit_db, limit_db)
     share = total[:, 1:] / total[:, :1].clamp_min(1e-12)
-    weight = torch.cat([torch.ones_like(share[:, :1]), share], -1)  # broadband 1, bands sum to 1
+    return ild_pred, ild_true, torch.cat([torch.ones_like(share[:, :1]), share], -1)  # broadband 1, bands sum to 1
+
+
+def ild_loss(
+    mono: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, floor: float = 1e-4, limit_db: float = 20.0
+) -> torch.Tensor:
+    """Mean |ILD(pred) - ILD(target)| in dB over each window, broadband and per band, of [B, 2, F, T] (real, imag)
+    mono (L + R) and difference (L - R) spectrograms; each band weighs by its share of the target's energy, so a
+    silent band does not count. Level in dB does not care how loud a window is: a quiet scene in a room, whose
+    1-3 dB decide its side, counts as much as a loud one (the difference-spectrogram MSE follows loudness), and a
+    scene whose truth is centred is pulled to 0 dB. The target's ILD is clipped at +-``limit_db``."""
+    ild_pred, ild_true, weight = _window_ilds(mono, pred, target, floor, limit_db)
     return ((ild_pred - ild_true).abs() * weight).sum(-1).mean() / 2.0
+
+
+def ild_side_loss(
+    mono: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, decides_db: float = 1.0, margin_db: float = 1.0
+) -> torch.Tensor:
+    """A hinge on the SIDE of each window's broadband ILD, of the same spectrograms as ``ild_loss``: a window whose
+    truth is at least ``decides_db`` to one side costs max(0, ``margin_db`` - ILD(pred) x its side) dB, so a
+    prediction on the wrong side (or within the margin of the centre) costs, one on the right side by the margin
+    costs nothing, however far its level is from the truth's; windows whose truth is nearer the centre cost
+    nothing. The mean is over all windows. ``ild_loss`` pulls every level toward the truth, a near-centre error on
+    the wrong side as little as a same-sized error on the right one; direction accuracy counts only the side."""
+    ild_pred, ild_true, _ = _window_ilds(mono, pred, target, 1e-4, 20.0)
+    side = torch.sign(ild_true[:, 0]) * (ild_true[:, 0].abs() >= decides_db)
+    return torch.relu(margin_db - side * ild_pred[:, 0]).mul(side.abs()).mean()
 
 
 def phase_loss(pred_wave: torch.Tensor, target_wave: torch.Tensor, ignore_below: float = 0.2) -> torch.Tensor:

@@ -27,6 +27,7 @@ class TrainOptions:
     objectness_weight: float = 0.5  # auxiliary objectness loss, on data with object boxes (real scenes)
     distill_weight: float = 0.0  # feature distillation from an ImageNet EfficientNet-Lite0 (training only)
     ild_weight: float = 0.0  # interaural level difference in dB per window, broadband and per band (losses.ild_loss)
+    ild_side_weight: float = 0.0  # hinge on the side of each window's broadband ILD (losses.ild_side_loss)
     bf16: bool = False
     init: Path | None = None  # start from these weights (native .safetensors, official .pth, or our fp32 .onnx)
     frozen_bn: bool = False  # BatchNorm statistics stay as loaded (required for an .onnx init: its BNs are folded)

@@ -20,7 +20,7 @@ from ccstereo.kernels.stft import complex_mask
 from ccstereo.model import CCStereo
 from ccstereo.model.efficientnet import EfficientNetLite0Trunk
 from ccstereo.train.data import SegmentSampler, TrainBatch, load_clip, read_split
-from ccstereo.train.losses import ild_loss, magnitude_loss, phase_loss, scl_loss, spatial_shuffle
+from ccstereo.train.losses import ild_loss, ild_side_loss, magnitude_loss, phase_loss, scl_loss, spatial_shuffle
 from ccstereo.train.options import TrainOptions
 from ccstereo.train.validate import validate
 
@@ -35,9 +35,11 @@ class StepLosses:
     objectness: float = 0.0
     distill: float = 0.0
     ild: float = 0.0
+    ild_side: float = 0.0
 
 
-LOGGED = ("total", "mse", "amp", "phase", "scl", "objectness", "distill", "ild")  # train_log.csv, in this order
+# train_log.csv, in this order
+LOGGED = ("total", "mse", "amp", "phase", "scl", "objectness", "distill", "ild", "ild_side")
 
 
 def objectness_head(model: CCStereo) -> torch.nn.Module:
@@ -123,10 +125,11 @@ def compute_losses(
         logits = (own(features[:b].float()) if own is not None else head(v.float())).squeeze(1)
         objectness = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.objectness))
     ild = ild_loss(spec, pred, target) if opts.ild_weight > 0 else torch.zeros(())
+    side = ild_side_loss(spec, pred, target) if opts.ild_side_weight > 0 else torch.zeros(())
     total = mse + opts.amp_weight * amp + opts.phase_weight * phs + opts.scl_weight * scl
     total = total + opts.objectness_weight * objectness + opts.distill_weight * distill.float()
-    total = total + opts.ild_weight * ild
-    parts = (float(x.detach()) for x in (total, mse, amp, phs, scl, objectness, distill, ild))
+    total = total + opts.ild_weight * ild + opts.ild_side_weight * side
+    parts = (float(x.detach()) for x in (total, mse, amp, phs, scl, objectness, distill, ild, side))
     return total, StepLosses(*parts)
 
 
@@ -307,7 +310,7 @@ def train(opts: TrainOptions, log=print) -> dict:
                 log(
                     f"step {step}/{opts.steps} loss {mean['total']:.4f} (mse {mean['mse']:.4f} phase "
                     f"{mean['phase']:.3f} scl {mean['scl']:.3f} obj {mean['objectness']:.3f} distill "
-                    f"{mean['distill']:.3f} ild {mean['ild']:.2f}) {per_step:.2f} s/step"
+                    f"{mean['distill']:.3f} ild {mean['ild']:.2f} side {mean['ild_side']:.2f}) {per_step:.2f} s/step"
                 )
                 window, tick = [], time.perf_counter()
             if step % opts.val_every == 0 or step == opts.steps:

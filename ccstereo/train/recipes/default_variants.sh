@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# Two variants of step 7's second run (run B of default_soup.sh: the same scenes, start, seed and options), each
-# measured on the validation scenes and not taken (README, "Real scenes", 2026-12-07):
-# - gate: --objectness-gate (the model weighs each visual cell by its own objectness score);
-# - tail: --trunk-tail 3 --lr-trunk 1e-4 (the frozen ImageNet trunk's last stage, blocks 8-10, learns).
+# Variants of step 7's second run (run B of default_soup.sh: the same scenes, start, seed and options), each
+# measured on the validation scenes (README, "Real scenes", 2026-12-07):
+# - gate: --objectness-gate (the model weighs each visual cell by its own objectness score); not taken;
+# - tail: --trunk-tail 3 --lr-trunk 1e-4 (the frozen ImageNet trunk's last stage, blocks 8-10, learns); not taken;
+# - side: --ild-side-weight 0.5 (a hinge on the side of each window's ILD, beside the level loss).
 # Each exports its weights at steps 1000, 1500 and 2000 to RUN/VARIANT_STEP. SEED=1 trains the same with --seed 1
 # (into RUN/train_VARIANT_s1, exports RUN/VARIANT_s1_STEP); the two tail runs' step 1500 averaged, as measured:
 #   python -m ccstereo.train.average RUN/tail_soup.safetensors RUN/train_tail/steps/step_001500.safetensors \
 #     RUN/train_tail_s1/steps/step_001500.safetensors
 # Resumable: run it again with the same RUN folder and it skips the data it already wrote and continues training.
-#   bash ccstereo/train/recipes/default_variants.sh RUN_FOLDER gate|tail
+#   bash ccstereo/train/recipes/default_variants.sh RUN_FOLDER gate|tail|side
 # Needs: pip install -e ".[export,train,cpu]", apt-get (real assets, as default_real_scenes.sh).
 set -euo pipefail
-run=${1:?usage: default_variants.sh RUN_FOLDER gate|tail}
-variant=${2:?usage: default_variants.sh RUN_FOLDER gate|tail}
+run=${1:?usage: default_variants.sh RUN_FOLDER gate|tail|side}
+variant=${2:?usage: default_variants.sh RUN_FOLDER gate|tail|side}
 case "$variant" in
   gate) extra=(--objectness-gate) ;;
   tail) extra=(--trunk-tail 3 --lr-trunk 1e-4) ;;
-  *) echo "default_variants.sh: unknown variant $variant (gate or tail)" >&2; exit 2 ;;
+  side) extra=(--ild-side-weight 0.5) ;;
+  *) echo "default_variants.sh: unknown variant $variant (gate, tail or side)" >&2; exit 2 ;;
 esac
 seed=${SEED:-0}
 name=$variant

@@ -117,5 +117,6 @@ def test_a_run_logs_the_ild_loss_only_when_asked(tiny_dataset, tmp_path):
             at = header.split(",").index(name)
             columns[weight, name] = [float(r.split(",")[at]) for r in rows]
     assert columns[0.0, "ild"] == columns[0.0, "ild_side"] == [0.0, 0.0]
-    # synthetic scenes are off-centre: a level error in dB, and an untrained model is near the centre (the margin)
-    assert all(v > 0.05 for v in columns[0.1, "ild"] + columns[0.1, "ild_side"]), columns
+    assert all(v > 0.05 for v in columns[0.1, "ild"]), columns  # synthetic scenes are off-centre: a level error in dB
+    # the side loss is zero wherever the model already has the side (values: the tests above)
+    assert all(0.0 <= v < 30.0 for v in columns[0.1, "ild_side"]), columns

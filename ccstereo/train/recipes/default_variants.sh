@@ -3,22 +3,25 @@
 # measured on the validation scenes (README, "Real scenes", 2026-12-07):
 # - gate: --objectness-gate (the model weighs each visual cell by its own objectness score); not taken;
 # - tail: --trunk-tail 3 --lr-trunk 1e-4 (the frozen ImageNet trunk's last stage, blocks 8-10, learns); not taken;
-# - side: --ild-side-weight 0.5 (a hinge on the side of each window's ILD, beside the level loss).
+# - side: --ild-side-weight 0.5 (a hinge on the side of each window's ILD, beside the level loss); not taken;
+# - centred: run B's options on its scenes plus 150 more whose sound is straight ahead while the picture shows 0-3
+#   objects that make no sound (seed 2300, half photo cards): RUN/mix_centred; not taken (SEED=1 too).
 # Each exports its weights at steps 1000, 1500 and 2000 to RUN/VARIANT_STEP. SEED=1 trains the same with --seed 1
 # (into RUN/train_VARIANT_s1, exports RUN/VARIANT_s1_STEP); the two tail runs' step 1500 averaged, as measured:
 #   python -m ccstereo.train.average RUN/tail_soup.safetensors RUN/train_tail/steps/step_001500.safetensors \
 #     RUN/train_tail_s1/steps/step_001500.safetensors
 # Resumable: run it again with the same RUN folder and it skips the data it already wrote and continues training.
-#   bash ccstereo/train/recipes/default_variants.sh RUN_FOLDER gate|tail|side
+#   bash ccstereo/train/recipes/default_variants.sh RUN_FOLDER gate|tail|side|centred
 # Needs: pip install -e ".[export,train,cpu]", apt-get (real assets, as default_real_scenes.sh).
 set -euo pipefail
-run=${1:?usage: default_variants.sh RUN_FOLDER gate|tail|side}
-variant=${2:?usage: default_variants.sh RUN_FOLDER gate|tail|side}
+run=${1:?usage: default_variants.sh RUN_FOLDER gate|tail|side|centred}
+variant=${2:?usage: default_variants.sh RUN_FOLDER gate|tail|side|centred}
 case "$variant" in
   gate) extra=(--objectness-gate) ;;
   tail) extra=(--trunk-tail 3 --lr-trunk 1e-4) ;;
   side) extra=(--ild-side-weight 0.5) ;;
-  *) echo "default_variants.sh: unknown variant $variant (gate, tail or side)" >&2; exit 2 ;;
+  centred) extra=() ;;
+  *) echo "default_variants.sh: unknown variant $variant (gate, tail, side or centred)" >&2; exit 2 ;;
 esac
 seed=${SEED:-0}
 name=$variant
@@ -32,8 +35,17 @@ if [ ! -f "$run/init.onnx" ]; then
   git -C "$(dirname "$0")" show 1cf403b:runtime/assets/default/model.onnx > "$run/init.onnx.part"
   mv "$run/init.onnx.part" "$run/init.onnx"
 fi
-# 2. Run B's training line with the variant's options.
 mix="$run/mix_more"
+if [ "$variant" = centred ]; then
+  [ -f "$run/centred_silent/metadata.json" ] || ccs-synth "$run/centred_silent" --kind real-train --clips 150 \
+    --seconds 8 --seed 2300 --hrtf kemar,fabian --quiet --no-mp4 --centred-share 1 --card-share 0.5
+  [ -f "$run/mix_centred/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix_centred" "$run/data_a" \
+    "$run/data_b" "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty" "$run/cards_a" "$run/cards_b" \
+    "$run/cards_c" "$run/lone_a" "$run/lone_b" "$run/lone_c" "$run/lone_d" "$run/lone_e" "$run/lone_f" \
+    "$run/centred_silent"
+  mix="$run/mix_centred"
+fi
+# 2. Run B's training line with the variant's options (and scenes).
 ccs-train "$mix" --train-split "$mix/splits/split1/train.txt" --val-split "$mix/splits/split1/val.txt" \
   -o "$run/train_$name" --steps 2000 --batch-size 16 --visual-trunk efficientnet_lite0 --lite0-blocks 11 \
   --picture-scale 0.5 --resnet-width 32 --aspp-hidden 128 --init "$run/init.onnx" --frozen-bn --freeze-trunk \

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -285,8 +286,37 @@ def _init(ray, scale: ScaleOptions) -> None:
     # cluster's workers keep the cluster's setting: the driver does no work there. (Asking for nice 0 per actor, as
     # a runtime_env variable, cost 0.5-0.9 s more per worker start: a worker process of its own environment.)
     system = {"enable_worker_prestart": False, "prestart_worker_first_driver": False, "worker_niceness": 0}
-    with _loopback_only(ray), _without_cluster_helpers(ray):
+    with _loopback_only(ray), _without_cluster_helpers(ray), _spawned_without_preexec(ray):
         ray.init(**settings, _node_ip_address="127.0.0.1", _system_config=system)
+
+
+@contextlib.contextmanager
+def _spawned_without_preexec(ray):
+    """Start Ray's processes with no Python code between fork and exec. Ray passes ``preexec_fn`` (block SIGINT, ask
+    for SIGKILL at the parent's death); with one, CPython runs its after-fork clean-up in the child, which frees the
+    other threads' thread-local objects: a PyAV scaler freed there waits forever on worker threads the child does
+    not have, and ``ray.init`` never returns (seen while the driver decoded beside Ray's start). SIGINT is blocked
+    in the spawning thread instead (a child inherits that thread's mask through fork and exec); the death signal
+    is not asked for (the run stops its Ray itself, on exit and on SIGINT/SIGTERM)."""
+    services = getattr(getattr(ray, "_private", None), "services", None)
+    original = getattr(services, "ConsolePopen", None)
+    if original is None:
+        yield
+        return
+
+    def popen(*args, **kwargs):
+        kwargs.pop("preexec_fn", None)
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return original(*args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+    services.ConsolePopen = popen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = original
 
 
 @contextlib.contextmanager

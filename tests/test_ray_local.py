@@ -111,7 +111,8 @@ def test_local_ray_run_matches_one_process_and_the_driver_works_while_ray_starts
     cmd = [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "ray"), "-q", "--report", str(report)]
     # a bound, so a hang fails here instead of holding the suite: once (session 57, Zen 5) Ray's start forked a child
     # that ran Python's after-fork clean-up, freed a PyAV scaler held for another thread and waited forever on its
-    # worker threads' condition variable (gdb: avpriv_slicethread_free -> pthread_cond_destroy); see the note
+    # worker threads' condition variable (gdb: avpriv_slicethread_free -> pthread_cond_destroy); the mend:
+    # ray_executor._spawned_without_preexec
     ray_cmd = [*cmd, "--ray", "--workers", "1", "--cpus-per-worker", "1"]
     result = subprocess.run(ray_cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

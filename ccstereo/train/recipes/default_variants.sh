@@ -39,10 +39,8 @@ mix="$run/mix_more"
 if [ "$variant" = centred ]; then
   [ -f "$run/centred_silent/metadata.json" ] || ccs-synth "$run/centred_silent" --kind real-train --clips 150 \
     --seconds 8 --seed 2300 --hrtf kemar,fabian --quiet --no-mp4 --centred-share 1 --card-share 0.5
-  [ -f "$run/mix_centred/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix_centred" "$run/data_a" \
-    "$run/data_b" "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty" "$run/cards_a" "$run/cards_b" \
-    "$run/cards_c" "$run/lone_a" "$run/lone_b" "$run/lone_c" "$run/lone_d" "$run/lone_e" "$run/lone_f" \
-    "$run/centred_silent"
+  [ -f "$run/mix_centred/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix_centred" \
+    "${RUN_B_SETS[@]/#/$run/}" "$run/centred_silent"
   mix="$run/mix_centred"
 fi
 # 2. Run B's training line with the variant's options (and scenes).

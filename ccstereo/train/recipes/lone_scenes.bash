@@ -20,12 +20,13 @@ lone_scenes() {
   done
 }
 
+# The 15 scene folders of run B's mix (RUN/mix_more): default_lite0.sh's, then the 900 lone-object scenes.
+RUN_B_SETS=(data_a data_b data_c data_d shapes empty cards_a cards_b cards_c lone_a lone_b lone_c lone_d lone_e lone_f)
+
 # run_b_scenes RUN: run B's scenes (default_soup.sh), once: the 900 lone-object scenes of seeds 2200-2205 (those made
 # already are kept) and RUN/mix_more, them with default_lite0.sh's scenes (which must be in RUN already).
 run_b_scenes() {
   local run=$1
   lone_scenes "$run" lone_a:2200 lone_b:2201 lone_c:2202 lone_d:2203 lone_e:2204 lone_f:2205
-  [ -f "$run/mix_more/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix_more" "$run/data_a" \
-    "$run/data_b" "$run/data_c" "$run/data_d" "$run/shapes" "$run/empty" "$run/cards_a" "$run/cards_b" \
-    "$run/cards_c" "$run/lone_a" "$run/lone_b" "$run/lone_c" "$run/lone_d" "$run/lone_e" "$run/lone_f"
+  [ -f "$run/mix_more/metadata.json" ] || python -m ccstereo.synth.combine "$run/mix_more" "${RUN_B_SETS[@]/#/$run/}"
 }

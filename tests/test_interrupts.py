@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -135,3 +136,22 @@ def test_an_interrupt_during_imports_leaves_other_threads_able_to_import(tmp_pat
         [sys.executable, str(script), str(tmp_path / "modules"), "60", "7"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr[-2000:]
+
+
+def test_ctrl_c_while_waiting_for_the_openvino_compile_leaves_the_exit_waiting_for_it():
+    """Ctrl-C lands while the main thread waits for the graph compile: the compile thread must still count as running,
+    so the interpreter's exit waits for it (Thread.join interrupted in CPython 3.11 marks it stopped, and OpenVINO's
+    destructors then ran under a live compile: 'terminate called' / SIGSEGV after 'interrupted')."""
+    from ccstereo.runtime.backends.openvino import _Ready
+
+    release = threading.Event()
+    ready = _Ready(lambda: release.wait(30) and "compiled")
+    threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+    try:
+        with pytest.raises(KeyboardInterrupt), signals_as_exceptions():
+            ready.wait()
+        assert ready.thread.is_alive(), "the compile thread was marked stopped while it still ran"
+    finally:
+        release.set()
+    ready.thread.join(30)
+    assert ready.wait() == "compiled"

@@ -111,8 +111,9 @@ class _Ready:
         self.result: Any = None
         self.error: BaseException | None = None
         self._requests: list = []
-        # Not a daemon: the interpreter waits for it at exit (a process ending while OpenVINO is still importing on a
-        # daemon thread aborts in OpenVINO's destructors).
+        self._done = threading.Event()
+        # Not a daemon: the interpreter waits for it at exit (a process ending while OpenVINO is still importing or
+        # compiling on a daemon thread aborts or crashes in OpenVINO's destructors).
         self.thread = threading.Thread(target=self._make, args=(make,), name="ccs-openvino-load", daemon=False)
         self.thread.start()
 
@@ -121,9 +122,14 @@ class _Ready:
             self.result = make()
         except BaseException as exc:  # noqa: BLE001 - raised by wait()
             self.error = exc
+        finally:
+            self._done.set()
 
     def wait(self):
-        self.thread.join()
+        # An Event, not Thread.join: a Ctrl-C landing in join() makes CPython 3.11 release the running thread's own
+        # state lock and mark it stopped, so the exit no longer waits for the compile and OpenVINO's destructors
+        # crash under it (SIGSEGV / "terminate called" after "interrupted").
+        self._done.wait()
         if self.error is not None:
             raise self.error
         return self.result

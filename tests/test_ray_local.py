@@ -223,3 +223,48 @@ def test_an_interrupt_that_ends_the_drivers_own_worker_reaches_the_run(monkeypat
     with pytest.raises(Terminated):
         helper.join()
     assert [job.path.name for job in helper.rest()] == ["b.mp4"]
+
+
+_FORK_PROBE = """
+import os, sys, threading
+import ray._private.services as services
+from ccstereo.runtime.ray_executor import _spawned_without_preexec
+
+class Marker:  # freed only where Python runs its after-fork clean-up of other threads' locals
+    def __del__(self):
+        os.write(1, f"freed in {os.getpid()}\\n".encode())
+
+local, made, hold = threading.local(), threading.Event(), threading.Event()
+def other_thread():
+    local.marker = Marker()
+    made.set()
+    hold.wait()
+threading.Thread(target=other_thread, daemon=True).start()
+made.wait()
+def spawn():
+    child = services.ConsolePopen([sys.executable, "-c", "pass"], preexec_fn=lambda: None)
+    child.wait()
+    print("child", child.pid, flush=True)
+if sys.argv[1] == "mended":
+    with _spawned_without_preexec(sys.modules["ray"]):
+        spawn()
+else:
+    spawn()
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("mended", [True, False])
+def test_rays_processes_start_with_no_python_between_fork_and_exec(mended):
+    """The Ray-start hang: with Ray's ``preexec_fn``, CPython runs its after-fork clean-up in the child, freeing other
+    threads' thread-local objects there (a PyAV scaler among them waited forever for threads the child does not
+    have). Started through ``_spawned_without_preexec`` nothing of the parent is freed in the child; Ray's own
+    ConsolePopen with its preexec_fn does free it (the unmended case, so the probe is shown to see it)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import ray\n" + _FORK_PROBE, "mended" if mended else "as-ray-does"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    child = next(line.split()[1] for line in probe.stdout.splitlines() if line.startswith("child "))
+    freed_in_child = f"freed in {child}" in probe.stdout
+    assert freed_in_child is (not mended), probe.stdout

@@ -19,7 +19,10 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -296,19 +299,23 @@ def _spawned_without_preexec(ray):
     for SIGKILL at the parent's death); with one, CPython runs its after-fork clean-up in the child, which frees the
     other threads' thread-local objects: a PyAV scaler freed there waits forever on worker threads the child does
     not have, and ``ray.init`` never returns (seen while the driver decoded beside Ray's start). SIGINT is blocked
-    in the spawning thread instead (a child inherits that thread's mask through fork and exec); the death signal
-    is not asked for (the run stops its Ray itself, on exit and on SIGINT/SIGTERM)."""
+    in the spawning thread instead (a child inherits that thread's mask through fork and exec), and the death
+    signal by util-linux's ``setpriv --pdeathsig KILL``, which execs the command (the main thread starts Ray, so
+    a driver killed with SIGKILL takes its Ray's servers with it; without setpriv they would outlive it)."""
     services = getattr(getattr(ray, "_private", None), "services", None)
     original = getattr(services, "ConsolePopen", None)
     if original is None:
         yield
         return
 
-    def popen(*args, **kwargs):
-        kwargs.pop("preexec_fn", None)
+    wrapper = _death_signal_wrapper()
+
+    def popen(command, *args, **kwargs):
+        if kwargs.pop("preexec_fn", None) is not None and isinstance(command, list | tuple):
+            command = [*wrapper, *command]
         before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            return original(*args, **kwargs)
+            return original(command, *args, **kwargs)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
@@ -317,6 +324,18 @@ def _spawned_without_preexec(ray):
         yield
     finally:
         services.ConsolePopen = original
+
+
+def _death_signal_wrapper() -> list[str]:
+    """``setpriv --pdeathsig KILL --`` where util-linux's setpriv is there and knows the option, else nothing."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return []
+    try:
+        probe = subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [setpriv, "--pdeathsig", "KILL", "--"] if probe.returncode == 0 else []
 
 
 @contextlib.contextmanager

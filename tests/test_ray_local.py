@@ -4,8 +4,10 @@ partial. (Its own file: the two-node cluster of test_distributed.py is stopped b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -268,3 +270,48 @@ def test_rays_processes_start_with_no_python_between_fork_and_exec(mended):
     child = next(line.split()[1] for line in probe.stdout.splitlines() if line.startswith("child "))
     freed_in_child = f"freed in {child}" in probe.stdout
     assert freed_in_child is (not mended), probe.stdout
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return ""  # exited
+
+
+def test_a_driver_killed_with_sigkill_takes_its_rays_servers_with_it(tmp_path):
+    """The run's own Ray (GCS server, raylet, dashboard) dies with a driver that cannot stop it (SIGKILL, the OOM
+    killer): each is asked the death signal through setpriv, since Ray's own preexec_fn is not used."""
+    if not shutil.which("setpriv"):
+        pytest.skip("no setpriv (util-linux) here: a SIGKILLed driver leaves its Ray running")
+    clips = sample_cuts(tmp_path / "in", 3, 7.5, 0.1)
+    (tmp_path / "out").mkdir()
+    run = subprocess.Popen(
+        [*RUN, *map(str, clips), *SAME_ENGINE, "-o", str(tmp_path / "out"), "-q", "--ray", "--workers", "1",
+         "--hop-s", "0.025"],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    servers: set[int] = set()
+    tree: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while not any(_name(pid).endswith("/raylet") for pid in servers):
+            assert run.poll() is None and time.monotonic() < deadline, "the run's Ray never started its raylet"
+            tree = _descendants(run.pid)
+            servers = {pid for pid in tree if _name(pid).endswith(("/gcs_server", "/raylet"))}
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10  # the raylet starts its agents (they are killed at the end, below)
+        while not any(_name(pid).startswith("ray::") for pid in tree) and time.monotonic() < deadline:
+            tree = _descendants(run.pid)
+            time.sleep(0.05)
+        run.kill()
+        run.wait(30)
+        deadline = time.monotonic() + 20
+        while (alive := {pid for pid in servers if _name(pid)}) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive, f"still running after the driver's SIGKILL: {[_name(pid) for pid in alive]}"
+    finally:
+        run.kill()
+        for pid in tree - {run.pid}:  # what Ray's own agents leave (they outlive their raylet)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

@@ -45,6 +45,8 @@ class SinglePass:
             with av.logging.Capture(local=True) as said:
                 self.container = av.open(self.kept or reader, mode="r", options=LIVE_INPUT_OPTIONS if live else None)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
+            if _sent_nothing(self.kept, fileobj):
+                raise MediaError(f"{name}: the stream ended before its first byte (nothing was sent)") from exc
             raise MediaError(f"{name}: unreadable media stream ({_reason(exc)})") from exc
         if self.container.format.name.startswith("mov") and any(_PARTIAL in text for _, _, text in said):
             self.container.close()  # the index came last: the media before it was read past and cannot be had again
@@ -223,12 +225,14 @@ class TailKept:
         self.reader = reader
         self.chunks: deque = deque()
         self.size = 0
+        self.total = 0  # every byte handed on
 
     def read(self, n: int) -> bytes:
         data = self.reader.read(n)
         if data:
             self.chunks.append(bytes(data))
             self.size += len(data)
+            self.total += len(data)
             while self.size - len(self.chunks[0]) >= TAIL_BYTES:
                 self.size -= len(self.chunks.popleft())
         return data
@@ -253,6 +257,17 @@ def nut_ended_whole(tail: bytes) -> bool:
         if not byte & 0x80:
             break
     return pos + (4 if forward > 4096 else 0) + forward == len(tail)
+
+
+def _sent_nothing(kept: TailKept | None, fileobj) -> bool:
+    """Whether the stream had no byte at all: a pipe's reader counted none, or a redirected file reads empty."""
+    if kept is not None:
+        return kept.total == 0
+    try:
+        fileobj.seek(0)
+        return not fileobj.read(1)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _seekable(fileobj) -> bool:

@@ -101,6 +101,30 @@ def test_a_stream_cut_off_midway_ends_with_one_line_and_a_clean_output(tmp_path)
     assert 0 < decoded_audio(out).shape[1] < 8 * 48000
 
 
+@pytest.mark.parametrize(
+    ("stdin_bytes", "words"),
+    [(b"", "ended before its first byte"), (b"not a media stream\n" * 100, "unreadable media stream")],
+    ids=["empty", "not-media"],
+)
+def test_an_empty_or_unreadable_stream_is_one_line_saying_which(tmp_path, stdin_bytes, words):
+    out = tmp_path / "piped.mkv"
+    result = piped(SAMPLE, out, *ENGINE, stdin_bytes=stdin_bytes)
+    errors = [line for line in result.stderr.decode().splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and len(errors) == 1 and "Traceback" not in result.stderr.decode(), errors
+    assert errors[0].startswith("error: -: ") and words in errors[0], errors
+
+
+def test_an_empty_file_redirected_to_standard_input_is_one_line_saying_so(tmp_path):
+    (tmp_path / "empty.mkv").write_bytes(b"")  # `ccs-run - < empty.mkv`: standard input is the file itself, seekable
+    with open(tmp_path / "empty.mkv", "rb") as source:
+        result = subprocess.run([*RUN, "-", "-o", str(tmp_path / "out.mkv"), *ENGINE], stdin=source,
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (
+        "error: -: the stream ended before its first byte (nothing was sent)"
+    ), result.stderr
+    assert not list(tmp_path.glob("out*")) and not list(tmp_path.glob(".*"))
+
+
 def test_a_trimmed_copy_that_keeps_its_sources_length_tag_is_whole(tmp_path):
     # ffmpeg's Matroska muxer writes each stream's length as a DURATION tag; a NUT copy of its first 4 s carries that
     # tag as it was (8 s). The file and the same bytes through a pipe are whole: exit 0, 4 s of sound.

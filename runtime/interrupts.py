@@ -160,6 +160,28 @@ def _send_when_clear(signum: int, busy: Callable[[FrameType | None], bool], pend
 _ACTIVE: list[Arrived] = []
 
 
+class Waitable(threading.Thread):
+    """A thread to wait for with :meth:`wait`, not ``join``. In CPython 3.11 and 3.12 a ``join`` that an exception
+    from a signal handler interrupts (Ctrl-C) releases the running thread's own state lock and marks it stopped: a
+    later ``join`` returns at once, and the interpreter's exit no longer waits for a non-daemon one (which then runs
+    under the libraries' destructors: OpenVINO crashed so). ``wait`` waits on an Event the thread sets as its work
+    ends, which an interrupt leaves as it was."""
+
+    def __init__(self, target: Callable, args: tuple = (), name: str | None = None, daemon: bool = True) -> None:
+        super().__init__(target=target, args=args, name=name, daemon=daemon)
+        self.ended = threading.Event()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.ended.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether the thread's work has ended (waiting at most ``timeout`` seconds when one is given)."""
+        return self.ended.wait(timeout)
+
+
 def raise_if_signalled() -> None:
     """Raise the ending signal's exception if one arrived while :func:`signals_as_exceptions` is active: for a
     handler that turns errors into results, so a signal turned into another error still ends the run."""

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ccstereo.runtime.errors import CCStereoRuntimeError, OptionError
+from ccstereo.runtime.interrupts import Waitable
 from ccstereo.runtime.jobs import Events, FileResult
 from ccstereo.runtime.options import LoadOptions, RunOptions
 from ccstereo.runtime.write_plan import FileJob
@@ -211,7 +212,7 @@ class _WhileRayStarts:
         self.finished: Callable[[FileResult], None] = lambda result: None
         self.options = RunOptions()
         self.args = (model, load)
-        self.thread = threading.Thread(target=self._work, name="ccs-driver-worker", daemon=True)
+        self.thread = Waitable(self._work, name="ccs-driver-worker")
         self.thread.start()
 
     def begin(self, queue: list[FileJob], options: RunOptions, finished: Callable[[FileResult], None]) -> None:
@@ -258,7 +259,7 @@ class _WhileRayStarts:
 
     def join(self) -> dict[Path, FileResult]:
         """The files this thread finished; the interrupt that ended it mid-file, if any, raised here."""
-        self.thread.join()
+        self.thread.wait()
         if self.ended is not None:
             raise self.ended
         return self.results
@@ -267,7 +268,7 @@ class _WhileRayStarts:
         self.stop()
         self.aborted = True
         self.planned.set()
-        self.thread.join(timeout=60)
+        self.thread.wait(timeout=60)
 
 
 def _init(ray, scale: ScaleOptions) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ccstereo.runtime.clipping import ClipGuard
 from ccstereo.runtime.fullband import FullBandCombiner, OriginalAudio
+from ccstereo.runtime.interrupts import Waitable
 from ccstereo.runtime.report import StageTimes
 
 
@@ -29,7 +30,7 @@ class OrderedWorker:
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.dropping = threading.Event()
-        self.thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self.thread = Waitable(self._work, name=name)
         self.thread.start()
 
     def _work(self) -> None:
@@ -56,13 +57,13 @@ class OrderedWorker:
     def close(self) -> None:
         """Wait for every submitted call; re-raise the first failure."""
         self.q.put(None)
-        self.thread.join()
+        self.thread.wait()
         self._raise()
 
     def abort(self) -> None:
         self.dropping.set()
         self.q.put(None)
-        self.thread.join()
+        self.thread.wait()
 
 
 class OutputSink:

@@ -20,6 +20,7 @@ import numpy as np
 from ccstereo.config import ModelConfig
 from ccstereo.runtime.frames import crop_resized, mirrored_window, resize_for_model
 from ccstereo.runtime.fullband import OriginalAudio
+from ccstereo.runtime.interrupts import Waitable
 from ccstereo.runtime.media import MediaError, MediaInput
 from ccstereo.runtime.overlap_add import StreamingOverlapAdd
 from ccstereo.runtime.report import StageTimes, process_age_s
@@ -394,7 +395,7 @@ class Pump:
     def __init__(self, items: Iterator, depth: int = QUEUE_DEPTH, name: str = "ccs-decode") -> None:
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._work, args=(items,), name=name, daemon=True)
+        self.thread = Waitable(self._work, (items,), name=name)
         self.thread.start()
 
     def _work(self, items: Iterator) -> None:
@@ -434,7 +435,7 @@ class Pump:
 
     def stop(self) -> None:
         self.stopping.set()
-        self.thread.join(timeout=5)
+        self.thread.wait(timeout=5)
 
 
 def threaded(items: Iterator, depth: int = QUEUE_DEPTH) -> Iterator:

@@ -155,3 +155,26 @@ def test_ctrl_c_while_waiting_for_the_openvino_compile_leaves_the_exit_waiting_f
         release.set()
     ready.thread.join(30)
     assert ready.wait() == "compiled"
+
+
+def test_ctrl_c_while_the_writer_finishes_still_lets_abort_wait_for_the_call_in_flight():
+    """Ctrl-C lands while ``close`` waits for the writer thread; the unwinding ``abort`` must still wait until the call
+    in flight has stopped touching the writer before temporary files are removed (after an interrupted
+    Thread.join, CPython 3.11 took the thread for stopped and abort returned at once)."""
+    from ccstereo.runtime.sink import OrderedWorker
+
+    release, finished = threading.Event(), threading.Event()
+
+    def write_block() -> None:
+        release.wait(30)
+        finished.set()
+
+    worker = OrderedWorker()
+    worker.submit(write_block)
+    threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
+    threading.Timer(1.0, release.set).start()
+    with pytest.raises(KeyboardInterrupt), signals_as_exceptions():
+        worker.close()
+    assert not finished.is_set()  # the interrupt came first
+    worker.abort()
+    assert finished.is_set(), "abort returned while the writer's call was still running"

@@ -6,7 +6,6 @@ VNNI/AMX int8 kernels). It runs what it is given: whether a reduced precision ma
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from ccstereo.runtime.backends.protocol import DEFAULT_BATCH, as_feeds, fusion_f
 from ccstereo.runtime.cpu_features import native_bf16, usable_cpus
 from ccstereo.runtime.errors import BackendUnavailableError, ModelMetadataError
 from ccstereo.runtime.graph_split import split_window_graph
+from ccstereo.runtime.interrupts import Waitable
 from ccstereo.runtime.model_info import ModelInfo, read_onnx_info
 
 # Engine calls run as this many OpenVINO streams (each with its share of the threads) on the parts of a batch. A
@@ -111,10 +111,9 @@ class _Ready:
         self.result: Any = None
         self.error: BaseException | None = None
         self._requests: list = []
-        self._done = threading.Event()
         # Not a daemon: the interpreter waits for it at exit (a process ending while OpenVINO is still importing or
         # compiling on a daemon thread aborts or crashes in OpenVINO's destructors).
-        self.thread = threading.Thread(target=self._make, args=(make,), name="ccs-openvino-load", daemon=False)
+        self.thread = Waitable(self._make, (make,), name="ccs-openvino-load", daemon=False)
         self.thread.start()
 
     def _make(self, make) -> None:
@@ -122,14 +121,9 @@ class _Ready:
             self.result = make()
         except BaseException as exc:  # noqa: BLE001 - raised by wait()
             self.error = exc
-        finally:
-            self._done.set()
 
     def wait(self):
-        # An Event, not Thread.join: a Ctrl-C landing in join() makes CPython 3.11 release the running thread's own
-        # state lock and mark it stopped, so the exit no longer waits for the compile and OpenVINO's destructors
-        # crash under it (SIGSEGV / "terminate called" after "interrupted").
-        self._done.wait()
+        self.thread.wait()  # not join: a Ctrl-C there would let the exit run OpenVINO's destructors under the compile
         if self.error is not None:
             raise self.error
         return self.result

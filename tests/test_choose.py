@@ -133,6 +133,40 @@ def test_a_compiled_graph_is_kept_and_a_damaged_one_is_compiled_again(tmp_path, 
     assert len(list((tmp_path / "cache" / "compiled").iterdir())) == 2  # other settings: another blob
 
 
+def test_an_engine_imported_from_a_kept_graph_outlives_everything_that_imported_it(tmp_path, exported):
+    """A kept graph is imported from its file's pages (``openvino._imported``), and the compiled model reads its
+    weights there without keeping them alive: a process that dropped what imported it, collected its garbage and
+    had the kept file replaced (as another process's compile replaces it) still computes the same bits (a mapping
+    freed under it segfaults). Run in a fresh interpreter, whose crash is an exit status here."""
+    pytest.importorskip("openvino")
+    import subprocess
+    import sys
+
+    code = f"""
+import gc, os, numpy as np
+from pathlib import Path
+from ccstereo.runtime.backends.choose import build, Candidate
+INT8 = Candidate("openvino", "int8", "model.int8.onnx")
+rng = np.random.default_rng(0)
+frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)
+mono, index = rng.standard_normal((3, 10080)).astype(np.float32), np.array([0, 1, 1])
+first = build(Path({str(exported)!r}), INT8).run(frames, mono, index)  # compiled, and kept
+blob = next((Path({str(tmp_path)!r}) / "cache" / "compiled").iterdir())
+engine = build(Path({str(exported)!r}), INT8)  # imported from the kept file
+engine.compiled
+gc.collect()
+spare = blob.with_name("spare")
+spare.write_bytes(blob.read_bytes())
+os.rename(spare, blob)  # replaced, as the cache replaces a file
+gc.collect()
+print(all(np.array_equal(engine.run(frames, mono, index), first) for _ in range(3)))
+"""
+    env = {**__import__("os").environ, "CCSTEREO_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip() == "True"
+
+
 def test_every_precision_can_be_asked_for_on_any_cpu_but_only_units_are_timed(monkeypatch, exported):
     """OpenVINO emulates a missing BF16 unit, so bf16 asked by name is a candidate on every CPU (its accuracy
     check decides); the tuner times it only where the CPU has the unit (emulated it would only lose)."""

@@ -86,3 +86,16 @@ def test_parsing_ccs_run_imports_no_pydantic():
         "    print(exc.code, 'pydantic' in sys.modules)"
     )
     assert _python(code) == "1 False"  # exit 1: a file failed (it does not exist), after the whole parse
+
+
+def test_the_tuning_cache_key_reads_library_versions_without_importlib_metadata():
+    """The key of the tuner's cache holds the installed versions of onnxruntime, OpenVINO and numpy. Importing
+    importlib.metadata for them cost ~15 ms of every start (~20 ms before the first engine call): they are read from
+    the metadata folders' names (``tests/test_tuning.py`` checks them against importlib.metadata)."""
+    code = (
+        "import sys\n"
+        "from ccstereo.runtime.backends.tuning_cache import machine\n"
+        "key = machine()\n"
+        "print(key['onnxruntime'] != 'absent', key['numpy'] != 'absent', 'importlib.metadata' in sys.modules)"
+    )
+    assert _python(code) == "True True False"

@@ -240,7 +240,7 @@ def test_tuning_keeps_the_fastest_accurate_engine_and_caches_it(bundled_copy, ca
     assert not again.cached and again.trials
 
 
-def test_a_changed_model_file_or_library_version_measures_again(bundled_copy, cache, monkeypatch):
+def test_a_changed_model_file_or_library_version_measures_again(bundled_copy, cache, monkeypatch, tmp_path):
     import importlib.metadata
 
     import onnx
@@ -252,13 +252,40 @@ def test_a_changed_model_file_or_library_version_measures_again(bundled_copy, ca
     onnx.save(proto, str(bundled_copy / "model.onnx"))
     assert not tuning.tune(bundled_copy, 32, None, remeasure=False).cached
     assert tuning.tune(bundled_copy, 32, None, remeasure=False).cached
-    installed = importlib.metadata.version  # pip upgrading onnxruntime changes its installed metadata
-
-    def upgraded(name):
-        return installed(name) + (".post-upgrade" if name == "onnxruntime" else "")
-
-    monkeypatch.setattr(importlib.metadata, "version", upgraded)
+    # pip upgrading onnxruntime changes its installed metadata: a newer one, first on the path, is what Python sees
+    upgraded = tmp_path / "upgraded"
+    newer = importlib.metadata.version("onnxruntime") + ".post1"
+    (upgraded / f"onnxruntime-{newer}.dist-info").mkdir(parents=True)
+    (upgraded / f"onnxruntime-{newer}.dist-info" / "METADATA").write_text(f"Name: onnxruntime\nVersion: {newer}\n")
+    monkeypatch.syspath_prepend(str(upgraded))
+    assert importlib.metadata.version("onnxruntime") == newer
     assert not tuning.tune(bundled_copy, 32, None, remeasure=False).cached
+
+
+def test_installed_versions_are_the_ones_importlib_metadata_reads(tmp_path, monkeypatch):
+    """The tuning cache's library versions (read from the metadata folders' names, for a fast start) are
+    importlib.metadata's for every distribution installed here, and for the ones it must resolve another way."""
+    import importlib.metadata
+
+    from ccstereo.runtime.backends.tuning_cache import installed_version
+
+    names = sorted({d.metadata["Name"] for d in importlib.metadata.distributions() if d.metadata["Name"]})
+    assert len(names) > 20 and {"numpy", "onnxruntime"} <= {n.lower() for n in names}
+    for name in names:
+        assert installed_version(name) == importlib.metadata.version(name), name
+    assert installed_version("not-a-distribution-here", "numpy") == importlib.metadata.version("numpy")
+    assert installed_version("not-a-distribution-here") == "absent"
+    # egg-info metadata, and two versions' folders side by side (a broken upgrade): as importlib.metadata says
+    odd = tmp_path / "odd"
+    folders = (("Odd_Dist.egg-info", "3.1"), ("twice-1.0.dist-info", "1.0"), ("twice-2.0.dist-info", "2.0"))
+    for folder, version in folders:
+        (odd / folder).mkdir(parents=True)
+        name = "odd-dist" if folder.startswith("Odd") else "twice"
+        metadata = odd / folder / ("PKG-INFO" if "egg" in folder else "METADATA")
+        metadata.write_text(f"Name: {name}\nVersion: {version}\n")
+    monkeypatch.syspath_prepend(str(odd))
+    assert installed_version("odd-dist") == importlib.metadata.version("odd-dist") == "3.1"
+    assert installed_version("twice") == importlib.metadata.version("twice")
 
 
 def test_ccs_run_says_what_it_chose_and_no_tune_uses_the_flag_rules(cache, tmp_path):

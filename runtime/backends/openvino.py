@@ -155,9 +155,9 @@ def _compiled(core, model_path: Path, config: dict, blob: Path | None):
     and (when ``blob`` is given) exported to it atomically; a cache that cannot be written costs only the time."""
     if blob is not None and blob.is_file():
         try:
-            return core.import_model(blob.read_bytes(), "CPU", config)
-        except (OSError, RuntimeError):
-            pass  # unreadable or from another build: compile again and replace it
+            return _imported(core, blob, config)
+        except (OSError, RuntimeError, ValueError):
+            pass  # unreadable, empty or from another build: compile again and replace it
     try:
         compiled = _compile(core, model_path, config)
     except RuntimeError as exc:  # OpenVINO's errors for a graph it cannot read or compile
@@ -172,6 +172,29 @@ def _compiled(core, model_path: Path, config: dict, blob: Path | None):
         except OSError:  # WriteError included
             pass
     return compiled
+
+
+# Kept graphs imported from their file's pages, never unmapped: the compiled model reads its weights there and does not
+# keep the mapping alive itself (dropping it segfaults the next inference). Keyed by the file's identity, so a process
+# maps each kept graph once; the cache replaces a file by renaming a new one over it, which leaves a mapping intact.
+_MAPPED: dict[tuple, Any] = {}
+
+
+def _imported(core, blob: Path, config: dict):
+    """Return the compiled graph kept at ``blob``, imported from its pages in memory (mapped, not read: ~0.09 s
+    instead of ~0.16 s for the full-size int8 graph, and its weights not copied into the process's own memory)."""
+    from openvino import Tensor
+
+    st = blob.stat()
+    key = (str(blob), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _MAPPED:
+        pages = np.memmap(blob, dtype=np.uint8, mode="c")  # copy-on-write: nothing can write the file through it
+        _MAPPED[key] = (pages, Tensor(pages, shared_memory=True))
+    try:
+        return core.import_model(_MAPPED[key][1], "CPU", config)
+    except BaseException:
+        del _MAPPED[key]  # nothing was made of it
+        raise
 
 
 def _compile(core, source, config: dict):

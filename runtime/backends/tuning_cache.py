@@ -81,15 +81,58 @@ def machine() -> dict[str, str]:
 
 
 def installed_version(*distributions: str) -> str:
-    """Return the installed version of the first of ``distributions`` found, or 'absent'."""
+    """Return the installed version of the first of ``distributions`` found, or 'absent'.
+
+    Read from the name of the distribution's ``NAME-VERSION.dist-info`` folder, searched along ``sys.path`` as
+    ``importlib.metadata`` searches it (the first folder that holds one wins): ~0.1 ms, where importing
+    ``importlib.metadata`` alone takes ~15 ms of every start. Anything else (an .egg-info, two candidates in one
+    folder) is asked of ``importlib.metadata``."""
+    for name in distributions:
+        found = _dist_info_version(name)
+        if found is None:
+            found = _metadata_version(name)
+        if found != "absent":
+            return found
+    return "absent"
+
+
+def _dist_info_version(name: str) -> str | None:
+    """The version in the name of ``name``'s one .dist-info folder in the first ``sys.path`` entry that has any
+    metadata of it; 'absent' where no entry has; None where the folder names do not settle it."""
+    import re
+    import sys
+
+    wanted = re.sub(r"[-_.]+", "_", name).lower()
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:  # missing folders, zip files
+            continue
+        mine = [n for n in names if n.lower().startswith(wanted) and _distribution_of(n) == wanted]
+        if not mine:
+            continue
+        stem = mine[0][: -len(".dist-info")]
+        if len(mine) == 1 and mine[0].endswith(".dist-info") and stem.count("-") == 1:
+            return stem.partition("-")[2]
+        return None
+    return "absent"
+
+
+def _distribution_of(folder: str) -> str | None:
+    """The normalised distribution name of a metadata folder (``Name-1.0.dist-info``, ``name.egg-info``...)."""
+    for suffix in (".dist-info", ".egg-info"):
+        if folder.endswith(suffix):
+            return folder[: -len(suffix)].partition("-")[0].replace(".", "_").lower()
+    return None
+
+
+def _metadata_version(name: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    for name in distributions:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            continue
-    return "absent"
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "absent"
 
 
 def _overridden() -> str:

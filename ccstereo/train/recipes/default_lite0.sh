@@ -45,5 +45,5 @@ ccs-train "$run/mix" --train-split "$run/mix/splits/split1/train.txt" --val-spli
   -o "$run/train" --steps 2000 --batch-size 16 --visual-trunk efficientnet_lite0 --resnet-width 32 --aspp-hidden 128 \
   --init "$run/init.onnx" --frozen-bn --freeze-trunk --lr-visual 1e-3 --lr-audio 2e-4 --mirror \
   --objectness-weight 0.5 --ild-weight 0.1 --bf16 --val-every 1000 --val-clips 4 --seed 0
-# 3. The export, without int8: calibrating this graph on 16 videos ran out of 24 GiB (noted in the README).
+# 3. The export, without int8: calibrating this graph on 16 videos ran out of 24 GiB (noted in docs/quality.md).
 [ -f "$run/model/model.onnx" ] || ccs-export "$run/train/last.safetensors" -o "$run/model" --mirror-tta --int8 off

@@ -8,7 +8,7 @@
 # unseen city clip 87 % / 90 %, photo cards 82 % / 76 %, the 40 scenes' one-object frames 88 % / 83 %.
 # Same data, seeds, losses, rates and start as default_lite0_cut.sh.
 # Step 5 (the bundled default since 2026-12-07): the same with --strong-jitter (wider brightness, contrast and colour
-# changes of the pictures, some grey): lone objects over the held-out city footage 71 % -> 77 % (README, "Real
+# changes of the pictures, some grey): lone objects over the held-out city footage 71 % -> 77 % (docs/quality.md, "Real
 # scenes"). JITTER=mild gives step 4 (the default before it) from the same data and start.
 # Resumable: run it again with the same RUN folder and it skips the data it already wrote and continues training
 # from the last checkpoint.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # default_lite0_half.sh (step 5: EfficientNet-Lite0's first 11 blocks, ImageNet weights, frozen, half-size pictures,
-# --strong-jitter) with two changes, each measured on validation scenes of their own (README, "Real scenes"):
+# --strong-jitter) with two changes, each measured on validation scenes of their own (docs/quality.md, "Real scenes"):
 # - 300 more training scenes shaped like the independent check, from the training side's assets: every pasted object
 #   sounds and nothing else is pasted (--max-silent 0), half of them photo cards, 70 % over footage (seeds 2200-2201);
 # - --ild-weight 0.5 instead of 0.1 (the level difference in dB weighs more against the spectrogram error).

@@ -23,7 +23,7 @@ scenes "$run/shapes" 1000 shapes 120 --no-mp4
 # 2. Warm start from the previous default (the coloured-shapes model, bundled until 2026-12-04): its exported graph
 #    from git history, its weights recovered exactly (ccstereo.model.from_onnx) and trained on real + shapes with
 #    mirroring and objectness, BatchNorm statistics frozen. (Trained from scratch, the real-scene runs learned to
-#    ignore the picture: README "Quality".)
+#    ignore the picture: docs/quality.md.)
 if [ ! -f "$run/init.onnx" ]; then
   git -C "$(dirname "$0")" show e59b5c1:runtime/assets/default/model.onnx > "$run/init.onnx.part"
   mv "$run/init.onnx.part" "$run/init.onnx"

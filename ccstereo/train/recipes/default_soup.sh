@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Step 7: the mean of two runs' weights ("model soup", README "Real scenes", step 7).
+# Step 7: the mean of two runs' weights ("model soup", docs/quality.md, "Real scenes", step 7).
 # - Run A is default_lone.sh's (step 6): its weights at step 1000.
 # - Run B is the same training (same start, options and seed) on 600 more lone-object scenes of the same kind
 #   (seeds 2202-2205): its weights at step 1500.

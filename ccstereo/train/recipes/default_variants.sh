@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Variants of step 7's second run (run B of default_soup.sh: the same scenes, start, seed and options), each
-# measured on the validation scenes (README, "Real scenes", 2026-12-07):
+# measured on the validation scenes (docs/quality.md, "Real scenes", 2026-12-07):
 # - gate: --objectness-gate (the model weighs each visual cell by its own objectness score); not taken;
 # - tail: --trunk-tail 3 --lr-trunk 1e-4 (the frozen ImageNet trunk's last stage, blocks 8-10, learns); not taken;
 # - side: --ild-side-weight 0.5 (a hinge on the side of each window's ILD, beside the level loss); not taken;

@@ -167,6 +167,34 @@ print(all(np.array_equal(engine.run(frames, mono, index), first) for _ in range(
     assert done.stdout.strip() == "True"
 
 
+def test_a_kept_graph_on_a_file_system_that_cannot_map_it_is_read_not_compiled_again(tmp_path, monkeypatch, exported):
+    """Where the cache's file system refuses to map files (mmap fails with ENODEV there), the kept graph is read
+    into memory and imported as before: not compiled again and rewritten at every start. (No such file system is
+    at hand here: the refusal is np.memmap's OSError, raised for it.)"""
+    pytest.importorskip("openvino")
+    import errno
+
+    import numpy as np
+
+    from ccstereo.runtime.backends import openvino as ov_backend
+    from ccstereo.runtime.backends.choose import build
+
+    monkeypatch.setenv("CCSTEREO_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)
+    mono, index = rng.standard_normal((3, 10080)).astype(np.float32), np.array([0, 1, 1])
+    first = build(exported, INT8).run(frames, mono, index)
+    (blob,) = (tmp_path / "cache" / "compiled").iterdir()
+    written = blob.stat().st_mtime_ns
+
+    def refused(*args, **kwargs):
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(ov_backend.np, "memmap", refused)
+    assert np.array_equal(build(exported, INT8).run(frames, mono, index), first)
+    assert blob.stat().st_mtime_ns == written  # imported, not compiled and written again
+
+
 def test_every_precision_can_be_asked_for_on_any_cpu_but_only_units_are_timed(monkeypatch, exported):
     """OpenVINO emulates a missing BF16 unit, so bf16 asked by name is a candidate on every CPU (its accuracy
     check decides); the tuner times it only where the CPU has the unit (emulated it would only lose)."""

@@ -188,12 +188,15 @@ def _imported(core, blob: Path, config: dict):
     st = blob.stat()
     key = (str(blob), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _MAPPED:
-        pages = np.memmap(blob, dtype=np.uint8, mode="c")  # copy-on-write: nothing can write the file through it
+        try:
+            pages = np.memmap(blob, dtype=np.uint8, mode="c")  # copy-on-write: nothing can write the file through it
+        except OSError:  # a file system that cannot map files: read it (as before), not compile it again
+            return core.import_model(blob.read_bytes(), "CPU", config)
         _MAPPED[key] = (pages, Tensor(pages, shared_memory=True))
     try:
         return core.import_model(_MAPPED[key][1], "CPU", config)
     except BaseException:
-        del _MAPPED[key]  # nothing was made of it
+        _MAPPED.pop(key, None)  # nothing was made of it
         raise
 
 

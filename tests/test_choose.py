@@ -107,6 +107,15 @@ def test_an_engine_runs_what_it_is_given_the_gate_is_the_choosers(tmp_path, expo
         choose(("auto", "int8"), [INT8], Known({INT8: Evidence(12.0, 0.0, "at export")}, False), None, tmp_path)
 
 
+def _batch(seed: int):
+    """Two random pictures and three windows of noise for the fixture model: (frames, mono, frame_index)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)
+    return frames, rng.standard_normal((3, 10080)).astype(np.float32), np.array([0, 1, 1])
+
+
 def test_a_compiled_graph_is_kept_and_a_damaged_one_is_compiled_again(tmp_path, monkeypatch, exported):
     """OpenVINO's compiled graph is written once (atomically) to the user cache and imported on the next start;
     the imported engine computes the same bits; a damaged blob is compiled again and replaced, never trusted."""
@@ -116,9 +125,7 @@ def test_a_compiled_graph_is_kept_and_a_damaged_one_is_compiled_again(tmp_path, 
     from ccstereo.runtime.backends.choose import build
 
     monkeypatch.setenv("CCSTEREO_CACHE_DIR", str(tmp_path / "cache"))
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)
-    mono, index = rng.standard_normal((3, 10080)).astype(np.float32), np.array([0, 1, 1])
+    frames, mono, index = _batch(0)
     first = build(exported, INT8).run(frames, mono, index)
     blobs = list((tmp_path / "cache" / "compiled").iterdir())
     assert [b.suffix for b in blobs] == [".blob"]  # one file, no temporary left beside it
@@ -180,9 +187,7 @@ def test_a_kept_graph_on_a_file_system_that_cannot_map_it_is_read_not_compiled_a
     from ccstereo.runtime.backends.choose import build
 
     monkeypatch.setenv("CCSTEREO_CACHE_DIR", str(tmp_path / "cache"))
-    rng = np.random.default_rng(1)
-    frames = rng.integers(0, 256, (2, 224, 448, 3), dtype=np.uint8)
-    mono, index = rng.standard_normal((3, 10080)).astype(np.float32), np.array([0, 1, 1])
+    frames, mono, index = _batch(1)
     first = build(exported, INT8).run(frames, mono, index)
     (blob,) = (tmp_path / "cache" / "compiled").iterdir()
     written = blob.stat().st_mtime_ns

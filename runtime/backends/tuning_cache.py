@@ -99,31 +99,37 @@ def installed_version(*distributions: str) -> str:
 def _dist_info_version(name: str) -> str | None:
     """The version in the name of ``name``'s one .dist-info folder in the first ``sys.path`` entry that has any
     metadata of it; 'absent' where no entry has; None where the folder names do not settle it."""
-    import re
     import sys
 
-    wanted = re.sub(r"[-_.]+", "_", name).lower()
+    wanted = _normalised(name)
     for entry in sys.path:
         try:
             names = os.listdir(entry or ".")
         except OSError:  # missing folders, zip files
             continue
-        mine = [n for n in names if n.lower().startswith(wanted) and _distribution_of(n) == wanted]
+        mine = [(n, parts) for n in names if (parts := _name_and_version(n)) and _normalised(parts[0]) == wanted]
         if not mine:
             continue
-        stem = mine[0][: -len(".dist-info")]
-        if len(mine) == 1 and mine[0].endswith(".dist-info") and stem.count("-") == 1:
-            return stem.partition("-")[2]
-        return None
+        folder, (_, version) = mine[0]
+        one = len(mine) == 1 and folder.endswith(".dist-info")
+        return version if one and version and "-" not in version else None
     return "absent"
 
 
-def _distribution_of(folder: str) -> str | None:
-    """The normalised distribution name of a metadata folder (``Name-1.0.dist-info``, ``name.egg-info``...)."""
+def _name_and_version(folder: str) -> tuple[str, str] | None:
+    """(name, version) of a metadata folder (``Name-1.0.dist-info``, ``name.egg-info``: no version), else None."""
     for suffix in (".dist-info", ".egg-info"):
         if folder.endswith(suffix):
-            return folder[: -len(suffix)].partition("-")[0].replace(".", "_").lower()
+            name, _, version = folder[: -len(suffix)].partition("-")
+            return name, version
     return None
+
+
+def _normalised(name: str) -> str:
+    """A distribution's name normalised as its metadata folders may spell it (PEP 503, with underscores)."""
+    import re
+
+    return re.sub(r"[-_.]+", "_", name).lower()
 
 
 def _metadata_version(name: str) -> str:
